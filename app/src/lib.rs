@@ -1,0 +1,10 @@
+//! The Gevulot node's core: the transaction model, validation, storage and the core API.
+//!
+//! *Architecture invariant:* this crate knows nothing of HTTP, JSON-RPC, OpenAPI or HTML; no
+//! `axum`, `jsonrpsee`, `utoipa` or `leptos` appears in its dependency tree (a test checks).
+
+pub mod crypto;
+pub mod node;
+pub mod store;
+pub mod tx;
+pub mod validate;

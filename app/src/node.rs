@@ -1,0 +1,112 @@
+//! The core API that every front door (JSON-RPC, REST, console, P2P) calls. It knows nothing
+//! of HTTP: a handler extracts its input, calls a method here, and maps the result.
+
+use crate::store::{Inserted, Source, Store, StoreError};
+use crate::tx::{Hash, Transaction};
+use crate::validate::{self, Limits, ValidationError};
+
+/// Who may author transactions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AclPolicy {
+    /// Anyone with a valid signature.
+    Open,
+    /// Only keys on the whitelist in the database (the node's own results are always accepted).
+    Whitelist,
+}
+
+/// The outcome of a submission that was accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Submitted {
+    pub hash: Hash,
+    /// False when the transaction was already stored (a replay changes nothing).
+    pub new: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("the transaction could not be stored; nothing was changed, retry later")]
+    Store(#[from] StoreError),
+}
+
+/// Validates and stores transactions: the one intake path.
+#[derive(Clone, Debug)]
+pub struct Intake {
+    store: Store,
+    limits: Limits,
+    acl: AclPolicy,
+}
+
+impl Intake {
+    pub fn new(store: Store, limits: Limits, acl: AclPolicy) -> Self {
+        Self { store, limits, acl }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Validates `tx` and stores it durably before returning. A transaction already stored is
+    /// acknowledged again without any change (idempotent; no reset of execution state).
+    pub async fn submit(&self, tx: &Transaction, source: Source) -> Result<Submitted, SubmitError> {
+        self.check(tx, source).await?;
+        let outcome = self.store.insert_transaction(tx, source).await?;
+        Ok(Submitted {
+            hash: tx.hash,
+            new: matches!(outcome, Inserted::New(_)),
+        })
+    }
+
+    /// Validates and stores many transactions in one database commit. Stops at the first invalid
+    /// transaction without storing any of them.
+    pub async fn submit_batch(
+        &self,
+        txs: &[Transaction],
+        source: Source,
+    ) -> Result<Vec<Submitted>, SubmitError> {
+        for tx in txs {
+            self.check(tx, source).await?;
+        }
+        let outcomes = self.store.insert_transactions(txs, source).await?;
+        Ok(txs
+            .iter()
+            .zip(outcomes)
+            .map(|(tx, o)| Submitted {
+                hash: tx.hash,
+                new: matches!(o, Inserted::New(_)),
+            })
+            .collect())
+    }
+
+    /// Every rule, stateless and stateful, without storing.
+    pub async fn check(&self, tx: &Transaction, source: Source) -> Result<(), SubmitError> {
+        validate::validate(tx, &self.limits)?;
+        if self.acl == AclPolicy::Whitelist
+            && source != Source::Node
+            && !self.store.acl_contains(&tx.author).await?
+        {
+            return Err(ValidationError::AuthorNotWhitelisted(tx.author.to_hex()).into());
+        }
+        if let (Some(parent), Some((allowed, expected))) =
+            (tx.payload.parent(), validate::expected_parent(tx.kind()))
+        {
+            if let Some(found) = self.store.transaction_kind(&parent).await? {
+                if !allowed.contains(&found) {
+                    return Err(ValidationError::ParentWrongKind {
+                        kind: tx.kind(),
+                        parent,
+                        found,
+                        expected,
+                    }
+                    .into());
+                }
+            }
+        }
+        Ok(())
+    }
+}

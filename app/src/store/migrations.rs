@@ -1,0 +1,42 @@
+//! The embedded migrations. Each entry is one numbered step with its PostgreSQL and SQLite
+//! text; a test checks that every file in `migrations/` is listed here and nothing else.
+
+use std::borrow::Cow;
+
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+use super::BackendKind;
+
+/// `(version, description, postgres file, sqlite file, postgres SQL, sqlite SQL)`.
+pub const MIGRATIONS: &[(i64, &str, &str, &str, &str, &str)] = &[(
+    1,
+    "init",
+    "0001_init.sql",
+    "0001_init.sql",
+    include_str!("../../../migrations/postgres/0001_init.sql"),
+    include_str!("../../../migrations/sqlite/0001_init.sql"),
+)];
+
+pub(super) fn migrator(backend: BackendKind) -> Migrator {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|(version, description, _, _, pg, lite)| {
+            let sql = match backend {
+                BackendKind::Postgres => *pg,
+                BackendKind::Sqlite => *lite,
+            };
+            Migration::new(
+                *version,
+                Cow::Borrowed(*description),
+                MigrationType::Simple,
+                sql.into_sql_str(),
+                false,
+            )
+        })
+        .collect::<Vec<_>>();
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ..Migrator::DEFAULT
+    }
+}

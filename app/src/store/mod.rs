@@ -1,0 +1,1086 @@
+//! Storage: every SQL statement of the node lives in this module.
+//!
+//! One [`Store`] speaks to PostgreSQL (production) or SQLite (the embedded default), chosen by
+//! the database URL's scheme. Queries are runtime-checked (`sqlx::query` + `Row::try_get`) and
+//! written in the SQL subset both databases accept (`$N` placeholders, `ON CONFLICT`,
+//! `RETURNING`); the [`dispatch!`] macro expands one query body once per backend, so each query is
+//! written once. Migrations live in `migrations/postgres` and `migrations/sqlite` with the same
+//! logical schema (a test compares them).
+//!
+//! *Architecture invariant:* a write returns only after its database transaction committed
+//! (SQLite runs in WAL mode with `synchronous=FULL`), so anything acknowledged is durable.
+
+mod migrations;
+mod schema;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::AssertSqlSafe;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use migrations::MIGRATIONS;
+pub use schema::{SchemaColumn, SchemaDescription, SchemaIndex};
+
+use crate::crypto::{PublicKey, Signature};
+use crate::tx::rpc::TransactionTree;
+use crate::tx::{Hash, Kind, Payload, ProgramMetadata, ResourceRequest, Transaction};
+
+/// Expands `$body` once per backend with `$pool` bound to that backend's pool.
+macro_rules! dispatch {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            Backend::Postgres($pool) => $body,
+            Backend::Sqlite($pool) => $body,
+        }
+    };
+}
+
+#[derive(Clone, Debug)]
+enum Backend {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Which database a [`Store`] speaks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    Postgres,
+    Sqlite,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Postgres => "postgres",
+            BackendKind::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// Errors from the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "unsupported database URL {0}: use postgres://user:password@host/db or sqlite:///path/to/file.db"
+    )]
+    UnsupportedUrl(String),
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed; the schema is unchanged where the failing step began")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How a transaction reached this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// JSON-RPC.
+    Rpc,
+    /// The REST API.
+    Rest,
+    /// The web console.
+    Console,
+    /// A peer over P2P.
+    P2p,
+    /// Produced by this node (Proof, Verification).
+    Node,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Rpc => "rpc",
+            Source::Rest => "rest",
+            Source::Console => "console",
+            Source::P2p => "p2p",
+            Source::Node => "node",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Source::Rpc,
+            Source::Rest,
+            Source::Console,
+            Source::P2p,
+            Source::Node,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// A transaction as stored, with what the node knows about its arrival.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredTransaction {
+    pub tx: Transaction,
+    /// Insertion order; the keyset for pagination.
+    pub seq: i64,
+    pub source: Source,
+    /// Milliseconds since the Unix epoch.
+    pub received_at_ms: i64,
+}
+
+/// The result of storing a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inserted {
+    /// Stored now, at this sequence number.
+    New(i64),
+    /// Already stored; nothing changed.
+    AlreadyPresent,
+}
+
+/// A deployed program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Program {
+    pub hash: Hash,
+    pub name: String,
+    pub image_file_name: String,
+    pub image_file_url: String,
+    pub image_file_checksum: String,
+    /// What the Deploy asked for; `None` means the default ([`ResourceRequest::default`]).
+    pub resource_requirements: Option<ResourceRequest>,
+    /// `prover` or `verifier`, as first deployed.
+    pub role: String,
+    pub deploy_tx: Hash,
+    pub created_at_ms: i64,
+}
+
+/// Filters for listing transactions; all present filters must match.
+#[derive(Clone, Debug, Default)]
+pub struct TxFilter {
+    pub kind: Option<Kind>,
+    pub author: Option<PublicKey>,
+    /// Lowercase hex prefix of the hash (at most 64 characters).
+    pub hash_prefix: Option<String>,
+    pub parent: Option<Hash>,
+    /// Received at or after (ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// Received before (ms since the epoch).
+    pub until_ms: Option<i64>,
+}
+
+/// One page of a newest-first listing. `next` is the keyset to pass as `before` for the next page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<i64>,
+}
+
+/// Execution phases of a task. Terminal phases end a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    Queued,
+    WaitingForProgram,
+    Downloading,
+    WaitingForResources,
+    Booting,
+    Running,
+    Submitting,
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 11] = [
+        Phase::Queued,
+        Phase::WaitingForProgram,
+        Phase::Downloading,
+        Phase::WaitingForResources,
+        Phase::Booting,
+        Phase::Running,
+        Phase::Submitting,
+        Phase::Succeeded,
+        Phase::Failed,
+        Phase::Cancelled,
+        Phase::TimedOut,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Queued => "queued",
+            Phase::WaitingForProgram => "waiting_for_program",
+            Phase::Downloading => "downloading",
+            Phase::WaitingForResources => "waiting_for_resources",
+            Phase::Booting => "booting",
+            Phase::Running => "running",
+            Phase::Submitting => "submitting",
+            Phase::Succeeded => "succeeded",
+            Phase::Failed => "failed",
+            Phase::Cancelled => "cancelled",
+            Phase::TimedOut => "timed_out",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Phase::Succeeded | Phase::Failed | Phase::Cancelled | Phase::TimedOut
+        )
+    }
+}
+
+/// A unit of execution: one workflow step of one transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Task {
+    pub id: i64,
+    /// The Run (for a proving step) or the Proof (for a verifying step) being executed.
+    pub tx: Hash,
+    pub step_index: i64,
+    pub program: Hash,
+    /// `proof` or `verification`.
+    pub kind: String,
+    pub phase: Phase,
+    pub attempt: i64,
+    pub error: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
+}
+
+/// What to create a task from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewTask {
+    pub tx: Hash,
+    pub step_index: i64,
+    pub program: Hash,
+    pub kind: String,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// `url` with any password replaced by `***`, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // set_password only fails for URLs that cannot have credentials, which this one has.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_string(),
+        Err(_) => "<unparseable database URL>".to_string(),
+    }
+}
+
+/// Connection pool settings.
+#[derive(Clone, Debug)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The node's database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Backend,
+}
+
+/// A `transactions` row in [`TX_COLUMNS`] order.
+type TxTuple = (i64, String, String, String, String, String, String, i64);
+
+struct TxRow {
+    seq: i64,
+    hash: String,
+    author: String,
+    nonce: String,
+    signature: String,
+    payload: String,
+    source: String,
+    received_at: i64,
+}
+
+const TX_COLUMNS: &str = "seq, hash, author, nonce, signature, payload, source, received_at";
+
+impl TxRow {
+    fn from_tuple(t: TxTuple) -> Self {
+        let (seq, hash, author, nonce, signature, payload, source, received_at) = t;
+        Self {
+            seq,
+            hash,
+            author,
+            nonce,
+            signature,
+            payload,
+            source,
+            received_at,
+        }
+    }
+
+    fn decode_tuple(t: TxTuple) -> Result<StoredTransaction> {
+        Self::from_tuple(t).decode()
+    }
+
+    fn decode(self) -> Result<StoredTransaction> {
+        let corrupt =
+            |what: &str| StoreError::Corrupt(format!("transaction {}: {what}", self.hash));
+        let hash = Hash::from_hex(&self.hash).ok_or_else(|| corrupt("bad hash"))?;
+        let author = PublicKey::from_hex(&self.author).map_err(|_| corrupt("bad author"))?;
+        let nonce = self.nonce.parse().map_err(|_| corrupt("bad nonce"))?;
+        let sig_bytes: [u8; 64] = hex::decode(&self.signature)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| corrupt("bad signature"))?;
+        let payload: Payload = serde_json::from_str(&self.payload)
+            .map_err(|e| corrupt(&format!("bad payload: {e}")))?;
+        let source = Source::parse(&self.source).ok_or_else(|| corrupt("bad source"))?;
+        Ok(StoredTransaction {
+            tx: Transaction {
+                author,
+                hash,
+                payload,
+                nonce,
+                signature: Signature::from_bytes(&sig_bytes),
+                state: crate::tx::Marker,
+            },
+            seq: self.seq,
+            source,
+            received_at_ms: self.received_at,
+        })
+    }
+}
+
+/// A `programs` row in [`PROGRAM_COLUMNS`] order.
+type ProgramTuple = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    String,
+    String,
+    i64,
+);
+
+const PROGRAM_COLUMNS: &str = "hash, name, image_file_name, image_file_url, image_file_checksum, mem_mib, cpus, gpus, role, deploy_tx, created_at";
+
+struct ProgramRow {
+    hash: String,
+    name: String,
+    image_file_name: String,
+    image_file_url: String,
+    image_file_checksum: String,
+    mem_mib: Option<i64>,
+    cpus: Option<i64>,
+    gpus: Option<i64>,
+    role: String,
+    deploy_tx: String,
+    created_at: i64,
+}
+
+impl ProgramRow {
+    fn decode_tuple(t: ProgramTuple) -> Result<Program> {
+        let (
+            hash,
+            name,
+            image_file_name,
+            image_file_url,
+            image_file_checksum,
+            mem_mib,
+            cpus,
+            gpus,
+            role,
+            deploy_tx,
+            created_at,
+        ) = t;
+        Self {
+            hash,
+            name,
+            image_file_name,
+            image_file_url,
+            image_file_checksum,
+            mem_mib,
+            cpus,
+            gpus,
+            role,
+            deploy_tx,
+            created_at,
+        }
+        .decode()
+    }
+
+    fn decode(self) -> Result<Program> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("program {}: {what}", self.hash));
+        let resource_requirements = match (self.mem_mib, self.cpus, self.gpus) {
+            (Some(mem), Some(cpus), Some(gpus)) => Some(ResourceRequest {
+                mem: u64::try_from(mem).map_err(|_| corrupt("negative mem"))?,
+                cpus: u64::try_from(cpus).map_err(|_| corrupt("negative cpus"))?,
+                gpus: u64::try_from(gpus).map_err(|_| corrupt("negative gpus"))?,
+            }),
+            _ => None,
+        };
+        Ok(Program {
+            hash: Hash::from_hex(&self.hash).ok_or_else(|| corrupt("bad hash"))?,
+            deploy_tx: Hash::from_hex(&self.deploy_tx).ok_or_else(|| corrupt("bad deploy tx"))?,
+            name: self.name,
+            image_file_name: self.image_file_name,
+            image_file_url: self.image_file_url,
+            image_file_checksum: self.image_file_checksum,
+            resource_requirements,
+            role: self.role,
+            created_at_ms: self.created_at,
+        })
+    }
+}
+
+/// A `tasks` row in [`TASK_COLUMNS`] order.
+type TaskTuple = (
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
+
+struct TaskRow {
+    id: i64,
+    tx: String,
+    step_index: i64,
+    program: String,
+    kind: String,
+    phase: String,
+    attempt: i64,
+    error: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+}
+
+const TASK_COLUMNS: &str = "id, tx, step_index, program, kind, phase, attempt, error, created_at, updated_at, started_at, finished_at";
+
+impl TaskRow {
+    fn decode_tuple(t: TaskTuple) -> Result<Task> {
+        let (
+            id,
+            tx,
+            step_index,
+            program,
+            kind,
+            phase,
+            attempt,
+            error,
+            created_at,
+            updated_at,
+            started_at,
+            finished_at,
+        ) = t;
+        Self {
+            id,
+            tx,
+            step_index,
+            program,
+            kind,
+            phase,
+            attempt,
+            error,
+            created_at,
+            updated_at,
+            started_at,
+            finished_at,
+        }
+        .decode()
+    }
+
+    fn decode(self) -> Result<Task> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("task {}: {what}", self.id));
+        Ok(Task {
+            id: self.id,
+            tx: Hash::from_hex(&self.tx).ok_or_else(|| corrupt("bad tx"))?,
+            step_index: self.step_index,
+            program: Hash::from_hex(&self.program).ok_or_else(|| corrupt("bad program"))?,
+            kind: self.kind,
+            phase: Phase::parse(&self.phase).ok_or_else(|| corrupt("bad phase"))?,
+            attempt: self.attempt,
+            error: self.error,
+            created_at_ms: self.created_at,
+            updated_at_ms: self.updated_at,
+            started_at_ms: self.started_at,
+            finished_at_ms: self.finished_at,
+        })
+    }
+}
+
+/// A bind value for queries assembled at run time.
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// Inserts one transaction and its derived rows inside the open database transaction `$t`.
+/// Evaluates to `Inserted`.
+macro_rules! insert_one {
+    ($t:expr, $stx:expr, $source:expr, $now:expr) => {{
+        let tx: &Transaction = $stx;
+        let hash = tx.hash.to_hex();
+        let payload = serde_json::to_string(&tx.payload)
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode payload: {e}")))?;
+        let seq: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO transactions (hash, author, kind, nonce, signature, payload, parent, source, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (hash) DO NOTHING RETURNING seq",
+        )
+        .bind(&hash)
+        .bind(tx.author.to_hex())
+        .bind(tx.kind().as_str())
+        .bind(tx.nonce.to_string())
+        .bind(tx.signature.to_hex())
+        .bind(payload)
+        .bind(tx.payload.parent().map(|p| p.to_hex()))
+        .bind($source.as_str())
+        .bind($now)
+        .fetch_optional(&mut *$t)
+        .await?;
+        match seq {
+            None => Inserted::AlreadyPresent,
+            Some(seq) => {
+                match &tx.payload {
+                    Payload::Deploy { prover, verifier, .. } => {
+                        for (role, meta) in [("prover", prover), ("verifier", verifier)] {
+                            let (mem, cpus, gpus) = resources_columns(meta);
+                            sqlx::query(
+                                "INSERT INTO programs (hash, name, image_file_name, image_file_url, image_file_checksum, \
+                                 mem_mib, cpus, gpus, role, deploy_tx, created_at) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (hash) DO NOTHING",
+                            )
+                            .bind(meta.hash.to_hex())
+                            .bind(&meta.name)
+                            .bind(&meta.image_file_name)
+                            .bind(&meta.image_file_url)
+                            .bind(&meta.image_file_checksum)
+                            .bind(mem)
+                            .bind(cpus)
+                            .bind(gpus)
+                            .bind(role)
+                            .bind(&hash)
+                            .bind($now)
+                            .execute(&mut *$t)
+                            .await?;
+                        }
+                    }
+                    Payload::Run { workflow } => {
+                        for (i, step) in workflow.steps.iter().enumerate() {
+                            sqlx::query(
+                                "INSERT INTO workflow_steps (run_tx, step_index, program) VALUES ($1, $2, $3)",
+                            )
+                            .bind(&hash)
+                            .bind(i as i64)
+                            .bind(step.program.to_hex())
+                            .execute(&mut *$t)
+                            .await?;
+                        }
+                    }
+                    Payload::Proof { files, .. } | Payload::Verification { files, .. } => {
+                        for (i, file) in files.iter().enumerate() {
+                            sqlx::query(
+                                "INSERT INTO tx_files (tx, file_index, vm_path, checksum) VALUES ($1, $2, $3, $4)",
+                            )
+                            .bind(&hash)
+                            .bind(i as i64)
+                            .bind(&file.name)
+                            .bind(file.checksum.to_hex())
+                            .execute(&mut *$t)
+                            .await?;
+                        }
+                    }
+                    _ => {}
+                }
+                Inserted::New(seq)
+            }
+        }
+    }};
+}
+
+fn resources_columns(meta: &ProgramMetadata) -> (Option<i64>, Option<i64>, Option<i64>) {
+    match meta.resource_requirements {
+        // Validation bounds these far below i64::MAX.
+        Some(r) => (
+            Some(i64::try_from(r.mem).unwrap_or(i64::MAX)),
+            Some(i64::try_from(r.cpus).unwrap_or(i64::MAX)),
+            Some(i64::try_from(r.gpus).unwrap_or(i64::MAX)),
+        ),
+        None => (None, None, None),
+    }
+}
+
+impl Store {
+    /// Connects to the database named by `url`: `postgres://…`/`postgresql://…` or `sqlite:…`.
+    /// A SQLite file is created if missing.
+    pub async fn connect(url: &str, options: &PoolOptions) -> Result<Self> {
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(options.acquire_timeout)
+                .connect(url)
+                .await?;
+            Backend::Postgres(pool)
+        } else if url.starts_with("sqlite:") {
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            let connect = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(if in_memory {
+                    SqliteJournalMode::Memory
+                } else {
+                    SqliteJournalMode::Wal
+                })
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(options.acquire_timeout);
+            let mut pool = SqlitePoolOptions::new()
+                .max_connections(if in_memory {
+                    1
+                } else {
+                    options.max_connections.clamp(1, 8)
+                })
+                .acquire_timeout(options.acquire_timeout);
+            if in_memory {
+                // Each new in-memory connection would be a new, empty database: keep the one.
+                pool = pool
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None);
+            }
+            Backend::Sqlite(pool.connect_with(connect).await?)
+        } else {
+            return Err(StoreError::UnsupportedUrl(redact_url(url)));
+        };
+        Ok(Self { backend })
+    }
+
+    pub fn backend(&self) -> BackendKind {
+        match self.backend {
+            Backend::Postgres(_) => BackendKind::Postgres,
+            Backend::Sqlite(_) => BackendKind::Sqlite,
+        }
+    }
+
+    /// Creates or upgrades the schema. Safe to run repeatedly and from several processes.
+    pub async fn migrate(&self) -> Result<()> {
+        dispatch!(self, pool => migrations::migrator(self.backend()).run(pool).await?);
+        Ok(())
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        dispatch!(self, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        dispatch!(self, pool => pool.close().await);
+    }
+
+    /// A normalised description of the schema, for comparing the two backends.
+    pub async fn describe_schema(&self) -> Result<SchemaDescription> {
+        match &self.backend {
+            Backend::Postgres(pool) => schema::describe_postgres(pool).await,
+            Backend::Sqlite(pool) => schema::describe_sqlite(pool).await,
+        }
+    }
+
+    /// Stores a transaction and what derives from it (programs of a Deploy, steps of a Run,
+    /// files of a Proof/Verification) atomically. A transaction already stored is left as it is.
+    pub async fn insert_transaction(&self, tx: &Transaction, source: Source) -> Result<Inserted> {
+        let now = now_ms();
+        dispatch!(self, pool => {
+            let mut t = pool.begin().await?;
+            let outcome = insert_one!(t, tx, source, now);
+            t.commit().await?;
+            Ok(outcome)
+        })
+    }
+
+    /// Stores many transactions in one database transaction (one commit, one sync).
+    pub async fn insert_transactions(
+        &self,
+        txs: &[Transaction],
+        source: Source,
+    ) -> Result<Vec<Inserted>> {
+        let now = now_ms();
+        dispatch!(self, pool => {
+            let mut t = pool.begin().await?;
+            let mut out = Vec::with_capacity(txs.len());
+            for tx in txs {
+                out.push(insert_one!(t, tx, source, now));
+            }
+            t.commit().await?;
+            Ok(out)
+        })
+    }
+
+    pub async fn get_transaction(&self, hash: &Hash) -> Result<Option<StoredTransaction>> {
+        let sql = format!("SELECT {TX_COLUMNS} FROM transactions WHERE hash = $1");
+        let row: Option<TxTuple> = dispatch!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql)).bind(hash.to_hex()).fetch_optional(pool).await?
+        });
+        row.map(TxRow::decode_tuple).transpose()
+    }
+
+    /// The kind of a stored transaction, if stored.
+    pub async fn transaction_kind(&self, hash: &Hash) -> Result<Option<Kind>> {
+        let kind: Option<String> = dispatch!(self, pool => {
+            sqlx::query_scalar("SELECT kind FROM transactions WHERE hash = $1")
+                .bind(hash.to_hex())
+                .fetch_optional(pool)
+                .await?
+        });
+        kind.map(|k| Kind::parse(&k).ok_or_else(|| StoreError::Corrupt(format!("bad kind {k}"))))
+            .transpose()
+    }
+
+    pub async fn count_transactions(&self) -> Result<i64> {
+        let n: i64 = dispatch!(self, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM transactions").fetch_one(pool).await?
+        });
+        Ok(n)
+    }
+
+    /// Newest first. `before` is the keyset from the previous page's `next`.
+    pub async fn list_transactions(
+        &self,
+        filter: &TxFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<StoredTransaction>> {
+        let mut sql = format!("SELECT {TX_COLUMNS} FROM transactions WHERE 1 = 1");
+        let mut binds = Vec::new();
+        let mut push = |sql: &mut String, cond: &str, bind: Bind| {
+            binds.push(bind);
+            sql.push_str(&cond.replace("$?", &format!("${}", binds.len())));
+        };
+        if let Some(kind) = filter.kind {
+            push(&mut sql, " AND kind = $?", Bind::Text(kind.as_str().into()));
+        }
+        if let Some(author) = &filter.author {
+            push(&mut sql, " AND author = $?", Bind::Text(author.to_hex()));
+        }
+        if let Some(parent) = &filter.parent {
+            push(&mut sql, " AND parent = $?", Bind::Text(parent.to_hex()));
+        }
+        if let Some(prefix) = &filter.hash_prefix {
+            // A range on the index instead of LIKE, which needs special operator classes.
+            let low = prefix.to_ascii_lowercase();
+            if !low.is_empty() {
+                let high = format!("{low}g");
+                push(&mut sql, " AND hash >= $?", Bind::Text(low));
+                push(&mut sql, " AND hash < $?", Bind::Text(high));
+            }
+        }
+        if let Some(since) = filter.since_ms {
+            push(&mut sql, " AND received_at >= $?", Bind::Int(since));
+        }
+        if let Some(until) = filter.until_ms {
+            push(&mut sql, " AND received_at < $?", Bind::Int(until));
+        }
+        if let Some(before) = before {
+            push(&mut sql, " AND seq < $?", Bind::Int(before));
+        }
+        let limit = limit.clamp(1, 1000);
+        push(
+            &mut sql,
+            " ORDER BY seq DESC LIMIT $?",
+            Bind::Int(i64::from(limit) + 1),
+        );
+        let rows: Vec<TxTuple> = dispatch!(self, pool => {
+            let mut q = sqlx::query_as(AssertSqlSafe(sql));
+            for b in binds {
+                q = match b {
+                    Bind::Text(s) => q.bind(s),
+                    Bind::Int(i) => q.bind(i),
+                };
+            }
+            q.fetch_all(pool).await?
+        });
+        let mut items = rows
+            .into_iter()
+            .map(TxRow::decode_tuple)
+            .collect::<Result<Vec<_>>>()?;
+        let next = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|t| t.seq)
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    /// The Run → Proof → Verification tree containing `hash`, or `None` when `hash` is not a
+    /// stored Run, Proof or Verification. Works at every stage: a Run without proofs is a root
+    /// without children.
+    pub async fn transaction_tree(&self, hash: &Hash) -> Result<Option<TransactionTree>> {
+        // Walk up to the root (at most Verification → Proof → Run).
+        let mut current = *hash;
+        let mut found_any = false;
+        for _ in 0..4 {
+            let row: Option<(String, Option<String>)> = dispatch!(self, pool => {
+                sqlx::query_as("SELECT kind, parent FROM transactions WHERE hash = $1")
+                    .bind(current.to_hex())
+                    .fetch_optional(pool)
+                    .await?
+            });
+            let Some((kind, parent)) = row else { break };
+            match (
+                Kind::parse(&kind),
+                parent.as_deref().and_then(Hash::from_hex),
+            ) {
+                (Some(Kind::Run), _) => {
+                    found_any = true;
+                    break;
+                }
+                (Some(Kind::Proof | Kind::Verification), Some(parent)) => {
+                    found_any = true;
+                    let parent_known = self.transaction_kind(&parent).await?.is_some();
+                    if !parent_known {
+                        break;
+                    }
+                    current = parent;
+                }
+                _ => return Ok(None),
+            }
+        }
+        if !found_any {
+            return Ok(None);
+        }
+        let root = current;
+        let mut rows: Vec<(String, String, i64)> = dispatch!(self, pool => {
+            sqlx::query_as(
+                "SELECT hash, parent, seq FROM transactions WHERE parent = $1 AND kind = 'proof' \
+                 UNION ALL \
+                 SELECT v.hash, v.parent, v.seq FROM transactions v \
+                 JOIN transactions p ON v.parent = p.hash \
+                 WHERE p.parent = $1 AND p.kind = 'proof' AND v.kind = 'verification'",
+            )
+            .bind(root.to_hex())
+            .fetch_all(pool)
+            .await?
+        });
+        // Children in arrival order.
+        rows.sort_by_key(|(_, _, seq)| *seq);
+        let mut edges = Vec::with_capacity(rows.len());
+        for (h, p, _) in rows {
+            match (Hash::from_hex(&h), Hash::from_hex(&p)) {
+                (Some(h), Some(p)) => edges.push((h, p)),
+                _ => return Err(StoreError::Corrupt(format!("bad tree edge {h} -> {p}"))),
+            }
+        }
+        Ok(Some(TransactionTree::build(root, &edges)))
+    }
+
+    pub async fn get_program(&self, hash: &Hash) -> Result<Option<Program>> {
+        let row: Option<ProgramTuple> = dispatch!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(format!("SELECT {PROGRAM_COLUMNS} FROM programs WHERE hash = $1")))
+                .bind(hash.to_hex())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(ProgramRow::decode_tuple).transpose()
+    }
+
+    /// Programs by name then hash.
+    pub async fn list_programs(&self, limit: u32) -> Result<Vec<Program>> {
+        let rows: Vec<ProgramTuple> = dispatch!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(format!("SELECT {PROGRAM_COLUMNS} FROM programs ORDER BY name, hash LIMIT $1")))
+                .bind(i64::from(limit.clamp(1, 1000)))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(ProgramRow::decode_tuple).collect()
+    }
+
+    /// Runs whose workflow uses `program`, newest first.
+    pub async fn runs_using_program(&self, program: &Hash, limit: u32) -> Result<Vec<Hash>> {
+        let rows: Vec<String> = dispatch!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT s.run_tx FROM workflow_steps s JOIN transactions t ON t.hash = s.run_tx \
+                 WHERE s.program = $1 ORDER BY t.seq DESC LIMIT $2",
+            )
+            .bind(program.to_hex())
+            .bind(i64::from(limit.clamp(1, 1000)))
+            .fetch_all(pool)
+            .await?
+        });
+        rows.iter()
+            .map(|h| {
+                Hash::from_hex(h).ok_or_else(|| StoreError::Corrupt(format!("bad run hash {h}")))
+            })
+            .collect()
+    }
+
+    /// Adds a key to the ACL whitelist. Returns whether it was new.
+    pub async fn acl_add(&self, key: &PublicKey) -> Result<bool> {
+        let done = dispatch!(self, pool => {
+            sqlx::query("INSERT INTO acl_whitelist (key, added_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                .bind(key.to_hex())
+                .bind(now_ms())
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    /// Removes a key from the ACL whitelist. Returns whether it was there.
+    pub async fn acl_remove(&self, key: &PublicKey) -> Result<bool> {
+        let done = dispatch!(self, pool => {
+            sqlx::query("DELETE FROM acl_whitelist WHERE key = $1")
+                .bind(key.to_hex())
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    pub async fn acl_contains(&self, key: &PublicKey) -> Result<bool> {
+        let found: Option<String> = dispatch!(self, pool => {
+            sqlx::query_scalar("SELECT key FROM acl_whitelist WHERE key = $1")
+                .bind(key.to_hex())
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(found.is_some())
+    }
+
+    pub async fn acl_list(&self) -> Result<Vec<PublicKey>> {
+        let keys: Vec<String> = dispatch!(self, pool => {
+            sqlx::query_scalar("SELECT key FROM acl_whitelist ORDER BY key")
+                .fetch_all(pool)
+                .await?
+        });
+        keys.iter()
+            .map(|k| {
+                PublicKey::from_hex(k).map_err(|_| StoreError::Corrupt(format!("bad ACL key {k}")))
+            })
+            .collect()
+    }
+
+    /// Creates a task in phase `queued`, or returns the existing one for the same step.
+    pub async fn create_task(&self, new: &NewTask) -> Result<Task> {
+        let now = now_ms();
+        dispatch!(self, pool => {
+            sqlx::query(
+                "INSERT INTO tasks (tx, step_index, program, kind, phase, attempt, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, 0, $6, $6) ON CONFLICT (tx, step_index) DO NOTHING",
+            )
+            .bind(new.tx.to_hex())
+            .bind(new.step_index)
+            .bind(new.program.to_hex())
+            .bind(&new.kind)
+            .bind(Phase::Queued.as_str())
+            .bind(now)
+            .execute(pool)
+            .await?;
+        });
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE tx = $1 AND step_index = $2");
+        let row: TaskTuple = dispatch!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(new.tx.to_hex())
+                .bind(new.step_index)
+                .fetch_one(pool)
+                .await?
+        });
+        TaskRow::decode_tuple(row)
+    }
+
+    /// Moves a task to `phase`, recording the time it started running, when it ended, and the
+    /// error for failures. Entering `booting` counts a new attempt. A task already in a terminal
+    /// phase is not changed; returns whether the task changed.
+    pub async fn set_task_phase(&self, id: i64, phase: Phase, error: Option<&str>) -> Result<bool> {
+        let now = now_ms();
+        let terminal: Vec<&str> = Phase::ALL
+            .iter()
+            .filter(|p| p.is_terminal())
+            .map(|p| p.as_str())
+            .collect();
+        let done = dispatch!(self, pool => {
+            sqlx::query(
+                "UPDATE tasks SET phase = $1, error = $2, updated_at = $3, \
+                 attempt = attempt + CASE WHEN $1 = 'booting' THEN 1 ELSE 0 END, \
+                 started_at = CASE WHEN $1 = 'running' AND started_at IS NULL THEN $3 ELSE started_at END, \
+                 finished_at = CASE WHEN $1 IN ($5, $6, $7, $8) THEN $3 ELSE finished_at END \
+                 WHERE id = $4 AND phase NOT IN ($5, $6, $7, $8)",
+            )
+            .bind(phase.as_str())
+            .bind(error)
+            .bind(now)
+            .bind(id)
+            .bind(terminal[0])
+            .bind(terminal[1])
+            .bind(terminal[2])
+            .bind(terminal[3])
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    pub async fn tasks_for_tx(&self, tx: &Hash) -> Result<Vec<Task>> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE tx = $1 ORDER BY step_index");
+        let rows: Vec<TaskTuple> = dispatch!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql)).bind(tx.to_hex()).fetch_all(pool).await?
+        });
+        rows.into_iter().map(TaskRow::decode_tuple).collect()
+    }
+
+    /// Tasks in `phase`, oldest first.
+    pub async fn tasks_in_phase(&self, phase: Phase, limit: u32) -> Result<Vec<Task>> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE phase = $1 ORDER BY id LIMIT $2");
+        let rows: Vec<TaskTuple> = dispatch!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(phase.as_str())
+                .bind(i64::from(limit.clamp(1, 10_000)))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(TaskRow::decode_tuple).collect()
+    }
+
+    /// Executes raw SQL; for tests and maintenance that need to look underneath.
+    #[doc(hidden)]
+    pub async fn execute_raw(&self, sql: &str) -> Result<u64> {
+        let sql = sql.to_string();
+        let n = dispatch!(self, pool => {
+            sqlx::raw_sql(AssertSqlSafe(sql)).execute(pool).await?.rows_affected()
+        });
+        Ok(n)
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the core: one test binary (one link) with a module per area.
+
+mod fuzz;
+mod props;
+mod schema;
+mod storage;
+mod support;
+mod vectors;

@@ -1,0 +1,53 @@
+//! Both migration folders describe the same logical schema, and every migration file is embedded.
+
+use app::store::Store;
+
+#[tokio::test]
+async fn postgres_and_sqlite_schemas_match() -> anyhow::Result<()> {
+    let dir = testkit::tempdir();
+    let lite = Store::connect(&testkit::sqlite_url(dir.path()), &Default::default()).await?;
+    lite.migrate().await?;
+    let pg = Store::connect(&testkit::postgres_url().await?, &Default::default()).await?;
+    pg.migrate().await?;
+    let a = lite.describe_schema().await?;
+    let b = pg.describe_schema().await?;
+    assert!(a.columns.len() > 30, "suspiciously small schema: {a:?}");
+    let only_lite: Vec<_> = a.columns.difference(&b.columns).collect();
+    let only_pg: Vec<_> = b.columns.difference(&a.columns).collect();
+    assert!(
+        only_lite.is_empty() && only_pg.is_empty(),
+        "columns differ:\nsqlite only: {only_lite:#?}\npostgres only: {only_pg:#?}"
+    );
+    assert_eq!(a.indexes, b.indexes, "indexes differ");
+    // Migrating again is a no-op.
+    lite.migrate().await?;
+    pg.migrate().await?;
+    Ok(())
+}
+
+#[test]
+fn every_migration_file_is_embedded() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+    for (dir, column) in [("postgres", 2usize), ("sqlite", 3usize)] {
+        let mut files: Vec<String> = std::fs::read_dir(root.join(dir))
+            .expect("migrations folder")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let listed: Vec<String> = app::store::MIGRATIONS
+            .iter()
+            .map(|m| {
+                if column == 2 {
+                    m.2.to_string()
+                } else {
+                    m.3.to_string()
+                }
+            })
+            .collect();
+        assert_eq!(
+            files, listed,
+            "migrations/{dir} and the embedded list differ"
+        );
+    }
+}

@@ -1,0 +1,613 @@
+//! The storage conformance suite: every case runs unchanged against SQLite and PostgreSQL.
+
+use app::node::{AclPolicy, Intake, SubmitError};
+use app::store::{Inserted, NewTask, Phase, Source, Store, TxFilter};
+use app::tx::rpc::{RpcTransaction, TransactionTree};
+use app::tx::{Hash, Kind, Transaction};
+use app::validate::{Limits, ValidationError};
+
+use crate::support::*;
+
+/// A database for one test and what keeps it alive.
+struct Db {
+    store: Store,
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn sqlite() -> Db {
+    let dir = testkit::tempdir();
+    let url = testkit::sqlite_url(dir.path());
+    let store = Store::connect(&url, &Default::default())
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    Db {
+        store,
+        url,
+        _dir: Some(dir),
+    }
+}
+
+async fn postgres() -> Db {
+    let url = testkit::postgres_url()
+        .await
+        .expect("a PostgreSQL database for the test");
+    let store = Store::connect(&url, &Default::default())
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    Db {
+        store,
+        url,
+        _dir: None,
+    }
+}
+
+/// Generates one test per backend for each case.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod on_sqlite {
+            $( #[tokio::test] async fn $case() { super::$case(super::sqlite().await).await } )*
+        }
+        mod on_postgres {
+            $( #[tokio::test] async fn $case() { super::$case(super::postgres().await).await } )*
+        }
+    };
+}
+
+conformance!(
+    fixtures_round_trip_exactly,
+    replay_is_idempotent,
+    deploy_registers_programs,
+    tree_at_every_stage,
+    keyset_pagination_and_filters,
+    acl_whitelist,
+    task_lifecycle,
+    intake_rules,
+    durable_across_reconnect,
+    batch_insert,
+);
+
+async fn fixtures_round_trip_exactly(db: Db) {
+    for name in transaction_vector_names() {
+        let tx = vector_tx(&name);
+        let inserted = db
+            .store
+            .insert_transaction(&tx, Source::Rpc)
+            .await
+            .expect("insert");
+        assert!(matches!(inserted, Inserted::New(_)), "{name}");
+        let stored = db
+            .store
+            .get_transaction(&tx.hash)
+            .await
+            .expect("get")
+            .expect("found");
+        assert_eq!(stored.tx, tx, "{name}: read back exactly");
+        assert_eq!(stored.tx.compute_hash(), tx.hash, "{name}: re-hashes");
+        assert_eq!(stored.source, Source::Rpc);
+        // The full payload comes back, unlike the original (which lost Transfer/Stake/Unstake/Cancel).
+        let v = testkit::vector(&name);
+        let out = RpcTransaction::from_transaction(&stored.tx, "http://127.0.0.1:9995");
+        assert_eq!(
+            serde_json::to_string(&out).expect("json"),
+            v["rpc_output_json"].as_str().expect("output"),
+            "{name}: output form after storage"
+        );
+    }
+    assert_eq!(
+        db.store.count_transactions().await.expect("count"),
+        transaction_vector_names().len() as i64
+    );
+    assert_eq!(
+        db.store.get_transaction(&Hash([1; 32])).await.expect("get"),
+        None
+    );
+}
+
+async fn replay_is_idempotent(db: Db) {
+    let k = key(1);
+    let d = deploy(&k, "p", "v", 0);
+    let r = run(&k, &[program("p").hash, program("v").hash], 1);
+    for tx in [&d, &r] {
+        db.store
+            .insert_transaction(tx, Source::Rpc)
+            .await
+            .expect("insert");
+    }
+    let before = db
+        .store
+        .get_transaction(&r.hash)
+        .await
+        .expect("get")
+        .expect("found");
+    let task = db
+        .store
+        .create_task(&NewTask {
+            tx: r.hash,
+            step_index: 0,
+            program: program("p").hash,
+            kind: "proof".into(),
+        })
+        .await
+        .expect("task");
+    assert!(
+        db.store
+            .set_task_phase(task.id, Phase::Running, None)
+            .await
+            .expect("phase")
+    );
+    // The same transaction again, from another source: acknowledged, nothing changes.
+    let again = db
+        .store
+        .insert_transaction(&r, Source::P2p)
+        .await
+        .expect("insert");
+    assert_eq!(again, Inserted::AlreadyPresent);
+    let after = db
+        .store
+        .get_transaction(&r.hash)
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(after, before, "seq, source and time are unchanged");
+    let tasks = db.store.tasks_for_tx(&r.hash).await.expect("tasks");
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(
+        tasks[0].phase,
+        Phase::Running,
+        "execution state is not reset"
+    );
+    assert_eq!(db.store.count_transactions().await.expect("count"), 2);
+}
+
+async fn deploy_registers_programs(db: Db) {
+    let k = key(2);
+    let d = deploy(&k, "prover", "verifier", 0);
+    db.store
+        .insert_transaction(&d, Source::Rest)
+        .await
+        .expect("insert");
+    let p = db
+        .store
+        .get_program(&program("prover").hash)
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(p.name, "prover");
+    assert_eq!(p.role, "prover");
+    assert_eq!(p.deploy_tx, d.hash);
+    assert_eq!(p.image_file_checksum, program("prover").image_file_checksum);
+    assert_eq!(
+        p.resource_requirements,
+        program("prover").resource_requirements
+    );
+    // A program deployed without requirements reads back as None (the default applies).
+    let fixture = vector_tx("deploy");
+    db.store
+        .insert_transaction(&fixture, Source::Rpc)
+        .await
+        .expect("insert");
+    let app::tx::Payload::Deploy { verifier, .. } = &fixture.payload else {
+        panic!("deploy")
+    };
+    let v = db
+        .store
+        .get_program(&verifier.hash)
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(v.resource_requirements, None);
+    let all = db.store.list_programs(100).await.expect("list");
+    assert_eq!(all.len(), 4);
+    let names: Vec<_> = all.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["prover", "prover", "verifier", "verifier"]);
+    // Runs using a program, newest first.
+    let r1 = run(&k, &[program("prover").hash, program("verifier").hash], 1);
+    let r2 = run(&k, &[program("prover").hash], 2);
+    for r in [&r1, &r2] {
+        db.store
+            .insert_transaction(r, Source::Rpc)
+            .await
+            .expect("insert");
+    }
+    let runs = db
+        .store
+        .runs_using_program(&program("prover").hash, 10)
+        .await
+        .expect("runs");
+    assert_eq!(runs, vec![r2.hash, r1.hash]);
+    let runs = db
+        .store
+        .runs_using_program(&program("verifier").hash, 10)
+        .await
+        .expect("runs");
+    assert_eq!(runs, vec![r1.hash]);
+}
+
+async fn tree_at_every_stage(db: Db) {
+    let run_tx = vector_tx("run");
+    let proof_tx = vector_tx("proof");
+    let verification_tx = vector_tx("verification");
+    let deploy_tx = vector_tx("deploy");
+    db.store
+        .insert_transaction(&deploy_tx, Source::Rpc)
+        .await
+        .expect("insert");
+    db.store
+        .insert_transaction(&run_tx, Source::Rpc)
+        .await
+        .expect("insert");
+    // A Run with no proof yet is a root without children.
+    let tree = db
+        .store
+        .transaction_tree(&run_tx.hash)
+        .await
+        .expect("tree")
+        .expect("found");
+    assert_eq!(
+        tree,
+        TransactionTree::Root {
+            children: vec![],
+            hash: run_tx.hash
+        }
+    );
+    db.store
+        .insert_transaction(&proof_tx, Source::Node)
+        .await
+        .expect("insert");
+    let tree = db
+        .store
+        .transaction_tree(&proof_tx.hash)
+        .await
+        .expect("tree")
+        .expect("found");
+    assert_eq!(
+        tree,
+        TransactionTree::Root {
+            children: vec![TransactionTree::Leaf {
+                hash: proof_tx.hash
+            }],
+            hash: run_tx.hash
+        }
+    );
+    db.store
+        .insert_transaction(&verification_tx, Source::Node)
+        .await
+        .expect("insert");
+    let expected = testkit::vector("tx_tree_run_proof_verification")["result_json"]
+        .as_str()
+        .expect("json")
+        .to_string();
+    for h in [run_tx.hash, proof_tx.hash, verification_tx.hash] {
+        let tree = db
+            .store
+            .transaction_tree(&h)
+            .await
+            .expect("tree")
+            .expect("found");
+        assert_eq!(
+            serde_json::to_string(&tree).expect("json"),
+            expected,
+            "queried by {h}"
+        );
+    }
+    // Not part of a tree, or unknown.
+    assert_eq!(
+        db.store
+            .transaction_tree(&deploy_tx.hash)
+            .await
+            .expect("tree"),
+        None
+    );
+    assert_eq!(
+        db.store
+            .transaction_tree(&Hash([3; 32]))
+            .await
+            .expect("tree"),
+        None
+    );
+}
+
+async fn keyset_pagination_and_filters(db: Db) {
+    let a = key(3);
+    let b = key(4);
+    let mut all = Vec::new();
+    for n in 0..25u64 {
+        let tx = empty(if n % 5 == 0 { &b } else { &a }, n);
+        db.store
+            .insert_transaction(&tx, Source::Rpc)
+            .await
+            .expect("insert");
+        all.push(tx.hash);
+    }
+    db.store
+        .insert_transaction(&deploy(&a, "x", "y", 99), Source::Rpc)
+        .await
+        .expect("insert");
+    // Newest first, pages of 10 without overlap.
+    let mut seen = Vec::new();
+    let mut before = None;
+    let filter = TxFilter {
+        kind: Some(Kind::Empty),
+        ..Default::default()
+    };
+    loop {
+        let page = db
+            .store
+            .list_transactions(&filter, before, 10)
+            .await
+            .expect("list");
+        assert!(page.items.len() <= 10);
+        seen.extend(page.items.iter().map(|t| t.tx.hash));
+        match page.next {
+            Some(n) => before = Some(n),
+            None => break,
+        }
+    }
+    all.reverse();
+    assert_eq!(seen, all);
+    let by_author = TxFilter {
+        author: Some(b.public_key()),
+        ..Default::default()
+    };
+    let page = db
+        .store
+        .list_transactions(&by_author, None, 100)
+        .await
+        .expect("list");
+    assert_eq!(page.items.len(), 5);
+    assert!(page.next.is_none());
+    let deploys = TxFilter {
+        kind: Some(Kind::Deploy),
+        ..Default::default()
+    };
+    assert_eq!(
+        db.store
+            .list_transactions(&deploys, None, 100)
+            .await
+            .expect("list")
+            .items
+            .len(),
+        1
+    );
+    let target = all[7];
+    let prefix = TxFilter {
+        hash_prefix: Some(target.to_hex()[..6].to_uppercase()),
+        ..Default::default()
+    };
+    let page = db
+        .store
+        .list_transactions(&prefix, None, 100)
+        .await
+        .expect("list");
+    assert_eq!(
+        page.items.iter().map(|t| t.tx.hash).collect::<Vec<_>>(),
+        vec![target]
+    );
+    let future = TxFilter {
+        since_ms: Some(app::store::now_ms() + 60_000),
+        ..Default::default()
+    };
+    assert!(
+        db.store
+            .list_transactions(&future, None, 100)
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+    let past = TxFilter {
+        until_ms: Some(app::store::now_ms() + 60_000),
+        ..Default::default()
+    };
+    assert_eq!(
+        db.store
+            .list_transactions(&past, None, 1000)
+            .await
+            .expect("list")
+            .items
+            .len(),
+        26
+    );
+}
+
+async fn acl_whitelist(db: Db) {
+    let k = key(5).public_key();
+    assert!(!db.store.acl_contains(&k).await.expect("contains"));
+    assert!(db.store.acl_add(&k).await.expect("add"));
+    assert!(
+        !db.store.acl_add(&k).await.expect("add again"),
+        "adding twice is a no-op"
+    );
+    assert!(db.store.acl_contains(&k).await.expect("contains"));
+    assert_eq!(db.store.acl_list().await.expect("list"), vec![k]);
+    assert!(db.store.acl_remove(&k).await.expect("remove"));
+    assert!(!db.store.acl_remove(&k).await.expect("remove again"));
+    assert!(db.store.acl_list().await.expect("list").is_empty());
+}
+
+async fn task_lifecycle(db: Db) {
+    let k = key(6);
+    let r = run(&k, &[program("p").hash], 0);
+    db.store
+        .insert_transaction(&r, Source::Rpc)
+        .await
+        .expect("insert");
+    let new = NewTask {
+        tx: r.hash,
+        step_index: 0,
+        program: program("p").hash,
+        kind: "proof".into(),
+    };
+    let t = db.store.create_task(&new).await.expect("create");
+    assert_eq!(
+        (t.phase, t.attempt, t.started_at_ms, t.finished_at_ms),
+        (Phase::Queued, 0, None, None)
+    );
+    assert_eq!(
+        db.store.create_task(&new).await.expect("again").id,
+        t.id,
+        "idempotent"
+    );
+    for phase in [Phase::Downloading, Phase::Booting, Phase::Running] {
+        assert!(
+            db.store
+                .set_task_phase(t.id, phase, None)
+                .await
+                .expect("phase")
+        );
+    }
+    // A crash and a retry: a second boot counts a second attempt.
+    assert!(
+        db.store
+            .set_task_phase(t.id, Phase::Booting, None)
+            .await
+            .expect("phase")
+    );
+    assert!(
+        db.store
+            .set_task_phase(t.id, Phase::Running, None)
+            .await
+            .expect("phase")
+    );
+    let running = db
+        .store
+        .tasks_in_phase(Phase::Running, 10)
+        .await
+        .expect("list");
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].attempt, 2);
+    assert!(running[0].started_at_ms.is_some());
+    assert!(
+        db.store
+            .set_task_phase(t.id, Phase::Failed, Some("guest panicked"))
+            .await
+            .expect("phase")
+    );
+    // Terminal phases are final.
+    assert!(
+        !db.store
+            .set_task_phase(t.id, Phase::Running, None)
+            .await
+            .expect("phase")
+    );
+    let done = db.store.tasks_for_tx(&r.hash).await.expect("tasks");
+    assert_eq!(done[0].phase, Phase::Failed);
+    assert_eq!(done[0].error.as_deref(), Some("guest panicked"));
+    assert!(done[0].finished_at_ms.is_some());
+    assert!(
+        db.store
+            .tasks_in_phase(Phase::Running, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
+
+async fn intake_rules(db: Db) {
+    let intake = Intake::new(db.store.clone(), Limits::default(), AclPolicy::Open);
+    let k = key(7);
+    let d = deploy(&k, "p", "v", 0);
+    let first = intake.submit(&d, Source::Rpc).await.expect("accepted");
+    assert!(first.new);
+    let again = intake
+        .submit(&d, Source::Rpc)
+        .await
+        .expect("accepted again");
+    assert!(!again.new);
+    // Bad input is refused and changes nothing.
+    let mut forged = empty(&k, 1);
+    forged.nonce = 2;
+    let err = intake
+        .submit(&forged, Source::Rpc)
+        .await
+        .expect_err("refused");
+    assert!(matches!(
+        err,
+        SubmitError::Invalid(ValidationError::HashMismatch { .. })
+    ));
+    // A Proof must name a Run as its parent, a Verification a Proof.
+    let bad_proof = proof(&k, d.hash, program("p").hash, 3);
+    match intake.submit(&bad_proof, Source::Rpc).await {
+        Err(SubmitError::Invalid(e @ ValidationError::ParentWrongKind { .. })) => {
+            assert_eq!(e.code(), "parent_wrong_kind");
+            assert!(e.to_string().contains("must name a Run"), "{e}");
+        }
+        other => panic!("expected parent_wrong_kind, got {other:?}"),
+    }
+    let r = run(&k, &[program("p").hash, program("v").hash], 4);
+    intake.submit(&r, Source::Rpc).await.expect("run");
+    let bad_verification = verification(&k, r.hash, program("v").hash, 5);
+    assert!(intake.submit(&bad_verification, Source::Rpc).await.is_err());
+    let good_proof = proof(&k, r.hash, program("p").hash, 6);
+    intake
+        .submit(&good_proof, Source::Node)
+        .await
+        .expect("proof");
+    intake
+        .submit(
+            &verification(&k, good_proof.hash, program("v").hash, 7),
+            Source::Node,
+        )
+        .await
+        .expect("verification");
+    assert_eq!(db.store.count_transactions().await.expect("count"), 4);
+
+    // With a whitelist, unknown authors are refused until whitelisted.
+    let strict = Intake::new(db.store.clone(), Limits::default(), AclPolicy::Whitelist);
+    let other = key(8);
+    let tx = empty(&other, 0);
+    match strict.submit(&tx, Source::Rpc).await {
+        Err(SubmitError::Invalid(e)) => assert_eq!(e.code(), "author_not_whitelisted"),
+        other => panic!("expected author_not_whitelisted, got {other:?}"),
+    }
+    db.store
+        .acl_add(&other.public_key())
+        .await
+        .expect("whitelist");
+    assert!(strict.submit(&tx, Source::Rpc).await.expect("accepted").new);
+}
+
+async fn durable_across_reconnect(db: Db) {
+    let k = key(9);
+    let txs: Vec<Transaction> = (0..5).map(|n| empty(&k, n)).collect();
+    for tx in &txs {
+        db.store
+            .insert_transaction(tx, Source::Rpc)
+            .await
+            .expect("insert");
+    }
+    db.store.close().await;
+    let reopened = Store::connect(&db.url, &Default::default())
+        .await
+        .expect("reconnect");
+    reopened.migrate().await.expect("migrate is idempotent");
+    for tx in &txs {
+        let stored = reopened
+            .get_transaction(&tx.hash)
+            .await
+            .expect("get")
+            .expect("still there");
+        assert_eq!(&stored.tx, tx);
+    }
+}
+
+async fn batch_insert(db: Db) {
+    let k = key(10);
+    let txs: Vec<Transaction> = (0..50).map(|n| empty(&k, n)).collect();
+    let out = db
+        .store
+        .insert_transactions(&txs, Source::Rpc)
+        .await
+        .expect("batch");
+    assert!(out.iter().all(|o| matches!(o, Inserted::New(_))));
+    let again = db
+        .store
+        .insert_transactions(&txs[..10], Source::Rpc)
+        .await
+        .expect("batch");
+    assert!(again.iter().all(|o| *o == Inserted::AlreadyPresent));
+    assert_eq!(db.store.count_transactions().await.expect("count"), 50);
+}

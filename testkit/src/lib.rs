@@ -1,0 +1,270 @@
+//! Test support shared by the workspace.
+//!
+//! - [`postgres_url`]: a fresh, empty PostgreSQL database for one test. It uses the server named
+//!   by `GEVULOT_TEST_DB_URL` when set; otherwise it starts a throwaway cluster for this test
+//!   process from `/usr/lib/postgresql/15/bin` (or `GEVULOT_TEST_PG_BIN`), initialised once per
+//!   machine from a cached template, and stopped by a watcher when the process exits.
+//!   A test that cannot get a database fails with the reason; it never skips.
+//! - [`original_vectors`]: the test vectors produced by the original node.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result, anyhow, bail};
+use sqlx::Connection;
+
+/// The original node's test vectors (`fixtures/original-vectors.json`).
+pub fn original_vectors() -> Vec<serde_json::Value> {
+    let text = include_str!("../fixtures/original-vectors.json");
+    match serde_json::from_str(text) {
+        Ok(serde_json::Value::Array(items)) => items,
+        _ => panic!("fixtures/original-vectors.json is not a JSON array"),
+    }
+}
+
+/// The vector named `name`.
+pub fn vector(name: &str) -> serde_json::Value {
+    original_vectors()
+        .into_iter()
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("no test vector named {name}"))
+}
+
+/// A URL for a new SQLite database file inside `dir`.
+pub fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("gevulot.db").display())
+}
+
+fn random_suffix() -> String {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    hex::encode(bytes)
+}
+
+/// A running PostgreSQL cluster owned by this test process.
+#[derive(Debug)]
+pub struct Cluster {
+    /// `postgres://postgres@127.0.0.1:<port>`, without a database name.
+    pub base_url: String,
+    pub data_dir: PathBuf,
+    pub port: u16,
+    bin: PathBuf,
+}
+
+static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Runs a PostgreSQL tool, as the `postgres` user when we are root (initdb refuses root).
+fn pg_command(bin: &Path, tool: &str, root: bool) -> Command {
+    let path = bin.join(tool);
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(path);
+        c
+    } else {
+        Command::new(path)
+    }
+}
+
+fn run(mut cmd: Command, what: &str) -> Result<()> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+impl Cluster {
+    fn start() -> Result<Cluster> {
+        let bin = PathBuf::from(
+            std::env::var("GEVULOT_TEST_PG_BIN")
+                .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".to_string()),
+        );
+        if !bin.join("initdb").exists() {
+            bail!(
+                "PostgreSQL server binaries not found in {} (install postgresql-15, set GEVULOT_TEST_PG_BIN, \
+                 or point GEVULOT_TEST_DB_URL at a server)",
+                bin.display()
+            );
+        }
+        let root = is_root();
+        let tmp = std::env::temp_dir();
+        // One template per machine, initialised under a lock; every process copies it.
+        let template = tmp.join("gevulot-test-pg-template");
+        let lock_path = tmp.join("gevulot-test-pg-template.lock");
+        let lock = std::fs::File::create(&lock_path).context("cannot create the template lock")?;
+        lock.lock().context("cannot lock the template")?;
+        if !template.join("ready").exists() {
+            let _ = std::fs::remove_dir_all(&template);
+            std::fs::create_dir_all(&template)?;
+            if root {
+                run(
+                    {
+                        let mut c = Command::new("chown");
+                        c.arg("postgres:postgres").arg(&template);
+                        c
+                    },
+                    "chown",
+                )?;
+            }
+            let mut initdb = pg_command(&bin, "initdb", root);
+            initdb.arg("-D").arg(&template).args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+            ]);
+            run(initdb, "initdb")?;
+            std::fs::write(template.join("ready"), b"")?;
+        }
+        let data_dir = tmp.join(format!("gevulot-test-pg-{}", random_suffix()));
+        run(
+            {
+                let mut c = Command::new("cp");
+                c.arg("-a").arg(&template).arg(&data_dir);
+                c
+            },
+            "copying the template cluster",
+        )?;
+        drop(lock);
+        let _ = std::fs::remove_file(data_dir.join("ready"));
+        let port = free_port()?;
+        let cluster = Cluster {
+            base_url: format!("postgres://postgres@127.0.0.1:{port}"),
+            data_dir,
+            port,
+            bin,
+        };
+        cluster.pg_ctl_start()?;
+        cluster.watch_for_exit(root)?;
+        Ok(cluster)
+    }
+
+    fn pg_ctl_start(&self) -> Result<()> {
+        let mut start = pg_command(&self.bin, "pg_ctl", is_root());
+        start
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-o")
+            .arg(format!(
+                "-c listen_addresses=127.0.0.1 -p {} -k {}",
+                self.port,
+                self.data_dir.display()
+            ))
+            .arg("-l")
+            .arg(self.data_dir.join("server.log"))
+            .args(["-w", "-t", "60", "start"]);
+        run(start, "pg_ctl start")
+    }
+
+    /// Stops the server (fast shutdown) until [`Cluster::resume`] starts it again.
+    pub fn pause(&self) -> Result<()> {
+        let mut stop = pg_command(&self.bin, "pg_ctl", is_root());
+        stop.arg("-D")
+            .arg(&self.data_dir)
+            .args(["-m", "fast", "-w", "stop"]);
+        run(stop, "pg_ctl stop")
+    }
+
+    /// Starts the server again after [`Cluster::pause`], on the same port.
+    pub fn resume(&self) -> Result<()> {
+        self.pg_ctl_start()
+    }
+
+    /// A watcher process stops the server and removes its directory once this process is gone.
+    fn watch_for_exit(&self, root: bool) -> Result<()> {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let as_user = if root { "runuser -u postgres -- " } else { "" };
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+             {as_user}{pg_ctl} -D {dir} -m immediate stop >/dev/null 2>&1; rm -rf {dir}",
+            pid = std::process::id(),
+            pg_ctl = pg_ctl.display(),
+            dir = self.data_dir.display(),
+        );
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
+        cmd.spawn().context("cannot start the cluster watcher")?;
+        Ok(())
+    }
+}
+
+/// The throwaway cluster of this process (started on first use).
+pub fn cluster() -> Result<&'static Cluster> {
+    CLUSTER
+        .get_or_init(|| Cluster::start().map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(|e| anyhow!("cannot start a throwaway PostgreSQL cluster: {e}"))
+}
+
+/// A fresh, empty database for one test, as a URL.
+pub async fn postgres_url() -> Result<String> {
+    let base = match std::env::var("GEVULOT_TEST_DB_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            let base = tokio::task::spawn_blocking(|| cluster().map(|c| c.base_url.clone()))
+                .await
+                .context("cluster start panicked")??;
+            format!("{base}/postgres")
+        }
+    };
+    let mut admin = sqlx::PgConnection::connect(&base)
+        .await
+        .with_context(|| format!("cannot connect to the test PostgreSQL server at {base}"))?;
+    let name = format!("gevulot_test_{}", random_suffix());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .context("cannot create a test database")?;
+    admin.close().await.ok();
+    let mut url = url_without_database(&base);
+    url.push('/');
+    url.push_str(&name);
+    Ok(url)
+}
+
+fn url_without_database(url: &str) -> String {
+    // postgres://user@host:port/db?params → postgres://user@host:port
+    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    format!("{scheme}://{authority}")
+}
+
+/// A temporary directory that is removed when dropped.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("gevulot-test-")
+        .tempdir()
+        .expect("a temporary directory can be created")
+}
