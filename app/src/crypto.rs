@@ -156,6 +156,21 @@ impl SecretKey {
         })
     }
 
+    /// Generates a key and writes it to a new key file (mode 0600), creating missing parent
+    /// directories. Refuses to overwrite an existing file.
+    pub fn generate_file(path: &Path) -> Result<Self, KeyFileError> {
+        let write_err = |source| KeyFileError::Write {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(write_err)?;
+        }
+        let key = Self::generate().map_err(|e| write_err(std::io::Error::other(e)))?;
+        key.write_new_file(path)?;
+        Ok(key)
+    }
+
     /// Writes a new key file with mode 0600. Refuses to overwrite an existing file.
     pub fn write_new_file(&self, path: &Path) -> Result<(), KeyFileError> {
         let mut options = std::fs::OpenOptions::new();

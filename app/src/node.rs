@@ -94,18 +94,16 @@ impl Intake {
         }
         if let (Some(parent), Some((allowed, expected))) =
             (tx.payload.parent(), validate::expected_parent(tx.kind()))
+            && let Some(found) = self.store.transaction_kind(&parent).await?
+            && !allowed.contains(&found)
         {
-            if let Some(found) = self.store.transaction_kind(&parent).await? {
-                if !allowed.contains(&found) {
-                    return Err(ValidationError::ParentWrongKind {
-                        kind: tx.kind(),
-                        parent,
-                        found,
-                        expected,
-                    }
-                    .into());
-                }
+            return Err(ValidationError::ParentWrongKind {
+                kind: tx.kind(),
+                parent,
+                found,
+                expected,
             }
+            .into());
         }
         Ok(())
     }

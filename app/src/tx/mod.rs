@@ -164,6 +164,10 @@ impl TxFile {
 }
 
 /// The payload variants, in the original's order (the order is the variant index).
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one payload per transaction; boxing would only obscure the wire model"
+)]
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Payload {
     Empty,

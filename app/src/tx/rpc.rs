@@ -31,6 +31,10 @@ pub struct RpcFile {
     pub vm_path: String,
 }
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one payload per transaction; boxing would only obscure the wire model"
+)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RpcPayload {
     Empty,

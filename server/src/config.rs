@@ -1,0 +1,462 @@
+//! Commands and configuration directives. Every directive has a `--flag` (the original's name
+//! where it had one) and a `GEVULOT_*` environment variable, and shows in `gevulot run -h`.
+//! Secrets (the P2P passphrase, the database URL with its password) can also come from a file
+//! (`*_FILE`), and never appear in logs or error messages.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The default data directory of a system installation.
+pub const SYSTEM_DATA_DIRECTORY: &str = "/var/lib/gevulot";
+
+/// The passphrase the original used when none was configured. Anyone can join a network that
+/// uses it; the node warns loudly.
+pub const WELL_KNOWN_PSK_PASSPHRASE: &str = "Pack my box with five dozen liquor jugs.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gevulot",
+    version,
+    about = "Gevulot prover node: accepts signed transactions, runs provers in VMs, records proofs.",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the node.
+    Run(Box<RunArgs>),
+    /// Create or upgrade the database schema, then exit.
+    Migrate(DbArgs),
+    /// Generate things (the node key).
+    #[command(subcommand)]
+    Generate(GenerateCommand),
+    /// Show things (the node's public key).
+    #[command(subcommand)]
+    Show(ShowCommand),
+    /// Whitelist or deny a transaction author (hex public key) in the ACL whitelist.
+    Peer(PeerArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// Create the node's secp256k1 keypair file (32 raw bytes, mode 0600). Refuses to overwrite.
+    Key(KeyFileArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShowCommand {
+    /// Print the public key (130 hex characters) of a key file.
+    PublicKey(KeyFileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyFileArgs {
+    /// Key file [default: <data directory>/node.key]
+    #[arg(long, env = "GEVULOT_NODE_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataDirArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PeerAction {
+    /// Add the key to the whitelist.
+    Whitelist,
+    /// Remove the key from the whitelist.
+    Deny,
+}
+
+#[derive(Debug, Args)]
+pub struct PeerArgs {
+    /// The author's public key: 130 hex characters (65-byte uncompressed form).
+    pub key: String,
+    pub action: PeerAction,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DataDirArgs {
+    /// Where images, transaction files and logs live [default: /var/lib/gevulot, or
+    /// $XDG_DATA_HOME/gevulot (~/.local/share/gevulot) when that cannot be used by this user]
+    #[arg(long, env = "GEVULOT_DATA_DIRECTORY")]
+    pub data_directory: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    /// Database URL: postgres://user:password@host/db (production) or sqlite:///path/file.db
+    /// [default: SQLite in the data directory]
+    #[arg(long, env = "GEVULOT_DB_URL", hide_env_values = true)]
+    pub db_url: Option<String>,
+    /// Read the database URL from this file instead (keeps the password out of the environment).
+    #[arg(long, env = "GEVULOT_DB_URL_FILE", conflicts_with = "db_url")]
+    pub db_url_file: Option<PathBuf>,
+    /// Maximum database connections.
+    #[arg(long, env = "GEVULOT_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AclMode {
+    /// Whitelist when a whitelist URL is configured, open otherwise.
+    Auto,
+    /// Accept transactions from any author with a valid signature.
+    Open,
+    /// Accept only authors on the whitelist (see `gevulot peer`).
+    Whitelist,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Provider {
+    /// QEMU/KVM virtual machines.
+    Qemu,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    /// Main HTTP server: JSON-RPC, REST, OpenAPI, console.
+    #[arg(
+        long,
+        env = "GEVULOT_JSON_RPC_LISTEN_ADDR",
+        default_value = "127.0.0.1:9944"
+    )]
+    pub json_rpc_listen_addr: SocketAddr,
+
+    /// File download port, bound on the P2P listen address's IP.
+    #[arg(
+        long = "http-download-port",
+        env = "GEVULOT_HTTP_PORT",
+        default_value_t = 9995
+    )]
+    pub http_port: u16,
+
+    /// P2P listen address.
+    #[arg(
+        long,
+        env = "GEVULOT_P2P_LISTEN_ADDR",
+        default_value = "127.0.0.1:9999"
+    )]
+    pub p2p_listen_addr: SocketAddr,
+
+    /// Public P2P address behind NAT; also the host of download URLs this node hands out.
+    #[arg(long, env = "GEVULOT_P2P_ADVERTISED_LISTEN_ADDR")]
+    pub p2p_advertised_listen_addr: Option<SocketAddr>,
+
+    /// Comma-separated bootstrap peers (host:port).
+    #[arg(
+        long = "p2p-discovery-addrs",
+        env = "GEVULOT_P2P_DISCOVERY_ADDR",
+        value_delimiter = ','
+    )]
+    pub p2p_discovery_addrs: Vec<String>,
+
+    /// Private network passphrase (never logged) [default: the original's well-known
+    /// passphrase, with a warning].
+    #[arg(
+        long = "p2p-psk-passphrase",
+        env = "GEVULOT_PSK_PASSPHRASE",
+        hide_env_values = true
+    )]
+    pub psk_passphrase: Option<String>,
+
+    /// Read the private network passphrase from this file instead.
+    #[arg(
+        long = "p2p-psk-passphrase-file",
+        env = "GEVULOT_PSK_PASSPHRASE_FILE",
+        conflicts_with = "psk_passphrase"
+    )]
+    pub psk_passphrase_file: Option<PathBuf>,
+
+    /// URL of the author whitelist (one hex public key per line), refreshed periodically.
+    #[arg(long, env = "GEVULOT_ACL_WHITELIST_URL")]
+    pub acl_whitelist_url: Option<String>,
+
+    /// Who may author transactions.
+    #[arg(long, env = "GEVULOT_ACL_MODE", value_enum, default_value_t = AclMode::Auto)]
+    pub acl_mode: AclMode,
+
+    /// Node keypair file, created on first run when missing [default: <data directory>/node.key]
+    #[arg(long, env = "GEVULOT_NODE_KEY_FILE")]
+    pub node_key_file: Option<PathBuf>,
+
+    /// Accept and relay transactions, but never execute programs.
+    #[arg(long, env = "GEVULOT_NODE_NO_EXECUTION")]
+    pub no_execution: bool,
+
+    /// Execution backend.
+    #[arg(long, env = "GEVULOT_PROVIDER", value_enum, default_value_t = Provider::Qemu)]
+    pub provider: Provider,
+
+    /// QEMU binary.
+    #[arg(long, env = "GEVULOT_QEMU_PATH", default_value = "qemu-system-x86_64")]
+    pub qemu_path: PathBuf,
+
+    /// vsock port of the node's guest service.
+    #[arg(long, env = "GEVULOT_VSOCK_LISTEN_PORT", default_value_t = 8080)]
+    pub vsock_listen_port: u32,
+
+    /// CPUs offered to programs [default: all CPUs of the host]
+    #[arg(long = "num-cpus", env = "GEVULOT_CPUS")]
+    pub cpus: Option<u64>,
+
+    /// Memory offered to programs, in GiB [default: all memory of the host]
+    #[arg(long, env = "GEVULOT_MEM_GB")]
+    pub mem_gb: Option<u64>,
+
+    /// Comma-separated PCI addresses of GPUs for programs (e.g. 0000:01:00.0).
+    #[arg(long, env = "GEVULOT_GPU_DEVICES", value_delimiter = ',')]
+    pub gpu_devices: Vec<String>,
+
+    /// Liveness and readiness endpoints.
+    #[arg(
+        long = "http-healthcheck-listen-addr",
+        env = "GEVULOT_HEALTHCHECK_LISTEN_ADDR",
+        default_value = "127.0.0.1:8888"
+    )]
+    pub healthcheck_listen_addr: SocketAddr,
+
+    /// Prometheus metrics endpoint [default: disabled]
+    #[arg(long = "http-metrics-listen-addr", env = "GEVULOT_METRICS_LISTEN_ADDR")]
+    pub metrics_listen_addr: Option<SocketAddr>,
+
+    /// Per-VM logs [default: <data directory>/log]
+    #[arg(long, env = "GEVULOT_LOG_DIRECTORY")]
+    pub log_directory: Option<PathBuf>,
+
+    /// Largest proof, verification or proof key accepted in a transaction, in bytes.
+    #[arg(long, env = "GEVULOT_MAX_PROOF_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_proof_bytes: usize,
+}
+
+/// A secret value: shows as `[redacted]` in `Debug` and `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Reads a secret from a file, without a trailing newline. The error names the file, never
+/// its content.
+pub fn read_secret_file(path: &Path) -> anyhow::Result<Secret> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the secret file {}", path.display()))?;
+    let value = text.trim_end_matches(['\n', '\r']).to_string();
+    if value.is_empty() {
+        bail!("the secret file {} is empty", path.display());
+    }
+    Ok(Secret(value))
+}
+
+fn secret(value: &Option<String>, file: &Option<PathBuf>) -> anyhow::Result<Option<Secret>> {
+    match (value, file) {
+        (_, Some(path)) => read_secret_file(path).map(Some),
+        (Some(v), None) => Ok(Some(Secret(v.clone()))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Where the data directory is, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataDir {
+    pub path: PathBuf,
+    /// Set when the system default could not be used; says why.
+    pub fallback_reason: Option<String>,
+}
+
+/// Resolves the data directory: the configured one, else `/var/lib/gevulot` when it exists and is
+/// writable or can be created, else the user's data directory. Creates the directory.
+pub fn resolve_data_dir(args: &DataDirArgs) -> anyhow::Result<DataDir> {
+    resolve_data_dir_with(args, Path::new(SYSTEM_DATA_DIRECTORY), user_data_dir())
+}
+
+fn user_data_dir() -> Option<PathBuf> {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(xdg).join("gevulot"));
+    }
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(|home| PathBuf::from(home).join(".local/share/gevulot"))
+}
+
+/// Whether `dir` can be created (if missing) and written by this process.
+fn usable(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create it: {e}"))?;
+    let probe = dir.join(format!(".write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| format!("cannot write to it: {e}"))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+pub(crate) fn resolve_data_dir_with(
+    args: &DataDirArgs,
+    system: &Path,
+    user: Option<PathBuf>,
+) -> anyhow::Result<DataDir> {
+    if let Some(path) = &args.data_directory {
+        usable(path).map_err(|e| {
+            anyhow::anyhow!(
+                "the data directory {} is not usable ({e}); create it and give this user write access, \
+                 or set GEVULOT_DATA_DIRECTORY to another directory",
+                path.display()
+            )
+        })?;
+        return Ok(DataDir {
+            path: path.clone(),
+            fallback_reason: None,
+        });
+    }
+    match usable(system) {
+        Ok(()) => Ok(DataDir {
+            path: system.to_path_buf(),
+            fallback_reason: None,
+        }),
+        Err(why) => {
+            let Some(user) = user else {
+                bail!(
+                    "the data directory {} is not usable ({why}) and there is no HOME to fall back to; \
+                     set GEVULOT_DATA_DIRECTORY",
+                    system.display()
+                );
+            };
+            usable(&user).map_err(|e| {
+                anyhow::anyhow!(
+                    "neither {} ({why}) nor {} ({e}) can be used as the data directory; set GEVULOT_DATA_DIRECTORY",
+                    system.display(),
+                    user.display()
+                )
+            })?;
+            Ok(DataDir {
+                path: user,
+                fallback_reason: Some(format!(
+                    "the default data directory {} is not usable ({why})",
+                    system.display()
+                )),
+            })
+        }
+    }
+}
+
+impl DbArgs {
+    /// The database URL (a secret: it may hold a password) and the data directory it defaults into.
+    pub fn resolve(&self) -> anyhow::Result<(Secret, DataDir)> {
+        let data = resolve_data_dir(&self.data)?;
+        let url = match self.url()? {
+            Some(url) => url,
+            None => Secret(format!(
+                "sqlite://{}",
+                data.path.join("gevulot.db").display()
+            )),
+        };
+        Ok((url, data))
+    }
+
+    /// The database URL for a command that needs only the database: the configured one, else
+    /// SQLite in the (resolved and created) data directory.
+    pub fn resolve_url(&self) -> anyhow::Result<Secret> {
+        match self.url()? {
+            Some(url) => Ok(url),
+            None => Ok(self.resolve()?.0),
+        }
+    }
+
+    fn url(&self) -> anyhow::Result<Option<Secret>> {
+        secret(&self.db_url, &self.db_url_file)
+    }
+}
+
+impl RunArgs {
+    pub fn psk_passphrase(&self) -> anyhow::Result<Option<Secret>> {
+        secret(&self.psk_passphrase, &self.psk_passphrase_file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn falls_back_when_the_system_directory_is_unusable() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        // A path under a regular file can never be created.
+        let blocker = tmp.path().join("file");
+        std::fs::write(&blocker, b"").expect("write");
+        let system = blocker.join("gevulot");
+        let user = tmp.path().join("home/.local/share/gevulot");
+        let args = DataDirArgs {
+            data_directory: None,
+        };
+        let dir = resolve_data_dir_with(&args, &system, Some(user.clone())).expect("fallback");
+        assert_eq!(dir.path, user);
+        assert!(
+            dir.fallback_reason
+                .expect("reason")
+                .contains("cannot create")
+        );
+        assert!(user.is_dir());
+        // The system directory is used when it works.
+        let good = tmp.path().join("var/lib/gevulot");
+        let dir = resolve_data_dir_with(&args, &good, Some(user)).expect("system");
+        assert_eq!((dir.path, dir.fallback_reason), (good, None));
+    }
+
+    #[test]
+    fn explicit_unusable_directory_is_an_error_with_the_fix() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let blocker = tmp.path().join("file");
+        std::fs::write(&blocker, b"").expect("write");
+        let args = DataDirArgs {
+            data_directory: Some(blocker.join("x")),
+        };
+        let err = resolve_data_dir_with(&args, tmp.path(), None).expect_err("error");
+        assert!(err.to_string().contains("GEVULOT_DATA_DIRECTORY"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret("hunter2".into());
+        assert_eq!(format!("{s} {s:?}"), "[redacted] [redacted]");
+    }
+
+    #[test]
+    fn secret_files_are_trimmed_and_named_in_errors() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let f = tmp.path().join("psk");
+        std::fs::write(&f, "correct horse\n").expect("write");
+        assert_eq!(
+            read_secret_file(&f).expect("read").expose(),
+            "correct horse"
+        );
+        let missing = tmp.path().join("missing");
+        let err = read_secret_file(&missing).expect_err("missing");
+        assert!(err.to_string().contains("missing"));
+    }
+}

@@ -1,0 +1,16 @@
+//! Logging: `tracing` to standard error, filtered by `RUST_LOG` as in the original
+//! (e.g. `RUST_LOG=warn,gevulot=debug,sqlx=error`); the default level is `info`.
+//!
+//! The binary's own events are emitted under the `gevulot` target (not the crate names), so the
+//! original's filters keep working.
+
+use tracing_subscriber::EnvFilter;
+
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(true)
+        .try_init();
+}

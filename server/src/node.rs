@@ -1,0 +1,166 @@
+//! `gevulot run`: resolves the configuration, opens the data directory, the node key and the
+//! database, builds the core, and runs until SIGINT or SIGTERM.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use app::crypto::SecretKey;
+use app::node::{AclPolicy, Intake};
+use app::store::redact_url;
+use app::tx::Hash;
+use app::validate::Limits;
+use tracing::{info, warn};
+
+use crate::config::{AclMode, RunArgs, WELL_KNOWN_PSK_PASSPHRASE};
+
+/// Loads the node key, creating it (mode 0600) on first run.
+fn load_or_create_key(path: &Path) -> anyhow::Result<SecretKey> {
+    if path.exists() {
+        return Ok(SecretKey::read_file(path)?);
+    }
+    let key = SecretKey::generate_file(path)?;
+    info!(target: "gevulot", key_file = %path.display(), public_key = %key.public_key(), "created a new node key");
+    Ok(key)
+}
+
+/// A PCI address in the `DDDD:BB:DD.F` form.
+fn check_pci_address(text: &str) -> anyhow::Result<()> {
+    let ok = text.len() == 12
+        && text.char_indices().all(|(i, c)| match i {
+            4 | 7 => c == ':',
+            10 => c == '.',
+            11 => ('0'..='7').contains(&c),
+            _ => c.is_ascii_hexdigit(),
+        });
+    if !ok {
+        bail!(
+            "GEVULOT_GPU_DEVICES: {text:?} is not a PCI address like 0000:01:00.0 (see `lspci -D`)"
+        );
+    }
+    Ok(())
+}
+
+/// A short, non-reversible fingerprint of the pre-shared key, safe to log.
+fn psk_fingerprint(passphrase: &str) -> String {
+    let psk = Hash::sha3(passphrase.as_bytes());
+    Hash::sha3(&psk.0).to_hex()[..16].to_string()
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let (db_url, data) = args.db.resolve()?;
+    if let Some(reason) = &data.fallback_reason {
+        warn!(target: "gevulot", "{reason}; using {} instead (set GEVULOT_DATA_DIRECTORY to choose)", data.path.display());
+    }
+    info!(target: "gevulot", data_directory = %data.path.display(), "data directory (images, transaction files, database, logs)");
+    let log_directory = args
+        .log_directory
+        .clone()
+        .unwrap_or_else(|| data.path.join("log"));
+    std::fs::create_dir_all(&log_directory).with_context(|| {
+        format!(
+            "cannot create the log directory {}",
+            log_directory.display()
+        )
+    })?;
+
+    for gpu in &args.gpu_devices {
+        check_pci_address(gpu)?;
+    }
+
+    let key_file = args
+        .node_key_file
+        .clone()
+        .unwrap_or_else(|| data.path.join("node.key"));
+    let key = load_or_create_key(&key_file)?;
+
+    let passphrase = args.psk_passphrase()?;
+    let fingerprint = match &passphrase {
+        Some(p) => psk_fingerprint(p.expose()),
+        None => {
+            warn!(target: "gevulot", "no GEVULOT_PSK_PASSPHRASE set: using the original's well-known passphrase, so anyone can join this network; set a private passphrase");
+            psk_fingerprint(WELL_KNOWN_PSK_PASSPHRASE)
+        }
+    };
+
+    let store = crate::commands::connect(&db_url, args.db.db_max_connections).await?;
+    let acl = match (args.acl_mode, &args.acl_whitelist_url) {
+        (AclMode::Whitelist, _) | (AclMode::Auto, Some(_)) => AclPolicy::Whitelist,
+        (AclMode::Open, _) | (AclMode::Auto, None) => AclPolicy::Open,
+    };
+    let limits = Limits {
+        max_proof_bytes: args.max_proof_bytes,
+        ..Limits::default()
+    };
+    let _intake = Intake::new(store.clone(), limits, acl);
+
+    info!(
+        target: "gevulot",
+        version = env!("CARGO_PKG_VERSION"),
+        public_key = %key.public_key(),
+        database = %redact_url(db_url.expose()),
+        backend = store.backend().as_str(),
+        acl = ?acl,
+        psk_fingerprint = %fingerprint,
+        json_rpc_listen_addr = %args.json_rpc_listen_addr,
+        p2p_listen_addr = %args.p2p_listen_addr,
+        http_port = args.http_port,
+        execution = !args.no_execution,
+        gpus = args.gpu_devices.len(),
+        log_directory = %log_directory.display(),
+        "node ready"
+    );
+
+    shutdown_signal().await;
+    info!(target: "gevulot", "shutting down");
+    store.close().await;
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM (systemd, Podman).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pci_addresses() {
+        assert!(check_pci_address("0000:01:00.0").is_ok());
+        assert!(check_pci_address("0000:af:1f.7").is_ok());
+        for bad in [
+            "01:00.0",
+            "0000:01:00.8",
+            "0000-01-00.0",
+            "0000:01:00.0 ",
+            "",
+        ] {
+            assert!(check_pci_address(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fingerprint_does_not_reveal_the_psk() {
+        let f = psk_fingerprint("secret passphrase");
+        assert_eq!(f.len(), 16);
+        assert_ne!(&Hash::sha3(b"secret passphrase").to_hex()[..16], f);
+    }
+}

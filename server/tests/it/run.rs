@@ -1,0 +1,110 @@
+//! `gevulot run` as an operator starts it: against PostgreSQL after `migrate`, and with no
+//! configuration at all on SQLite.
+
+use std::time::Duration;
+
+use crate::process::{Node, gevulot, is_root, output, stderr};
+
+const STARTUP: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn migrate_then_run_on_postgres_without_leaking_secrets() {
+    let url = testkit::postgres_url().await.expect("database");
+    // Trust authentication accepts any password; the point is that it never shows.
+    let with_password = url.replacen("postgres@", "postgres:pg-s3cret-pw@", 1);
+    let out = output(gevulot().args(["migrate", "--db-url", &with_password]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("pg-s3cret-pw"));
+
+    let dir = testkit::tempdir();
+    let psk_file = dir.path().join("psk");
+    std::fs::write(&psk_file, "psk-from-file-secret\n").expect("write");
+    let mut cmd = gevulot();
+    cmd.arg("run")
+        .env("GEVULOT_DATA_DIRECTORY", dir.path())
+        .env("GEVULOT_DB_URL", &with_password)
+        .env("GEVULOT_PSK_PASSPHRASE_FILE", &psk_file)
+        .env("RUST_LOG", "warn,gevulot=debug,sqlx=error");
+    let mut node = Node::spawn(cmd);
+    let ready = node.wait_for("node ready", STARTUP);
+    assert!(
+        ready.contains("backend=\"postgres\"") || ready.contains("backend=postgres"),
+        "{ready}"
+    );
+    assert!(
+        ready.contains("***"),
+        "the database URL is shown redacted: {ready}"
+    );
+    let log = node.terminate();
+    for secret in ["pg-s3cret-pw", "psk-from-file-secret"] {
+        assert!(
+            !log.contains(secret),
+            "{secret} leaked into the log:\n{log}"
+        );
+    }
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(
+        dir.path().join("node.key").exists(),
+        "the node key was created on first run"
+    );
+}
+
+#[test]
+fn rust_log_filters_like_the_original() {
+    let dir = testkit::tempdir();
+    let mut cmd = gevulot();
+    cmd.arg("run")
+        .env("GEVULOT_DATA_DIRECTORY", dir.path())
+        .env("RUST_LOG", "warn");
+    let mut node = Node::spawn(cmd);
+    // At `warn`, the default-passphrase warning shows and the info-level "node ready" does not.
+    node.wait_for("well-known passphrase", STARTUP);
+    std::thread::sleep(Duration::from_secs(2));
+    let log = node.terminate();
+    assert!(!log.contains("node ready"), "{log}");
+}
+
+/// A newcomer's first run: no configuration, not root, `/var/lib/gevulot` not writable.
+#[test]
+fn run_with_no_configuration_on_sqlite() {
+    let home = testkit::tempdir();
+    let mut cmd = if is_root() {
+        // Run as an unprivileged user, as a newcomer would.
+        let status = std::process::Command::new("chown")
+            .args(["-R", "nobody"])
+            .arg(home.path())
+            .status()
+            .expect("chown");
+        assert!(status.success());
+        // setpriv execs the node itself (no parent process in between to swallow signals).
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+            .args([env!("CARGO_BIN_EXE_gevulot"), "run"]);
+        c
+    } else {
+        let mut c = gevulot();
+        c.arg("run");
+        c
+    };
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("GEVULOT_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env_remove("RUST_LOG")
+        .env_remove("XDG_DATA_HOME")
+        .env("HOME", home.path())
+        .env("NO_COLOR", "1");
+    let mut node = Node::spawn(cmd);
+    let ready = node.wait_for("node ready", STARTUP);
+    let data = home.path().join(".local/share/gevulot");
+    assert!(ready.contains("sqlite"), "{ready}");
+    let log = node.terminate();
+    assert!(
+        log.contains(&data.display().to_string()),
+        "the log says where data goes:\n{log}"
+    );
+    assert!(data.join("gevulot.db").exists());
+    assert!(data.join("node.key").exists());
+    assert!(data.join("log").is_dir());
+}
