@@ -110,8 +110,15 @@ impl Cluster {
         let root = is_root();
         let tmp = std::env::temp_dir();
         // One template per machine, initialised under a lock; every process copies it.
-        let template = tmp.join("gevulot-test-pg-template");
-        let lock_path = tmp.join("gevulot-test-pg-template.lock");
+        // One template per server build (the binaries' path names it).
+        let tag = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            bin.hash(&mut h);
+            format!("{:016x}", h.finish())
+        };
+        let template = tmp.join(format!("gevulot-test-pg-template-{tag}"));
+        let lock_path = tmp.join(format!("gevulot-test-pg-template-{tag}.lock"));
         let lock = std::fs::File::create(&lock_path).context("cannot create the template lock")?;
         lock.lock().context("cannot lock the template")?;
         if !template.join("ready").exists() {

@@ -704,6 +704,23 @@ impl Store {
         Ok(())
     }
 
+    /// The database server's version, e.g. `16.4` (PostgreSQL) or `3.46.0` (SQLite).
+    pub async fn server_version(&self) -> Result<String> {
+        let version: String = match &self.backend {
+            Backend::Postgres(pool) => {
+                sqlx::query_scalar("SHOW server_version")
+                    .fetch_one(pool)
+                    .await?
+            }
+            Backend::Sqlite(pool) => {
+                sqlx::query_scalar("SELECT sqlite_version()")
+                    .fetch_one(pool)
+                    .await?
+            }
+        };
+        Ok(version)
+    }
+
     pub async fn close(&self) {
         dispatch!(self, pool => pool.close().await);
     }

@@ -9,6 +9,15 @@ async fn postgres_and_sqlite_schemas_match() -> anyhow::Result<()> {
     lite.migrate().await?;
     let pg = Store::connect(&testkit::postgres_url().await?, &Default::default()).await?;
     pg.migrate().await?;
+    // CI runs this suite once per supported PostgreSQL major version and says which it expects.
+    let version = pg.server_version().await?;
+    if let Ok(major) = std::env::var("GEVULOT_TEST_PG_EXPECT_MAJOR") {
+        assert!(
+            version.starts_with(&format!("{major}.")),
+            "expected PostgreSQL {major}, got {version}"
+        );
+    }
+    assert!(!lite.server_version().await?.is_empty());
     let a = lite.describe_schema().await?;
     let b = pg.describe_schema().await?;
     assert!(a.columns.len() > 30, "suspiciously small schema: {a:?}");
