@@ -13,6 +13,7 @@
 mod migrations;
 mod schema;
 
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -539,92 +540,157 @@ impl TaskRow {
 }
 
 /// A bind value for queries assembled at run time.
+#[derive(Clone, Debug)]
 enum Bind {
     Text(String),
     Int(i64),
+    OptText(Option<String>),
+    OptInt(Option<i64>),
 }
 
-/// Inserts one transaction and its derived rows inside the open database transaction `$t`.
-/// Evaluates to `Inserted`.
-macro_rules! insert_one {
-    ($t:expr, $stx:expr, $source:expr, $now:expr) => {{
-        let tx: &Transaction = $stx;
-        let hash = tx.hash.to_hex();
-        let payload = serde_json::to_string(&tx.payload)
-            .map_err(|e| StoreError::Corrupt(format!("cannot encode payload: {e}")))?;
-        let seq: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO transactions (hash, author, kind, nonce, signature, payload, parent, source, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (hash) DO NOTHING RETURNING seq",
-        )
-        .bind(&hash)
-        .bind(tx.author.to_hex())
-        .bind(tx.kind().as_str())
-        .bind(tx.nonce.to_string())
-        .bind(tx.signature.to_hex())
-        .bind(payload)
-        .bind(tx.payload.parent().map(|p| p.to_hex()))
-        .bind($source.as_str())
-        .bind($now)
-        .fetch_optional(&mut *$t)
-        .await?;
-        match seq {
-            None => Inserted::AlreadyPresent,
-            Some(seq) => {
-                match &tx.payload {
-                    Payload::Deploy { prover, verifier, .. } => {
-                        for (role, meta) in [("prover", prover), ("verifier", verifier)] {
-                            let (mem, cpus, gpus) = resources_columns(meta);
-                            sqlx::query(
-                                "INSERT INTO programs (hash, name, image_file_name, image_file_url, image_file_checksum, \
-                                 mem_mib, cpus, gpus, role, deploy_tx, created_at) \
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (hash) DO NOTHING",
-                            )
-                            .bind(meta.hash.to_hex())
-                            .bind(&meta.name)
-                            .bind(&meta.image_file_name)
-                            .bind(&meta.image_file_url)
-                            .bind(&meta.image_file_checksum)
-                            .bind(mem)
-                            .bind(cpus)
-                            .bind(gpus)
-                            .bind(role)
-                            .bind(&hash)
-                            .bind($now)
-                            .execute(&mut *$t)
-                            .await?;
-                        }
-                    }
-                    Payload::Run { workflow } => {
-                        for (i, step) in workflow.steps.iter().enumerate() {
-                            sqlx::query(
-                                "INSERT INTO workflow_steps (run_tx, step_index, program) VALUES ($1, $2, $3)",
-                            )
-                            .bind(&hash)
-                            .bind(i as i64)
-                            .bind(step.program.to_hex())
-                            .execute(&mut *$t)
-                            .await?;
-                        }
-                    }
-                    Payload::Proof { files, .. } | Payload::Verification { files, .. } => {
-                        for (i, file) in files.iter().enumerate() {
-                            sqlx::query(
-                                "INSERT INTO tx_files (tx, file_index, vm_path, checksum) VALUES ($1, $2, $3, $4)",
-                            )
-                            .bind(&hash)
-                            .bind(i as i64)
-                            .bind(&file.name)
-                            .bind(file.checksum.to_hex())
-                            .execute(&mut *$t)
-                            .await?;
-                        }
-                    }
-                    _ => {}
-                }
-                Inserted::New(seq)
-            }
+/// Binds `$binds` to the query `$q` in order.
+macro_rules! bind_all {
+    ($q:expr, $binds:expr) => {{
+        let mut q = $q;
+        for b in $binds {
+            q = match b {
+                Bind::Text(v) => q.bind(v),
+                Bind::Int(v) => q.bind(v),
+                Bind::OptText(v) => q.bind(v),
+                Bind::OptInt(v) => q.bind(v),
+            };
         }
+        q
     }};
+}
+
+/// `INSERT INTO table (columns) VALUES ($1, …), (…) …` for `rows` rows, plus `tail`.
+fn multi_row_insert(table: &str, columns: &[&str], rows: usize, tail: &str) -> String {
+    let width = columns.len();
+    let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..width {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", r * width + c + 1));
+        }
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
+}
+
+/// Rows per multi-row statement: far below both databases' bind-parameter limits.
+const ROWS_PER_STATEMENT: usize = 200;
+
+const TX_INSERT_COLUMNS: &[&str] = &[
+    "hash",
+    "author",
+    "kind",
+    "nonce",
+    "signature",
+    "payload",
+    "parent",
+    "source",
+    "received_at",
+];
+const PROGRAM_INSERT_COLUMNS: &[&str] = &[
+    "hash",
+    "name",
+    "image_file_name",
+    "image_file_url",
+    "image_file_checksum",
+    "mem_mib",
+    "cpus",
+    "gpus",
+    "role",
+    "deploy_tx",
+    "created_at",
+];
+const STEP_INSERT_COLUMNS: &[&str] = &["run_tx", "step_index", "program"];
+const FILE_INSERT_COLUMNS: &[&str] = &["tx", "file_index", "vm_path", "checksum"];
+
+/// The rows that storing `tx` writes besides its own: programs, workflow steps, output files.
+struct DerivedRows {
+    programs: Vec<Vec<Bind>>,
+    steps: Vec<Vec<Bind>>,
+    files: Vec<Vec<Bind>>,
+}
+
+impl DerivedRows {
+    fn new() -> Self {
+        Self {
+            programs: Vec::new(),
+            steps: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, tx: &Transaction, hash: &str, now: i64) {
+        match &tx.payload {
+            Payload::Deploy {
+                prover, verifier, ..
+            } => {
+                for (role, meta) in [("prover", prover), ("verifier", verifier)] {
+                    let (mem, cpus, gpus) = resources_columns(meta);
+                    self.programs.push(vec![
+                        Bind::Text(meta.hash.to_hex()),
+                        Bind::Text(meta.name.clone()),
+                        Bind::Text(meta.image_file_name.clone()),
+                        Bind::Text(meta.image_file_url.clone()),
+                        Bind::Text(meta.image_file_checksum.clone()),
+                        Bind::OptInt(mem),
+                        Bind::OptInt(cpus),
+                        Bind::OptInt(gpus),
+                        Bind::Text(role.to_string()),
+                        Bind::Text(hash.to_string()),
+                        Bind::Int(now),
+                    ]);
+                }
+            }
+            Payload::Run { workflow } => {
+                for (i, step) in workflow.steps.iter().enumerate() {
+                    self.steps.push(vec![
+                        Bind::Text(hash.to_string()),
+                        Bind::Int(i as i64),
+                        Bind::Text(step.program.to_hex()),
+                    ]);
+                }
+            }
+            Payload::Proof { files, .. } | Payload::Verification { files, .. } => {
+                for (i, file) in files.iter().enumerate() {
+                    self.files.push(vec![
+                        Bind::Text(hash.to_string()),
+                        Bind::Int(i as i64),
+                        Bind::Text(file.name.clone()),
+                        Bind::Text(file.checksum.to_hex()),
+                    ]);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn tx_insert_row(tx: &Transaction, source: Source, now: i64) -> Result<Vec<Bind>> {
+    let payload = serde_json::to_string(&tx.payload)
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode payload: {e}")))?;
+    Ok(vec![
+        Bind::Text(tx.hash.to_hex()),
+        Bind::Text(tx.author.to_hex()),
+        Bind::Text(tx.kind().as_str().to_string()),
+        Bind::Text(tx.nonce.to_string()),
+        Bind::Text(tx.signature.to_hex()),
+        Bind::Text(payload),
+        Bind::OptText(tx.payload.parent().map(|p| p.to_hex())),
+        Bind::Text(source.as_str().to_string()),
+        Bind::Int(now),
+    ])
 }
 
 fn resources_columns(meta: &ProgramMetadata) -> (Option<i64>, Option<i64>, Option<i64>) {
@@ -736,31 +802,72 @@ impl Store {
     /// Stores a transaction and what derives from it (programs of a Deploy, steps of a Run,
     /// files of a Proof/Verification) atomically. A transaction already stored is left as it is.
     pub async fn insert_transaction(&self, tx: &Transaction, source: Source) -> Result<Inserted> {
-        let now = now_ms();
-        dispatch!(self, pool => {
-            let mut t = pool.begin().await?;
-            let outcome = insert_one!(t, tx, source, now);
-            t.commit().await?;
-            Ok(outcome)
-        })
+        let mut out = self
+            .insert_transactions(std::slice::from_ref(tx), source)
+            .await?;
+        out.pop()
+            .ok_or_else(|| StoreError::Corrupt("insert returned no outcome".into()))
     }
 
-    /// Stores many transactions in one database transaction (one commit, one sync).
+    /// Stores many transactions in one database transaction (one commit, one sync), with
+    /// multi-row statements. Each outcome says whether that transaction was new; a transaction
+    /// already stored, or repeated within `txs`, is left as it is.
     pub async fn insert_transactions(
         &self,
         txs: &[Transaction],
         source: Source,
     ) -> Result<Vec<Inserted>> {
         let now = now_ms();
+        let rows = txs
+            .iter()
+            .map(|tx| tx_insert_row(tx, source, now))
+            .collect::<Result<Vec<_>>>()?;
+        let mut new_seq: HashMap<String, i64> = HashMap::new();
         dispatch!(self, pool => {
             let mut t = pool.begin().await?;
-            let mut out = Vec::with_capacity(txs.len());
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let sql = multi_row_insert(
+                    "transactions",
+                    TX_INSERT_COLUMNS,
+                    chunk.len(),
+                    " ON CONFLICT (hash) DO NOTHING RETURNING hash, seq",
+                );
+                let q = bind_all!(sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql)), chunk.iter().flatten().cloned());
+                new_seq.extend(q.fetch_all(&mut *t).await?);
+            }
+            let mut derived = DerivedRows::new();
+            let mut seen = HashSet::new();
             for tx in txs {
-                out.push(insert_one!(t, tx, source, now));
+                let hash = tx.hash.to_hex();
+                if new_seq.contains_key(&hash) && seen.insert(hash.clone()) {
+                    derived.add(tx, &hash, now);
+                }
+            }
+            for (table, columns, rows, tail) in [
+                ("programs", PROGRAM_INSERT_COLUMNS, &derived.programs, " ON CONFLICT (hash) DO NOTHING"),
+                ("workflow_steps", STEP_INSERT_COLUMNS, &derived.steps, ""),
+                ("tx_files", FILE_INSERT_COLUMNS, &derived.files, ""),
+            ] {
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    let sql = multi_row_insert(table, columns, chunk.len(), tail);
+                    let q = bind_all!(sqlx::query(AssertSqlSafe(sql)), chunk.iter().flatten().cloned());
+                    q.execute(&mut *t).await?;
+                }
             }
             t.commit().await?;
-            Ok(out)
-        })
+        });
+        // The first occurrence of a new hash is the one that was stored.
+        let mut reported = HashSet::new();
+        Ok(txs
+            .iter()
+            .map(|tx| {
+                let hash = tx.hash.to_hex();
+                match new_seq.get(&hash) {
+                    Some(seq) if reported.insert(hash) => Inserted::New(*seq),
+                    _ => Inserted::AlreadyPresent,
+                }
+            })
+            .collect())
     }
 
     pub async fn get_transaction(&self, hash: &Hash) -> Result<Option<StoredTransaction>> {
@@ -837,13 +944,7 @@ impl Store {
             Bind::Int(i64::from(limit) + 1),
         );
         let rows: Vec<TxTuple> = dispatch!(self, pool => {
-            let mut q = sqlx::query_as(AssertSqlSafe(sql));
-            for b in binds {
-                q = match b {
-                    Bind::Text(s) => q.bind(s),
-                    Bind::Int(i) => q.bind(i),
-                };
-            }
+            let q = bind_all!(sqlx::query_as(AssertSqlSafe(sql)), binds);
             q.fetch_all(pool).await?
         });
         let mut items = rows

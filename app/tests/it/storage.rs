@@ -610,4 +610,40 @@ async fn batch_insert(db: Db) {
         .expect("batch");
     assert!(again.iter().all(|o| *o == Inserted::AlreadyPresent));
     assert_eq!(db.store.count_transactions().await.expect("count"), 50);
+    // A transaction repeated within one batch is stored once; derived rows are written once.
+    let d = deploy(&k, "bp", "bv", 100);
+    let r = run(&k, &[program("bp").hash, program("bv").hash], 101);
+    let out = db
+        .store
+        .insert_transactions(&[d.clone(), r.clone(), d.clone(), r.clone()], Source::Rpc)
+        .await
+        .expect("batch with repeats");
+    assert!(matches!(out[0], Inserted::New(_)) && matches!(out[1], Inserted::New(_)));
+    assert_eq!(
+        out[2..],
+        [Inserted::AlreadyPresent, Inserted::AlreadyPresent]
+    );
+    assert_eq!(
+        db.store
+            .runs_using_program(&program("bp").hash, 10)
+            .await
+            .expect("runs"),
+        vec![r.hash]
+    );
+    assert_eq!(
+        db.store
+            .get_transaction(&r.hash)
+            .await
+            .expect("get")
+            .expect("found")
+            .tx,
+        r
+    );
+    // Big batches are split into several statements.
+    let many: Vec<Transaction> = (1000..1450).map(|n| empty(&k, n)).collect();
+    db.store
+        .insert_transactions(&many, Source::P2p)
+        .await
+        .expect("big batch");
+    assert_eq!(db.store.count_transactions().await.expect("count"), 502);
 }
