@@ -307,65 +307,34 @@ pub struct Store {
 /// A `transactions` row in [`TX_COLUMNS`] order.
 type TxTuple = (i64, String, String, String, String, String, String, i64);
 
-struct TxRow {
-    seq: i64,
-    hash: String,
-    author: String,
-    nonce: String,
-    signature: String,
-    payload: String,
-    source: String,
-    received_at: i64,
-}
-
 const TX_COLUMNS: &str = "seq, hash, author, nonce, signature, payload, source, received_at";
 
-impl TxRow {
-    fn from_tuple(t: TxTuple) -> Self {
-        let (seq, hash, author, nonce, signature, payload, source, received_at) = t;
-        Self {
-            seq,
-            hash,
+fn decode_tx(t: TxTuple) -> Result<StoredTransaction> {
+    let (seq, hash_hex, author, nonce, signature, payload, source, received_at) = t;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("transaction {hash_hex}: {what}"));
+    let hash = Hash::from_hex(&hash_hex).ok_or_else(|| corrupt("bad hash"))?;
+    let author = PublicKey::from_hex(&author).map_err(|_| corrupt("bad author"))?;
+    let nonce = nonce.parse().map_err(|_| corrupt("bad nonce"))?;
+    let sig_bytes: [u8; 64] = hex::decode(&signature)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| corrupt("bad signature"))?;
+    let payload: Payload =
+        serde_json::from_str(&payload).map_err(|e| corrupt(&format!("bad payload: {e}")))?;
+    let source = Source::parse(&source).ok_or_else(|| corrupt("bad source"))?;
+    Ok(StoredTransaction {
+        tx: Transaction {
             author,
-            nonce,
-            signature,
+            hash,
             payload,
-            source,
-            received_at,
-        }
-    }
-
-    fn decode_tuple(t: TxTuple) -> Result<StoredTransaction> {
-        Self::from_tuple(t).decode()
-    }
-
-    fn decode(self) -> Result<StoredTransaction> {
-        let corrupt =
-            |what: &str| StoreError::Corrupt(format!("transaction {}: {what}", self.hash));
-        let hash = Hash::from_hex(&self.hash).ok_or_else(|| corrupt("bad hash"))?;
-        let author = PublicKey::from_hex(&self.author).map_err(|_| corrupt("bad author"))?;
-        let nonce = self.nonce.parse().map_err(|_| corrupt("bad nonce"))?;
-        let sig_bytes: [u8; 64] = hex::decode(&self.signature)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| corrupt("bad signature"))?;
-        let payload: Payload = serde_json::from_str(&self.payload)
-            .map_err(|e| corrupt(&format!("bad payload: {e}")))?;
-        let source = Source::parse(&self.source).ok_or_else(|| corrupt("bad source"))?;
-        Ok(StoredTransaction {
-            tx: Transaction {
-                author,
-                hash,
-                payload,
-                nonce,
-                signature: Signature::from_bytes(&sig_bytes),
-                state: crate::tx::Marker,
-            },
-            seq: self.seq,
-            source,
-            received_at_ms: self.received_at,
-        })
-    }
+            nonce,
+            signature: Signature::from_bytes(&sig_bytes),
+            state: crate::tx::Marker,
+        },
+        seq,
+        source,
+        received_at_ms: received_at,
+    })
 }
 
 /// A `programs` row in [`PROGRAM_COLUMNS`] order.
@@ -385,73 +354,40 @@ type ProgramTuple = (
 
 const PROGRAM_COLUMNS: &str = "hash, name, image_file_name, image_file_url, image_file_checksum, mem_mib, cpus, gpus, role, deploy_tx, created_at";
 
-struct ProgramRow {
-    hash: String,
-    name: String,
-    image_file_name: String,
-    image_file_url: String,
-    image_file_checksum: String,
-    mem_mib: Option<i64>,
-    cpus: Option<i64>,
-    gpus: Option<i64>,
-    role: String,
-    deploy_tx: String,
-    created_at: i64,
-}
-
-impl ProgramRow {
-    fn decode_tuple(t: ProgramTuple) -> Result<Program> {
-        let (
-            hash,
-            name,
-            image_file_name,
-            image_file_url,
-            image_file_checksum,
-            mem_mib,
-            cpus,
-            gpus,
-            role,
-            deploy_tx,
-            created_at,
-        ) = t;
-        Self {
-            hash,
-            name,
-            image_file_name,
-            image_file_url,
-            image_file_checksum,
-            mem_mib,
-            cpus,
-            gpus,
-            role,
-            deploy_tx,
-            created_at,
-        }
-        .decode()
-    }
-
-    fn decode(self) -> Result<Program> {
-        let corrupt = |what: &str| StoreError::Corrupt(format!("program {}: {what}", self.hash));
-        let resource_requirements = match (self.mem_mib, self.cpus, self.gpus) {
-            (Some(mem), Some(cpus), Some(gpus)) => Some(ResourceRequest {
-                mem: u64::try_from(mem).map_err(|_| corrupt("negative mem"))?,
-                cpus: u64::try_from(cpus).map_err(|_| corrupt("negative cpus"))?,
-                gpus: u64::try_from(gpus).map_err(|_| corrupt("negative gpus"))?,
-            }),
-            _ => None,
-        };
-        Ok(Program {
-            hash: Hash::from_hex(&self.hash).ok_or_else(|| corrupt("bad hash"))?,
-            deploy_tx: Hash::from_hex(&self.deploy_tx).ok_or_else(|| corrupt("bad deploy tx"))?,
-            name: self.name,
-            image_file_name: self.image_file_name,
-            image_file_url: self.image_file_url,
-            image_file_checksum: self.image_file_checksum,
-            resource_requirements,
-            role: self.role,
-            created_at_ms: self.created_at,
-        })
-    }
+fn decode_program(t: ProgramTuple) -> Result<Program> {
+    let (
+        hash,
+        name,
+        image_file_name,
+        image_file_url,
+        image_file_checksum,
+        mem_mib,
+        cpus,
+        gpus,
+        role,
+        deploy_tx,
+        created_at,
+    ) = t;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("program {hash}: {what}"));
+    let resource_requirements = match (mem_mib, cpus, gpus) {
+        (Some(mem), Some(cpus), Some(gpus)) => Some(ResourceRequest {
+            mem: u64::try_from(mem).map_err(|_| corrupt("negative mem"))?,
+            cpus: u64::try_from(cpus).map_err(|_| corrupt("negative cpus"))?,
+            gpus: u64::try_from(gpus).map_err(|_| corrupt("negative gpus"))?,
+        }),
+        _ => None,
+    };
+    Ok(Program {
+        hash: Hash::from_hex(&hash).ok_or_else(|| corrupt("bad hash"))?,
+        deploy_tx: Hash::from_hex(&deploy_tx).ok_or_else(|| corrupt("bad deploy tx"))?,
+        name,
+        image_file_name,
+        image_file_url,
+        image_file_checksum,
+        resource_requirements,
+        role,
+        created_at_ms: created_at,
+    })
 }
 
 /// A `tasks` row in [`TASK_COLUMNS`] order.
@@ -470,73 +406,38 @@ type TaskTuple = (
     Option<i64>,
 );
 
-struct TaskRow {
-    id: i64,
-    tx: String,
-    step_index: i64,
-    program: String,
-    kind: String,
-    phase: String,
-    attempt: i64,
-    error: Option<String>,
-    created_at: i64,
-    updated_at: i64,
-    started_at: Option<i64>,
-    finished_at: Option<i64>,
-}
-
 const TASK_COLUMNS: &str = "id, tx, step_index, program, kind, phase, attempt, error, created_at, updated_at, started_at, finished_at";
 
-impl TaskRow {
-    fn decode_tuple(t: TaskTuple) -> Result<Task> {
-        let (
-            id,
-            tx,
-            step_index,
-            program,
-            kind,
-            phase,
-            attempt,
-            error,
-            created_at,
-            updated_at,
-            started_at,
-            finished_at,
-        ) = t;
-        Self {
-            id,
-            tx,
-            step_index,
-            program,
-            kind,
-            phase,
-            attempt,
-            error,
-            created_at,
-            updated_at,
-            started_at,
-            finished_at,
-        }
-        .decode()
-    }
-
-    fn decode(self) -> Result<Task> {
-        let corrupt = |what: &str| StoreError::Corrupt(format!("task {}: {what}", self.id));
-        Ok(Task {
-            id: self.id,
-            tx: Hash::from_hex(&self.tx).ok_or_else(|| corrupt("bad tx"))?,
-            step_index: self.step_index,
-            program: Hash::from_hex(&self.program).ok_or_else(|| corrupt("bad program"))?,
-            kind: self.kind,
-            phase: Phase::parse(&self.phase).ok_or_else(|| corrupt("bad phase"))?,
-            attempt: self.attempt,
-            error: self.error,
-            created_at_ms: self.created_at,
-            updated_at_ms: self.updated_at,
-            started_at_ms: self.started_at,
-            finished_at_ms: self.finished_at,
-        })
-    }
+fn decode_task(t: TaskTuple) -> Result<Task> {
+    let (
+        id,
+        tx,
+        step_index,
+        program,
+        kind,
+        phase,
+        attempt,
+        error,
+        created_at,
+        updated_at,
+        started_at,
+        finished_at,
+    ) = t;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("task {id}: {what}"));
+    Ok(Task {
+        id,
+        tx: Hash::from_hex(&tx).ok_or_else(|| corrupt("bad tx"))?,
+        step_index,
+        program: Hash::from_hex(&program).ok_or_else(|| corrupt("bad program"))?,
+        kind,
+        phase: Phase::parse(&phase).ok_or_else(|| corrupt("bad phase"))?,
+        attempt,
+        error,
+        created_at_ms: created_at,
+        updated_at_ms: updated_at,
+        started_at_ms: started_at,
+        finished_at_ms: finished_at,
+    })
 }
 
 /// A bind value for queries assembled at run time.
@@ -875,7 +776,7 @@ impl Store {
         let row: Option<TxTuple> = dispatch!(self, pool => {
             sqlx::query_as(AssertSqlSafe(sql)).bind(hash.to_hex()).fetch_optional(pool).await?
         });
-        row.map(TxRow::decode_tuple).transpose()
+        row.map(decode_tx).transpose()
     }
 
     /// The kind of a stored transaction, if stored.
@@ -949,7 +850,7 @@ impl Store {
         });
         let mut items = rows
             .into_iter()
-            .map(TxRow::decode_tuple)
+            .map(decode_tx)
             .collect::<Result<Vec<_>>>()?;
         let next = if items.len() > limit as usize {
             items.truncate(limit as usize);
@@ -1029,7 +930,7 @@ impl Store {
                 .fetch_optional(pool)
                 .await?
         });
-        row.map(ProgramRow::decode_tuple).transpose()
+        row.map(decode_program).transpose()
     }
 
     /// Programs by name then hash.
@@ -1040,7 +941,7 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         });
-        rows.into_iter().map(ProgramRow::decode_tuple).collect()
+        rows.into_iter().map(decode_program).collect()
     }
 
     /// Runs whose workflow uses `program`, newest first.
@@ -1135,7 +1036,7 @@ impl Store {
                 .fetch_one(pool)
                 .await?
         });
-        TaskRow::decode_tuple(row)
+        decode_task(row)
     }
 
     /// Moves a task to `phase`, recording the time it started running, when it ended, and the
@@ -1176,7 +1077,7 @@ impl Store {
         let rows: Vec<TaskTuple> = dispatch!(self, pool => {
             sqlx::query_as(AssertSqlSafe(sql)).bind(tx.to_hex()).fetch_all(pool).await?
         });
-        rows.into_iter().map(TaskRow::decode_tuple).collect()
+        rows.into_iter().map(decode_task).collect()
     }
 
     /// Tasks in `phase`, oldest first.
@@ -1189,7 +1090,7 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         });
-        rows.into_iter().map(TaskRow::decode_tuple).collect()
+        rows.into_iter().map(decode_task).collect()
     }
 
     /// Executes raw SQL; for tests and maintenance that need to look underneath.

@@ -15,6 +15,23 @@ struct Db {
     _dir: Option<tempfile::TempDir>,
 }
 
+impl Db {
+    async fn put(&self, tx: &Transaction, source: Source) {
+        self.store
+            .insert_transaction(tx, source)
+            .await
+            .expect("insert");
+    }
+
+    async fn tree(&self, hash: &Hash) -> TransactionTree {
+        self.store
+            .transaction_tree(hash)
+            .await
+            .expect("tree query")
+            .expect("a tree")
+    }
+}
+
 async fn sqlite() -> Db {
     let dir = testkit::tempdir();
     let url = testkit::sqlite_url(dir.path());
@@ -111,10 +128,7 @@ async fn replay_is_idempotent(db: Db) {
     let d = deploy(&k, "p", "v", 0);
     let r = run(&k, &[program("p").hash, program("v").hash], 1);
     for tx in [&d, &r] {
-        db.store
-            .insert_transaction(tx, Source::Rpc)
-            .await
-            .expect("insert");
+        db.put(tx, Source::Rpc).await;
     }
     let before = db
         .store
@@ -165,10 +179,7 @@ async fn replay_is_idempotent(db: Db) {
 async fn deploy_registers_programs(db: Db) {
     let k = key(2);
     let d = deploy(&k, "prover", "verifier", 0);
-    db.store
-        .insert_transaction(&d, Source::Rest)
-        .await
-        .expect("insert");
+    db.put(&d, Source::Rest).await;
     let p = db
         .store
         .get_program(&program("prover").hash)
@@ -185,10 +196,7 @@ async fn deploy_registers_programs(db: Db) {
     );
     // A program deployed without requirements reads back as None (the default applies).
     let fixture = vector_tx("deploy");
-    db.store
-        .insert_transaction(&fixture, Source::Rpc)
-        .await
-        .expect("insert");
+    db.put(&fixture, Source::Rpc).await;
     let app::tx::Payload::Deploy { verifier, .. } = &fixture.payload else {
         panic!("deploy")
     };
@@ -207,10 +215,7 @@ async fn deploy_registers_programs(db: Db) {
     let r1 = run(&k, &[program("prover").hash, program("verifier").hash], 1);
     let r2 = run(&k, &[program("prover").hash], 2);
     for r in [&r1, &r2] {
-        db.store
-            .insert_transaction(r, Source::Rpc)
-            .await
-            .expect("insert");
+        db.put(r, Source::Rpc).await;
     }
     let runs = db
         .store
@@ -231,14 +236,8 @@ async fn tree_at_every_stage(db: Db) {
     let proof_tx = vector_tx("proof");
     let verification_tx = vector_tx("verification");
     let deploy_tx = vector_tx("deploy");
-    db.store
-        .insert_transaction(&deploy_tx, Source::Rpc)
-        .await
-        .expect("insert");
-    db.store
-        .insert_transaction(&run_tx, Source::Rpc)
-        .await
-        .expect("insert");
+    db.put(&deploy_tx, Source::Rpc).await;
+    db.put(&run_tx, Source::Rpc).await;
     // A Run with no proof yet is a root without children.
     let tree = db
         .store
@@ -253,10 +252,7 @@ async fn tree_at_every_stage(db: Db) {
             hash: run_tx.hash
         }
     );
-    db.store
-        .insert_transaction(&proof_tx, Source::Node)
-        .await
-        .expect("insert");
+    db.put(&proof_tx, Source::Node).await;
     let tree = db
         .store
         .transaction_tree(&proof_tx.hash)
@@ -272,10 +268,7 @@ async fn tree_at_every_stage(db: Db) {
             hash: run_tx.hash
         }
     );
-    db.store
-        .insert_transaction(&verification_tx, Source::Node)
-        .await
-        .expect("insert");
+    db.put(&verification_tx, Source::Node).await;
     let expected = testkit::vector("tx_tree_run_proof_verification")["result_json"]
         .as_str()
         .expect("json")
@@ -316,10 +309,7 @@ async fn keyset_pagination_and_filters(db: Db) {
     let mut all = Vec::new();
     for n in 0..25u64 {
         let tx = empty(if n % 5 == 0 { &b } else { &a }, n);
-        db.store
-            .insert_transaction(&tx, Source::Rpc)
-            .await
-            .expect("insert");
+        db.put(&tx, Source::Rpc).await;
         all.push(tx.hash);
     }
     db.store
@@ -431,10 +421,7 @@ async fn acl_whitelist(db: Db) {
 async fn task_lifecycle(db: Db) {
     let k = key(6);
     let r = run(&k, &[program("p").hash], 0);
-    db.store
-        .insert_transaction(&r, Source::Rpc)
-        .await
-        .expect("insert");
+    db.put(&r, Source::Rpc).await;
     let new = NewTask {
         tx: r.hash,
         step_index: 0,
@@ -574,10 +561,7 @@ async fn durable_across_reconnect(db: Db) {
     let k = key(9);
     let txs: Vec<Transaction> = (0..5).map(|n| empty(&k, n)).collect();
     for tx in &txs {
-        db.store
-            .insert_transaction(tx, Source::Rpc)
-            .await
-            .expect("insert");
+        db.put(tx, Source::Rpc).await;
     }
     db.store.close().await;
     let reopened = Store::connect(&db.url, &Default::default())
