@@ -239,12 +239,7 @@ async fn tree_at_every_stage(db: Db) {
     db.put(&deploy_tx, Source::Rpc).await;
     db.put(&run_tx, Source::Rpc).await;
     // A Run with no proof yet is a root without children.
-    let tree = db
-        .store
-        .transaction_tree(&run_tx.hash)
-        .await
-        .expect("tree")
-        .expect("found");
+    let tree = db.tree(&run_tx.hash).await;
     assert_eq!(
         tree,
         TransactionTree::Root {
@@ -253,12 +248,7 @@ async fn tree_at_every_stage(db: Db) {
         }
     );
     db.put(&proof_tx, Source::Node).await;
-    let tree = db
-        .store
-        .transaction_tree(&proof_tx.hash)
-        .await
-        .expect("tree")
-        .expect("found");
+    let tree = db.tree(&proof_tx.hash).await;
     assert_eq!(
         tree,
         TransactionTree::Root {
@@ -274,12 +264,7 @@ async fn tree_at_every_stage(db: Db) {
         .expect("json")
         .to_string();
     for h in [run_tx.hash, proof_tx.hash, verification_tx.hash] {
-        let tree = db
-            .store
-            .transaction_tree(&h)
-            .await
-            .expect("tree")
-            .expect("found");
+        let tree = db.tree(&h).await;
         assert_eq!(
             serde_json::to_string(&tree).expect("json"),
             expected,
