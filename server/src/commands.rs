@@ -15,6 +15,11 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Generate(GenerateCommand::Key(args)) => generate_key(&args),
         Command::Show(ShowCommand::PublicKey(args)) => show_public_key(&args),
         Command::Peer(args) => peer(&args).await,
+        Command::Healthcheck(args) => {
+            let report = crate::http::health::probe(args.healthcheck_listen_addr).await?;
+            println!("{report}");
+            Ok(())
+        }
     }
 }
 

@@ -43,6 +43,19 @@ pub enum Command {
     Show(ShowCommand),
     /// Whitelist or deny a transaction author (hex public key) in the ACL whitelist.
     Peer(PeerArgs),
+    /// Probe a running node's readiness (for container health checks): exit 0 when ready.
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The node's health endpoint address.
+    #[arg(
+        long = "http-healthcheck-listen-addr",
+        env = "GEVULOT_HEALTHCHECK_LISTEN_ADDR",
+        default_value = "127.0.0.1:8888"
+    )]
+    pub healthcheck_listen_addr: SocketAddr,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,7 +1,9 @@
 //! `gevulot run`: resolves the configuration, opens the data directory, the node key and the
 //! database, builds the core, and runs until SIGINT or SIGTERM.
 
+use std::net::SocketAddr;
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use app::crypto::SecretKey;
@@ -12,6 +14,7 @@ use app::validate::Limits;
 use tracing::{info, warn};
 
 use crate::config::{AclMode, RunArgs, WELL_KNOWN_PSK_PASSPHRASE};
+use crate::http::{self, AppState};
 
 /// Loads the node key, creating it (mode 0600) on first run.
 fn load_or_create_key(path: &Path) -> anyhow::Result<SecretKey> {
@@ -91,7 +94,66 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         max_proof_bytes: args.max_proof_bytes,
         ..Limits::default()
     };
-    let _intake = Intake::new(store.clone(), limits, acl);
+    let intake = Intake::new(store.clone(), limits, acl);
+
+    // Bind every listener before announcing readiness; a taken port is a clear startup error.
+    let main_listener =
+        http::bind(args.json_rpc_listen_addr, "GEVULOT_JSON_RPC_LISTEN_ADDR").await?;
+    let files_addr = SocketAddr::new(args.p2p_listen_addr.ip(), args.http_port);
+    let files_listener =
+        http::bind(files_addr, "GEVULOT_HTTP_PORT (or GEVULOT_P2P_LISTEN_ADDR)").await?;
+    let health_listener = http::bind(
+        args.healthcheck_listen_addr,
+        "GEVULOT_HEALTHCHECK_LISTEN_ADDR",
+    )
+    .await?;
+    let metrics_listener = match args.metrics_listen_addr {
+        Some(addr) => Some(http::bind(addr, "GEVULOT_METRICS_LISTEN_ADDR").await?),
+        None => None,
+    };
+    let main_addr = main_listener.local_addr()?;
+    let files_addr = files_listener.local_addr()?;
+    let health_addr = health_listener.local_addr()?;
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()?;
+    let file_base_url = file_base_url(args.p2p_advertised_listen_addr, files_addr);
+
+    let max_request_bytes = args
+        .max_proof_bytes
+        .saturating_mul(4)
+        .saturating_add(1 << 20);
+    let state = AppState::new(http::Inner {
+        intake,
+        node_key: key.clone(),
+        file_base_url: file_base_url.clone(),
+        started_at: SystemTime::now(),
+        execution: !args.no_execution,
+        metrics: http::metrics::Metrics::default(),
+        max_request_bytes,
+    });
+    let (main_router, rpc_handle) = http::main_router(state.clone())?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    servers.spawn(http::serve(main_listener, main_router, stopped.clone()));
+    servers.spawn(http::serve(
+        files_listener,
+        http::files::FileServer::new(data.path.clone()).router(),
+        stopped.clone(),
+    ));
+    servers.spawn(http::serve(
+        health_listener,
+        http::health::router(state.clone()),
+        stopped.clone(),
+    ));
+    if let Some(listener) = metrics_listener {
+        servers.spawn(http::serve(
+            listener,
+            http::metrics::router(state.clone()),
+            stopped.clone(),
+        ));
+    }
 
     info!(
         target: "gevulot",
@@ -101,19 +163,61 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         backend = store.backend().as_str(),
         acl = ?acl,
         psk_fingerprint = %fingerprint,
-        json_rpc_listen_addr = %args.json_rpc_listen_addr,
+        json_rpc_listen_addr = %main_addr,
+        files_listen_addr = %files_addr,
+        file_base_url = %file_base_url,
+        healthcheck_listen_addr = %health_addr,
+        metrics_listen_addr = %metrics_addr.map_or_else(|| "disabled".to_string(), |a| a.to_string()),
         p2p_listen_addr = %args.p2p_listen_addr,
-        http_port = args.http_port,
         execution = !args.no_execution,
         gpus = args.gpu_devices.len(),
         log_directory = %log_directory.display(),
         "node ready"
     );
+    info!(target: "gevulot", "JSON-RPC at http://{main_addr}/, REST at http://{main_addr}/api/v1, API docs at http://{main_addr}/api-docs/ui/");
 
-    shutdown_signal().await;
-    info!(target: "gevulot", "shutting down");
+    tokio::select! {
+        () = shutdown_signal() => {}
+        Some(result) = servers.join_next() => {
+            // A server stopped on its own: that is a failure of the node.
+            let _ = stop.send(true);
+            match result {
+                Ok(Ok(())) => anyhow::bail!("a server stopped unexpectedly"),
+                Ok(Err(e)) => return Err(anyhow::Error::new(e).context("a server failed")),
+                Err(e) => return Err(anyhow::Error::new(e).context("a server task failed")),
+            }
+        }
+    }
+    info!(target: "gevulot", "shutting down: finishing requests in flight");
+    let _ = stop.send(true);
+    let drain = async {
+        while let Some(result) = servers.join_next().await {
+            if let Ok(Err(e)) = result {
+                warn!(target: "gevulot", error = %e, "a server failed while stopping");
+            }
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(30), drain)
+        .await
+        .is_err()
+    {
+        warn!(target: "gevulot", "requests still in flight after 30 s; stopping anyway");
+    }
+    drop(rpc_handle);
     store.close().await;
+    info!(target: "gevulot", "stopped");
     Ok(())
+}
+
+/// The base URL of this node's download server, as handed to clients and peers: the advertised
+/// P2P address's IP when set, else the address the file server listens on.
+fn file_base_url(advertised: Option<SocketAddr>, files: SocketAddr) -> String {
+    let ip = advertised.map_or(files.ip(), |a| a.ip());
+    let host = SocketAddr::new(ip, files.port());
+    if ip.is_unspecified() {
+        warn!(target: "gevulot", "the file server listens on {files}; set GEVULOT_P2P_ADVERTISED_LISTEN_ADDR so download URLs name a reachable address");
+    }
+    format!("http://{host}")
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM (systemd, Podman).

@@ -237,25 +237,33 @@ pub fn cluster() -> Result<&'static Cluster> {
 
 /// A fresh, empty database for one test, as a URL.
 pub async fn postgres_url() -> Result<String> {
-    let base = match std::env::var("GEVULOT_TEST_DB_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            let base = tokio::task::spawn_blocking(|| cluster().map(|c| c.base_url.clone()))
-                .await
-                .context("cluster start panicked")??;
-            format!("{base}/postgres")
-        }
-    };
-    let mut admin = sqlx::PgConnection::connect(&base)
+    match std::env::var("GEVULOT_TEST_DB_URL") {
+        Ok(url) if !url.is_empty() => create_database(&url).await,
+        _ => Ok(own_cluster_database().await?.1),
+    }
+}
+
+/// A fresh database on this process's own cluster (whatever `GEVULOT_TEST_DB_URL` says), for
+/// tests that stop and start the server.
+pub async fn own_cluster_database() -> Result<(&'static Cluster, String)> {
+    let cluster = tokio::task::spawn_blocking(cluster)
         .await
-        .with_context(|| format!("cannot connect to the test PostgreSQL server at {base}"))?;
+        .context("cluster start panicked")??;
+    let url = create_database(&format!("{}/postgres", cluster.base_url)).await?;
+    Ok((cluster, url))
+}
+
+async fn create_database(admin_url: &str) -> Result<String> {
+    let mut admin = sqlx::PgConnection::connect(admin_url)
+        .await
+        .with_context(|| format!("cannot connect to the test PostgreSQL server at {admin_url}"))?;
     let name = format!("gevulot_test_{}", random_suffix());
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut admin)
         .await
         .context("cannot create a test database")?;
     admin.close().await.ok();
-    let mut url = url_without_database(&base);
+    let mut url = url_without_database(admin_url);
     url.push('/');
     url.push_str(&name);
     Ok(url)

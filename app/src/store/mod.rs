@@ -162,6 +162,8 @@ pub struct TxFilter {
     /// Lowercase hex prefix of the hash (at most 64 characters).
     pub hash_prefix: Option<String>,
     pub parent: Option<Hash>,
+    /// Only transactions with a task in this phase.
+    pub phase: Option<Phase>,
     /// Received at or after (ms since the epoch).
     pub since_ms: Option<i64>,
     /// Received before (ms since the epoch).
@@ -829,6 +831,13 @@ impl Store {
                 push(&mut sql, " AND hash < $?", Bind::Text(high));
             }
         }
+        if let Some(phase) = filter.phase {
+            push(
+                &mut sql,
+                " AND hash IN (SELECT tx FROM tasks WHERE phase = $?)",
+                Bind::Text(phase.as_str().into()),
+            );
+        }
         if let Some(since) = filter.since_ms {
             push(&mut sql, " AND received_at >= $?", Bind::Int(since));
         }
@@ -1078,6 +1087,22 @@ impl Store {
             sqlx::query_as(AssertSqlSafe(sql)).bind(tx.to_hex()).fetch_all(pool).await?
         });
         rows.into_iter().map(decode_task).collect()
+    }
+
+    /// How many tasks are in each phase (phases without tasks are absent).
+    pub async fn count_tasks_by_phase(&self) -> Result<Vec<(Phase, i64)>> {
+        let rows: Vec<(String, i64)> = dispatch!(self, pool => {
+            sqlx::query_as("SELECT phase, COUNT(*) FROM tasks GROUP BY phase")
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter()
+            .map(|(p, n)| {
+                Phase::parse(&p)
+                    .map(|p| (p, n))
+                    .ok_or_else(|| StoreError::Corrupt(format!("bad phase {p}")))
+            })
+            .collect()
     }
 
     /// Tasks in `phase`, oldest first.

@@ -361,6 +361,18 @@ async fn keyset_pagination_and_filters(db: Db) {
         page.items.iter().map(|t| t.tx.hash).collect::<Vec<_>>(),
         vec![target]
     );
+    let failed = TxFilter {
+        phase: Some(Phase::Failed),
+        ..Default::default()
+    };
+    assert!(
+        db.store
+            .list_transactions(&failed, None, 100)
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
     let future = TxFilter {
         since_ms: Some(app::store::now_ms() + 60_000),
         ..Default::default()
@@ -475,6 +487,19 @@ async fn task_lifecycle(db: Db) {
             .await
             .expect("list")
             .is_empty()
+    );
+    let failed = TxFilter {
+        phase: Some(Phase::Failed),
+        ..Default::default()
+    };
+    let page = db
+        .store
+        .list_transactions(&failed, None, 10)
+        .await
+        .expect("list");
+    assert_eq!(
+        page.items.iter().map(|t| t.tx.hash).collect::<Vec<_>>(),
+        vec![r.hash]
     );
 }
 

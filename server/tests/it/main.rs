@@ -1,5 +1,9 @@
 //! Tests of the `gevulot` binary as an operator runs it: a real process, real databases.
 
 mod commands;
+mod files;
+mod ops;
 mod process;
+mod rest;
+mod rpc;
 mod run;

@@ -127,3 +127,121 @@ pub fn is_root() -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
 }
+
+/// The value of `field=` in a log line.
+pub fn log_field(line: &str, field: &str) -> Option<String> {
+    let at = line.find(&format!(" {field}="))? + field.len() + 2;
+    let rest = &line[at..];
+    let end = rest.find(' ').unwrap_or(rest.len());
+    Some(rest[..end].trim_matches('"').to_string())
+}
+
+/// A node started for a test: every listener on a free port, its own data directory.
+pub struct Running {
+    /// Kept so that the node runs until the test ends (dropping it kills the process).
+    _node: Node,
+    pub data: tempfile::TempDir,
+    /// `http://127.0.0.1:<port>`
+    pub base: String,
+    pub files: std::net::SocketAddr,
+    pub health: std::net::SocketAddr,
+    pub metrics: std::net::SocketAddr,
+    pub file_base_url: String,
+}
+
+impl Running {
+    /// Starts `gevulot run` on SQLite in a fresh data directory, or on `db_url`.
+    pub fn start(db_url: Option<&str>) -> Running {
+        Self::start_with(db_url, &[])
+    }
+
+    pub fn start_with(db_url: Option<&str>, env: &[(&str, &str)]) -> Running {
+        let data = testkit::tempdir();
+        let mut cmd = gevulot();
+        cmd.arg("run")
+            .env("GEVULOT_DATA_DIRECTORY", data.path())
+            .env("GEVULOT_JSON_RPC_LISTEN_ADDR", "127.0.0.1:0")
+            .env("GEVULOT_HTTP_PORT", "0")
+            .env("GEVULOT_HEALTHCHECK_LISTEN_ADDR", "127.0.0.1:0")
+            .env("GEVULOT_METRICS_LISTEN_ADDR", "127.0.0.1:0")
+            .env("GEVULOT_PSK_PASSPHRASE", "test network");
+        if let Some(url) = db_url {
+            cmd.env("GEVULOT_DB_URL", url);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut node = Node::spawn(cmd);
+        let ready = node.wait_for("node ready", Duration::from_secs(60));
+        let addr = |field: &str| -> std::net::SocketAddr {
+            log_field(&ready, field)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {field} in {ready}"))
+        };
+        Running {
+            base: format!("http://{}", addr("json_rpc_listen_addr")),
+            files: addr("files_listen_addr"),
+            health: addr("healthcheck_listen_addr"),
+            metrics: addr("metrics_listen_addr"),
+            file_base_url: log_field(&ready, "file_base_url").expect("file_base_url"),
+            _node: node,
+            data,
+        }
+    }
+}
+
+/// A raw HTTP/1.1 exchange, for requests a client library would normalise (`..`, `%2e`).
+/// Returns the status code and the body.
+pub fn raw_http(
+    addr: std::net::SocketAddr,
+    request_line: &str,
+    headers: &[&str],
+) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut req = format!("{request_line}\r\nHost: {addr}\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).expect("write");
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    let mut body = response[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, body)
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..line_end]).trim(), 16)
+            .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&data[start..(start + size).min(data.len())]);
+        data = &data[(start + size + 2).min(data.len())..];
+    }
+    out
+}

@@ -22,6 +22,9 @@ async fn migrate_then_run_on_postgres_without_leaking_secrets() {
     let mut cmd = gevulot();
     cmd.arg("run")
         .env("GEVULOT_DATA_DIRECTORY", dir.path())
+        .env("GEVULOT_JSON_RPC_LISTEN_ADDR", "127.0.0.1:0")
+        .env("GEVULOT_HTTP_PORT", "0")
+        .env("GEVULOT_HEALTHCHECK_LISTEN_ADDR", "127.0.0.1:0")
         .env("GEVULOT_DB_URL", &with_password)
         .env("GEVULOT_PSK_PASSPHRASE_FILE", &psk_file)
         .env("RUST_LOG", "warn,gevulot=debug,sqlx=error");
@@ -55,6 +58,9 @@ fn rust_log_filters_like_the_original() {
     let mut cmd = gevulot();
     cmd.arg("run")
         .env("GEVULOT_DATA_DIRECTORY", dir.path())
+        .env("GEVULOT_JSON_RPC_LISTEN_ADDR", "127.0.0.1:0")
+        .env("GEVULOT_HTTP_PORT", "0")
+        .env("GEVULOT_HEALTHCHECK_LISTEN_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "warn");
     let mut node = Node::spawn(cmd);
     // At `warn`, the default-passphrase warning shows and the info-level "node ready" does not.

@@ -1,0 +1,251 @@
+//! Prometheus metrics on `GEVULOT_METRICS_LISTEN_ADDR` (`GET /metrics`).
+//!
+//! Series (all prefixed `gevulot_`): HTTP requests and latency per server/route/method/status,
+//! JSON-RPC calls and latency per method, submitted transactions per kind and outcome, tasks per
+//! phase and the queue depth (read from the database at scrape time), and gauges for VMs
+//! running, GPUs, CPUs and memory in use, downloads in progress and connected peers, which the
+//! executor, download and P2P subsystems set.
+
+use std::fmt;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use super::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+    method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TxLabels {
+    kind: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    phase: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// The node's metrics. Cheap to update from any task.
+#[allow(
+    dead_code,
+    reason = "the resource, download and peer gauges are set by the executor, download and P2P subsystems"
+)]
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    transactions: Family<TxLabels, Counter>,
+    tasks: Family<PhaseLabels, Gauge>,
+    queue_depth: Gauge,
+    pub vms_running: Gauge,
+    pub gpus_in_use: Gauge,
+    pub cpus_in_use: Gauge,
+    pub memory_in_use_bytes: Gauge,
+    pub downloads_in_progress: Gauge,
+    pub peers_connected: Gauge,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("gevulot");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            http_requests.clone(),
+        );
+        let http_seconds =
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route and method (JSON-RPC calls: route \"jsonrpc\", method = the RPC method)",
+            http_seconds.clone(),
+        );
+        let transactions = Family::<TxLabels, Counter>::default();
+        registry.register(
+            "transactions_submitted",
+            "Transactions submitted, by kind and outcome (accepted, duplicate, or the refusal code)",
+            transactions.clone(),
+        );
+        let tasks = Family::<PhaseLabels, Gauge>::default();
+        registry.register("tasks", "Tasks by phase", tasks.clone());
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let g = Gauge::default();
+            registry.register(name, help, g.clone());
+            g
+        };
+        let queue_depth = gauge(&mut registry, "queue_depth", "Tasks waiting to run");
+        let vms_running = gauge(&mut registry, "vms_running", "Virtual machines running");
+        let gpus_in_use = gauge(&mut registry, "gpus_in_use", "GPUs assigned to running VMs");
+        let cpus_in_use = gauge(&mut registry, "cpus_in_use", "CPUs assigned to running VMs");
+        let memory_in_use_bytes = gauge(
+            &mut registry,
+            "memory_in_use_bytes",
+            "Memory assigned to running VMs, in bytes",
+        );
+        let downloads_in_progress = gauge(
+            &mut registry,
+            "downloads_in_progress",
+            "File downloads in progress",
+        );
+        let peers_connected = gauge(&mut registry, "peers_connected", "Connected P2P peers");
+        Self {
+            registry,
+            http_requests,
+            http_seconds,
+            transactions,
+            tasks,
+            queue_depth,
+            vms_running,
+            gpus_in_use,
+            cpus_in_use,
+            memory_in_use_bytes,
+            downloads_in_progress,
+            peers_connected,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a submitted transaction by kind and outcome.
+    pub fn submitted(&self, kind: &str, outcome: &str) {
+        self.transactions
+            .get_or_create(&TxLabels {
+                kind: kind.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// Records one JSON-RPC call's latency.
+    pub fn rpc_call(&self, method: &str, seconds: f64) {
+        self.http_seconds
+            .get_or_create(&RouteLabels {
+                route: "jsonrpc".into(),
+                method: method.to_string(),
+            })
+            .observe(seconds);
+    }
+
+    fn request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                route: route.to_string(),
+                method: method.to_string(),
+                status,
+            })
+            .inc();
+        self.http_seconds
+            .get_or_create(&RouteLabels {
+                route: route.to_string(),
+                method: method.to_string(),
+            })
+            .observe(seconds);
+    }
+
+    /// The text exposition, after refreshing the gauges read from the database.
+    pub async fn render(&self, state: &AppState) -> String {
+        match state.store().count_tasks_by_phase().await {
+            Ok(counts) => {
+                let mut waiting = 0;
+                for phase in app::store::Phase::ALL {
+                    let n = counts
+                        .iter()
+                        .find(|(p, _)| *p == phase)
+                        .map_or(0, |(_, n)| *n);
+                    self.tasks
+                        .get_or_create(&PhaseLabels {
+                            phase: phase.as_str().to_string(),
+                        })
+                        .set(n);
+                    if matches!(
+                        phase,
+                        app::store::Phase::Queued
+                            | app::store::Phase::WaitingForProgram
+                            | app::store::Phase::WaitingForResources
+                    ) {
+                        waiting += n;
+                    }
+                }
+                self.queue_depth.set(waiting);
+            }
+            Err(e) => {
+                tracing::warn!(target: "gevulot", error = %e, "metrics: cannot read task counts");
+            }
+        }
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(target: "gevulot", error = %e, "metrics encoding failed");
+        }
+        out
+    }
+}
+
+/// Middleware: counts and times every request by its route template.
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(req).await;
+    state.metrics.request(
+        &route,
+        &method,
+        response.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.metrics.render(&state).await;
+    let mut r = body.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    r
+}
+
+pub fn router(state: AppState) -> axum::Router {
+    let router = axum::Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state);
+    super::common_layers(router)
+}

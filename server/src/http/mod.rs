@@ -1,0 +1,206 @@
+//! The node's HTTP servers.
+//!
+//! - The main server (`GEVULOT_JSON_RPC_LISTEN_ADDR`): JSON-RPC at `POST /` and `/rpc` (and
+//!   WebSocket), REST under `/api/v1`, the OpenAPI document at `/api-docs/openapi.json` and its
+//!   docs UI at `/api-docs/ui/`. Later the console.
+//! - The file download server (`GEVULOT_HTTP_PORT` on the P2P address): [`files`].
+//! - The health server (`GEVULOT_HEALTHCHECK_LISTEN_ADDR`): [`health`].
+//! - The metrics server (`GEVULOT_METRICS_LISTEN_ADDR`): [`metrics`].
+//!
+//! *Architecture invariant:* handlers extract, call `app`, and map the result; no SQL, QMP or
+//! sysfs here. JSON-RPC and REST are two views of the same core calls.
+
+pub mod dto;
+pub mod error;
+pub mod files;
+pub mod health;
+pub mod metrics;
+pub mod rest;
+pub mod rpc;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use app::crypto::SecretKey;
+use app::node::Intake;
+use app::store::Store;
+
+/// Everything a handler may use. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Inner>);
+
+#[derive(Debug)]
+pub struct Inner {
+    pub intake: Intake,
+    pub node_key: SecretKey,
+    /// This node's download base, e.g. `http://127.0.0.1:9995` (no trailing slash).
+    pub file_base_url: String,
+    pub started_at: SystemTime,
+    pub execution: bool,
+    pub metrics: metrics::Metrics,
+    /// Largest request body the main server reads.
+    pub max_request_bytes: usize,
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    pub fn store(&self) -> &Store {
+        self.0.intake.store()
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Request ids: a per-process random prefix and a counter (`3f9a1c2b-17`).
+#[derive(Clone, Debug)]
+struct RequestIds {
+    prefix: Arc<str>,
+    next: Arc<AtomicU64>,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let mut bytes = [0u8; 4];
+        // Without randomness the ids are still unique within this process.
+        let _ = getrandom::fill(&mut bytes);
+        Self {
+            prefix: hex::encode(bytes).into(),
+            next: Arc::new(AtomicU64::new(1)),
+        }
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{}-{n}", self.prefix))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// The layers every server shares: request ids, a tracing span per request, panics turned into
+/// 500 responses (the node keeps running), security headers.
+pub fn common_layers(router: Router) -> Router {
+    router
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+            ),
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            error::ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the node failed while handling this request; it logged the failure",
+            )
+            .into_response_parts()
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<axum::body::Body>| {
+                let id = req
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!(target: "gevulot", "request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds::new()))
+}
+
+impl error::ApiError {
+    fn into_response_parts(self) -> axum::response::Response {
+        axum::response::IntoResponse::into_response(self)
+    }
+}
+
+/// The main server's router: JSON-RPC, REST, OpenAPI and its UI; and the handle that keeps the
+/// JSON-RPC service running.
+pub fn main_router(state: AppState) -> anyhow::Result<(Router, jsonrpsee::server::ServerHandle)> {
+    let (rpc, rpc_handle) = rpc::service(state.clone())?;
+    let (rest, api) = rest::router(state.clone());
+    let docs = utoipa_swagger_ui::SwaggerUi::new("/api-docs/ui").url("/api-docs/openapi.json", api);
+    let router = Router::new()
+        .route_service("/rpc", rpc.clone())
+        .route(
+            "/",
+            axum::routing::post_service(rpc.clone()).get_service(rpc),
+        )
+        .merge(rest)
+        .merge(docs)
+        .fallback(rest::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.max_request_bytes,
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(60),
+        ));
+    Ok((common_layers(router), rpc_handle))
+}
+
+/// Binds `addr`, saying which directive to change when the address is taken.
+pub async fn bind(addr: SocketAddr, directive: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {addr} ({e}); stop what uses it or set {directive} to another address"
+        )
+    })
+}
+
+/// Serves `router` on `listener` until `shutdown` fires, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    })
+    .await
+}

@@ -1,0 +1,315 @@
+//! REST under `/api/v1`, described by OpenAPI (utoipa): the router and the document come from the
+//! same handler annotations, and `openapi/openapi.json` is the committed copy (a test compares).
+//!
+//! Conventions (`docs/API-DESIGN.md`): snake_case JSON, RFC 3339 times, hex hashes, opaque
+//! cursors, and RFC 9457 `application/problem+json` errors with stable codes.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::IntoResponse;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use app::store::Source;
+use app::tx::Transaction;
+
+use super::AppState;
+use super::dto::{
+    NodeInfo, ProgramDetail, ProgramInfo, ProgramList, Submitted, TransactionDetail,
+    TransactionPage, TransactionQuery, TransactionStatus, TreeNode, parse_hash,
+};
+use super::error::{ApiError, Problem};
+use super::rpc::calls;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Gevulot node API",
+        description = "REST API of a Gevulot prover node. Errors are RFC 9457 problem documents \
+                       with a stable `code`. The original JSON-RPC API is served at `POST /`.",
+        license(name = "MIT OR Apache-2.0")
+    ),
+    tags(
+        (name = "transactions", description = "Signed transactions: submit, look up, list, follow"),
+        (name = "programs", description = "Deployed prover and verifier programs"),
+        (name = "node", description = "This node")
+    ),
+    components(schemas(Problem))
+)]
+struct ApiDoc;
+
+/// The REST router and its OpenAPI document.
+pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(submit_transaction, list_transactions))
+        .routes(routes!(get_transaction))
+        .routes(routes!(transaction_tree))
+        .routes(routes!(transaction_status))
+        .routes(routes!(list_programs))
+        .routes(routes!(get_program))
+        .routes(routes!(node_info))
+        .with_state(state)
+        .split_for_parts()
+}
+
+/// The fallback for unknown routes.
+pub async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no route {method} {}; the API is described at /api-docs/openapi.json",
+        uri.path()
+    ))
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    match q {
+        Ok(Query(v)) => Ok(v),
+        Err(e) => {
+            let text = e.body_text();
+            let code = if text.contains("unknown field") {
+                "unknown_parameter"
+            } else {
+                "invalid_parameter"
+            };
+            Err(ApiError::bad_request(code, text))
+        }
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            let v = v.trim();
+            v.eq_ignore_ascii_case("application/json") || v.ends_with("+json")
+        })
+}
+
+/// Submit a signed transaction.
+///
+/// The body is the transaction in the original JSON input form, exactly as `sendTransaction`
+/// takes it. The answer comes once the transaction is stored durably. Submitting a transaction
+/// the node already has changes nothing and answers 200 with `new: false`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/transactions",
+    tag = "transactions",
+    request_body(content = Object, content_type = "application/json",
+        description = "A signed transaction in the original JSON input form"),
+    responses(
+        (status = 201, description = "Stored", body = Submitted),
+        (status = 200, description = "Already stored; nothing changed", body = Submitted),
+        (status = 400, description = "Not a transaction", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Refused by a validation rule (see `code`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn submit_transaction(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "the body is larger than this node accepts ({} bytes; see GEVULOT_MAX_PROOF_BYTES)",
+                    state.max_request_bytes
+                ),
+            )
+        } else {
+            ApiError::bad_request("malformed_transaction", e.body_text())
+        }
+    })?;
+    if !is_json(&headers) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the transaction as JSON with Content-Type: application/json",
+        ));
+    }
+    let tx: Transaction = serde_json::from_slice(&body).map_err(|e| {
+        state.metrics.submitted("unknown", "malformed");
+        ApiError::bad_request(
+            "malformed_transaction",
+            format!("the body is not a transaction in the original JSON input form: {e}"),
+        )
+    })?;
+    let kind = tx.kind().as_str();
+    match state.intake.submit(&tx, Source::Rest).await {
+        Ok(s) => {
+            state
+                .metrics
+                .submitted(kind, if s.new { "accepted" } else { "duplicate" });
+            let status = if s.new {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok((
+                status,
+                Json(Submitted {
+                    hash: s.hash.to_hex(),
+                    new: s.new,
+                }),
+            ))
+        }
+        Err(e) => {
+            let e = ApiError::from(e);
+            state.metrics.submitted(kind, e.code);
+            Err(e)
+        }
+    }
+}
+
+/// List transactions, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/transactions",
+    tag = "transactions",
+    params(TransactionQuery),
+    responses(
+        (status = 200, description = "One page", body = TransactionPage),
+        (status = 400, description = "Bad filter or cursor", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn list_transactions(
+    State(state): State<AppState>,
+    q: Result<Query<TransactionQuery>, QueryRejection>,
+) -> Result<Json<TransactionPage>, ApiError> {
+    let q = query(q)?;
+    Ok(Json(calls::list_transactions(&state, &q).await?))
+}
+
+/// Get a transaction.
+#[utoipa::path(
+    get,
+    path = "/api/v1/transactions/{hash}",
+    tag = "transactions",
+    params(("hash" = String, Path, description = "Transaction hash (64 hex characters)")),
+    responses(
+        (status = 200, description = "The transaction", body = TransactionDetail),
+        (status = 400, description = "Not a hash", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn get_transaction(
+    State(state): State<AppState>,
+    Path(hash): Path<String>,
+) -> Result<Json<TransactionDetail>, ApiError> {
+    let hash = parse_hash("hash", &hash)?;
+    match state.store().get_transaction(&hash).await? {
+        Some(stored) => Ok(Json(TransactionDetail::new(&stored, &state.file_base_url))),
+        None => Err(ApiError::not_found(format!(
+            "no transaction {} on this node",
+            hash.to_hex()
+        ))),
+    }
+}
+
+/// The Run → Proof → Verification tree containing a transaction.
+#[utoipa::path(
+    get,
+    path = "/api/v1/transactions/{hash}/tree",
+    tag = "transactions",
+    params(("hash" = String, Path, description = "Any Run, Proof or Verification of the tree")),
+    responses(
+        (status = 200, description = "The tree from its Run", body = TreeNode),
+        (status = 404, description = "Not part of a tree on this node", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn transaction_tree(
+    State(state): State<AppState>,
+    Path(hash): Path<String>,
+) -> Result<Json<TreeNode>, ApiError> {
+    let hash = parse_hash("hash", &hash)?;
+    match state.store().transaction_tree(&hash).await? {
+        Some(tree) => Ok(Json(TreeNode::from_tree(&tree, 0))),
+        None => Err(ApiError::not_found(format!(
+            "{} is not a Run, Proof or Verification known to this node",
+            hash.to_hex()
+        ))),
+    }
+}
+
+/// Execution status: the tasks of a transaction with their phases, attempts and errors.
+#[utoipa::path(
+    get,
+    path = "/api/v1/transactions/{hash}/status",
+    tag = "transactions",
+    params(("hash" = String, Path, description = "Transaction hash")),
+    responses(
+        (status = 200, description = "Status", body = TransactionStatus),
+        (status = 404, description = "Unknown", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn transaction_status(
+    State(state): State<AppState>,
+    Path(hash): Path<String>,
+) -> Result<Json<TransactionStatus>, ApiError> {
+    let hash = parse_hash("hash", &hash)?;
+    Ok(Json(calls::transaction_status(&state, &hash).await?))
+}
+
+/// List deployed programs.
+#[utoipa::path(
+    get,
+    path = "/api/v1/programs",
+    tag = "programs",
+    responses((status = 200, description = "Programs by name", body = ProgramList))
+)]
+async fn list_programs(State(state): State<AppState>) -> Result<Json<ProgramList>, ApiError> {
+    let programs = state.store().list_programs(1000).await?;
+    Ok(Json(ProgramList {
+        items: programs.iter().map(ProgramInfo::from).collect(),
+    }))
+}
+
+/// Get a program and the runs that use it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/programs/{hash}",
+    tag = "programs",
+    params(("hash" = String, Path, description = "Program hash")),
+    responses(
+        (status = 200, description = "The program", body = ProgramDetail),
+        (status = 404, description = "Unknown", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn get_program(
+    State(state): State<AppState>,
+    Path(hash): Path<String>,
+) -> Result<Json<ProgramDetail>, ApiError> {
+    let hash = parse_hash("hash", &hash)?;
+    let store = state.store();
+    let Some(program) = store.get_program(&hash).await? else {
+        return Err(ApiError::not_found(format!(
+            "no program {} is deployed on this node",
+            hash.to_hex()
+        )));
+    };
+    let runs = store.runs_using_program(&hash, 50).await?;
+    Ok(Json(ProgramDetail {
+        program: (&program).into(),
+        runs: runs.iter().map(|h| h.to_hex()).collect(),
+    }))
+}
+
+/// This node: version, key, database, uptime.
+#[utoipa::path(
+    get,
+    path = "/api/v1/node",
+    tag = "node",
+    responses((status = 200, description = "Node information", body = NodeInfo))
+)]
+async fn node_info(State(state): State<AppState>) -> Result<Json<NodeInfo>, ApiError> {
+    Ok(Json(calls::node_info(&state).await?))
+}

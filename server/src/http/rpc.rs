@@ -1,0 +1,315 @@
+//! JSON-RPC (jsonrpsee), mounted at `POST /` and `/rpc` on the main server, HTTP and WebSocket.
+//!
+//! The original node's three methods keep their names and shapes exactly (`wire-format.md`):
+//! positional parameters, and every application result wrapped in `{"Ok": …}` or
+//! `{"Err": {"InvalidRequest" | "NotFound" | "InternalError": "…"}}` inside a successful
+//! JSON-RPC response. Unlike the original, a rejection says precisely why.
+//!
+//! New methods carry the `gevulot_` prefix and use standard JSON-RPC errors whose `data.code` is
+//! the stable code of the REST API's problem documents.
+
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::http::{Request, Response, StatusCode};
+use jsonrpsee::RpcModule;
+use jsonrpsee::server::{Server, ServerConfig, ServerHandle};
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use serde::{Deserialize, Serialize};
+use tower::ServiceExt as _;
+
+use app::node::SubmitError;
+use app::store::Source;
+use app::tx::rpc::{RpcTransaction, TransactionTree};
+use app::tx::{Hash, Transaction};
+
+use super::AppState;
+use super::dto::{self, TransactionQuery};
+use super::error::ApiError;
+
+/// The original's result envelope.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Envelope<T> {
+    Ok(T),
+    Err(RpcError),
+}
+
+/// The original's error variants.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum RpcError {
+    NotFound(String),
+    MissingTx(String),
+    InvalidRequest(String),
+    Unauthorized,
+    InternalError(String),
+}
+
+type Original<T> = Result<Envelope<T>, ErrorObjectOwned>;
+
+fn invalid<T>(message: String) -> Original<T> {
+    Ok(Envelope::Err(RpcError::InvalidRequest(message)))
+}
+
+fn internal<T>(error: &app::store::StoreError) -> Original<T> {
+    let _ = ApiError::unavailable(error);
+    Ok(Envelope::Err(RpcError::InternalError(
+        "the database is unavailable or failed; retry later".into(),
+    )))
+}
+
+/// The decoder's own words for a parameter error (jsonrpsee puts them in `data`).
+fn reason(e: &ErrorObjectOwned) -> String {
+    match e.data() {
+        Some(data) => {
+            serde_json::from_str::<String>(data.get()).unwrap_or_else(|_| data.get().to_string())
+        }
+        None => e.message().to_string(),
+    }
+}
+
+/// Decodes the single positional parameter, with the decoder's precise message on failure.
+fn one<T: serde::de::DeserializeOwned>(params: &Params<'_>, what: &str) -> Result<T, String> {
+    params
+        .one::<T>()
+        .map_err(|e| format!("the parameter is not {what}: {}", reason(&e)))
+}
+
+async fn send_transaction(params: Params<'static>, state: &AppState) -> Original<()> {
+    let tx: Transaction = match one(&params, "a transaction in the original JSON input form") {
+        Ok(tx) => tx,
+        Err(message) => {
+            state.metrics.submitted("unknown", "malformed");
+            return invalid(message);
+        }
+    };
+    let kind = tx.kind().as_str();
+    match state.intake.submit(&tx, Source::Rpc).await {
+        Ok(s) => {
+            state
+                .metrics
+                .submitted(kind, if s.new { "accepted" } else { "duplicate" });
+            Ok(Envelope::Ok(()))
+        }
+        Err(SubmitError::Invalid(e)) => {
+            state.metrics.submitted(kind, e.code());
+            invalid(e.to_string())
+        }
+        Err(SubmitError::Store(e)) => {
+            state.metrics.submitted(kind, "database_unavailable");
+            internal(&e)
+        }
+    }
+}
+
+async fn get_transaction(params: Params<'static>, state: &AppState) -> Original<RpcTransaction> {
+    let hash: Hash = match one(&params, "a transaction hash (an array of 32 numbers)") {
+        Ok(h) => h,
+        Err(message) => return invalid(message),
+    };
+    match state.store().get_transaction(&hash).await {
+        Ok(Some(stored)) => Ok(Envelope::Ok(RpcTransaction::from_transaction(
+            &stored.tx,
+            &state.file_base_url,
+        ))),
+        Ok(None) => Ok(Envelope::Err(RpcError::NotFound(hash.to_hex()))),
+        Err(e) => internal(&e),
+    }
+}
+
+async fn get_transaction_tree(
+    params: Params<'static>,
+    state: &AppState,
+) -> Original<TransactionTree> {
+    let hash: Hash = match one(&params, "a transaction hash (an array of 32 numbers)") {
+        Ok(h) => h,
+        Err(message) => return invalid(message),
+    };
+    match state.store().transaction_tree(&hash).await {
+        Ok(Some(tree)) => Ok(Envelope::Ok(tree)),
+        Ok(None) => Ok(Envelope::Err(RpcError::NotFound(format!(
+            "no root tx found for {}: it is not a Run, Proof or Verification known to this node",
+            hash.to_hex()
+        )))),
+        Err(e) => internal(&e),
+    }
+}
+
+/// Decodes an optional single object parameter (`[]`, no params, or `[{…}]`).
+fn optional_object<T: serde::de::DeserializeOwned + Default>(
+    params: &Params<'_>,
+) -> Result<T, ApiError> {
+    if params.is_object() {
+        return params
+            .parse::<T>()
+            .map_err(|e| ApiError::bad_request("malformed_json", reason(&e)));
+    }
+    let mut seq = params.sequence();
+    seq.optional_next::<T>()
+        .map(Option::unwrap_or_default)
+        .map_err(|e| ApiError::bad_request("malformed_json", reason(&e)))
+}
+
+fn hex_hash_param(params: &Params<'_>) -> Result<Hash, ApiError> {
+    let text: String = if params.is_object() {
+        #[derive(Deserialize)]
+        struct Named {
+            hash: String,
+        }
+        params
+            .parse::<Named>()
+            .map(|n| n.hash)
+            .map_err(|e| ApiError::bad_request("invalid_parameter", reason(&e)))?
+    } else {
+        params.one::<String>().map_err(|e| {
+            ApiError::bad_request(
+                "invalid_parameter",
+                format!("expected a hex transaction hash: {}", reason(&e)),
+            )
+        })?
+    };
+    dto::parse_hash("hash", &text)
+}
+
+/// The core calls behind the new methods and the REST routes.
+pub mod calls {
+    use super::*;
+
+    pub async fn node_info(state: &AppState) -> Result<dto::NodeInfo, ApiError> {
+        let store = state.store();
+        let uptime = state.started_at.elapsed().map(|d| d.as_secs()).unwrap_or(0);
+        let started = state
+            .started_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        Ok(dto::NodeInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            public_key: state.node_key.public_key().to_hex(),
+            database: store.backend().as_str().to_string(),
+            database_version: store.server_version().await?,
+            started_at: dto::rfc3339(started),
+            uptime_seconds: uptime,
+            execution: state.execution,
+            file_base_url: state.file_base_url.clone(),
+            transactions: store.count_transactions().await?,
+        })
+    }
+
+    pub async fn list_transactions(
+        state: &AppState,
+        query: &TransactionQuery,
+    ) -> Result<dto::TransactionPage, ApiError> {
+        let (filter, before, limit) = query.to_filter()?;
+        let page = state
+            .store()
+            .list_transactions(&filter, before, limit)
+            .await?;
+        Ok((&page).into())
+    }
+
+    pub async fn transaction_status(
+        state: &AppState,
+        hash: &Hash,
+    ) -> Result<dto::TransactionStatus, ApiError> {
+        let store = state.store();
+        let Some(kind) = store.transaction_kind(hash).await? else {
+            return Err(ApiError::not_found(format!(
+                "no transaction {} on this node",
+                hash.to_hex()
+            )));
+        };
+        let tasks = store.tasks_for_tx(hash).await?;
+        Ok(dto::TransactionStatus {
+            hash: hash.to_hex(),
+            kind: kind.as_str().to_string(),
+            tasks: tasks.iter().map(dto::TaskStatus::from).collect(),
+        })
+    }
+}
+
+/// Registers `$name` with a body that gets the params `$p` and state `$st`, timing each call.
+macro_rules! method {
+    ($m:expr, $name:literal, |$p:ident, $st:ident| $body:expr) => {
+        $m.register_async_method($name, |$p, $st, _| async move {
+            let start = std::time::Instant::now();
+            let out = $body;
+            $st.metrics.rpc_call($name, start.elapsed().as_secs_f64());
+            out
+        })?;
+    };
+}
+
+pub fn module(state: AppState) -> anyhow::Result<RpcModule<AppState>> {
+    let mut m = RpcModule::new(state);
+    method!(m, "sendTransaction", |p, st| send_transaction(p, &st).await);
+    method!(m, "getTransaction", |p, st| get_transaction(p, &st).await);
+    method!(m, "getTransactionTree", |p, st| get_transaction_tree(
+        p, &st
+    )
+    .await);
+    method!(m, "gevulot_nodeInfo", |_p, st| {
+        calls::node_info(&st).await.map_err(ErrorObjectOwned::from)
+    });
+    method!(m, "gevulot_listTransactions", |p, st| {
+        match optional_object::<TransactionQuery>(&p) {
+            Ok(query) => calls::list_transactions(&st, &query)
+                .await
+                .map_err(ErrorObjectOwned::from),
+            Err(e) => Err(ErrorObjectOwned::from(e)),
+        }
+    });
+    method!(m, "gevulot_getTransactionStatus", |p, st| {
+        match hex_hash_param(&p) {
+            Ok(hash) => calls::transaction_status(&st, &hash)
+                .await
+                .map_err(ErrorObjectOwned::from),
+            Err(e) => Err(ErrorObjectOwned::from(e)),
+        }
+    });
+    Ok(m)
+}
+
+/// The JSON-RPC endpoint as an axum-compatible service (HTTP POST and WebSocket upgrades), and
+/// the handle that keeps it running (dropping it stops the service).
+pub fn service(
+    state: AppState,
+) -> anyhow::Result<(
+    impl tower::Service<
+        Request<Body>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future = impl Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static,
+    ServerHandle,
+)> {
+    let max = u32::try_from(state.max_request_bytes).unwrap_or(u32::MAX);
+    let module = module(state)?;
+    let (stop_handle, server_handle) = jsonrpsee::server::stop_channel();
+    let config = ServerConfig::builder()
+        .max_request_body_size(max)
+        .max_response_body_size(max)
+        .build();
+    let svc = Server::builder()
+        .set_config(config)
+        .to_service_builder()
+        .build(module, stop_handle);
+    let svc = tower::service_fn(move |req: Request<Body>| {
+        let svc = svc.clone();
+        async move {
+            match svc.oneshot(req).await {
+                Ok(response) => Ok::<_, Infallible>(response.map(Body::new)),
+                Err(e) => {
+                    tracing::error!(target: "gevulot", error = %e, "JSON-RPC service failed");
+                    Ok(Response::builder()
+                        .status(StatusCode::INTERNAL_SERVER_ERROR)
+                        .body(Body::from("internal error"))
+                        .unwrap_or_default())
+                }
+            }
+        }
+    });
+    Ok((svc, server_handle))
+}

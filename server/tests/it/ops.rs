@@ -1,0 +1,237 @@
+//! Health, readiness (following the database), metrics, and bad input that must never make the
+//! server fail.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::process::{Running, gevulot, output, stderr, stdout};
+
+async fn readyz(node: &Running) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .get(format!("http://{}/readyz", node.health))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("request");
+    (r.status().as_u16(), r.json().await.expect("json"))
+}
+
+#[tokio::test]
+async fn readiness_follows_postgres() {
+    let (cluster, url) = testkit::own_cluster_database().await.expect("database");
+    let node = Running::start(Some(&url));
+    let live = reqwest::get(format!("http://{}/livez", node.health))
+        .await
+        .expect("livez");
+    assert_eq!(live.status(), 200);
+    let (status, report) = readyz(&node).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["checks"]["database"]["status"], "ok");
+    let probe = output(gevulot().args([
+        "healthcheck",
+        "--http-healthcheck-listen-addr",
+        &node.health.to_string(),
+    ]));
+    assert!(probe.status.success(), "{}", stderr(&probe));
+    assert!(stdout(&probe).contains("\"database\""));
+
+    cluster.pause().expect("stop postgres");
+    let (status, report) = readyz(&node).await;
+    assert_eq!(status, 503, "{report}");
+    assert_eq!(report["status"], "unavailable");
+    assert_eq!(report["checks"]["database"]["status"], "fail");
+    let probe = output(gevulot().args([
+        "healthcheck",
+        "--http-healthcheck-listen-addr",
+        &node.health.to_string(),
+    ]));
+    assert!(!probe.status.success());
+    assert!(stderr(&probe).contains("not ready"), "{}", stderr(&probe));
+    // Liveness does not depend on the database.
+    let live = reqwest::get(format!("http://{}/livez", node.health))
+        .await
+        .expect("livez");
+    assert_eq!(live.status(), 200);
+    // While the database is down, a submission is refused with a code, not lost or a crash.
+    let v = testkit::vector("empty");
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/transactions", node.base))
+        .header("content-type", "application/json")
+        .body(v["input_json"].as_str().expect("json").to_string())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 503);
+    let problem: Value = r.json().await.expect("json");
+    assert_eq!(problem["code"], "database_unavailable");
+
+    cluster.resume().expect("start postgres");
+    let mut ready = false;
+    for _ in 0..60 {
+        if readyz(&node).await.0 == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        ready,
+        "readiness did not come back after PostgreSQL returned"
+    );
+    let (status, _) = {
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/v1/transactions", node.base))
+            .header("content-type", "application/json")
+            .body(v["input_json"].as_str().expect("json").to_string())
+            .send()
+            .await
+            .expect("request");
+        (r.status().as_u16(), ())
+    };
+    assert_eq!(
+        status, 201,
+        "the node works again after the database returns"
+    );
+}
+
+#[tokio::test]
+async fn metrics_expose_the_series() {
+    let node = Running::start(None);
+    let c = reqwest::Client::new();
+    let v = testkit::vector("empty");
+    c.post(format!("{}/api/v1/transactions", node.base))
+        .header("content-type", "application/json")
+        .body(v["input_json"].as_str().expect("json").to_string())
+        .send()
+        .await
+        .expect("submit");
+    c.post(format!("{}/rpc", node.base))
+        .json(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"getTransaction","params":[[0,1,2]]}))
+        .send()
+        .await
+        .expect("rpc");
+    let text = c
+        .get(format!("http://{}/metrics", node.metrics))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for series in [
+        "gevulot_http_requests_total{route=\"/api/v1/transactions\",method=\"POST\",status=\"201\"} 1",
+        "gevulot_http_request_duration_seconds_bucket{",
+        "gevulot_http_request_duration_seconds_count{route=\"jsonrpc\",method=\"getTransaction\"} 1",
+        "gevulot_transactions_submitted_total{kind=\"empty\",outcome=\"accepted\"} 1",
+        "gevulot_tasks{phase=\"queued\"} 0",
+        "gevulot_queue_depth 0",
+        "gevulot_vms_running ",
+        "gevulot_gpus_in_use ",
+        "gevulot_cpus_in_use ",
+        "gevulot_memory_in_use_bytes ",
+        "gevulot_downloads_in_progress ",
+        "gevulot_peers_connected ",
+    ] {
+        assert!(text.contains(series), "{series} missing from:\n{text}");
+    }
+}
+
+/// Generated bad requests: none gets a 5xx, the node stays up, and nothing is stored.
+#[tokio::test]
+async fn bad_requests_never_fail_the_server() {
+    let node = Running::start(None);
+    let c = reqwest::Client::new();
+    let valid = testkit::vector("stake")["input_json"]
+        .as_str()
+        .expect("json")
+        .to_string();
+    let mut bodies: Vec<String> = vec![
+        String::new(),
+        "{".into(),
+        "null".into(),
+        "[]".into(),
+        "\"x\"".into(),
+        "{\"jsonrpc\":\"2.0\"}".into(),
+        "\u{0}\u{1}".into(),
+        "{\"a\":".repeat(200),
+    ];
+    // Mutations of a valid transaction: truncations and replaced fields.
+    for cut in (1..valid.len()).step_by(97) {
+        bodies.push(valid[..cut].to_string());
+    }
+    for (from, to) in [
+        ("\"nonce\":0", "\"nonce\":-1"),
+        ("\"state\":null", "\"state\":{}"),
+        ("[1,[1000]]", "[7,[1000]]"),
+        ("\"Stake\"", "\"Steak\""),
+    ] {
+        bodies.push(valid.replace(from, to));
+    }
+    let rpc_methods = [
+        "sendTransaction",
+        "getTransaction",
+        "getTransactionTree",
+        "gevulot_listTransactions",
+        "gevulot_getTransactionStatus",
+        "gevulot_nodeInfo",
+    ];
+    let paths = [
+        "/",
+        "/rpc",
+        "/api/v1/transactions",
+        "/api/v1/transactions/00",
+        "/api/v1/programs/zz",
+        "/api/v1/node",
+        "/api-docs/openapi.json",
+        "/api/v1/transactions?limit=-1",
+        "/%ff",
+        "/api/v1/transactions/%2e%2e",
+    ];
+    let mut count = 0;
+    for body in &bodies {
+        for path in paths {
+            for method in [
+                reqwest::Method::POST,
+                reqwest::Method::GET,
+                reqwest::Method::PUT,
+            ] {
+                let r = c
+                    .request(method.clone(), format!("{}{path}", node.base))
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .expect("the node answers");
+                assert!(
+                    r.status().as_u16() < 500,
+                    "{method} {path} {body:?}: {}",
+                    r.status()
+                );
+                count += 1;
+            }
+        }
+        for m in rpc_methods {
+            let raw = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{m}","params":[{body}]}}"#);
+            let r = c
+                .post(format!("{}/rpc", node.base))
+                .header("content-type", "application/json")
+                .body(raw)
+                .send()
+                .await
+                .expect("the node answers");
+            assert!(r.status().as_u16() < 500, "{m} {body:?}: {}", r.status());
+            count += 1;
+        }
+    }
+    assert!(count > 500, "{count}");
+    let info: Value = c
+        .get(format!("{}/api/v1/node", node.base))
+        .send()
+        .await
+        .expect("alive")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(info["transactions"], 0, "bad input stored nothing");
+}
