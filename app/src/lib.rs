@@ -3,6 +3,7 @@
 //! *Architecture invariant:* this crate knows nothing of HTTP, JSON-RPC, OpenAPI or HTML; no
 //! `axum`, `jsonrpsee`, `utoipa` or `leptos` appears in its dependency tree (a test checks).
 
+pub mod auth;
 pub mod crypto;
 pub mod node;
 pub mod store;

@@ -6,6 +6,7 @@ use app::store::{PoolOptions, Store, redact_url};
 
 use crate::config::{
     Command, DbArgs, GenerateCommand, KeyFileArgs, PeerAction, PeerArgs, Secret, ShowCommand,
+    TokenCommand, TokenCreateArgs, UserCommand, UserCreateArgs,
 };
 
 pub async fn dispatch(command: Command) -> anyhow::Result<()> {
@@ -15,6 +16,9 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Generate(GenerateCommand::Key(args)) => generate_key(&args),
         Command::Show(ShowCommand::PublicKey(args)) => show_public_key(&args),
         Command::Peer(args) => peer(&args).await,
+        Command::User(UserCommand::Create(args)) => create_user(&args).await,
+        Command::User(UserCommand::List(args)) => list_users(&args).await,
+        Command::Token(TokenCommand::Create(args)) => create_token(&args).await,
         Command::Healthcheck(args) => {
             let report = crate::http::health::probe(args.healthcheck_listen_addr).await?;
             println!("{report}");
@@ -102,6 +106,53 @@ async fn peer(args: &PeerArgs) -> anyhow::Result<()> {
         }
     };
     println!("{key}: {message}");
+    store.close().await;
+    Ok(())
+}
+
+async fn create_user(args: &UserCreateArgs) -> anyhow::Result<()> {
+    let password = match crate::config::secret(&args.password, &args.password_file)? {
+        Some(p) => p.expose().to_string(),
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("cannot read the password from standard input")?;
+            line.trim_end_matches(['\n', '\r']).to_string()
+        }
+    };
+    let role = app::auth::Role::parse(&args.role)
+        .with_context(|| format!("{} is not a role", args.role))?;
+    let store = open_store(&args.db).await?;
+    let auth = app::auth::Auth::new(store.clone())?;
+    let user = auth.create_user(&args.username, &password, role).await?;
+    println!("created {} ({})", user.username, user.role);
+    store.close().await;
+    Ok(())
+}
+
+async fn list_users(args: &DbArgs) -> anyhow::Result<()> {
+    let store = open_store(args).await?;
+    let auth = app::auth::Auth::new(store.clone())?;
+    for user in auth.list_users().await? {
+        println!("{}\t{}", user.username, user.role);
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn create_token(args: &TokenCreateArgs) -> anyhow::Result<()> {
+    let store = open_store(&args.db).await?;
+    let auth = app::auth::Auth::new(store.clone())?;
+    let user = auth.user_by_name(&args.user).await?.with_context(|| {
+        format!(
+            "there is no user {}; create it with `gevulot user create`",
+            args.user
+        )
+    })?;
+    let token = auth.create_token(&user, &args.name).await?;
+    println!("{token}");
+    eprintln!("this token is shown only now; send it as `Authorization: Bearer <token>`");
     store.close().await;
     Ok(())
 }

@@ -45,6 +45,53 @@ pub enum Command {
     Peer(PeerArgs),
     /// Probe a running node's readiness (for container health checks): exit 0 when ready.
     Healthcheck(HealthcheckArgs),
+    /// Manage console users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a console user. The password is read from GEVULOT_USER_PASSWORD, from
+    /// --password-file, or else from the first line of standard input.
+    Create(UserCreateArgs),
+    /// List console users.
+    List(DbArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UserCreateArgs {
+    pub username: String,
+    /// viewer, operator or admin.
+    #[arg(long, value_parser = ["viewer", "operator", "admin"], default_value = "viewer")]
+    pub role: String,
+    #[arg(long, env = "GEVULOT_USER_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    #[arg(long, conflicts_with = "password")]
+    pub password_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token for a user and print it (it is shown only once).
+    Create(TokenCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// The user the token acts as.
+    #[arg(long)]
+    pub user: String,
+    /// What the token is for, e.g. `ci`.
+    #[arg(long)]
+    pub name: String,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Debug, Args)]
@@ -250,6 +297,27 @@ pub struct RunArgs {
     #[arg(long, env = "GEVULOT_LOG_DIRECTORY")]
     pub log_directory: Option<PathBuf>,
 
+    /// Mark the console session cookie `Secure`: set when the node is reached over HTTPS.
+    #[arg(long, env = "GEVULOT_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+
+    /// Username of the first admin created from GEVULOT_ADMIN_PASSWORD.
+    #[arg(long, env = "GEVULOT_ADMIN_USERNAME", default_value = "admin")]
+    pub admin_username: String,
+
+    /// On a node without users, create the first admin with this password (never logged);
+    /// without it, the node prints a one-time setup link instead.
+    #[arg(long, env = "GEVULOT_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+
+    /// Read the first admin's password from this file instead.
+    #[arg(
+        long,
+        env = "GEVULOT_ADMIN_PASSWORD_FILE",
+        conflicts_with = "admin_password"
+    )]
+    pub admin_password_file: Option<PathBuf>,
+
     /// Largest proof, verification or proof key accepted in a transaction, in bytes.
     #[arg(long, env = "GEVULOT_MAX_PROOF_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_proof_bytes: usize,
@@ -289,7 +357,7 @@ pub fn read_secret_file(path: &Path) -> anyhow::Result<Secret> {
     Ok(Secret(value))
 }
 
-fn secret(value: &Option<String>, file: &Option<PathBuf>) -> anyhow::Result<Option<Secret>> {
+pub fn secret(value: &Option<String>, file: &Option<PathBuf>) -> anyhow::Result<Option<Secret>> {
     match (value, file) {
         (_, Some(path)) => read_secret_file(path).map(Some),
         (Some(v), None) => Ok(Some(Secret(v.clone()))),
@@ -409,6 +477,10 @@ impl DbArgs {
 impl RunArgs {
     pub fn psk_passphrase(&self) -> anyhow::Result<Option<Secret>> {
         secret(&self.psk_passphrase, &self.psk_passphrase_file)
+    }
+
+    pub fn admin_password(&self) -> anyhow::Result<Option<Secret>> {
+        secret(&self.admin_password, &self.admin_password_file)
     }
 }
 

@@ -50,6 +50,7 @@ fn psk_fingerprint(passphrase: &str) -> String {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut signals = ShutdownSignals::register()?;
     let (db_url, data) = args.db.resolve()?;
     if let Some(reason) = &data.fallback_reason {
         warn!(target: "gevulot", "{reason}; using {} instead (set GEVULOT_DATA_DIRECTORY to choose)", data.path.display());
@@ -95,6 +96,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ..Limits::default()
     };
     let intake = Intake::new(store.clone(), limits, acl);
+    let auth = app::auth::Auth::new(store.clone())?;
+    first_admin(&auth, &args).await?;
 
     // Bind every listener before announcing readiness; a taken port is a clear startup error.
     let main_listener =
@@ -126,6 +129,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .saturating_add(1 << 20);
     let state = AppState::new(http::Inner {
         intake,
+        auth: auth.clone(),
+        secure_cookies: args.secure_cookies,
         node_key: key.clone(),
         file_base_url: file_base_url.clone(),
         started_at: SystemTime::now(),
@@ -175,9 +180,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         "node ready"
     );
     info!(target: "gevulot", "JSON-RPC at http://{main_addr}/, REST at http://{main_addr}/api/v1, API docs at http://{main_addr}/api-docs/ui/");
+    if let Some(token) = auth.setup_token_if_needed().await? {
+        // The one-time link goes to standard output, never into the log stream.
+        println!(
+            "No console users yet. Create the first admin with this one-time token (valid until used or the next restart):\n  \
+             curl -X POST http://{main_addr}/api/v1/setup -H 'content-type: application/json' \\\n    \
+             -d '{{\"token\":\"{token}\",\"username\":\"admin\",\"password\":\"<at least 10 characters>\"}}'\n\
+             or run `gevulot user create admin --role admin`."
+        );
+        info!(target: "gevulot", "no console users yet: a one-time setup token was printed on standard output");
+    }
 
     tokio::select! {
-        () = shutdown_signal() => {}
+        () = signals.recv() => {}
         Some(result) = servers.join_next() => {
             // A server stopped on its own: that is a failure of the node.
             let _ = stop.send(true);
@@ -209,6 +224,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// On a node without users, creates the first admin from GEVULOT_ADMIN_PASSWORD when set.
+async fn first_admin(auth: &app::auth::Auth, args: &RunArgs) -> anyhow::Result<()> {
+    let Some(password) = args.admin_password()? else {
+        return Ok(());
+    };
+    if !auth.list_users().await?.is_empty() {
+        return Ok(());
+    }
+    let user = auth
+        .create_user(
+            &args.admin_username,
+            password.expose(),
+            app::auth::Role::Admin,
+        )
+        .await
+        .context("cannot create the first admin from GEVULOT_ADMIN_PASSWORD")?;
+    info!(target: "gevulot", user = %user.username, "created the first admin from GEVULOT_ADMIN_PASSWORD");
+    Ok(())
+}
+
 /// The base URL of this node's download server, as handed to clients and peers: the advertised
 /// P2P address's IP when set, else the address the file server listens on.
 fn file_base_url(advertised: Option<SocketAddr>, files: SocketAddr) -> String {
@@ -220,25 +255,27 @@ fn file_base_url(advertised: Option<SocketAddr>, files: SocketAddr) -> String {
     format!("http://{host}")
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM (systemd, Podman).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// SIGINT (Ctrl-C) and SIGTERM (systemd, Podman), registered when created so that a signal
+/// arriving during startup is not lost to the default action.
+struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn register() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {},
+            _ = self.terminate.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
     }
 }
 

@@ -9,14 +9,24 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use super::BackendKind;
 
 /// `(version, description, postgres file, sqlite file, postgres SQL, sqlite SQL)`.
-pub const MIGRATIONS: &[(i64, &str, &str, &str, &str, &str)] = &[(
-    1,
-    "init",
-    "0001_init.sql",
-    "0001_init.sql",
-    include_str!("../../../migrations/postgres/0001_init.sql"),
-    include_str!("../../../migrations/sqlite/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(i64, &str, &str, &str, &str, &str)] = &[
+    (
+        1,
+        "init",
+        "0001_init.sql",
+        "0001_init.sql",
+        include_str!("../../../migrations/postgres/0001_init.sql"),
+        include_str!("../../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "auth",
+        "0002_auth.sql",
+        "0002_auth.sql",
+        include_str!("../../../migrations/postgres/0002_auth.sql"),
+        include_str!("../../../migrations/sqlite/0002_auth.sql"),
+    ),
+];
 
 pub(super) fn migrator(backend: BackendKind) -> Migrator {
     let migrations = MIGRATIONS

@@ -40,6 +40,10 @@ macro_rules! dispatch {
     };
 }
 
+mod auth;
+
+pub use auth::{ApiTokenRow, UserRow};
+
 #[derive(Clone, Debug)]
 enum Backend {
     Postgres(PgPool),

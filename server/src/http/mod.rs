@@ -10,6 +10,7 @@
 //! *Architecture invariant:* handlers extract, call `app`, and map the result; no SQL, QMP or
 //! sysfs here. JSON-RPC and REST are two views of the same core calls.
 
+pub mod auth;
 pub mod dto;
 pub mod error;
 pub mod files;
@@ -44,6 +45,9 @@ pub struct AppState(Arc<Inner>);
 #[derive(Debug)]
 pub struct Inner {
     pub intake: Intake,
+    pub auth: app::auth::Auth,
+    /// Mark the session cookie `Secure` (the node is reached over HTTPS).
+    pub secure_cookies: bool,
     pub node_key: SecretKey,
     /// This node's download base, e.g. `http://127.0.0.1:9995` (no trailing slash).
     pub file_base_url: String,

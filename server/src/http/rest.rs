@@ -17,13 +17,13 @@ use utoipa_axum::routes;
 use app::store::Source;
 use app::tx::Transaction;
 
-use super::AppState;
 use super::dto::{
     NodeInfo, ProgramDetail, ProgramInfo, ProgramList, Submitted, TransactionDetail,
     TransactionPage, TransactionQuery, TransactionStatus, TreeNode, parse_hash,
 };
 use super::error::{ApiError, Problem};
 use super::rpc::calls;
+use super::{AppState, auth};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,7 +36,8 @@ use super::rpc::calls;
     tags(
         (name = "transactions", description = "Signed transactions: submit, look up, list, follow"),
         (name = "programs", description = "Deployed prover and verifier programs"),
-        (name = "node", description = "This node")
+        (name = "node", description = "This node"),
+        (name = "auth", description = "Sign-in, users and API tokens")
     ),
     components(schemas(Problem))
 )]
@@ -52,6 +53,11 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(list_programs))
         .routes(routes!(get_program))
         .routes(routes!(node_info))
+        .routes(routes!(auth::login, auth::whoami, auth::logout))
+        .routes(routes!(auth::change_password))
+        .routes(routes!(auth::list_users, auth::create_user))
+        .routes(routes!(auth::create_token))
+        .routes(routes!(auth::setup))
         .with_state(state)
         .split_for_parts()
 }

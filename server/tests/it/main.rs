@@ -1,5 +1,6 @@
 //! Tests of the `gevulot` binary as an operator runs it: a real process, real databases.
 
+mod auth;
 mod commands;
 mod files;
 mod ops;

@@ -39,22 +39,30 @@ pub struct Node {
 }
 
 impl Node {
+    /// Starts `cmd`; its standard error and standard output lines are collected together.
     pub fn spawn(mut cmd: Command) -> Node {
         let mut child = cmd
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("the node starts");
-        let stderr = child.stderr.take().expect("stderr is piped");
         let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        for stream in [
+            Box::new(stderr) as Box<dyn std::io::Read + Send>,
+            Box::new(stdout),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
                 }
-            }
-        });
+            });
+        }
         Node {
             child,
             lines,
@@ -150,6 +158,19 @@ pub struct Running {
 }
 
 impl Running {
+    /// Waits for a line of the node's output containing `needle`.
+    pub fn wait_for_line(&mut self, needle: &str) -> String {
+        self._node.wait_for(needle, Duration::from_secs(30))
+    }
+
+    /// Everything the node printed so far.
+    pub fn log_text(mut self) -> String {
+        while let Ok(line) = self._node.lines.recv_timeout(Duration::from_millis(300)) {
+            self._node.log.push(line);
+        }
+        self._node.log.join("\n")
+    }
+
     /// Starts `gevulot run` on SQLite in a fresh data directory, or on `db_url`.
     pub fn start(db_url: Option<&str>) -> Running {
         Self::start_with(db_url, &[])

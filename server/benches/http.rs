@@ -1,0 +1,331 @@
+//! HTTP throughput and latency of a real `gevulot run` process over loopback:
+//! JSON-RPC `sendTransaction` and `getTransaction` at several concurrencies on SQLite and
+//! PostgreSQL, and the file server against `python3 -m http.server` serving the same file in the
+//! same run (a ratio). Prints a table and writes `target/bench/http.txt`.
+//!
+//! `cargo bench -p server --bench http` (`GEVULOT_BENCH_REQUESTS` sets requests per scenario).
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use app::crypto::SecretKey;
+use app::tx::{Payload, Transaction};
+
+struct Report(String);
+
+impl Report {
+    fn line(&mut self, text: String) {
+        println!("{text}");
+        let _ = writeln!(self.0, "{text}");
+    }
+}
+
+struct Stats {
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    mib_per_second: f64,
+}
+
+/// Runs `requests` calls of `make(i)` with `concurrency` workers; latencies per call.
+async fn load<F, Fut>(requests: usize, concurrency: usize, make: F) -> anyhow::Result<Stats>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<usize>> + Send,
+{
+    let make = Arc::new(make);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let make = make.clone();
+        let next = next.clone();
+        workers.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut bytes = 0usize;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= requests {
+                    break;
+                }
+                let t = Instant::now();
+                bytes += make(i).await?;
+                latencies.push(t.elapsed());
+            }
+            anyhow::Ok((latencies, bytes))
+        });
+    }
+    let mut all = Vec::with_capacity(requests);
+    let mut bytes = 0;
+    while let Some(r) = workers.join_next().await {
+        let (l, b) = r??;
+        all.extend(l);
+        bytes += b;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort();
+    let pct =
+        |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)].as_secs_f64() * 1000.0;
+    Ok(Stats {
+        per_second: requests as f64 / elapsed,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        mib_per_second: bytes as f64 / elapsed / (1024.0 * 1024.0),
+    })
+}
+
+struct NodeProcess {
+    child: Child,
+    rpc: String,
+    files: String,
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn field(line: &str, name: &str) -> Option<String> {
+    let at = line.find(&format!(" {name}="))? + name.len() + 2;
+    Some(line[at..].split(' ').next()?.trim_matches('"').to_string())
+}
+
+fn start_node(data: &std::path::Path, db_url: Option<&str>) -> anyhow::Result<NodeProcess> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gevulot"));
+    cmd.arg("run")
+        .env("GEVULOT_DATA_DIRECTORY", data)
+        .env("GEVULOT_JSON_RPC_LISTEN_ADDR", "127.0.0.1:0")
+        .env("GEVULOT_HTTP_PORT", "0")
+        .env("GEVULOT_HEALTHCHECK_LISTEN_ADDR", "127.0.0.1:0")
+        .env("GEVULOT_PSK_PASSPHRASE", "bench")
+        .env("RUST_LOG", "warn,gevulot=info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(url) = db_url {
+        cmd.env("GEVULOT_DB_URL", url);
+    }
+    let mut child = cmd.spawn()?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
+    let mut lines = BufReader::new(stderr).lines();
+    let ready = loop {
+        let line = lines
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("the node exited before it was ready"))??;
+        if line.contains("node ready") {
+            break line;
+        }
+    };
+    // Keep draining the log so the node never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let rpc = format!(
+        "http://{}/",
+        field(&ready, "json_rpc_listen_addr").ok_or_else(|| anyhow::anyhow!("no address"))?
+    );
+    let files = format!(
+        "http://{}",
+        field(&ready, "files_listen_addr").ok_or_else(|| anyhow::anyhow!("no address"))?
+    );
+    Ok(NodeProcess { child, rpc, files })
+}
+
+async fn rpc_scenarios(
+    report: &mut Report,
+    backend: &str,
+    db_url: Option<&str>,
+    txs: &Arc<Vec<String>>,
+    requests: usize,
+) -> anyhow::Result<()> {
+    let data = testkit::tempdir();
+    let node = start_node(data.path(), db_url)?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let mut offset = 0;
+    for concurrency in [1, 8, 32] {
+        let (client, url, txs) = (client.clone(), node.rpc.clone(), txs.clone());
+        let base = offset;
+        let stats = load(requests, concurrency, move |i| {
+            let (client, url, txs) = (client.clone(), url.clone(), txs.clone());
+            async move {
+                let body = format!(
+                    r#"{{"jsonrpc":"2.0","id":{i},"method":"sendTransaction","params":[{}]}}"#,
+                    txs[base + i]
+                );
+                let r = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?;
+                let text = r.text().await?;
+                anyhow::ensure!(
+                    text.contains(r#""result":{"Ok":null}"#),
+                    "unexpected answer {text}"
+                );
+                Ok(text.len())
+            }
+        })
+        .await?;
+        offset += requests;
+        report.line(format!(
+            "{backend:<8} sendTransaction  c={concurrency:<3} {:>8.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms",
+            stats.per_second, stats.p50_ms, stats.p99_ms
+        ));
+    }
+    let stored = offset;
+    let hashes: Arc<Vec<String>> = Arc::new(
+        txs[..stored]
+            .iter()
+            .map(|t| {
+                let v: serde_json::Value = serde_json::from_str(t).unwrap_or_default();
+                v["hash"].to_string()
+            })
+            .collect(),
+    );
+    for concurrency in [1, 8, 32] {
+        let (client, url, hashes) = (client.clone(), node.rpc.clone(), hashes.clone());
+        let stats = load(requests, concurrency, move |i| {
+            let (client, url, hashes) = (client.clone(), url.clone(), hashes.clone());
+            async move {
+                let body = format!(
+                    r#"{{"jsonrpc":"2.0","id":{i},"method":"getTransaction","params":[{}]}}"#,
+                    hashes[i % hashes.len()]
+                );
+                let r = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?;
+                let text = r.text().await?;
+                anyhow::ensure!(
+                    text.contains(r#""result":{"Ok":{"#),
+                    "unexpected answer {text}"
+                );
+                Ok(text.len())
+            }
+        })
+        .await?;
+        report.line(format!(
+            "{backend:<8} getTransaction   c={concurrency:<3} {:>8.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms",
+            stats.per_second, stats.p50_ms, stats.p99_ms
+        ));
+    }
+    Ok(())
+}
+
+async fn file_scenarios(report: &mut Report, requests: usize) -> anyhow::Result<()> {
+    let data = testkit::tempdir();
+    let content: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let checksum = blake3::hash(&content).to_hex().to_string();
+    let rel = format!("txfiles/{}/{checksum}/proof.dat", "ab".repeat(32));
+    let path = data.path().join(&rel);
+    std::fs::create_dir_all(path.parent().ok_or_else(|| anyhow::anyhow!("no parent"))?)?;
+    std::fs::write(&path, &content)?;
+    let node = start_node(data.path(), None)?;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut python = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(data.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let baseline = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let mut up = false;
+    for _ in 0..100 {
+        if client
+            .head(format!("{baseline}/{rel}"))
+            .send()
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::ensure!(up, "python3 -m http.server did not start");
+    for concurrency in [1, 8] {
+        let mut results = Vec::new();
+        for (name, base) in [
+            ("gevulot", node.files.clone()),
+            ("python", baseline.clone()),
+        ] {
+            let (client, url, expected) = (client.clone(), format!("{base}/{rel}"), content.len());
+            let stats = load(requests / 4, concurrency, move |_| {
+                let (client, url) = (client.clone(), url.clone());
+                async move {
+                    let body = client.get(&url).send().await?.bytes().await?;
+                    anyhow::ensure!(body.len() == expected, "short body");
+                    Ok(body.len())
+                }
+            })
+            .await?;
+            report.line(format!(
+                "files    {name:<8} 4 MiB    c={concurrency:<3} {:>8.0} req/s {:>8.0} MiB/s   p50 {:>7.2} ms   p99 {:>7.2} ms",
+                stats.per_second, stats.mib_per_second, stats.p50_ms, stats.p99_ms
+            ));
+            results.push(stats.mib_per_second);
+        }
+        report.line(format!(
+            "files    ratio gevulot/python at c={concurrency}: {:.2}",
+            results[0] / results[1]
+        ));
+    }
+    let _ = python.kill();
+    let _ = python.wait();
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let requests: usize = std::env::var("GEVULOT_BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let key = SecretKey::from_bytes(&[9u8; 32])?;
+    // Distinct signed transactions for every sendTransaction of every scenario.
+    let txs: Arc<Vec<String>> = Arc::new(
+        (0..(requests * 3) as u64)
+            .map(|n| Transaction::new_signed(Payload::Empty, n, &key).to_json())
+            .collect(),
+    );
+    let mut report = Report(String::new());
+    report.line(format!(
+        "http benchmark: a real gevulot process over loopback, {requests} requests per scenario, 2-core machine shared with the load generator"
+    ));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        rpc_scenarios(&mut report, "sqlite", None, &txs, requests).await?;
+        let pg = testkit::postgres_url().await?;
+        rpc_scenarios(&mut report, "postgres", Some(&pg), &txs, requests).await?;
+        file_scenarios(&mut report, requests).await
+    })?;
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("http.txt"), &report.0)?;
+    Ok(())
+}

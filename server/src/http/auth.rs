@@ -1,0 +1,493 @@
+//! Authentication on the main server: console sessions (cookie `gevulot_session`, HttpOnly,
+//! SameSite=Strict, `Secure` when `GEVULOT_SECURE_COOKIES` is set) and API tokens
+//! (`Authorization: Bearer gvt_…`).
+//!
+//! *Invariant:* a state-changing request authenticated by a session cookie must carry the
+//! session's CSRF token (`X-CSRF-Token` header, or the `csrf_token` form field for console forms);
+//! a bearer token needs none, because browsers never send it on their own.
+//!
+//! What is public is deliberate (`docs/API-DESIGN.md`): the original JSON-RPC methods, reading,
+//! and submitting signed transactions. Operator actions and user management need a role.
+
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use app::auth::{AuthError, Role, User};
+
+use super::AppState;
+use super::dto::rfc3339;
+use super::error::{ApiError, Problem};
+
+pub const SESSION_COOKIE: &str = "gevulot_session";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let status = match &e {
+            AuthError::BadCredentials => StatusCode::UNAUTHORIZED,
+            AuthError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AuthError::UsernameTaken(_) => StatusCode::CONFLICT,
+            AuthError::BadUsername(_) | AuthError::WeakPassword(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            AuthError::SetupUnavailable => StatusCode::FORBIDDEN,
+            AuthError::Hashing => StatusCode::INTERNAL_SERVER_ERROR,
+            AuthError::Store(s) => return ApiError::unavailable(s),
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+/// How the caller proved who they are.
+#[derive(Clone, Debug)]
+pub enum Via {
+    Session { token: String, csrf: String },
+    Token,
+}
+
+/// A signed-in caller. Extracting it answers 401 when there is none, and 403 when a
+/// session-authenticated unsafe request lacks the session's CSRF token.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub user: User,
+    pub via: Via,
+}
+
+impl Caller {
+    /// 403 unless the caller's role includes `role`.
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.user.role.allows(role) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "this needs the {role} role; {} is {}",
+                    self.user.username, self.user.role
+                ),
+            ))
+        }
+    }
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+}
+
+fn unauthorized() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "sign in (POST /api/v1/session) or send an API token as `Authorization: Bearer …`",
+    )
+}
+
+/// The caller, if any, without requiring one.
+pub async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
+    if let Some(token) = bearer(headers) {
+        return match state.auth.token_user(&token).await? {
+            Some(user) => Ok(Some(Caller {
+                user,
+                via: Via::Token,
+            })),
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the API token is unknown or was deleted",
+            )),
+        };
+    }
+    if let Some(token) = cookie(headers, SESSION_COOKIE)
+        && let Some((user, csrf)) = state.auth.session(&token).await?
+    {
+        return Ok(Some(Caller {
+            user,
+            via: Via::Session { token, csrf },
+        }));
+    }
+    Ok(None)
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = identify(state, &parts.headers)
+            .await?
+            .ok_or_else(unauthorized)?;
+        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if let Via::Session { csrf, .. } = &caller.via
+            && !safe
+        {
+            let sent = parts
+                .headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !constant_time_eq(sent.as_bytes(), csrf.as_bytes()) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "csrf_required",
+                    "a signed-in change needs the session's CSRF token in the X-CSRF-Token header",
+                ));
+            }
+        }
+        Ok(caller)
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserInfo {
+    pub id: i64,
+    pub username: String,
+    /// `viewer`, `operator` or `admin`.
+    pub role: String,
+    pub created_at: String,
+}
+
+impl From<&User> for UserInfo {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id,
+            username: u.username.clone(),
+            role: u.role.as_str().to_string(),
+            created_at: rfc3339(u.created_at_ms),
+        }
+    }
+}
+
+#[derive(Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, [redacted])", self.username)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SessionInfo {
+    pub user: UserInfo,
+    /// Send as `X-CSRF-Token` with every change made through this session.
+    pub csrf_token: Option<String>,
+    pub expires_at: Option<String>,
+}
+
+fn session_cookie(state: &AppState, token: &str, max_age_secs: i64) -> HeaderValue {
+    let secure = if state.secure_cookies { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_secs}{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("gevulot_session=; Max-Age=0; Path=/"))
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            "malformed_json",
+            format!("the body is not the expected JSON: {e}"),
+        )
+    })
+}
+
+/// Sign in.
+#[utoipa::path(
+    post,
+    path = "/api/v1/session",
+    tag = "auth",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "Signed in; the session cookie is set", body = SessionInfo),
+        (status = 401, description = "Wrong username or password", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed attempts for this user", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn login(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let creds: Credentials = json_body(&body)?;
+    match state.auth.login(&creds.username, &creds.password).await {
+        Ok(session) => {
+            tracing::info!(target: "gevulot", user = %session.user.username, "signed in");
+            let mut response = Json(SessionInfo {
+                user: (&session.user).into(),
+                csrf_token: Some(session.csrf_token.clone()),
+                expires_at: Some(rfc3339(session.expires_at_ms)),
+            })
+            .into_response();
+            let ttl = app::auth::SESSION_TTL.as_secs() as i64;
+            response.headers_mut().insert(
+                header::SET_COOKIE,
+                session_cookie(&state, &session.token, ttl),
+            );
+            Ok(response)
+        }
+        Err(e) => {
+            tracing::warn!(target: "gevulot", user = %creds.username, reason = e.code(), "sign-in refused");
+            let retry = match &e {
+                AuthError::Throttled { retry_after_secs } => Some(*retry_after_secs),
+                _ => None,
+            };
+            let mut response = ApiError::from(e).into_response();
+            if let Some(secs) = retry
+                && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+            {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            Ok(response)
+        }
+    }
+}
+
+/// Who is signed in.
+#[utoipa::path(
+    get,
+    path = "/api/v1/session",
+    tag = "auth",
+    responses(
+        (status = 200, description = "The caller", body = SessionInfo),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn whoami(caller: Caller) -> Json<SessionInfo> {
+    let csrf_token = match &caller.via {
+        Via::Session { csrf, .. } => Some(csrf.clone()),
+        Via::Token => None,
+    };
+    Json(SessionInfo {
+        user: (&caller.user).into(),
+        csrf_token,
+        expires_at: None,
+    })
+}
+
+/// Sign out.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/session",
+    tag = "auth",
+    responses((status = 204, description = "Signed out; the cookie is cleared"))
+)]
+pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    if let Via::Session { token, .. } = &caller.via {
+        state.auth.logout(token).await?;
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&state, "", 0));
+    Ok(response)
+}
+
+#[derive(Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// Change your password (ends all your sessions).
+#[utoipa::path(
+    post,
+    path = "/api/v1/session/password",
+    tag = "auth",
+    request_body = PasswordChange,
+    responses(
+        (status = 204, description = "Changed; sign in again"),
+        (status = 401, description = "Wrong current password", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn change_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let change: PasswordChange = json_body(&body)?;
+    state
+        .auth
+        .change_password(&caller.user, &change.current_password, &change.new_password)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserList {
+    pub items: Vec<UserInfo>,
+}
+
+/// List console users (admin).
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "auth",
+    responses(
+        (status = 200, description = "Users", body = UserList),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_users(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<UserList>, ApiError> {
+    caller.require(Role::Admin)?;
+    let users = state.auth.list_users().await?;
+    Ok(Json(UserList {
+        items: users.iter().map(UserInfo::from).collect(),
+    }))
+}
+
+#[derive(Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub username: String,
+    pub password: String,
+    /// `viewer`, `operator` or `admin`.
+    pub role: String,
+}
+
+/// Create a console user (admin).
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    tag = "auth",
+    request_body = NewUser,
+    responses(
+        (status = 201, description = "Created", body = UserInfo),
+        (status = 403, description = "Not an admin, or no CSRF token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Username taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad username, password or role", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<UserInfo>), ApiError> {
+    caller.require(Role::Admin)?;
+    let new: NewUser = json_body(&body)?;
+    let role = Role::parse(&new.role).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_role",
+            format!("role {:?} is not one of viewer, operator, admin", new.role),
+        )
+    })?;
+    let user = state
+        .auth
+        .create_user(&new.username, &new.password, role)
+        .await?;
+    tracing::info!(target: "gevulot", by = %caller.user.username, user = %user.username, role = %user.role, "user created");
+    Ok((StatusCode::CREATED, Json((&user).into())))
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// What the token is for, e.g. `ci`.
+    pub name: String,
+}
+
+#[derive(Clone, Serialize, ToSchema)]
+pub struct CreatedToken {
+    pub name: String,
+    /// The token. It is shown only now; the node keeps only a digest.
+    pub token: String,
+}
+
+/// Create an API token for yourself (shown once).
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    tag = "auth",
+    request_body = NewToken,
+    responses(
+        (status = 201, description = "Created", body = CreatedToken),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    let new: NewToken = json_body(&body)?;
+    if new.name.is_empty() || new.name.len() > 128 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_parameter",
+            "name: 1 to 128 characters",
+        ));
+    }
+    let token = state.auth.create_token(&caller.user, &new.name).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            name: new.name,
+            token,
+        }),
+    ))
+}
+
+#[derive(Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Setup {
+    /// The one-time token the node printed on its first start.
+    pub token: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// Create the first admin with the one-time setup token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/setup",
+    tag = "auth",
+    request_body = Setup,
+    responses(
+        (status = 201, description = "The first admin", body = UserInfo),
+        (status = 403, description = "Wrong or used token, or users exist", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn setup(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<UserInfo>), ApiError> {
+    let setup: Setup = json_body(&body)?;
+    let user = state
+        .auth
+        .setup(&setup.token, &setup.username, &setup.password)
+        .await?;
+    tracing::info!(target: "gevulot", user = %user.username, "first admin created with the setup token");
+    Ok((StatusCode::CREATED, Json((&user).into())))
+}

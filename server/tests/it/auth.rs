@@ -1,0 +1,318 @@
+//! Authentication: sessions, roles, CSRF, API tokens, throttling, first-run setup, and that
+//! passwords never reach the log.
+
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+use crate::process::{Running, gevulot, output, stderr, stdout};
+
+const ADMIN_PASSWORD: &str = "admin-Pa55word-xyz";
+
+async fn login(c: &Client, base: &str, user: &str, password: &str) -> reqwest::Response {
+    c.post(format!("{base}/api/v1/session"))
+        .json(&json!({"username": user, "password": password}))
+        .send()
+        .await
+        .expect("request")
+}
+
+/// Signs in and returns the session cookie and CSRF token.
+async fn session(c: &Client, base: &str, user: &str, password: &str) -> (String, String) {
+    let r = login(c, base, user, password).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().expect("pair").to_string();
+    let body: Value = r.json().await.expect("json");
+    (pair, body["csrf_token"].as_str().expect("csrf").to_string())
+}
+
+#[tokio::test]
+async fn sessions_roles_csrf_and_tokens() {
+    let node = Running::start_with(None, &[("GEVULOT_ADMIN_PASSWORD", ADMIN_PASSWORD)]);
+    let c = Client::new();
+    let base = &node.base;
+
+    // No session: 401 on protected routes.
+    for (method, path) in [
+        ("GET", "/api/v1/users"),
+        ("POST", "/api/v1/users"),
+        ("POST", "/api/v1/tokens"),
+        ("GET", "/api/v1/session"),
+    ] {
+        let r = c
+            .request(method.parse().expect("method"), format!("{base}{path}"))
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+        let body: Value = r.json().await.expect("problem");
+        assert_eq!(body["code"], "unauthorized");
+    }
+
+    // A wrong password is refused.
+    let r = login(&c, base, "admin", "wrong-password-123").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["code"],
+        "bad_credentials"
+    );
+
+    let (cookie, csrf) = session(&c, base, "admin", ADMIN_PASSWORD).await;
+    let me: Value = c
+        .get(format!("{base}/api/v1/session"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["user"]["role"], "admin");
+
+    // A change through the session needs the CSRF token.
+    let new_user = json!({"username": "vera", "password": "viewer-pass-123", "role": "viewer"});
+    let r = c
+        .post(format!("{base}/api/v1/users"))
+        .header("cookie", &cookie)
+        .json(&new_user)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["code"],
+        "csrf_required"
+    );
+    let r = c
+        .post(format!("{base}/api/v1/users"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", "forged")
+        .json(&new_user)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = c
+        .post(format!("{base}/api/v1/users"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&new_user)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = c
+        .post(format!("{base}/api/v1/users"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&new_user)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let weak = json!({"username": "w", "password": "short", "role": "viewer"});
+    let r = c
+        .post(format!("{base}/api/v1/users"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&weak)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["code"],
+        "weak_password"
+    );
+
+    // Wrong role: 403.
+    let (viewer_cookie, _) = session(&c, base, "vera", "viewer-pass-123").await;
+    let r = c
+        .get(format!("{base}/api/v1/users"))
+        .header("cookie", &viewer_cookie)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(r.json::<Value>().await.expect("json")["code"], "forbidden");
+
+    // API tokens: shown once, work without CSRF, carry the user's role.
+    let r = c
+        .post(format!("{base}/api/v1/tokens"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"name": "ci"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let token = r.json::<Value>().await.expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    assert!(token.starts_with("gvt_"));
+    let r = c
+        .get(format!("{base}/api/v1/users"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::OK);
+    let users: Value = r.json().await.expect("json");
+    assert_eq!(users["items"].as_array().expect("items").len(), 2);
+    let r = c
+        .post(format!("{base}/api/v1/users"))
+        .bearer_auth(&token)
+        .json(&json!({"username": "olga", "password": "operator-pass-1", "role": "operator"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "bearer tokens need no CSRF token"
+    );
+    let r = c
+        .get(format!("{base}/api/v1/users"))
+        .bearer_auth("gvt_forged")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // Sign out ends the session.
+    let r = c
+        .delete(format!("{base}/api/v1/session"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = c
+        .get(format!("{base}/api/v1/users"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // Signed transactions stay public: the signature is the authority.
+    let v = testkit::vector("empty");
+    let r = c
+        .post(format!("{base}/api/v1/transactions"))
+        .header("content-type", "application/json")
+        .body(v["input_json"].as_str().expect("json").to_string())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let log = node.log_text();
+    for secret in [
+        ADMIN_PASSWORD,
+        "viewer-pass-123",
+        "operator-pass-1",
+        "wrong-password-123",
+        token.as_str(),
+    ] {
+        assert!(!log.contains(secret), "{secret} leaked into the log");
+    }
+}
+
+#[tokio::test]
+async fn throttling_after_repeated_failures() {
+    let node = Running::start_with(None, &[("GEVULOT_ADMIN_PASSWORD", ADMIN_PASSWORD)]);
+    let c = Client::new();
+    for _ in 0..5 {
+        let r = login(&c, &node.base, "admin", "not-the-password").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Locked now, even with the right password, and the answer says when to retry.
+    let r = login(&c, &node.base, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["code"],
+        "too_many_attempts"
+    );
+}
+
+#[tokio::test]
+async fn first_run_setup_and_commands() {
+    let mut node = Running::start(None);
+    let line = node.wait_for_line("\"token\":\"gsetup_");
+    let at = line.find("gsetup_").expect("token");
+    let token: String = line[at..].chars().take_while(|c| *c != '"').collect();
+    let c = Client::new();
+    let setup = |token: String| {
+        let c = c.clone();
+        let base = node.base.clone();
+        async move {
+            c.post(format!("{base}/api/v1/setup"))
+                .json(&json!({"token": token, "username": "root", "password": "first-admin-pw"}))
+                .send()
+                .await
+                .expect("request")
+        }
+    };
+    let r = setup("gsetup_wrong".to_string()).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = setup(token.clone()).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = setup(token).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "the setup token works once"
+    );
+    session(&c, &node.base, "root", "first-admin-pw").await;
+
+    // The commands manage the same database.
+    let db = format!("sqlite://{}", node.data.path().join("gevulot.db").display());
+    let out = output(
+        gevulot()
+            .args([
+                "user", "create", "ops", "--role", "operator", "--db-url", &db,
+            ])
+            .env("GEVULOT_USER_PASSWORD", "ops-password-1"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = output(gevulot().args(["user", "list", "--db-url", &db]));
+    assert_eq!(stdout(&out), "ops\toperator\nroot\tadmin\n");
+    let out = output(gevulot().args([
+        "token", "create", "--user", "ops", "--name", "ci", "--db-url", &db,
+    ]));
+    let token = stdout(&out).trim().to_string();
+    let me: Value = c
+        .get(format!("{}/api/v1/session", node.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["user"]["username"], "ops");
+    let out = output(gevulot().args([
+        "token", "create", "--user", "nobody", "--name", "x", "--db-url", &db,
+    ]));
+    assert!(!out.status.success() && stderr(&out).contains("gevulot user create"));
+    let out = output(
+        gevulot()
+            .args(["user", "create", "weak", "--db-url", &db])
+            .env("GEVULOT_USER_PASSWORD", "short"),
+    );
+    assert!(
+        !out.status.success() && stderr(&out).contains("at least 10 characters"),
+        "{}",
+        stderr(&out)
+    );
+}
