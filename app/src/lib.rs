@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod crypto;
+pub mod events;
 pub mod node;
 pub mod store;
 pub mod tx;

@@ -1,7 +1,8 @@
 //! The core API that every front door (JSON-RPC, REST, console, P2P) calls. It knows nothing
 //! of HTTP: a handler extracts its input, calls a method here, and maps the result.
 
-use crate::store::{Inserted, Source, Store, StoreError};
+use crate::events::{Event, Events};
+use crate::store::{Inserted, Phase, Source, Store, StoreError};
 use crate::tx::{Hash, Transaction};
 use crate::validate::{self, Limits, ValidationError};
 
@@ -36,11 +37,48 @@ pub struct Intake {
     store: Store,
     limits: Limits,
     acl: AclPolicy,
+    events: Events,
 }
 
 impl Intake {
     pub fn new(store: Store, limits: Limits, acl: AclPolicy) -> Self {
-        Self { store, limits, acl }
+        Self {
+            store,
+            limits,
+            acl,
+            events: Events::default(),
+        }
+    }
+
+    /// The node's event bus.
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    fn stored(&self, tx: &Transaction) {
+        self.events.publish(Event::TransactionStored {
+            hash: tx.hash,
+            kind: tx.kind(),
+            parent: tx.payload.parent(),
+        });
+    }
+
+    /// Moves a task to `phase` (see [`Store::set_task_phase`]) and tells subscribers.
+    pub async fn set_task_phase(
+        &self,
+        task: &crate::store::Task,
+        phase: Phase,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let changed = self.store.set_task_phase(task.id, phase, error).await?;
+        if changed {
+            self.events.publish(Event::TaskChanged {
+                tx: task.tx,
+                task_id: task.id,
+                phase,
+            });
+        }
+        Ok(changed)
     }
 
     pub fn store(&self) -> &Store {
@@ -56,6 +94,9 @@ impl Intake {
     pub async fn submit(&self, tx: &Transaction, source: Source) -> Result<Submitted, SubmitError> {
         self.check(tx, source).await?;
         let outcome = self.store.insert_transaction(tx, source).await?;
+        if matches!(outcome, Inserted::New(_)) {
+            self.stored(tx);
+        }
         Ok(Submitted {
             hash: tx.hash,
             new: matches!(outcome, Inserted::New(_)),
@@ -73,6 +114,11 @@ impl Intake {
             self.check(tx, source).await?;
         }
         let outcomes = self.store.insert_transactions(txs, source).await?;
+        for (tx, outcome) in txs.iter().zip(&outcomes) {
+            if matches!(outcome, Inserted::New(_)) {
+                self.stored(tx);
+            }
+        }
         Ok(txs
             .iter()
             .zip(outcomes)

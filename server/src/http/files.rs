@@ -189,7 +189,9 @@ async fn serve(State(server): State<FileServer>, req: Request) -> Response {
         }
         return r;
     }
-    let response = match ServeFile::new(&path).oneshot(req).await {
+    // Large reads: fewer wake-ups per byte on big images and proofs.
+    let serve = ServeFile::new(&path).with_buf_chunk_size(256 * 1024);
+    let response = match serve.oneshot(req).await {
         Ok(r) => r.map(Body::new),
         Err(never) => match never {},
     };

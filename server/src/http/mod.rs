@@ -161,12 +161,18 @@ pub fn main_router(state: AppState) -> anyhow::Result<(Router, jsonrpsee::server
     let (rpc, rpc_handle) = rpc::service(state.clone())?;
     let (rest, api) = rest::router(state.clone());
     let docs = utoipa_swagger_ui::SwaggerUi::new("/api-docs/ui").url("/api-docs/openapi.json", api);
-    let router = Router::new()
+    let rpc_routes = Router::new()
         .route_service("/rpc", rpc.clone())
         .route(
             "/",
             axum::routing::post_service(rpc.clone()).get_service(rpc),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rpc::identify_caller,
+        ));
+    let router = Router::new()
+        .merge(rpc_routes)
         .merge(rest)
         .merge(docs)
         .fallback(rest::not_found)

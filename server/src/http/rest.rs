@@ -50,6 +50,8 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(get_transaction))
         .routes(routes!(transaction_tree))
         .routes(routes!(transaction_status))
+        .routes(routes!(cancel_transaction))
+        .routes(routes!(live_events))
         .routes(routes!(list_programs))
         .routes(routes!(get_program))
         .routes(routes!(node_info))
@@ -318,4 +320,132 @@ async fn get_program(
 )]
 async fn node_info(State(state): State<AppState>) -> Result<Json<NodeInfo>, ApiError> {
     Ok(Json(calls::node_info(&state).await?))
+}
+
+/// Cancel a Run (operator): the node signs a `Cancel` naming it.
+///
+/// A Run's author can instead sign a `Cancel` and submit it like any transaction.
+#[utoipa::path(
+    post,
+    path = "/api/v1/transactions/{hash}/cancel",
+    tag = "transactions",
+    params(("hash" = String, Path, description = "The Run to cancel")),
+    responses(
+        (status = 201, description = "The Cancel transaction was stored", body = Submitted),
+        (status = 200, description = "The same Cancel was already stored", body = Submitted),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an operator, or no CSRF token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a Run", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn cancel_transaction(
+    State(state): State<AppState>,
+    caller: auth::Caller,
+    Path(hash): Path<String>,
+) -> Result<(StatusCode, Json<Submitted>), ApiError> {
+    caller.require(app::auth::Role::Operator)?;
+    let hash = parse_hash("hash", &hash)?;
+    let submitted = calls::cancel(&state, &hash, Source::Rest).await?;
+    tracing::info!(target: "gevulot", by = %caller.user.username, run = %hash, cancel = %submitted.hash, "run cancelled");
+    let status = if submitted.new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(submitted)))
+}
+
+/// Filters for the live event stream.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Only events that change this transaction's status (hex hash).
+    pub tx: Option<String>,
+}
+
+/// One live event.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct LiveEvent {
+    /// `transaction_stored`, `task_changed`, or `lagged` (events were missed: reload the state).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The stored transaction, or the transaction whose task changed.
+    pub hash: Option<String>,
+    pub tx_kind: Option<String>,
+    pub parent: Option<String>,
+    pub task_id: Option<i64>,
+    pub phase: Option<String>,
+}
+
+impl From<&app::events::Event> for LiveEvent {
+    fn from(e: &app::events::Event) -> Self {
+        use app::events::Event as E;
+        match e {
+            E::TransactionStored { hash, kind, parent } => LiveEvent {
+                kind: "transaction_stored",
+                hash: Some(hash.to_hex()),
+                tx_kind: Some(kind.as_str().to_string()),
+                parent: parent.map(|p| p.to_hex()),
+                task_id: None,
+                phase: None,
+            },
+            E::TaskChanged { tx, task_id, phase } => LiveEvent {
+                kind: "task_changed",
+                hash: Some(tx.to_hex()),
+                tx_kind: None,
+                parent: None,
+                task_id: Some(*task_id),
+                phase: Some(phase.as_str().to_string()),
+            },
+        }
+    }
+}
+
+/// Live events as server-sent events (`text/event-stream`), each a JSON `LiveEvent`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    tag = "transactions",
+    params(EventsQuery),
+    responses((status = 200, description = "A stream of LiveEvent JSON documents", content_type = "text/event-stream", body = LiveEvent))
+)]
+async fn live_events(
+    State(state): State<AppState>,
+    q: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<
+    axum::response::sse::Sse<
+        impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+    ApiError,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+    let q = query(q)?;
+    let filter = q.tx.as_deref().map(|t| parse_hash("tx", t)).transpose()?;
+    let receiver = state.intake.events().subscribe();
+    let stream = futures::stream::unfold(receiver, move |mut rx| async move {
+        loop {
+            let live = match rx.recv().await {
+                Ok(e) if filter.as_ref().is_some_and(|h| !e.concerns(h)) => continue,
+                Ok(e) => LiveEvent::from(&e),
+                Err(RecvError::Lagged(_)) => LiveEvent {
+                    kind: "lagged",
+                    hash: None,
+                    tx_kind: None,
+                    parent: None,
+                    task_id: None,
+                    phase: None,
+                },
+                Err(RecvError::Closed) => return None,
+            };
+            let event = Event::default()
+                .event(live.kind)
+                .json_data(&live)
+                .unwrap_or_else(|_| Event::default().comment("unencodable event"));
+            return Some((Ok(event), rx));
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15))))
 }

@@ -207,6 +207,48 @@ pub mod calls {
         Ok((&page).into())
     }
 
+    /// Cancels a Run: the node signs a `Cancel` naming it with its own key and submits it.
+    /// (A Run's author can instead sign and submit a Cancel through the public paths.)
+    pub async fn cancel(
+        state: &AppState,
+        run: &Hash,
+        source: Source,
+    ) -> Result<dto::Submitted, ApiError> {
+        use app::tx::{Kind, Payload};
+        match state.store().transaction_kind(run).await? {
+            None => {
+                return Err(ApiError::not_found(format!(
+                    "no transaction {} on this node",
+                    run.to_hex()
+                )));
+            }
+            Some(Kind::Run) => {}
+            Some(other) => {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "parent_wrong_kind",
+                    format!("only a Run can be cancelled; {} is a {other}", run.to_hex()),
+                ));
+            }
+        }
+        // A fresh nonce per request: cancelling twice in the same millisecond is one Cancel.
+        let nonce = u64::try_from(app::store::now_ms()).unwrap_or(0);
+        let tx = Transaction::new_signed(Payload::Cancel { parent: *run }, nonce, &state.node_key);
+        let submitted = state.intake.submit(&tx, source).await?;
+        state.metrics.submitted(
+            "cancel",
+            if submitted.new {
+                "accepted"
+            } else {
+                "duplicate"
+            },
+        );
+        Ok(dto::Submitted {
+            hash: submitted.hash.to_hex(),
+            new: submitted.new,
+        })
+    }
+
     pub async fn transaction_status(
         state: &AppState,
         hash: &Hash,
@@ -239,6 +281,78 @@ macro_rules! method {
     };
 }
 
+/// Who is calling, as resolved from the HTTP request by [`identify_caller`].
+#[derive(Clone, Debug)]
+pub struct RpcCaller {
+    pub caller: Option<super::auth::Caller>,
+    /// False for a cookie session without the session's CSRF token.
+    pub csrf_ok: bool,
+}
+
+/// HTTP middleware for the JSON-RPC routes: resolves the session or token into the request's
+/// extensions, which jsonrpsee hands to the methods.
+pub async fn identify_caller(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use super::auth::{CSRF_HEADER, Via, identify};
+    let caller = identify(&state, req.headers()).await.ok().flatten();
+    let csrf_ok = match &caller {
+        Some(super::auth::Caller {
+            via: Via::Session { csrf, .. },
+            ..
+        }) => req
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|sent| sent == csrf),
+        _ => true,
+    };
+    req.extensions_mut().insert(RpcCaller { caller, csrf_ok });
+    next.run(req).await
+}
+
+/// The caller, when it has `role` (401/403 otherwise).
+fn require(
+    ext: &jsonrpsee::Extensions,
+    role: app::auth::Role,
+) -> Result<super::auth::Caller, ApiError> {
+    let Some(RpcCaller {
+        caller: Some(caller),
+        csrf_ok,
+    }) = ext.get::<RpcCaller>()
+    else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this method needs an API token (`Authorization: Bearer …`) or a signed-in session",
+        ));
+    };
+    if !csrf_ok {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "csrf_required",
+            "a session-authenticated call needs the session's CSRF token in the X-CSRF-Token header",
+        ));
+    }
+    caller.require(role)?;
+    Ok(caller.clone())
+}
+
+/// Sends the current status of `hash` to a subscriber.
+async fn send_status(
+    sink: &jsonrpsee::SubscriptionSink,
+    state: &AppState,
+    hash: &Hash,
+) -> Result<(), String> {
+    let status = calls::transaction_status(state, hash)
+        .await
+        .map_err(|e| e.detail)?;
+    let raw = serde_json::value::to_raw_value(&status).map_err(|e| e.to_string())?;
+    sink.send(raw).await.map_err(|e| e.to_string())
+}
+
 pub fn module(state: AppState) -> anyhow::Result<RpcModule<AppState>> {
     let mut m = RpcModule::new(state);
     method!(m, "sendTransaction", |p, st| send_transaction(p, &st).await);
@@ -266,6 +380,53 @@ pub fn module(state: AppState) -> anyhow::Result<RpcModule<AppState>> {
             Err(e) => Err(ErrorObjectOwned::from(e)),
         }
     });
+    m.register_async_method("gevulot_cancel", |p, st, ext| async move {
+        let start = std::time::Instant::now();
+        let out = match (require(&ext, app::auth::Role::Operator), hex_hash_param(&p)) {
+            (Err(e), _) | (_, Err(e)) => Err(ErrorObjectOwned::from(e)),
+            (Ok(_), Ok(run)) => calls::cancel(&st, &run, Source::Rpc)
+                .await
+                .map_err(ErrorObjectOwned::from),
+        };
+        st.metrics
+            .rpc_call("gevulot_cancel", start.elapsed().as_secs_f64());
+        out
+    })?;
+    m.register_subscription(
+        "gevulot_subscribeTransactionStatus",
+        "gevulot_transactionStatus",
+        "gevulot_unsubscribeTransactionStatus",
+        |p, pending, st, _| async move {
+            let hash = match hex_hash_param(&p) {
+                Ok(h) => h,
+                Err(e) => {
+                    pending.reject(ErrorObjectOwned::from(e)).await;
+                    return Ok(());
+                }
+            };
+            if let Err(e) = calls::transaction_status(&st, &hash).await {
+                pending.reject(ErrorObjectOwned::from(e)).await;
+                return Ok(());
+            }
+            // Subscribe before the first read, so that no change falls between the two.
+            let mut events = st.intake.events().subscribe();
+            let sink = pending.accept().await?;
+            send_status(&sink, &st, &hash).await?;
+            loop {
+                tokio::select! {
+                    () = sink.closed() => break,
+                    event = events.recv() => match event {
+                        Ok(e) if !e.concerns(&hash) => {}
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            send_status(&sink, &st, &hash).await?;
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    },
+                }
+            }
+            Ok(())
+        },
+    )?;
     Ok(m)
 }
 

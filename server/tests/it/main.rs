@@ -3,6 +3,7 @@
 mod auth;
 mod commands;
 mod files;
+mod live;
 mod ops;
 mod process;
 mod rest;

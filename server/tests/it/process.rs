@@ -218,6 +218,16 @@ pub fn raw_http(
     request_line: &str,
     headers: &[&str],
 ) -> (u16, Vec<u8>) {
+    raw_http_body(addr, request_line, headers, "")
+}
+
+/// [`raw_http`] with a request body.
+pub fn raw_http_body(
+    addr: std::net::SocketAddr,
+    request_line: &str,
+    headers: &[&str],
+    body: &str,
+) -> (u16, Vec<u8>) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
     stream
@@ -229,6 +239,7 @@ pub fn raw_http(
         req.push_str("\r\n");
     }
     req.push_str("\r\n");
+    req.push_str(body);
     stream.write_all(req.as_bytes()).expect("write");
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
