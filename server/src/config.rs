@@ -318,6 +318,10 @@ pub struct RunArgs {
     )]
     pub admin_password_file: Option<PathBuf>,
 
+    /// Largest file an operator may upload, in bytes.
+    #[arg(long, env = "GEVULOT_MAX_UPLOAD_BYTES", default_value_t = 32 * 1024 * 1024 * 1024)]
+    pub max_upload_bytes: u64,
+
     /// Largest proof, verification or proof key accepted in a transaction, in bytes.
     #[arg(long, env = "GEVULOT_MAX_PROOF_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_proof_bytes: usize,

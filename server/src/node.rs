@@ -137,6 +137,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         execution: !args.no_execution,
         metrics: http::metrics::Metrics::default(),
         max_request_bytes,
+        max_upload_bytes: args.max_upload_bytes,
+        data_dir: data.path.clone(),
+        resources: http::dto::NodeResources {
+            cpus: args.cpus.unwrap_or_else(host_cpus),
+            mem_mib: args.mem_gb.map_or_else(host_mem_mib, |g| g * 1024),
+            gpu_devices: args.gpu_devices.clone(),
+            execution: !args.no_execution,
+        },
     });
     let (main_router, rpc_handle) = http::main_router(state.clone())?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -222,6 +230,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     store.close().await;
     info!(target: "gevulot", "stopped");
     Ok(())
+}
+
+fn host_cpus() -> u64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
+}
+
+/// Total memory from /proc/meminfo, in MiB (0 when unknown).
+fn host_mem_mib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024)
 }
 
 /// On a node without users, creates the first admin from GEVULOT_ADMIN_PASSWORD when set.

@@ -16,6 +16,7 @@ pub mod error;
 pub mod files;
 pub mod health;
 pub mod metrics;
+pub mod operator;
 pub mod rest;
 pub mod rpc;
 
@@ -31,7 +32,6 @@ use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use app::crypto::SecretKey;
@@ -56,6 +56,12 @@ pub struct Inner {
     pub metrics: metrics::Metrics,
     /// Largest request body the main server reads.
     pub max_request_bytes: usize,
+    /// Largest upload (streamed to disk).
+    pub max_upload_bytes: u64,
+    /// The data directory (uploads are stored under it).
+    pub data_dir: std::path::PathBuf,
+    /// What this node offers to programs.
+    pub resources: dto::NodeResources,
 }
 
 impl AppState {
@@ -183,11 +189,29 @@ pub fn main_router(state: AppState) -> anyhow::Result<(Router, jsonrpsee::server
         .layer(axum::extract::DefaultBodyLimit::max(
             state.max_request_bytes,
         ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(60),
-        ));
+        .layer(axum::middleware::from_fn(request_timeout));
     Ok((common_layers(router), rpc_handle))
+}
+
+/// How long a request may take, except uploads (which stream for as long as they need) and
+/// long-lived streams (server-sent events, WebSocket upgrades answer at once).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn request_timeout(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if req.uri().path() == "/api/v1/uploads" {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => axum::response::IntoResponse::into_response(error::ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "the request took longer than 60 s and was abandoned; nothing is half-done, retry",
+        )),
+    }
 }
 
 /// Binds `addr`, saying which directive to change when the address is taken.

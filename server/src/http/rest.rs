@@ -23,7 +23,7 @@ use super::dto::{
 };
 use super::error::{ApiError, Problem};
 use super::rpc::calls;
-use super::{AppState, auth};
+use super::{AppState, auth, operator};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -37,7 +37,9 @@ use super::{AppState, auth};
         (name = "transactions", description = "Signed transactions: submit, look up, list, follow"),
         (name = "programs", description = "Deployed prover and verifier programs"),
         (name = "node", description = "This node"),
-        (name = "auth", description = "Sign-in, users and API tokens")
+        (name = "auth", description = "Sign-in, users and API tokens"),
+        (name = "operator", description = "Uploads, deploys and runs signed by the node (operator role)"),
+        (name = "files", description = "Output files of proofs and verifications")
     ),
     components(schemas(Problem))
 )]
@@ -52,9 +54,14 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(transaction_status))
         .routes(routes!(cancel_transaction))
         .routes(routes!(live_events))
-        .routes(routes!(list_programs))
         .routes(routes!(get_program))
         .routes(routes!(node_info))
+        .routes(routes!(node_resources))
+        .routes(routes!(list_files))
+        .routes(routes!(file_info))
+        .routes(routes!(operator::upload))
+        .routes(routes!(list_programs, operator::deploy))
+        .routes(routes!(operator::run))
         .routes(routes!(auth::login, auth::whoami, auth::logout))
         .routes(routes!(auth::change_password))
         .routes(routes!(auth::list_users, auth::create_user))
@@ -448,4 +455,85 @@ async fn live_events(
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15))))
+}
+
+/// What this node offers to programs.
+#[utoipa::path(
+    get,
+    path = "/api/v1/node/resources",
+    tag = "node",
+    responses((status = 200, description = "Offered resources", body = super::dto::NodeResources))
+)]
+async fn node_resources(State(state): State<AppState>) -> Json<super::dto::NodeResources> {
+    Json(state.resources.clone())
+}
+
+/// List output files, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/files",
+    tag = "files",
+    params(super::dto::FileQuery),
+    responses((status = 200, description = "One page", body = super::dto::FilePage))
+)]
+async fn list_files(
+    State(state): State<AppState>,
+    q: Result<Query<super::dto::FileQuery>, QueryRejection>,
+) -> Result<Json<super::dto::FilePage>, ApiError> {
+    let q = query(q)?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            "limit: between 1 and 1000",
+        ));
+    }
+    let after = q
+        .cursor
+        .as_deref()
+        .map(super::dto::decode_file_cursor)
+        .transpose()?;
+    let (files, next) = state.store().list_output_files(after, limit).await?;
+    Ok(Json(super::dto::FilePage {
+        items: files
+            .iter()
+            .map(|f| super::dto::FileInfo::new(f, &state.data_dir, &state.file_base_url))
+            .collect(),
+        next_cursor: next.map(super::dto::encode_file_cursor),
+    }))
+}
+
+/// One output file's metadata and download URL.
+#[utoipa::path(
+    get,
+    path = "/api/v1/files/{tx}/{index}",
+    tag = "files",
+    params(
+        ("tx" = String, Path, description = "The Proof or Verification (hex)"),
+        ("index" = i64, Path, description = "Position in its file list"),
+    ),
+    responses(
+        (status = 200, description = "The file", body = super::dto::FileInfo),
+        (status = 404, description = "Unknown", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn file_info(
+    State(state): State<AppState>,
+    Path((tx, index)): Path<(String, String)>,
+) -> Result<Json<super::dto::FileInfo>, ApiError> {
+    let tx = parse_hash("tx", &tx)?;
+    let index: i64 = index
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid_parameter", "index: a number"))?;
+    match state.store().output_file(&tx, index).await? {
+        Some(f) => Ok(Json(super::dto::FileInfo::new(
+            &f,
+            &state.data_dir,
+            &state.file_base_url,
+        ))),
+        None => Err(ApiError::not_found(format!(
+            "no output file {index} of {}",
+            tx.to_hex()
+        ))),
+    }
 }

@@ -4,6 +4,7 @@ mod auth;
 mod commands;
 mod files;
 mod live;
+mod operator;
 mod ops;
 mod process;
 mod rest;
