@@ -474,3 +474,57 @@ pub fn service(
     });
     Ok((svc, server_handle))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The registered JSON-RPC methods, in a committed snapshot: adding, renaming or removing a
+    /// method is a deliberate change to `server/tests/snapshots/rpc-methods.txt`.
+    #[tokio::test]
+    async fn registered_methods_snapshot() {
+        let store = app::store::Store::connect("sqlite::memory:", &Default::default())
+            .await
+            .expect("store");
+        store.migrate().await.expect("migrate");
+        let state = AppState::new(crate::http::Inner {
+            intake: app::node::Intake::new(
+                store.clone(),
+                Default::default(),
+                app::node::AclPolicy::Open,
+            ),
+            auth: app::auth::Auth::new(store).expect("auth"),
+            secure_cookies: false,
+            node_key: app::crypto::SecretKey::from_bytes(&[1; 32]).expect("key"),
+            file_base_url: "http://127.0.0.1:9995".into(),
+            started_at: std::time::SystemTime::now(),
+            execution: true,
+            metrics: Default::default(),
+            max_request_bytes: 1 << 20,
+            max_upload_bytes: 1 << 20,
+            data_dir: std::env::temp_dir(),
+            resources: dto::NodeResources {
+                cpus: 1,
+                mem_mib: 1,
+                gpu_devices: vec![],
+                execution: true,
+            },
+        });
+        let module = module(state).expect("module");
+        let mut names: Vec<&str> = module.method_names().collect();
+        names.sort_unstable();
+        let actual = names.join("\n") + "\n";
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/snapshots/rpc-methods.txt"
+        );
+        if std::env::var("UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1") {
+            std::fs::write(path, &actual).expect("write snapshot");
+        }
+        let expected = std::fs::read_to_string(path).unwrap_or_default();
+        assert_eq!(
+            actual, expected,
+            "the JSON-RPC method list changed; if deliberate, run with UPDATE_SNAPSHOTS=1 and commit"
+        );
+    }
+}
