@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod crypto;
 pub mod events;
+pub mod gpu;
 pub mod node;
 pub mod store;
 pub mod tx;

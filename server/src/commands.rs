@@ -19,6 +19,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::User(UserCommand::Create(args)) => create_user(&args).await,
         Command::User(UserCommand::List(args)) => list_users(&args).await,
         Command::Token(TokenCommand::Create(args)) => create_token(&args).await,
+        Command::Gpus(args) => gpus(&args),
         Command::Healthcheck(args) => {
             let report = crate::http::health::probe(args.healthcheck_listen_addr).await?;
             println!("{report}");
@@ -154,5 +155,14 @@ async fn create_token(args: &TokenCreateArgs) -> anyhow::Result<()> {
     println!("{token}");
     eprintln!("this token is shown only now; send it as `Authorization: Bearer <token>`");
     store.close().await;
+    Ok(())
+}
+
+/// `gevulot gpus`: the inventory as the API shows it, without a database (no API decisions).
+fn gpus(args: &crate::config::GpusArgs) -> anyhow::Result<()> {
+    let sysfs = app::gpu::Sysfs::new(&args.sysfs_root);
+    let statuses = app::gpu::pool(&sysfs, &args.gpu_devices, &[])?;
+    let items: Vec<crate::http::gpus::GpuInfo> = statuses.iter().map(Into::into).collect();
+    println!("{}", serde_json::to_string_pretty(&items)?);
     Ok(())
 }

@@ -51,6 +51,18 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Print the host's GPUs, their IOMMU groups and drivers, and what blocks passthrough (JSON).
+    Gpus(GpusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GpusArgs {
+    /// Where the host's sysfs is mounted.
+    #[arg(long, env = "GEVULOT_SYSFS_ROOT", default_value = "/")]
+    pub sysfs_root: PathBuf,
+    /// GPUs configured for programs (comma-separated PCI addresses).
+    #[arg(long, env = "GEVULOT_GPU_DEVICES", value_delimiter = ',')]
+    pub gpu_devices: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -280,6 +292,11 @@ pub struct RunArgs {
     /// Comma-separated PCI addresses of GPUs for programs (e.g. 0000:01:00.0).
     #[arg(long, env = "GEVULOT_GPU_DEVICES", value_delimiter = ',')]
     pub gpu_devices: Vec<String>,
+
+    /// Where the host's sysfs is mounted (GPU inventory and checks); `/` on the host, or the
+    /// mount point of the host's /sys parent inside a container.
+    #[arg(long, env = "GEVULOT_SYSFS_ROOT", default_value = "/")]
+    pub sysfs_root: PathBuf,
 
     /// Liveness and readiness endpoints.
     #[arg(

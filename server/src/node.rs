@@ -145,6 +145,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             gpu_devices: args.gpu_devices.clone(),
             execution: !args.no_execution,
         },
+        sysfs: app::gpu::Sysfs::new(&args.sysfs_root),
     });
     let (main_router, rpc_handle) = http::main_router(state.clone())?;
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -321,3 +321,61 @@ impl Store {
         }
     }
 }
+
+/// A pool decision about a GPU.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GpuAssignment {
+    pub address: String,
+    /// `assigned`, `released`, `reserved` or `maintenance`.
+    pub state: String,
+    pub reason: Option<String>,
+    pub updated_by: String,
+    pub updated_at_ms: i64,
+}
+
+impl Store {
+    /// Records the pool decision about `address`, replacing any earlier one.
+    pub async fn set_gpu_assignment(
+        &self,
+        address: &str,
+        state: &str,
+        reason: Option<&str>,
+        updated_by: &str,
+    ) -> Result<()> {
+        dispatch!(self, pool => {
+            sqlx::query(
+                "INSERT INTO gpu_assignments (address, state, reason, updated_by, updated_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (address) DO UPDATE SET state = EXCLUDED.state, reason = EXCLUDED.reason, \
+                 updated_by = EXCLUDED.updated_by, updated_at = EXCLUDED.updated_at",
+            )
+            .bind(address)
+            .bind(state)
+            .bind(reason)
+            .bind(updated_by)
+            .bind(now_ms())
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    pub async fn gpu_assignments(&self) -> Result<Vec<GpuAssignment>> {
+        let rows: Vec<(String, String, Option<String>, String, i64)> = dispatch!(self, pool => {
+            sqlx::query_as("SELECT address, state, reason, updated_by, updated_at FROM gpu_assignments ORDER BY address")
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(
+                |(address, state, reason, updated_by, updated_at_ms)| GpuAssignment {
+                    address,
+                    state,
+                    reason,
+                    updated_by,
+                    updated_at_ms,
+                },
+            )
+            .collect())
+    }
+}

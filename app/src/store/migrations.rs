@@ -26,6 +26,14 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0002_auth.sql"),
         include_str!("../../../migrations/sqlite/0002_auth.sql"),
     ),
+    (
+        3,
+        "gpus",
+        "0003_gpus.sql",
+        "0003_gpus.sql",
+        include_str!("../../../migrations/postgres/0003_gpus.sql"),
+        include_str!("../../../migrations/sqlite/0003_gpus.sql"),
+    ),
 ];
 
 pub(super) fn migrator(backend: BackendKind) -> Migrator {

@@ -42,7 +42,7 @@ macro_rules! dispatch {
 
 mod auth;
 
-pub use auth::{ApiTokenRow, UserRow};
+pub use auth::{ApiTokenRow, GpuAssignment, UserRow};
 
 #[derive(Clone, Debug)]
 enum Backend {

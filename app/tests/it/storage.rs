@@ -84,6 +84,7 @@ conformance!(
     intake_rules,
     durable_across_reconnect,
     batch_insert,
+    gpu_assignments,
 );
 
 async fn fixtures_round_trip_exactly(db: Db) {
@@ -640,4 +641,26 @@ async fn batch_insert(db: Db) {
         .await
         .expect("big batch");
     assert_eq!(db.store.count_transactions().await.expect("count"), 502);
+}
+
+async fn gpu_assignments(db: Db) {
+    assert!(db.store.gpu_assignments().await.expect("list").is_empty());
+    db.store
+        .set_gpu_assignment("0000:01:00.0", "assigned", None, "alice")
+        .await
+        .expect("assign");
+    db.store
+        .set_gpu_assignment("0000:01:00.0", "maintenance", Some("fan"), "bob")
+        .await
+        .expect("replace");
+    let all = db.store.gpu_assignments().await.expect("list");
+    assert_eq!(all.len(), 1);
+    assert_eq!(
+        (
+            all[0].state.as_str(),
+            all[0].reason.as_deref(),
+            all[0].updated_by.as_str()
+        ),
+        ("maintenance", Some("fan"), "bob")
+    );
 }

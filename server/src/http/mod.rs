@@ -14,6 +14,7 @@ pub mod auth;
 pub mod dto;
 pub mod error;
 pub mod files;
+pub mod gpus;
 pub mod health;
 pub mod metrics;
 pub mod operator;
@@ -62,6 +63,8 @@ pub struct Inner {
     pub data_dir: std::path::PathBuf,
     /// What this node offers to programs.
     pub resources: dto::NodeResources,
+    /// The host's sysfs (GPU inventory).
+    pub sysfs: app::gpu::Sysfs,
 }
 
 impl AppState {

@@ -23,7 +23,7 @@ use super::dto::{
 };
 use super::error::{ApiError, Problem};
 use super::rpc::calls;
-use super::{AppState, auth, operator};
+use super::{AppState, auth, gpus, operator};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -39,7 +39,8 @@ use super::{AppState, auth, operator};
         (name = "node", description = "This node"),
         (name = "auth", description = "Sign-in, users and API tokens"),
         (name = "operator", description = "Uploads, deploys and runs signed by the node (operator role)"),
-        (name = "files", description = "Output files of proofs and verifications")
+        (name = "files", description = "Output files of proofs and verifications"),
+        (name = "gpus", description = "GPU inventory and the node's GPU pool")
     ),
     components(schemas(Problem))
 )]
@@ -62,6 +63,8 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(operator::upload))
         .routes(routes!(list_programs, operator::deploy))
         .routes(routes!(operator::run))
+        .routes(routes!(gpus::list))
+        .routes(routes!(gpus::change))
         .routes(routes!(auth::login, auth::whoami, auth::logout))
         .routes(routes!(auth::change_password))
         .routes(routes!(auth::list_users, auth::create_user))

@@ -509,6 +509,7 @@ mod tests {
                 gpu_devices: vec![],
                 execution: true,
             },
+            sysfs: app::gpu::Sysfs::new("/"),
         });
         let module = module(state).expect("module");
         let mut names: Vec<&str> = module.method_names().collect();

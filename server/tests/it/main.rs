@@ -3,6 +3,7 @@
 mod auth;
 mod commands;
 mod files;
+mod gpus;
 mod live;
 mod operator;
 mod ops;
