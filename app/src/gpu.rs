@@ -227,10 +227,16 @@ impl Sysfs {
                 None => "has no driver".to_string(),
             };
             let mut fix = format!("sudo driverctl set-override {} vfio-pci", member.address);
-            if matches!(member.driver.as_deref(), Some("nouveau" | "nvidia")) {
-                fix.push_str(
-                    " (and keep the host driver off it: `blacklist nouveau` in /etc/modprobe.d/, or `options vfio-pci ids=VENDOR:DEVICE` so vfio-pci claims it first)",
-                );
+            match member.driver.as_deref() {
+                Some("nouveau") => fix.push_str(
+                    " (and keep nouveau away: `blacklist nouveau` in /etc/modprobe.d/nvidia.conf)",
+                ),
+                Some("nvidia") => fix.push_str(&format!(
+                    " (and let vfio-pci claim it at boot: `options vfio-pci ids={:04x}:{:04x}` and \
+                     `softdep nvidia pre: vfio-pci` in /etc/modprobe.d/vfio.conf)",
+                    member.vendor, member.device
+                )),
+                _ => {}
             }
             let what = if is_gpu {
                 "the GPU".to_string()
@@ -626,6 +632,11 @@ mod tests {
         assert!(!g.ready());
         assert!(g.problems[0].fix.contains("intel_iommu=on"));
         assert!(g.problems[1].message.contains("bound to nvidia"));
+        assert!(
+            g.problems[1].fix.contains("options vfio-pci ids=10de:2330"),
+            "{:?}",
+            g.problems[1]
+        );
     }
 
     #[test]

@@ -187,6 +187,41 @@ async fn sessions_roles_csrf_and_tokens() {
         .expect("request");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
+    // Changing a password needs the current one, ends the sessions, and the new one works.
+    let (vcookie, vcsrf) = session(&c, base, "vera", "viewer-pass-123").await;
+    let change =
+        |current: &str, new: &str| json!({"current_password": current, "new_password": new});
+    let r = c
+        .post(format!("{base}/api/v1/session/password"))
+        .header("cookie", &vcookie)
+        .header("x-csrf-token", &vcsrf)
+        .json(&change("wrong-current-1", "viewer-pass-456"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = c
+        .post(format!("{base}/api/v1/session/password"))
+        .header("cookie", &vcookie)
+        .header("x-csrf-token", &vcsrf)
+        .json(&change("viewer-pass-123", "viewer-pass-456"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = c
+        .get(format!("{base}/api/v1/session"))
+        .header("cookie", &vcookie)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "the old session ended"
+    );
+    session(&c, base, "vera", "viewer-pass-456").await;
+
     // Sign out ends the session.
     let r = c
         .delete(format!("{base}/api/v1/session"))
