@@ -5,9 +5,11 @@
 
 pub mod auth;
 pub mod crypto;
+pub mod doctor;
 pub mod events;
 pub mod gpu;
 pub mod node;
 pub mod store;
 pub mod tx;
 pub mod validate;
+pub mod vm;

@@ -1,5 +1,7 @@
 //! The operator commands other than `run`.
 
+use std::path::Path;
+
 use anyhow::Context;
 use app::crypto::{PublicKey, SecretKey};
 use app::store::{PoolOptions, Store, redact_url};
@@ -20,6 +22,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::User(UserCommand::List(args)) => list_users(&args).await,
         Command::Token(TokenCommand::Create(args)) => create_token(&args).await,
         Command::Gpus(args) => gpus(&args),
+        Command::Doctor(args) => doctor(&args).await,
         Command::Healthcheck(args) => {
             let report = crate::http::health::probe(args.healthcheck_listen_addr).await?;
             println!("{report}");
@@ -164,5 +167,98 @@ fn gpus(args: &crate::config::GpusArgs) -> anyhow::Result<()> {
     let statuses = app::gpu::pool(&sysfs, &args.gpu_devices, &[])?;
     let items: Vec<crate::http::gpus::GpuInfo> = statuses.iter().map(Into::into).collect();
     println!("{}", serde_json::to_string_pretty(&items)?);
+    Ok(())
+}
+
+/// `gevulot doctor`.
+async fn doctor(args: &crate::config::DoctorArgs) -> anyhow::Result<()> {
+    use app::doctor::{Check, Host, Identity, Status};
+    let identity = match &args.as_user {
+        Some(name) => Identity::lookup(&args.host_root, name).with_context(|| {
+            format!(
+                "there is no user {name} in {}/etc/passwd",
+                args.host_root.display()
+            )
+        })?,
+        None => Identity::current(Path::new("/")).context("cannot read this process's identity")?,
+    };
+    let data = crate::config::resolve_data_dir(&args.db.data)?;
+    let host = Host {
+        root: args.host_root.clone(),
+        identity,
+        qemu: args.qemu_path.clone(),
+        vsock_daemon: args.vsock_daemon.clone(),
+        gpu_devices: args.gpu_devices.clone(),
+        data_dir: data.path.clone(),
+        vm_memory_mib: args
+            .mem_gb
+            .map_or_else(crate::node::host_mem_mib, |g| g * 1024),
+    };
+    let mut checks = tokio::task::spawn_blocking(move || host.run()).await?;
+    let url = args.db.resolve_url()?;
+    let shown = redact_url(url.expose());
+    let db = match tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        Store::connect(url.expose(), &PoolOptions::default()),
+    )
+    .await
+    {
+        Ok(Ok(store)) => match store.ping().await {
+            Ok(()) => Check {
+                name: "database".into(),
+                status: Status::Pass,
+                detail: format!("{shown} answers ({})", store.backend().as_str()),
+                fix: None,
+            },
+            Err(e) => Check {
+                name: "database".into(),
+                status: Status::Fail,
+                detail: format!("{shown}: {e}"),
+                fix: Some("check that the database server runs and GEVULOT_DB_URL is right".into()),
+            },
+        },
+        Ok(Err(e)) => Check {
+            name: "database".into(),
+            status: Status::Fail,
+            detail: format!(
+                "cannot connect to {shown}: {}",
+                std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string())
+            ),
+            fix: Some("check that the database server runs and GEVULOT_DB_URL is right".into()),
+        },
+        Err(_) => Check {
+            name: "database".into(),
+            status: Status::Fail,
+            detail: format!("{shown} did not answer within 10 s"),
+            fix: Some("check the network path to the database".into()),
+        },
+    };
+    checks.push(db);
+    let failed = checks.iter().any(|c| c.status == Status::Fail);
+    if args.json {
+        let items: Vec<serde_json::Value> = checks
+            .iter()
+            .map(|c| serde_json::json!({"name": c.name, "status": c.status.as_str(), "detail": c.detail, "fix": c.fix}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"ok": !failed, "checks": items}))?
+        );
+    } else {
+        for c in &checks {
+            println!(
+                "{:<5} {:<20} {}",
+                c.status.as_str().to_uppercase(),
+                c.name,
+                c.detail
+            );
+            if let Some(fix) = &c.fix {
+                println!("{:<5} {:<20} fix: {fix}", "", "");
+            }
+        }
+    }
+    if failed {
+        anyhow::bail!("the host is not ready: fix the failed checks above");
+    }
     Ok(())
 }

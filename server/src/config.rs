@@ -53,6 +53,38 @@ pub enum Command {
     Token(TokenCommand),
     /// Print the host's GPUs, their IOMMU groups and drivers, and what blocks passthrough (JSON).
     Gpus(GpusArgs),
+    /// Check that this host is ready to run programs (KVM, vsock, VFIO binding of every GPU
+    /// function, device permissions, memlock, QEMU, disk space, database). Exit 1 on a failure.
+    Doctor(Box<DoctorArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print the checks as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Check for this user (the one the node runs as) instead of the current one.
+    #[arg(long)]
+    pub as_user: Option<String>,
+    /// Where the host's /sys, /dev, /proc and /etc are (`/`, or a mount point in a container).
+    #[arg(long, env = "GEVULOT_HOST_ROOT", default_value = "/")]
+    pub host_root: PathBuf,
+    #[arg(long, env = "GEVULOT_QEMU_PATH", default_value = "qemu-system-x86_64")]
+    pub qemu_path: PathBuf,
+    /// The hybrid vsock daemon (used when /dev/vhost-vsock is missing).
+    #[arg(
+        long,
+        env = "GEVULOT_VSOCK_DAEMON",
+        default_value = "vhost-device-vsock"
+    )]
+    pub vsock_daemon: PathBuf,
+    #[arg(long, env = "GEVULOT_GPU_DEVICES", value_delimiter = ',')]
+    pub gpu_devices: Vec<String>,
+    /// Memory offered to programs, in GiB [default: all memory of the host]
+    #[arg(long, env = "GEVULOT_MEM_GB")]
+    pub mem_gb: Option<u64>,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Debug, Args)]

@@ -238,7 +238,7 @@ fn host_cpus() -> u64 {
 }
 
 /// Total memory from /proc/meminfo, in MiB (0 when unknown).
-fn host_mem_mib() -> u64 {
+pub fn host_mem_mib() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| {

@@ -191,3 +191,71 @@ async fn inventory_and_assignments() {
     assert_eq!(items.as_array().expect("items").len(), 3);
     assert_eq!(items[0]["state"], "free");
 }
+
+#[test]
+fn doctor_reports_each_failure_with_its_fix() {
+    let root = testkit::tempdir();
+    app::gpu::fixture::workstation(root.path()).expect("fixture");
+    let write = |rel: &str, text: &str| {
+        let p = root.path().join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    };
+    write(
+        "etc/passwd",
+        "gevulot:x:64000:64000::/nonexistent:/usr/sbin/nologin\n",
+    );
+    write("etc/group", "kvm:x:993:\n");
+    write("dev/kvm", "");
+    let data = testkit::tempdir();
+    let out = output(gevulot().args([
+        "doctor",
+        "--json",
+        "--as-user",
+        "gevulot",
+        "--host-root",
+        &root.path().display().to_string(),
+        "--gpu-devices",
+        "0000:01:00.0,0000:02:00.0",
+        "--qemu-path",
+        "/nonexistent/qemu",
+        "--vsock-daemon",
+        "/nonexistent/vhost-device-vsock",
+        "--data-directory",
+        &data.path().display().to_string(),
+    ]));
+    assert!(!out.status.success(), "failures give a non-zero exit");
+    let report: Value = serde_json::from_str(&stdout(&out)).expect("json");
+    assert_eq!(report["ok"], false);
+    let checks = report["checks"].as_array().expect("checks");
+    let fixes: Vec<&str> = checks.iter().filter_map(|c| c["fix"].as_str()).collect();
+    for expected in [
+        "usermod -aG kvm gevulot",
+        "modprobe vhost_vsock",
+        "driverctl set-override 0000:01:00.2 vfio-pci",
+        "driverctl set-override 0000:04:00.0 vfio-pci",
+        "apt-get install qemu-system-x86",
+    ] {
+        assert!(
+            fixes.iter().any(|f| f.contains(expected)),
+            "no fix with {expected:?} in {fixes:#?}"
+        );
+    }
+    let db = checks
+        .iter()
+        .find(|c| c["name"] == "database")
+        .expect("database check");
+    assert_eq!(db["status"], "pass", "{db}");
+    // The human form says the same, with the fixes.
+    let text = output(gevulot().args([
+        "doctor",
+        "--as-user",
+        "gevulot",
+        "--host-root",
+        &root.path().display().to_string(),
+        "--data-directory",
+        &data.path().display().to_string(),
+    ]));
+    assert!(stdout(&text).contains("FAIL  kvm"), "{}", stdout(&text));
+    assert!(stdout(&text).contains("fix: "));
+}

@@ -1,0 +1,9 @@
+//! The VM executor's building blocks. *Architecture invariant:* this module is the only one
+//! that speaks QEMU (command lines, QMP), vsock and VFIO; the rest of the node sends it closed
+//! commands and gets typed results.
+//!
+//! - [`qemu`]: the typed VM spec and the exact QEMU command line it becomes.
+//! - [`image`]: how a program image is recognised (raw bootable disk or kernel bundle).
+
+pub mod image;
+pub mod qemu;
