@@ -4,6 +4,8 @@
 //!
 //! - [`qemu`]: the typed VM spec and the exact QEMU command line it becomes.
 //! - [`image`]: how a program image is recognised (raw bootable disk or kernel bundle).
+//! - [`runner`]: one QEMU process per VM, driven over QMP with closed commands.
 
 pub mod image;
 pub mod qemu;
+pub mod runner;

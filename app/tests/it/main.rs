@@ -6,3 +6,4 @@ mod schema;
 mod storage;
 mod support;
 mod vectors;
+mod vm;

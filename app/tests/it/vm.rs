@@ -1,0 +1,202 @@
+//! A real QEMU (TCG) with the hybrid vsock daemon: start, QMP state, stop with `quit`, kill at a
+//! deadline, an early exit with its reason, and orphans from a previous run reaped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use app::vm::qemu::{Accel, Boot, VmSpec, Vsock};
+use app::vm::runner::{Timeouts, Vm, VmCommand, VmError, VmResponse, VmState, Vms, reap_orphans};
+
+/// A tool the VM tests need: in CI its absence fails the test; elsewhere the test says so and
+/// skips (`scripts/test-all` installs both).
+fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{name} is required in CI (scripts/test-all installs it)"
+        );
+        eprintln!("skipping: {name} is not installed (scripts/test-all installs it)");
+    }
+    found
+}
+
+/// One vhost-device-vsock daemon per VM, killed when dropped.
+struct VsockDaemon(Child);
+
+impl VsockDaemon {
+    fn start(binary: &Path, dir: &Path, cid: u32) -> (VsockDaemon, PathBuf) {
+        std::fs::create_dir_all(dir).expect("daemon directory");
+        let socket = dir.join("vhost-user-vsock.sock");
+        let child = Command::new(binary)
+            .arg("--vm")
+            .arg(format!(
+                "guest-cid={cid},socket={},uds-path={}",
+                socket.display(),
+                dir.join("vm.vsock").display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("vhost-device-vsock starts");
+        for _ in 0..200 {
+            if socket.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        assert!(
+            socket.exists(),
+            "the vsock daemon did not create its socket"
+        );
+        (VsockDaemon(child), socket)
+    }
+}
+
+impl Drop for VsockDaemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A VM whose disk has nothing bootable: the firmware runs and waits, like a hung guest.
+fn spec(dir: &Path, name: &str, socket: PathBuf) -> VmSpec {
+    let vm = dir.join("vms").join(name);
+    std::fs::create_dir_all(vm.join("workspace")).expect("mkdir");
+    let disk = dir.join("blank.img");
+    std::fs::write(&disk, vec![0u8; 1 << 20]).expect("disk");
+    VmSpec {
+        name: name.to_string(),
+        accel: Accel::Tcg,
+        cpus: 1,
+        mem_mib: 128,
+        boot: Boot::Disk { image: disk },
+        workspace: vm.join("workspace"),
+        vsock: Vsock::Hybrid { socket },
+        gpus: vec![],
+        serial_log: dir.join("log").join(name).join("console.log"),
+        qmp_socket: vm.join("qmp.sock"),
+        pid_file: vm.join("qemu.pid"),
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+#[tokio::test]
+async fn lifecycle_over_qmp() {
+    let (Some(qemu), Some(daemon)) = (tool("qemu-system-x86_64"), tool("vhost-device-vsock"))
+    else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    let mut vms = Vms::new(qemu.clone(), Timeouts::default());
+
+    // Start, query, stop with QMP quit.
+    let (_d1, socket) = VsockDaemon::start(&daemon, &dir.path().join("d1"), 3);
+    let started = vms
+        .handle(
+            "a",
+            VmCommand::Start(Box::new(spec(dir.path(), "a", socket))),
+        )
+        .await
+        .expect("start");
+    let VmResponse::Started { pid: Some(pid) } = started else {
+        panic!("{started:?}")
+    };
+    assert!(alive(pid));
+    assert_eq!(
+        vms.handle("a", VmCommand::Query).await.expect("query"),
+        VmResponse::State(VmState::Running)
+    );
+    let stopped = vms.handle("a", VmCommand::Stop).await.expect("stop");
+    assert!(
+        matches!(stopped, VmResponse::Stopped(ref e) if !e.killed),
+        "{stopped:?}"
+    );
+    assert!(!alive(pid));
+    assert!(
+        !dir.path().join("vms/a/qmp.sock").exists(),
+        "the QMP socket is cleaned up"
+    );
+    assert!(matches!(
+        vms.handle("a", VmCommand::Query).await,
+        Err(VmError::NotRunning)
+    ));
+
+    // A guest that never finishes is killed at its deadline.
+    let (_d2, socket) = VsockDaemon::start(&daemon, &dir.path().join("d2"), 4);
+    let mut vm = Vm::start(&qemu, spec(dir.path(), "b", socket), Timeouts::default())
+        .await
+        .expect("start");
+    let pid = vm.pid().expect("pid");
+    assert_eq!(
+        vm.wait_exit(Duration::from_millis(500)).await,
+        None,
+        "still running at the deadline"
+    );
+    let exit = vm.kill().await.expect("kill");
+    assert!(exit.killed && exit.status.contains("signal"), "{exit:?}");
+    assert!(!alive(pid));
+
+    // QEMU that cannot start reports why.
+    let (_d3, socket) = VsockDaemon::start(&daemon, &dir.path().join("d3"), 5);
+    let mut broken = spec(dir.path(), "c", socket);
+    broken.boot = Boot::Disk {
+        image: dir.path().join("missing.img"),
+    };
+    match Vm::start(&qemu, broken, Timeouts::default()).await {
+        Err(VmError::ExitedEarly { log, .. }) => {
+            let text = std::fs::read_to_string(log).expect("stderr log");
+            assert!(text.contains("missing.img"), "{text}");
+        }
+        other => panic!("expected an early exit, got {other:?}"),
+    }
+}
+
+#[test]
+fn orphans_of_a_killed_node_are_reaped() {
+    let (Some(qemu), Some(daemon)) = (tool("qemu-system-x86_64"), tool("vhost-device-vsock"))
+    else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    let (_d, socket) = VsockDaemon::start(&daemon, &dir.path().join("d"), 6);
+    let s = spec(dir.path(), "orphan", socket);
+    // Started the way the node starts it, but the node "dies": nothing owns the process now.
+    let mut child = Command::new(&qemu)
+        .args(s.args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("qemu starts");
+    for _ in 0..200 {
+        if s.pid_file.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let pid = child.id();
+    assert!(alive(pid));
+    // An unrelated leftover directory with a stale pid is removed but nothing is killed.
+    let stale = dir.path().join("vms/stale");
+    std::fs::create_dir_all(&stale).expect("mkdir");
+    std::fs::write(stale.join("qemu.pid"), std::process::id().to_string()).expect("write");
+
+    let killed = reap_orphans(&dir.path().join("vms"), Path::new("/"));
+    assert_eq!(killed, vec!["orphan".to_string()]);
+    let _ = child.wait();
+    assert!(!alive(pid));
+    assert!(!dir.path().join("vms/orphan").exists() && !stale.exists());
+}
