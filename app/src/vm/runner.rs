@@ -208,7 +208,7 @@ impl Vm {
         .await
         .map_err(|_| VmError::QmpTimeout(self.timeouts.command))?
         .map_err(|e| VmError::QmpRefused(e.to_string()))?;
-        let status = serde_json::to_value(&info.status)
+        let status = serde_json::to_value(info.status)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
