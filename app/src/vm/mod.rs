@@ -6,6 +6,7 @@
 //! - [`image`]: how a program image is recognised (raw bootable disk or kernel bundle).
 //! - [`runner`]: one QEMU process per VM, driven over QMP with closed commands.
 
+pub mod guest_server;
 pub mod image;
 pub mod qemu;
 pub mod runner;

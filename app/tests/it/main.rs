@@ -1,6 +1,7 @@
 //! Integration tests of the core: one test binary (one link) with a module per area.
 
 mod fuzz;
+mod guest_protocol;
 mod props;
 mod schema;
 mod storage;

@@ -1,0 +1,127 @@
+//! The node's side of the guest protocol: gRPC `vm_service.VMService` served over one
+//! connection from a VM (HTTP/2 over a vsock stream, or over the per-VM Unix socket of the
+//! hybrid vsock). The caller of [`serve_connection`] knows which VM the connection belongs to
+//! (the peer's CID, or the per-VM socket it accepted on), so a guest can only ever ask about its
+//! own task.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use guest::proto::{
+    GET_TASK, SUBMIT_RESULT, Task, TaskError, TaskRequest, TaskResponse, TaskResultRequest,
+    TaskResultResponse, task_response,
+};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tonic::codegen::http;
+
+/// What the node answers to a VM.
+pub trait GuestHandler: Send + Sync + 'static {
+    /// The task for `vm`, if it has one now.
+    fn get_task(&self, vm: &str) -> impl Future<Output = Option<Task>> + Send;
+    /// A result from `vm`; returns whether the VM should ask for more work.
+    fn submit_result(
+        &self,
+        vm: &str,
+        result: TaskResultRequest,
+    ) -> impl Future<Output = Result<bool, tonic::Status>> + Send;
+}
+
+fn unimplemented() -> http::Response<tonic::body::Body> {
+    let mut response = http::Response::new(tonic::body::Body::empty());
+    let headers = response.headers_mut();
+    headers.insert("grpc-status", http::HeaderValue::from_static("12"));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    response
+}
+
+/// Serves the guest protocol on one connection from `vm` until the guest closes it.
+pub async fn serve_connection<IO, H>(
+    io: IO,
+    vm: String,
+    handler: Arc<H>,
+) -> Result<(), hyper::Error>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: GuestHandler,
+{
+    let service = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let handler = handler.clone();
+        let vm = vm.clone();
+        async move {
+            let response = match req.uri().path() {
+                GET_TASK => {
+                    let method = tower::service_fn(move |_: tonic::Request<TaskRequest>| {
+                        let handler = handler.clone();
+                        let vm = vm.clone();
+                        async move {
+                            let result = match handler.get_task(&vm).await {
+                                Some(task) => task_response::Result::Task(task),
+                                None => task_response::Result::Error(TaskError::Unavailable as i32),
+                            };
+                            Ok::<_, tonic::Status>(tonic::Response::new(TaskResponse {
+                                result: Some(result),
+                            }))
+                        }
+                    });
+                    let codec = tonic_prost::ProstCodec::<TaskResponse, TaskRequest>::default();
+                    tonic::server::Grpc::new(codec).unary(method, req).await
+                }
+                SUBMIT_RESULT => {
+                    let method = tower::service_fn(move |r: tonic::Request<TaskResultRequest>| {
+                        let handler = handler.clone();
+                        let vm = vm.clone();
+                        async move {
+                            let more = handler.submit_result(&vm, r.into_inner()).await?;
+                            Ok::<_, tonic::Status>(tonic::Response::new(TaskResultResponse {
+                                r#continue: more,
+                            }))
+                        }
+                    });
+                    let codec =
+                        tonic_prost::ProstCodec::<TaskResultResponse, TaskResultRequest>::default();
+                    tonic::server::Grpc::new(codec).unary(method, req).await
+                }
+                _ => unimplemented(),
+            };
+            Ok::<_, Infallible>(response)
+        }
+    });
+    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+        .await
+}
+
+/// The Unix socket the hybrid vsock daemon connects to when the guest dials the host on `port`:
+/// `<uds path>_<port>`.
+pub fn hybrid_listener_path(uds_path: &Path, port: u32) -> PathBuf {
+    let mut name = uds_path.as_os_str().to_owned();
+    name.push(format!("_{port}"));
+    PathBuf::from(name)
+}
+
+/// Accepts guest connections for `vm` on its hybrid vsock listener until the listener fails or
+/// the task is dropped. Each connection is served on its own task.
+pub async fn serve_hybrid<H: GuestHandler>(
+    listener: tokio::net::UnixListener,
+    vm: String,
+    handler: Arc<H>,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        let (vm, handler) = (vm.clone(), handler.clone());
+        tokio::spawn(async move {
+            if let Err(e) = serve_connection(stream, vm.clone(), handler).await {
+                tracing::debug!(target: "gevulot", vm = %vm, error = %e, "guest connection ended with an error");
+            }
+        });
+    }
+}
