@@ -2,6 +2,9 @@
 //!
 //! - [`proto`]: the guest protocol (`vm_service.VMService` over vsock), shared with the node.
 //!
-//! The program SDK, the guest agent and the test programs build on it.
+//! - [`sdk`]: the program SDK (`run(callback)`), with the original's shape.
+//!
+//! Binaries: `gevulot-agent` (the VM's `/init`), `test-prover` and `test-verifier`.
 
 pub mod proto;
+pub mod sdk;

@@ -283,3 +283,145 @@ pub fn tempdir() -> tempfile::TempDir {
         .tempdir()
         .expect("a temporary directory can be created")
 }
+
+/// VM test fixtures: Debian's kernel, its modules and the static guest binaries, prepared by
+/// `scripts/build-vm-fixtures` under the workspace's `target/`.
+pub mod vm {
+    use std::path::{Path, PathBuf};
+
+    #[derive(Debug, Clone)]
+    pub struct Fixtures {
+        pub vmlinux: PathBuf,
+        pub modules: PathBuf,
+        pub modules_list: String,
+        /// Directory of `gevulot-agent`, `test-prover`, `test-verifier`.
+        pub guest_bin: PathBuf,
+    }
+
+    fn target() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target")
+    }
+
+    /// The fixtures, or `None` (with a message) when they were not built; in CI (`CI` set) a
+    /// missing fixture fails the test instead.
+    pub fn fixtures() -> Option<Fixtures> {
+        let base = target().join("vm-fixtures/current");
+        let guest_bin = target().join("guest/x86_64-unknown-linux-gnu/release");
+        let fx = Fixtures {
+            vmlinux: base.join("vmlinux"),
+            modules: base.join("modules"),
+            modules_list: std::fs::read_to_string(base.join("modules.list")).unwrap_or_default(),
+            guest_bin,
+        };
+        let ready = fx.vmlinux.is_file()
+            && !fx.modules_list.is_empty()
+            && fx.guest_bin.join("gevulot-agent").is_file()
+            && fx.guest_bin.join("test-prover").is_file();
+        if !ready {
+            assert!(
+                std::env::var("CI").is_err(),
+                "the VM fixtures are missing; scripts/test-all builds them (scripts/build-vm-fixtures)"
+            );
+            eprintln!("skipping: run scripts/build-vm-fixtures to build the VM fixtures");
+            return None;
+        }
+        Some(fx)
+    }
+
+    /// A `newc` cpio archive (what the kernel unpacks as its initramfs).
+    #[derive(Debug, Default)]
+    pub struct Cpio {
+        out: Vec<u8>,
+        ino: u32,
+    }
+
+    impl Cpio {
+        fn entry(&mut self, name: &str, mode: u32, data: &[u8], rdev: (u32, u32)) {
+            self.ino += 1;
+            let header = format!(
+                "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+                self.ino,
+                mode,
+                0,
+                0,
+                1,
+                0,
+                data.len(),
+                0,
+                0,
+                rdev.0,
+                rdev.1,
+                name.len() + 1,
+                0
+            );
+            self.out.extend_from_slice(header.as_bytes());
+            self.out.extend_from_slice(name.as_bytes());
+            self.out.push(0);
+            self.pad();
+            self.out.extend_from_slice(data);
+            self.pad();
+        }
+
+        fn pad(&mut self) {
+            while !self.out.len().is_multiple_of(4) {
+                self.out.push(0);
+            }
+        }
+
+        pub fn dir(&mut self, name: &str) {
+            self.entry(name, 0o040755, &[], (0, 0));
+        }
+
+        pub fn file(&mut self, name: &str, mode: u32, data: &[u8]) {
+            self.entry(name, 0o100000 | mode, data, (0, 0));
+        }
+
+        pub fn char_device(&mut self, name: &str, major: u32, minor: u32) {
+            self.entry(name, 0o020600, &[], (major, minor));
+        }
+
+        pub fn finish(mut self) -> Vec<u8> {
+            self.entry("TRAILER!!!", 0, &[], (0, 0));
+            self.out
+        }
+    }
+
+    /// The initramfs of a test program image: the agent as `/init`, the test programs under
+    /// `/bin`, the kernel modules and their order.
+    pub fn initramfs(fx: &Fixtures) -> std::io::Result<Vec<u8>> {
+        let mut cpio = Cpio::default();
+        for dir in [
+            "dev",
+            "proc",
+            "sys",
+            "workspace",
+            "bin",
+            "lib",
+            "lib/modules",
+        ] {
+            cpio.dir(dir);
+        }
+        cpio.char_device("dev/console", 5, 1);
+        cpio.file(
+            "init",
+            0o755,
+            &std::fs::read(fx.guest_bin.join("gevulot-agent"))?,
+        );
+        for program in ["test-prover", "test-verifier"] {
+            cpio.file(
+                &format!("bin/{program}"),
+                0o755,
+                &std::fs::read(fx.guest_bin.join(program))?,
+            );
+        }
+        for module in fx.modules_list.lines().filter(|l| !l.is_empty()) {
+            cpio.file(
+                &format!("lib/modules/{module}"),
+                0o644,
+                &std::fs::read(fx.modules.join(module))?,
+            );
+        }
+        cpio.file("modules.list", 0o644, fx.modules_list.as_bytes());
+        Ok(cpio.finish())
+    }
+}

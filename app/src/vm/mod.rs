@@ -8,5 +8,6 @@
 
 pub mod guest_server;
 pub mod image;
+pub mod outputs;
 pub mod qemu;
 pub mod runner;

@@ -1,5 +1,6 @@
 //! Integration tests of the core: one test binary (one link) with a module per area.
 
+mod boot;
 mod fuzz;
 mod guest_protocol;
 mod props;

@@ -1,0 +1,176 @@
+//! Real VMs under TCG with the hybrid vsock: Debian's kernel, the guest agent as `/init`, and the
+//! test prover, which gets its task over gRPC, reads its input from `/workspace`, writes a proof
+//! file and submits it; the node checks the output's checksum itself.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use app::vm::guest_server::{GuestHandler, hybrid_listener_path, serve_hybrid};
+use app::vm::outputs;
+use app::vm::qemu::{Accel, Boot, VmSpec, Vsock};
+use app::vm::runner::{Timeouts, Vm};
+use guest::proto::{Task, TaskResultRequest, task_result_request};
+
+struct OneTask {
+    task: Task,
+    result: Mutex<Option<TaskResultRequest>>,
+    done: tokio::sync::Notify,
+}
+
+impl GuestHandler for OneTask {
+    async fn get_task(&self, _vm: &str) -> Option<Task> {
+        Some(self.task.clone())
+    }
+
+    async fn submit_result(
+        &self,
+        _vm: &str,
+        result: TaskResultRequest,
+    ) -> Result<bool, tonic::Status> {
+        *self.result.lock().expect("lock") = Some(result);
+        self.done.notify_one();
+        Ok(false)
+    }
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(std::env::var("CI").is_err(), "{name} is required in CI");
+        eprintln!("skipping: {name} is not installed");
+    }
+    found
+}
+
+fn start_daemon(dir: &Path) -> (Daemon, PathBuf, PathBuf) {
+    let socket = dir.join("vhost-user-vsock.sock");
+    let uds = dir.join("vm.vsock");
+    let child = Command::new("vhost-device-vsock")
+        .arg("--vm")
+        .arg(format!(
+            "guest-cid=3,socket={},uds-path={}",
+            socket.display(),
+            uds.display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("vhost-device-vsock");
+    for _ in 0..200 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    (Daemon(child), socket, uds)
+}
+
+#[tokio::test]
+async fn test_prover_gets_its_task_and_submits_a_checked_output() {
+    let (Some(qemu), Some(_)) = (which("qemu-system-x86_64"), which("vhost-device-vsock")) else {
+        return;
+    };
+    let Some(fx) = testkit::vm::fixtures() else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    let workspace = dir.path().join("workspace");
+    std::fs::create_dir_all(&workspace).expect("workspace");
+    std::fs::write(workspace.join("in.txt"), b"input file contents").expect("input");
+    let initrd = dir.path().join("initrd.img");
+    std::fs::write(&initrd, testkit::vm::initramfs(&fx).expect("initramfs")).expect("write");
+
+    let (_daemon, socket, uds) = start_daemon(dir.path());
+    let handler = Arc::new(OneTask {
+        task: Task {
+            tx_hash: "ab".repeat(32),
+            name: "test-prover".into(),
+            args: vec!["--nonce".into(), "1".into()],
+            files: vec!["/workspace/in.txt".into()],
+        },
+        result: Mutex::new(None),
+        done: tokio::sync::Notify::new(),
+    });
+    let listener =
+        tokio::net::UnixListener::bind(hybrid_listener_path(&uds, 8080)).expect("listen");
+    tokio::spawn(serve_hybrid(listener, "t".into(), handler.clone()));
+
+    let spec = VmSpec {
+        name: "boot".into(),
+        accel: Accel::Tcg,
+        cpus: 1,
+        mem_mib: 512,
+        boot: Boot::Kernel {
+            kernel: fx.vmlinux.clone(),
+            initrd,
+            cmdline: "quiet gevulot.program=/bin/test-prover".into(),
+        },
+        workspace: workspace.clone(),
+        vsock: Vsock::Hybrid { socket },
+        gpus: vec![],
+        serial_log: dir.path().join("console.log"),
+        qmp_socket: dir.path().join("qmp.sock"),
+        pid_file: dir.path().join("qemu.pid"),
+    };
+    let started = Instant::now();
+    let mut vm = Vm::start(&qemu, spec, Timeouts::default())
+        .await
+        .expect("start");
+    let got = tokio::time::timeout(Duration::from_secs(120), handler.done.notified()).await;
+    let console = || std::fs::read_to_string(dir.path().join("console.log")).unwrap_or_default();
+    assert!(
+        got.is_ok(),
+        "no result within 120 s; console:\n{}",
+        console()
+    );
+    eprintln!("spawn to result: {:?}", started.elapsed());
+    // The agent powers the VM off after the program ends.
+    let exit = vm.wait_exit(Duration::from_secs(60)).await;
+    assert!(
+        exit.is_some(),
+        "the VM did not power off; console:\n{}",
+        console()
+    );
+
+    let result = handler
+        .result
+        .lock()
+        .expect("lock")
+        .clone()
+        .expect("a result");
+    let Some(task_result_request::Result::Task(task)) = result.result else {
+        panic!("the program failed; console:\n{}", console());
+    };
+    let expected = format!(
+        "proof:{}:--nonce 1",
+        blake3::hash(b"input file contents").to_hex()
+    );
+    assert_eq!(String::from_utf8_lossy(&task.data), expected);
+    assert_eq!(task.files.len(), 1);
+    let accepted = outputs::accept(
+        &workspace,
+        &task.files[0].path,
+        &task.files[0].checksum,
+        1 << 20,
+    )
+    .expect("the node accepts the output after recomputing its checksum");
+    assert_eq!(
+        std::fs::read_to_string(accepted.host_path).expect("proof"),
+        expected
+    );
+}

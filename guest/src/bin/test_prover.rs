@@ -1,0 +1,27 @@
+//! A test prover: reads its input files and writes `/workspace/proof.dat`, a proof derived from
+//! them: `proof:<BLAKE3 of the inputs, in order>:<args joined by spaces>`.
+
+fn main() {
+    let outcome = guest::sdk::run(|task| {
+        let mut hasher = blake3::Hasher::new();
+        for file in &task.files {
+            let bytes = std::fs::read(file).map_err(|e| format!("input {file}: {e}"))?;
+            hasher.update(&bytes);
+        }
+        let proof = format!(
+            "proof:{}:{}",
+            hasher.finalize().to_hex(),
+            task.args.join(" ")
+        );
+        let path = "/workspace/proof.dat";
+        std::fs::write(path, &proof).map_err(|e| format!("{path}: {e}"))?;
+        Ok(guest::sdk::Output {
+            data: proof.into_bytes(),
+            files: vec![path.to_string()],
+        })
+    });
+    if let Err(e) = outcome {
+        eprintln!("test-prover: {e}");
+        std::process::exit(1);
+    }
+}
