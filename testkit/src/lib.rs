@@ -328,6 +328,56 @@ pub mod vm {
         Some(fx)
     }
 
+    /// A raw bootable disk image (the original's image format): a FAT file system holding the
+    /// compressed kernel, `initrd`, and syslinux as its boot loader, booted by the firmware.
+    /// Built with Debian's dosfstools, mtools and syslinux, without mounting anything.
+    pub fn raw_disk(
+        fx: &Fixtures,
+        initrd: &Path,
+        cmdline: &str,
+        out: &Path,
+    ) -> std::io::Result<()> {
+        let run = |cmd: &mut std::process::Command| -> std::io::Result<()> {
+            let o = cmd.output()?;
+            if o.status.success() {
+                Ok(())
+            } else {
+                Err(std::io::Error::other(format!(
+                    "{cmd:?} failed: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                )))
+            }
+        };
+        let vmlinuz = fx.vmlinux.with_file_name("vmlinuz");
+        let size =
+            std::fs::metadata(&vmlinuz)?.len() + std::fs::metadata(initrd)?.len() + (8 << 20);
+        std::fs::File::create(out)?.set_len(size.next_multiple_of(1 << 20))?;
+        run(std::process::Command::new("mkfs.vfat").arg(out))?;
+        let dir = out.with_extension("files");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(
+            dir.join("syslinux.cfg"),
+            format!(
+                "DEFAULT gevulot\nPROMPT 0\nTIMEOUT 0\nLABEL gevulot\n  KERNEL vmlinuz\n  APPEND initrd=initrd console=ttyS0 panic=-1 {cmdline}\n"
+            ),
+        )?;
+        for (src, name) in [
+            (vmlinuz, "vmlinuz"),
+            (initrd.to_path_buf(), "initrd"),
+            (dir.join("syslinux.cfg"), "syslinux.cfg"),
+        ] {
+            run(std::process::Command::new("mcopy")
+                .arg("-i")
+                .arg(out)
+                .arg(src)
+                .arg(format!("::{name}")))?;
+        }
+        run(std::process::Command::new("syslinux")
+            .arg("--install")
+            .arg(out))?;
+        std::fs::remove_dir_all(dir)
+    }
+
     /// A `newc` cpio archive (what the kernel unpacks as its initramfs).
     #[derive(Debug, Default)]
     pub struct Cpio {

@@ -82,6 +82,17 @@ fn start_daemon(dir: &Path) -> (Daemon, PathBuf, PathBuf) {
 
 #[tokio::test]
 async fn test_prover_gets_its_task_and_submits_a_checked_output() {
+    boot_and_prove(false).await;
+}
+
+/// The original's image format: a raw bootable disk on read-only virtio-SCSI, booted by the
+/// firmware (slower: the compressed kernel is unpacked under emulation).
+#[tokio::test]
+async fn raw_disk_image_boots_the_same_program() {
+    boot_and_prove(true).await;
+}
+
+async fn boot_and_prove(raw_disk: bool) {
     let (Some(qemu), Some(_)) = (which("qemu-system-x86_64"), which("vhost-device-vsock")) else {
         return;
     };
@@ -110,16 +121,31 @@ async fn test_prover_gets_its_task_and_submits_a_checked_output() {
         tokio::net::UnixListener::bind(hybrid_listener_path(&uds, 8080)).expect("listen");
     tokio::spawn(serve_hybrid(listener, "t".into(), handler.clone()));
 
+    let cmdline = "quiet gevulot.program=/bin/test-prover";
+    let boot = if raw_disk {
+        if which("syslinux").is_none() {
+            return;
+        }
+        let image = dir.path().join("program.img");
+        testkit::vm::raw_disk(&fx, &initrd, cmdline, &image).expect("raw disk image");
+        assert_eq!(
+            app::vm::image::detect_file(&image).expect("read"),
+            app::vm::image::ImageFormat::RawDisk
+        );
+        Boot::Disk { image }
+    } else {
+        Boot::Kernel {
+            kernel: fx.vmlinux.clone(),
+            initrd,
+            cmdline: cmdline.into(),
+        }
+    };
     let spec = VmSpec {
         name: "boot".into(),
         accel: Accel::Tcg,
         cpus: 1,
         mem_mib: 512,
-        boot: Boot::Kernel {
-            kernel: fx.vmlinux.clone(),
-            initrd,
-            cmdline: "quiet gevulot.program=/bin/test-prover".into(),
-        },
+        boot,
         workspace: workspace.clone(),
         vsock: Vsock::Hybrid { socket },
         gpus: vec![],
