@@ -2,8 +2,6 @@
 //! test prover, which gets its task over gRPC, reads its input from `/workspace`, writes a proof
 //! file and submits it; the node checks the output's checksum itself.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,6 +10,7 @@ use app::vm::outputs;
 use app::vm::qemu::{Accel, Boot, VmSpec, Vsock};
 use app::vm::runner::{Timeouts, Vm};
 use guest::proto::{Task, TaskResultRequest, task_result_request};
+use testkit::vm::{VsockDaemon, require};
 
 struct OneTask {
     task: Task,
@@ -35,51 +34,6 @@ impl GuestHandler for OneTask {
     }
 }
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(std::env::var("CI").is_err(), "{name} is required in CI");
-        eprintln!("skipping: {name} is not installed");
-    }
-    found
-}
-
-fn start_daemon(dir: &Path) -> (Daemon, PathBuf, PathBuf) {
-    let socket = dir.join("vhost-user-vsock.sock");
-    let uds = dir.join("vm.vsock");
-    let child = Command::new("vhost-device-vsock")
-        .arg("--vm")
-        .arg(format!(
-            "guest-cid=3,socket={},uds-path={}",
-            socket.display(),
-            uds.display()
-        ))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("vhost-device-vsock");
-    for _ in 0..200 {
-        if socket.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    (Daemon(child), socket, uds)
-}
-
 #[tokio::test]
 async fn test_prover_gets_its_task_and_submits_a_checked_output() {
     boot_and_prove(false).await;
@@ -93,7 +47,8 @@ async fn raw_disk_image_boots_the_same_program() {
 }
 
 async fn boot_and_prove(raw_disk: bool) {
-    let (Some(qemu), Some(_)) = (which("qemu-system-x86_64"), which("vhost-device-vsock")) else {
+    let (Some(qemu), Some(_)) = (require("qemu-system-x86_64"), require("vhost-device-vsock"))
+    else {
         return;
     };
     let Some(fx) = testkit::vm::fixtures() else {
@@ -106,7 +61,8 @@ async fn boot_and_prove(raw_disk: bool) {
     let initrd = dir.path().join("initrd.img");
     std::fs::write(&initrd, testkit::vm::initramfs(&fx).expect("initramfs")).expect("write");
 
-    let (_daemon, socket, uds) = start_daemon(dir.path());
+    let daemon = VsockDaemon::start(&dir.path().join("vsock"), 3).expect("vsock daemon");
+    let (socket, uds) = (daemon.socket.clone(), daemon.uds.clone());
     let handler = Arc::new(OneTask {
         task: Task {
             tx_hash: "ab".repeat(32),
@@ -123,7 +79,7 @@ async fn boot_and_prove(raw_disk: bool) {
 
     let cmdline = "quiet gevulot.program=/bin/test-prover";
     let boot = if raw_disk {
-        if which("syslinux").is_none() {
+        if require("syslinux").is_none() {
             return;
         }
         let image = dir.path().join("program.img");

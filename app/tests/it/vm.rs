@@ -2,73 +2,18 @@
 //! deadline, an early exit with its reason, and orphans from a previous run reaped.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use app::vm::qemu::{Accel, Boot, VmSpec, Vsock};
 use app::vm::runner::{Timeouts, Vm, VmCommand, VmError, VmResponse, VmState, Vms, reap_orphans};
-
-/// A tool the VM tests need: in CI its absence fails the test; elsewhere the test says so and
-/// skips (`scripts/test-all` installs both).
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "{name} is required in CI (scripts/test-all installs it)"
-        );
-        eprintln!("skipping: {name} is not installed (scripts/test-all installs it)");
-    }
-    found
-}
-
-/// One vhost-device-vsock daemon per VM, killed when dropped.
-struct VsockDaemon(Child);
-
-impl VsockDaemon {
-    fn start(binary: &Path, dir: &Path, cid: u32) -> (VsockDaemon, PathBuf) {
-        std::fs::create_dir_all(dir).expect("daemon directory");
-        let socket = dir.join("vhost-user-vsock.sock");
-        let child = Command::new(binary)
-            .arg("--vm")
-            .arg(format!(
-                "guest-cid={cid},socket={},uds-path={}",
-                socket.display(),
-                dir.join("vm.vsock").display()
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("vhost-device-vsock starts");
-        for _ in 0..200 {
-            if socket.exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        assert!(
-            socket.exists(),
-            "the vsock daemon did not create its socket"
-        );
-        (VsockDaemon(child), socket)
-    }
-}
-
-impl Drop for VsockDaemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use testkit::vm::{VsockDaemon, require};
 
 /// A VM whose disk has nothing bootable: the firmware runs and waits, like a hung guest.
 fn spec(dir: &Path, name: &str, socket: PathBuf) -> VmSpec {
     let vm = dir.join("vms").join(name);
     std::fs::create_dir_all(vm.join("workspace")).expect("mkdir");
+    std::fs::create_dir_all(dir.join("log").join(name)).expect("mkdir");
     let disk = dir.join("blank.img");
     std::fs::write(&disk, vec![0u8; 1 << 20]).expect("disk");
     VmSpec {
@@ -95,7 +40,7 @@ fn alive(pid: u32) -> bool {
 
 #[tokio::test]
 async fn lifecycle_over_qmp() {
-    let (Some(qemu), Some(daemon)) = (tool("qemu-system-x86_64"), tool("vhost-device-vsock"))
+    let (Some(qemu), Some(_)) = (require("qemu-system-x86_64"), require("vhost-device-vsock"))
     else {
         return;
     };
@@ -103,7 +48,8 @@ async fn lifecycle_over_qmp() {
     let mut vms = Vms::new(qemu.clone(), Timeouts::default());
 
     // Start, query, stop with QMP quit.
-    let (_d1, socket) = VsockDaemon::start(&daemon, &dir.path().join("d1"), 3);
+    let d1 = VsockDaemon::start(&dir.path().join("d1"), 3).expect("daemon");
+    let socket = d1.socket.clone();
     let started = vms
         .handle(
             "a",
@@ -135,7 +81,8 @@ async fn lifecycle_over_qmp() {
     ));
 
     // A guest that never finishes is killed at its deadline.
-    let (_d2, socket) = VsockDaemon::start(&daemon, &dir.path().join("d2"), 4);
+    let d2 = VsockDaemon::start(&dir.path().join("d2"), 4).expect("daemon");
+    let socket = d2.socket.clone();
     let mut vm = Vm::start(&qemu, spec(dir.path(), "b", socket), Timeouts::default())
         .await
         .expect("start");
@@ -150,7 +97,8 @@ async fn lifecycle_over_qmp() {
     assert!(!alive(pid));
 
     // QEMU that cannot start reports why.
-    let (_d3, socket) = VsockDaemon::start(&daemon, &dir.path().join("d3"), 5);
+    let d3 = VsockDaemon::start(&dir.path().join("d3"), 5).expect("daemon");
+    let socket = d3.socket.clone();
     let mut broken = spec(dir.path(), "c", socket);
     broken.boot = Boot::Disk {
         image: dir.path().join("missing.img"),
@@ -166,12 +114,13 @@ async fn lifecycle_over_qmp() {
 
 #[test]
 fn orphans_of_a_killed_node_are_reaped() {
-    let (Some(qemu), Some(daemon)) = (tool("qemu-system-x86_64"), tool("vhost-device-vsock"))
+    let (Some(qemu), Some(_)) = (require("qemu-system-x86_64"), require("vhost-device-vsock"))
     else {
         return;
     };
     let dir = testkit::tempdir();
-    let (_d, socket) = VsockDaemon::start(&daemon, &dir.path().join("d"), 6);
+    let d = VsockDaemon::start(&dir.path().join("d"), 6).expect("daemon");
+    let socket = d.socket.clone();
     let s = spec(dir.path(), "orphan", socket);
     // Started the way the node starts it, but the node "dies": nothing owns the process now.
     let mut child = Command::new(&qemu)
