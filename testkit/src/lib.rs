@@ -328,6 +328,34 @@ pub mod vm {
         Some(fx)
     }
 
+    /// A kernel-bundle program image (a tar archive: `vmlinux`, `initrd.img`, `cmdline`) made with
+    /// the system's `tar`.
+    pub fn kernel_bundle(
+        fx: &Fixtures,
+        initrd: &[u8],
+        cmdline: &str,
+        out: &Path,
+    ) -> std::io::Result<()> {
+        let dir = out.with_extension("parts");
+        std::fs::create_dir_all(&dir)?;
+        let _ = std::fs::remove_file(dir.join("vmlinux"));
+        std::os::unix::fs::symlink(&fx.vmlinux, dir.join("vmlinux"))?;
+        std::fs::write(dir.join("initrd.img"), initrd)?;
+        std::fs::write(dir.join("cmdline"), cmdline)?;
+        let status = std::process::Command::new("tar")
+            .arg("-C")
+            .arg(&dir)
+            .args(["-chf"])
+            .arg(out)
+            .args(["vmlinux", "initrd.img", "cmdline"])
+            .status()?;
+        std::fs::remove_dir_all(&dir)?;
+        if !status.success() {
+            return Err(std::io::Error::other("tar failed"));
+        }
+        Ok(())
+    }
+
     /// A `vhost-device-vsock` daemon for one VM (the hybrid vsock), killed when dropped.
     #[derive(Debug)]
     pub struct VsockDaemon {

@@ -5,7 +5,10 @@
 //! - [`qemu`]: the typed VM spec and the exact QEMU command line it becomes.
 //! - [`image`]: how a program image is recognised (raw bootable disk or kernel bundle).
 //! - [`runner`]: one QEMU process per VM, driven over QMP with closed commands.
+//! - [`executor`]: one task in one VM from staged inputs to a checked outcome.
 
+pub mod bundle;
+pub mod executor;
 pub mod guest_server;
 pub mod image;
 pub mod outputs;

@@ -1,0 +1,399 @@
+//! Runs one task in one VM, start to end: stages the inputs into the VM's workspace, boots the
+//! program image, answers the guest protocol with this task only, and ends in exactly one
+//! [`Outcome`]: the result with its outputs checked by the node, a failure with the reason (the
+//! program reported failure, the VM stopped without a result, the guest panicked…), the deadline,
+//! or a cancellation. The VM and its helpers are gone when `run` returns.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use guest::proto::{Task, TaskError, TaskResultRequest, task_result_request};
+use tokio::sync::{oneshot, watch};
+
+use super::guest_server::{GuestHandler, hybrid_listener_path, serve_hybrid};
+use super::image::{ImageFormat, detect_file};
+use super::outputs::{self, AcceptedOutput};
+use super::qemu::{Accel, Boot, GpuPassthrough, VmSpec, Vsock};
+use super::runner::{Timeouts, Vm, VmState};
+use crate::validate::{WORKSPACE, vm_path_problem};
+
+/// How the executor reaches guests.
+#[derive(Clone, Debug)]
+pub enum VsockMode {
+    /// One `vhost-device-vsock` daemon per VM (the hybrid vsock over Unix sockets).
+    Hybrid { daemon: PathBuf },
+}
+
+#[derive(Clone, Debug)]
+pub struct ExecutorConfig {
+    pub qemu: PathBuf,
+    /// Per-VM directories (workspace, sockets, pid file) live below this.
+    pub vms_dir: PathBuf,
+    /// Per-VM serial console logs live below this.
+    pub log_dir: PathBuf,
+    pub accel: Accel,
+    pub vsock: VsockMode,
+    /// The vsock port programs connect to.
+    pub port: u32,
+    pub timeouts: Timeouts,
+    pub max_output_bytes: u64,
+}
+
+/// One task to run.
+#[derive(Clone, Debug)]
+pub struct TaskSpec {
+    /// A unique, path-safe name (the task id).
+    pub id: String,
+    /// The transaction being executed (hex), as the program sees it.
+    pub tx_hash: String,
+    pub program_name: String,
+    pub image: PathBuf,
+    pub args: Vec<String>,
+    /// Input files: the VM path (under `/workspace/`) and where the node has the file.
+    pub inputs: Vec<(String, PathBuf)>,
+    pub cpus: u64,
+    pub mem_mib: u64,
+    pub gpus: Vec<GpuPassthrough>,
+    pub deadline: Duration,
+}
+
+/// How a task ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded {
+        data: Vec<u8>,
+        outputs: Vec<AcceptedOutput>,
+    },
+    /// `retryable` when the cause is the VM rather than the program (a crash, a boot failure).
+    Failed {
+        reason: String,
+        retryable: bool,
+    },
+    TimedOut,
+    Cancelled,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("cannot prepare the VM's directory")]
+    Prepare(#[source] std::io::Error),
+    #[error("input {0:?} is not a path under /workspace/")]
+    BadInput(String),
+    #[error("cannot stage the input {path}")]
+    Stage {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the vsock daemon {daemon}")]
+    Daemon {
+        daemon: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the program image cannot be used")]
+    Bundle(#[from] super::bundle::BundleError),
+}
+
+/// The guest protocol for one task: `GetTask` gives it, `SubmitResult` ends it.
+struct OneTask {
+    task: Task,
+    result: Mutex<Option<oneshot::Sender<TaskResultRequest>>>,
+}
+
+impl GuestHandler for OneTask {
+    async fn get_task(&self, _vm: &str) -> Option<Task> {
+        let waiting = self.result.lock().map(|r| r.is_some()).unwrap_or(false);
+        waiting.then(|| self.task.clone())
+    }
+
+    async fn submit_result(
+        &self,
+        _vm: &str,
+        result: TaskResultRequest,
+    ) -> Result<bool, tonic::Status> {
+        if result.tx_hash != self.task.tx_hash {
+            return Err(tonic::Status::permission_denied(
+                "this VM's task is another transaction",
+            ));
+        }
+        let sender = self
+            .result
+            .lock()
+            .map_err(|_| tonic::Status::internal("lock"))?
+            .take()
+            .ok_or_else(|| {
+                tonic::Status::failed_precondition("the result was already submitted")
+            })?;
+        let _ = sender.send(result);
+        Ok(false)
+    }
+}
+
+/// The last `max` bytes of a log, for failure reasons.
+pub fn log_tail(path: &Path, max: usize) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let start = bytes.len().saturating_sub(max);
+    String::from_utf8_lossy(&bytes[start..]).trim().to_string()
+}
+
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Executor {
+    config: ExecutorConfig,
+}
+
+impl Executor {
+    pub fn new(config: ExecutorConfig) -> Self {
+        Self { config }
+    }
+
+    pub fn vm_dir(&self, id: &str) -> PathBuf {
+        self.config.vms_dir.join(id)
+    }
+
+    pub fn console_log(&self, id: &str) -> PathBuf {
+        self.config.log_dir.join(id).join("console.log")
+    }
+
+    /// Removes a finished task's VM directory (after its outputs were moved away).
+    pub fn cleanup(&self, id: &str) {
+        let _ = std::fs::remove_dir_all(self.vm_dir(id));
+    }
+
+    fn stage(&self, spec: &TaskSpec, workspace: &Path) -> Result<(), ExecError> {
+        for (vm_path, source) in &spec.inputs {
+            if vm_path_problem(vm_path).is_some() {
+                return Err(ExecError::BadInput(vm_path.clone()));
+            }
+            let target = workspace.join(&vm_path[WORKSPACE.len() + 1..]);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(ExecError::Prepare)?;
+            }
+            std::fs::copy(source, &target).map_err(|source| ExecError::Stage {
+                path: vm_path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Runs `spec` to its end. `cancel` turning `true` stops the VM at once.
+    pub async fn run(
+        &self,
+        spec: &TaskSpec,
+        mut cancel: watch::Receiver<bool>,
+    ) -> Result<Outcome, ExecError> {
+        let dir = self.vm_dir(&spec.id);
+        let _ = std::fs::remove_dir_all(&dir);
+        let workspace = dir.join("workspace");
+        std::fs::create_dir_all(&workspace).map_err(ExecError::Prepare)?;
+        self.stage(spec, &workspace)?;
+
+        let boot = match detect_file(&spec.image).map_err(ExecError::Prepare)? {
+            ImageFormat::RawDisk => Boot::Disk {
+                image: spec.image.clone(),
+            },
+            ImageFormat::KernelBundle => {
+                let b = super::bundle::unpack(&spec.image, &dir.join("bundle"))?;
+                Boot::Kernel {
+                    kernel: b.kernel,
+                    initrd: b.initrd,
+                    cmdline: b.cmdline,
+                }
+            }
+        };
+
+        let VsockMode::Hybrid { daemon } = &self.config.vsock;
+        let socket = dir.join("vhost-user-vsock.sock");
+        let uds = dir.join("vm.vsock");
+        let _daemon = Daemon(
+            std::process::Command::new(daemon)
+                .arg("--vm")
+                .arg(format!(
+                    "guest-cid=3,socket={},uds-path={}",
+                    socket.display(),
+                    uds.display()
+                ))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .map_err(|source| ExecError::Daemon {
+                    daemon: daemon.display().to_string(),
+                    source,
+                })?,
+        );
+        for _ in 0..400 {
+            if socket.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let (result_tx, mut result_rx) = oneshot::channel();
+        let handler = Arc::new(OneTask {
+            task: Task {
+                tx_hash: spec.tx_hash.clone(),
+                name: spec.program_name.clone(),
+                args: spec.args.clone(),
+                files: spec.inputs.iter().map(|(p, _)| p.clone()).collect(),
+            },
+            result: Mutex::new(Some(result_tx)),
+        });
+        let listener = tokio::net::UnixListener::bind(hybrid_listener_path(&uds, self.config.port))
+            .map_err(ExecError::Prepare)?;
+        let server = tokio::spawn(serve_hybrid(listener, spec.id.clone(), handler));
+
+        let console = self.console_log(&spec.id);
+        let vm_spec = VmSpec {
+            name: spec.id.clone(),
+            accel: self.config.accel,
+            cpus: spec.cpus,
+            mem_mib: spec.mem_mib,
+            boot,
+            workspace: workspace.clone(),
+            vsock: Vsock::Hybrid { socket },
+            gpus: spec.gpus.clone(),
+            serial_log: console.clone(),
+            qmp_socket: dir.join("qmp.sock"),
+            pid_file: dir.join("qemu.pid"),
+        };
+        let outcome = match Vm::start(&self.config.qemu, vm_spec, self.config.timeouts).await {
+            Err(e) => Outcome::Failed {
+                reason: format!("the VM did not start: {e}"),
+                retryable: true,
+            },
+            Ok(vm) => {
+                self.supervise(vm, spec, &workspace, &console, &mut result_rx, &mut cancel)
+                    .await
+            }
+        };
+        server.abort();
+        Ok(outcome)
+    }
+
+    async fn supervise(
+        &self,
+        mut vm: Vm,
+        spec: &TaskSpec,
+        workspace: &Path,
+        console: &Path,
+        result_rx: &mut oneshot::Receiver<TaskResultRequest>,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Outcome {
+        let deadline = tokio::time::sleep(spec.deadline);
+        tokio::pin!(deadline);
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let result = loop {
+            tokio::select! {
+                r = &mut *result_rx => break r.ok(),
+                () = &mut deadline => {
+                    let _ = vm.kill().await;
+                    return Outcome::TimedOut;
+                }
+                changed = cancel.changed() => {
+                    if changed.is_err() || *cancel.borrow() {
+                        let _ = vm.kill().await;
+                        return Outcome::Cancelled;
+                    }
+                }
+                _ = tick.tick() => {
+                    match vm.state().await {
+                        Ok(VmState::GuestPanicked) => {
+                            let _ = vm.kill().await;
+                            return Outcome::Failed {
+                                reason: format!("the guest kernel panicked: {}", log_tail(console, 1500)),
+                                retryable: true,
+                            };
+                        }
+                        Ok(VmState::InternalError) => {
+                            let _ = vm.kill().await;
+                            return Outcome::Failed {
+                                reason: "QEMU hit an internal error (a KVM emulation failure?); try GEVULOT_VM_ACCEL=tcg".into(),
+                                retryable: true,
+                            };
+                        }
+                        Ok(VmState::Shutdown) | Err(_) => {
+                            // The VM is gone; a result may still be in flight.
+                            match tokio::time::timeout(Duration::from_secs(2), &mut *result_rx).await {
+                                Ok(Ok(r)) => break Some(r),
+                                _ => {
+                                    let _ = vm.kill().await;
+                                    let tail = log_tail(console, 1500);
+                                    let panicked = tail.contains("Kernel panic");
+                                    return Outcome::Failed {
+                                        reason: if panicked {
+                                            format!("the guest kernel panicked: {tail}")
+                                        } else {
+                                            format!("the VM stopped without a result; its console ended with: {tail}")
+                                        },
+                                        retryable: true,
+                                    };
+                                }
+                            }
+                        }
+                        Ok(_) => {}
+                    }
+                }
+            }
+        };
+        // The agent powers the VM off after the program; give it a moment, then stop it.
+        if vm.wait_exit(Duration::from_secs(10)).await.is_none() {
+            let _ = vm.stop().await;
+        } else {
+            let _ = vm.kill().await;
+        }
+        let Some(result) = result else {
+            return Outcome::Failed {
+                reason: "the guest service closed without a result".into(),
+                retryable: true,
+            };
+        };
+        match result.result {
+            Some(task_result_request::Result::Task(task)) => {
+                let mut accepted = Vec::with_capacity(task.files.len());
+                for f in &task.files {
+                    match outputs::accept(
+                        workspace,
+                        &f.path,
+                        &f.checksum,
+                        self.config.max_output_bytes,
+                    ) {
+                        Ok(a) => accepted.push(a),
+                        Err(e) => {
+                            return Outcome::Failed {
+                                reason: e.to_string(),
+                                retryable: false,
+                            };
+                        }
+                    }
+                }
+                Outcome::Succeeded {
+                    data: task.data,
+                    outputs: accepted,
+                }
+            }
+            Some(task_result_request::Result::Error(code)) => Outcome::Failed {
+                reason: format!(
+                    "the program reported that the task failed ({}); its console ended with: {}",
+                    TaskError::try_from(code)
+                        .map_or("unknown error".to_string(), |e| format!("{e:?}")),
+                    log_tail(console, 1500)
+                ),
+                retryable: false,
+            },
+            None => Outcome::Failed {
+                reason: "the program submitted an empty result".into(),
+                retryable: false,
+            },
+        }
+    }
+}
