@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 use app::auth::{AuthError, Role, User};
 
 use super::AppState;
-use super::dto::rfc3339;
+use super::dto::{json_body, rfc3339};
 use super::error::{ApiError, Problem};
 
 pub const SESSION_COOKIE: &str = "gevulot_session";
@@ -208,15 +208,6 @@ fn session_cookie(state: &AppState, token: &str, max_age_secs: i64) -> HeaderVal
         "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_secs}{secure}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("gevulot_session=; Max-Age=0; Path=/"))
-}
-
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(
-            "malformed_json",
-            format!("the body is not the expected JSON: {e}"),
-        )
-    })
 }
 
 /// Sign in.

@@ -34,6 +34,16 @@ fn parse_rfc3339(field: &str, text: &str) -> Result<i64, ApiError> {
     Ok(i64::try_from(ms).unwrap_or(i64::MAX))
 }
 
+/// Decodes a JSON request body, with the decoder's words on failure (`malformed_json`).
+pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            "malformed_json",
+            format!("the body is not the expected JSON: {e}"),
+        )
+    })
+}
+
 /// Parses a 64-character hex hash from a path or parameter.
 pub fn parse_hash(field: &str, text: &str) -> Result<Hash, ApiError> {
     Hash::from_hex(text).ok_or_else(|| {

@@ -173,8 +173,7 @@ pub async fn change(
     body: Bytes,
 ) -> Result<Json<GpuInfo>, ApiError> {
     caller.require(Role::Operator)?;
-    let change: PoolChange = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))?;
+    let change: PoolChange = super::dto::json_body(&body)?;
     let known = statuses(&state)
         .await?
         .iter()

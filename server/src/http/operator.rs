@@ -329,8 +329,7 @@ pub async fn deploy(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Deployed>), ApiError> {
     caller.require(Role::Operator)?;
-    let request: DeployRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))?;
+    let request: DeployRequest = super::dto::json_body(&body)?;
     let prover = program_metadata(&state, "prover", &request.prover)?;
     let verifier = program_metadata(&state, "verifier", &request.verifier)?;
     let deployed = Deployed {
@@ -444,8 +443,7 @@ pub async fn run(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Submitted>), ApiError> {
     caller.require(Role::Operator)?;
-    let request: RunRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))?;
+    let request: RunRequest = super::dto::json_body(&body)?;
     let mut steps = Vec::with_capacity(request.steps.len());
     for (i, step) in request.steps.iter().enumerate() {
         let field = format!("steps[{i}]");

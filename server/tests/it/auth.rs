@@ -4,7 +4,7 @@
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
-use crate::process::{Running, gevulot, output, stderr, stdout};
+use crate::process::{Running, gevulot, output, sign_in, stderr, stdout};
 
 const ADMIN_PASSWORD: &str = "admin-Pa55word-xyz";
 
@@ -14,23 +14,6 @@ async fn login(c: &Client, base: &str, user: &str, password: &str) -> reqwest::R
         .send()
         .await
         .expect("request")
-}
-
-/// Signs in and returns the session cookie and CSRF token.
-async fn session(c: &Client, base: &str, user: &str, password: &str) -> (String, String) {
-    let r = login(c, base, user, password).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .expect("cookie")
-        .to_string();
-    assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
-        "{cookie}"
-    );
-    let pair = cookie.split(';').next().expect("pair").to_string();
-    let body: Value = r.json().await.expect("json");
-    (pair, body["csrf_token"].as_str().expect("csrf").to_string())
 }
 
 #[tokio::test]
@@ -65,7 +48,7 @@ async fn sessions_roles_csrf_and_tokens() {
         "bad_credentials"
     );
 
-    let (cookie, csrf) = session(&c, base, "admin", ADMIN_PASSWORD).await;
+    let (cookie, csrf) = sign_in(&c, base, "admin", ADMIN_PASSWORD).await;
     let me: Value = c
         .get(format!("{base}/api/v1/session"))
         .header("cookie", &cookie)
@@ -133,7 +116,7 @@ async fn sessions_roles_csrf_and_tokens() {
     );
 
     // Wrong role: 403.
-    let (viewer_cookie, _) = session(&c, base, "vera", "viewer-pass-123").await;
+    let (viewer_cookie, _) = sign_in(&c, base, "vera", "viewer-pass-123").await;
     let r = c
         .get(format!("{base}/api/v1/users"))
         .header("cookie", &viewer_cookie)
@@ -188,7 +171,7 @@ async fn sessions_roles_csrf_and_tokens() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     // Changing a password needs the current one, ends the sessions, and the new one works.
-    let (vcookie, vcsrf) = session(&c, base, "vera", "viewer-pass-123").await;
+    let (vcookie, vcsrf) = sign_in(&c, base, "vera", "viewer-pass-123").await;
     let change =
         |current: &str, new: &str| json!({"current_password": current, "new_password": new});
     let r = c
@@ -220,7 +203,7 @@ async fn sessions_roles_csrf_and_tokens() {
         StatusCode::UNAUTHORIZED,
         "the old session ended"
     );
-    session(&c, base, "vera", "viewer-pass-456").await;
+    sign_in(&c, base, "vera", "viewer-pass-456").await;
 
     // Sign out ends the session.
     let r = c
@@ -308,7 +291,7 @@ async fn first_run_setup_and_commands() {
         StatusCode::FORBIDDEN,
         "the setup token works once"
     );
-    session(&c, &node.base, "root", "first-admin-pw").await;
+    sign_in(&c, &node.base, "root", "first-admin-pw").await;
 
     // The commands manage the same database.
     let db = format!("sqlite://{}", node.data.path().join("gevulot.db").display());

@@ -3,39 +3,7 @@
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
-use crate::process::{Running, gevulot, output, stdout};
-
-async fn operator_token(c: &Client, base: &str) -> String {
-    let r = c
-        .post(format!("{base}/api/v1/session"))
-        .json(&json!({"username": "admin", "password": "gpu-admin-pass"}))
-        .send()
-        .await
-        .expect("login");
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("pair")
-        .to_string();
-    let csrf = r.json::<Value>().await.expect("json")["csrf_token"]
-        .as_str()
-        .expect("csrf")
-        .to_string();
-    let t: Value = c
-        .post(format!("{base}/api/v1/tokens"))
-        .header("cookie", cookie)
-        .header("x-csrf-token", csrf)
-        .json(&json!({"name": "gpu"}))
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
-    t["token"].as_str().expect("token").to_string()
-}
+use crate::process::{Running, api_token, gevulot, output, stdout};
 
 fn find<'a>(list: &'a Value, address: &str) -> &'a Value {
     list["items"]
@@ -96,7 +64,7 @@ async fn inventory_and_assignments() {
         .await
         .expect("put");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let t = operator_token(&c, base).await;
+    let t = api_token(&c, base, "admin", "gpu-admin-pass").await;
     let r = c
         .put(&url)
         .bearer_auth(&t)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::process::{Running, raw_http_body};
+use crate::process::{Running, api_token, raw_http_body};
 
 /// A minimal WebSocket client (text frames, masked as RFC 6455 requires of clients).
 struct Ws {
@@ -178,46 +178,7 @@ async fn server_sent_events_and_cancel() {
     let url = format!("{base}/api/v1/transactions/{}/cancel", hash("run"));
     let r = c.post(&url).send().await.expect("cancel");
     assert_eq!(r.status(), 401);
-    let login: Value = c
-        .post(format!("{base}/api/v1/session"))
-        .json(&json!({"username": "admin", "password": "admin-password-1"}))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
-    assert!(login["csrf_token"].is_string());
-    let token: Value = {
-        let r = c
-            .post(format!("{base}/api/v1/session"))
-            .json(&json!({"username": "admin", "password": "admin-password-1"}))
-            .send()
-            .await
-            .expect("login");
-        let cookie = r.headers()["set-cookie"]
-            .to_str()
-            .expect("cookie")
-            .split(';')
-            .next()
-            .expect("pair")
-            .to_string();
-        let csrf = r.json::<Value>().await.expect("json")["csrf_token"]
-            .as_str()
-            .expect("csrf")
-            .to_string();
-        c.post(format!("{base}/api/v1/tokens"))
-            .header("cookie", cookie)
-            .header("x-csrf-token", csrf)
-            .json(&json!({"name": "ops"}))
-            .send()
-            .await
-            .expect("token")
-            .json()
-            .await
-            .expect("json")
-    };
-    let token = token["token"].as_str().expect("token").to_string();
+    let token = api_token(&c, &base, "admin", "admin-password-1").await;
     let r = c
         .post(&url)
         .bearer_auth(&token)

@@ -4,41 +4,9 @@
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
-use crate::process::Running;
+use crate::process::{Running, api_token};
 
 const ADMIN: (&str, &str) = ("admin", "operator-actions-pw");
-
-async fn token(c: &Client, base: &str) -> String {
-    let r = c
-        .post(format!("{base}/api/v1/session"))
-        .json(&json!({"username": ADMIN.0, "password": ADMIN.1}))
-        .send()
-        .await
-        .expect("login");
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("pair")
-        .to_string();
-    let csrf = r.json::<Value>().await.expect("json")["csrf_token"]
-        .as_str()
-        .expect("csrf")
-        .to_string();
-    let created: Value = c
-        .post(format!("{base}/api/v1/tokens"))
-        .header("cookie", cookie)
-        .header("x-csrf-token", csrf)
-        .json(&json!({"name": "test"}))
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
-    created["token"].as_str().expect("token").to_string()
-}
 
 #[tokio::test]
 async fn upload_deploy_run_and_files() {
@@ -52,7 +20,7 @@ async fn upload_deploy_run_and_files() {
     );
     let c = Client::new();
     let base = node.base.clone();
-    let t = token(&c, &base).await;
+    let t = api_token(&c, &base, ADMIN.0, ADMIN.1).await;
 
     // Uploads need an operator.
     let r = c

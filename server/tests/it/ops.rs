@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::process::{Running, gevulot, output, stderr, stdout};
+use crate::process::{Running, api_token, gevulot, output, stderr, stdout};
 
 async fn readyz(node: &Running) -> (u16, Value) {
     let r = reqwest::Client::new()
@@ -143,47 +143,7 @@ async fn bad_requests_never_fail_the_server() {
     let node = Running::start_with(None, &[("GEVULOT_ADMIN_PASSWORD", "fuzz-admin-pass")]);
     let c = reqwest::Client::new();
     // Half the requests carry an admin's token, so that operator routes parse their bodies too.
-    let login: Value = c
-        .post(format!("{}/api/v1/session", node.base))
-        .json(&serde_json::json!({"username": "admin", "password": "fuzz-admin-pass"}))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
-    assert!(login["csrf_token"].is_string());
-    let token = {
-        let r = c
-            .post(format!("{}/api/v1/session", node.base))
-            .json(&serde_json::json!({"username": "admin", "password": "fuzz-admin-pass"}))
-            .send()
-            .await
-            .expect("login");
-        let cookie = r.headers()["set-cookie"]
-            .to_str()
-            .expect("cookie")
-            .split(';')
-            .next()
-            .expect("pair")
-            .to_string();
-        let csrf = r.json::<Value>().await.expect("json")["csrf_token"]
-            .as_str()
-            .expect("csrf")
-            .to_string();
-        let t: Value = c
-            .post(format!("{}/api/v1/tokens", node.base))
-            .header("cookie", cookie)
-            .header("x-csrf-token", csrf)
-            .json(&serde_json::json!({"name": "fuzz"}))
-            .send()
-            .await
-            .expect("token")
-            .json()
-            .await
-            .expect("json");
-        t["token"].as_str().expect("token").to_string()
-    };
+    let token = api_token(&c, &node.base, "admin", "fuzz-admin-pass").await;
     let valid = testkit::vector("stake")["input_json"]
         .as_str()
         .expect("json")

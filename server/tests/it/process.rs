@@ -277,3 +277,47 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// Signs in through the REST API; returns the session cookie (`name=value`) and its CSRF token.
+pub async fn sign_in(
+    c: &reqwest::Client,
+    base: &str,
+    user: &str,
+    password: &str,
+) -> (String, String) {
+    let r = c
+        .post(format!("{base}/api/v1/session"))
+        .json(&serde_json::json!({"username": user, "password": password}))
+        .send()
+        .await
+        .expect("sign-in request");
+    assert_eq!(r.status(), 200, "sign-in as {user}");
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().expect("pair").to_string();
+    let body: serde_json::Value = r.json().await.expect("json");
+    (pair, body["csrf_token"].as_str().expect("csrf").to_string())
+}
+
+/// Signs in and creates an API token for that user.
+pub async fn api_token(c: &reqwest::Client, base: &str, user: &str, password: &str) -> String {
+    let (cookie, csrf) = sign_in(c, base, user, password).await;
+    let created: serde_json::Value = c
+        .post(format!("{base}/api/v1/tokens"))
+        .header("cookie", cookie)
+        .header("x-csrf-token", csrf)
+        .json(&serde_json::json!({"name": "test"}))
+        .send()
+        .await
+        .expect("token request")
+        .json()
+        .await
+        .expect("json");
+    created["token"].as_str().expect("token").to_string()
+}
