@@ -309,6 +309,11 @@ pub struct RunArgs {
     #[arg(long, env = "GEVULOT_QEMU_PATH", default_value = "qemu-system-x86_64")]
     pub qemu_path: PathBuf,
 
+    /// How VMs execute: `kvm`, `tcg` (software emulation), or `auto` (KVM when a capability
+    /// check and a canary boot pass, else TCG, with the reason in the log).
+    #[arg(long, env = "GEVULOT_VM_ACCEL", value_parser = ["auto", "kvm", "tcg"], default_value = "auto")]
+    pub vm_accel: String,
+
     /// vsock port of the node's guest service.
     #[arg(long, env = "GEVULOT_VSOCK_LISTEN_PORT", default_value_t = 8080)]
     pub vsock_listen_port: u32,

@@ -114,6 +114,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(addr) => Some(http::bind(addr, "GEVULOT_METRICS_LISTEN_ADDR").await?),
         None => None,
     };
+    if !args.no_execution {
+        let choice = app::vm::accel::AccelChoice::parse(&args.vm_accel)
+            .unwrap_or(app::vm::accel::AccelChoice::Auto);
+        let decision = app::vm::accel::decide(
+            choice,
+            &args.qemu_path,
+            std::path::Path::new("/"),
+            &data.path.join("tmp"),
+        )
+        .await;
+        info!(target: "gevulot", accel = decision.accel.as_str(), reason = %decision.reason, "VM accelerator");
+    }
     let main_addr = main_listener.local_addr()?;
     let files_addr = files_listener.local_addr()?;
     let health_addr = health_listener.local_addr()?;

@@ -149,3 +149,31 @@ fn orphans_of_a_killed_node_are_reaped() {
     assert!(!alive(pid));
     assert!(!dir.path().join("vms/orphan").exists() && !stale.exists());
 }
+
+#[tokio::test]
+async fn the_canary_runs_under_tcg_and_auto_decides_here() {
+    use app::vm::accel::{AccelChoice, canary, decide};
+    let Some(qemu) = require("qemu-system-x86_64") else {
+        return;
+    };
+    let dir = testkit::tempdir();
+    // The canary itself works: under TCG it reaches its exit.
+    canary(&qemu, Accel::Tcg, dir.path(), Duration::from_secs(20))
+        .await
+        .expect("the canary boots under TCG");
+    // On this machine (a VM with a paravirtual KVM, or none) `auto` chooses TCG and says why;
+    // on a KVM host it would choose KVM.
+    let decision = decide(AccelChoice::Auto, &qemu, Path::new("/"), dir.path()).await;
+    if decision.accel == Accel::Tcg {
+        assert!(
+            decision.reason.contains("software emulation"),
+            "{decision:?}"
+        );
+    }
+    assert_eq!(
+        decide(AccelChoice::Tcg, &qemu, Path::new("/"), dir.path())
+            .await
+            .accel,
+        Accel::Tcg
+    );
+}
