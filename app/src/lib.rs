@@ -9,6 +9,7 @@ pub mod doctor;
 pub mod events;
 pub mod gpu;
 pub mod node;
+pub mod scheduler;
 pub mod store;
 pub mod tx;
 pub mod validate;
