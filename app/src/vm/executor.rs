@@ -138,6 +138,14 @@ pub fn log_tail(path: &Path, max: usize) -> String {
     String::from_utf8_lossy(&bytes[start..]).trim().to_string()
 }
 
+/// The kernel's panic line, if the console shows one (searched in the log's last 64 KiB).
+pub fn panic_line(console: &Path) -> Option<String> {
+    log_tail(console, 64 * 1024)
+        .lines()
+        .find(|l| l.contains("Kernel panic"))
+        .map(|l| l.trim().to_string())
+}
+
 struct Daemon(std::process::Child);
 
 impl Drop for Daemon {
@@ -328,12 +336,10 @@ impl Executor {
                                 _ => {
                                     let _ = vm.kill().await;
                                     let tail = log_tail(console, 1500);
-                                    let panicked = tail.contains("Kernel panic");
                                     return Outcome::Failed {
-                                        reason: if panicked {
-                                            format!("the guest kernel panicked: {tail}")
-                                        } else {
-                                            format!("the VM stopped without a result; its console ended with: {tail}")
+                                        reason: match panic_line(console) {
+                                            Some(line) => format!("the guest kernel panicked ({line}); its console ended with: {tail}"),
+                                            None => format!("the VM stopped without a result; its console ended with: {tail}"),
                                         },
                                         retryable: true,
                                     };

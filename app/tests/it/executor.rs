@@ -172,6 +172,25 @@ async fn a_vm_that_stops_without_a_result_fails_with_the_reason() {
 }
 
 #[tokio::test]
+async fn a_guest_kernel_panic_fails_the_task_with_the_reason() {
+    let Some(s) = setup() else { return };
+    let spec = s.task(
+        "panic",
+        s.bundle("/bin/test-crash"),
+        vec![],
+        Duration::from_secs(120),
+    );
+    match s.exec.run(&spec, no_cancel()).await.expect("run") {
+        Outcome::Failed { reason, retryable } => {
+            assert!(retryable);
+            assert!(reason.contains("panicked"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(gone(&s.exec, "panic"));
+}
+
+#[tokio::test]
 async fn a_hung_guest_is_killed_at_its_deadline() {
     let Some(s) = setup() else { return };
     // Nothing bootable: the firmware waits forever, like a hung program.
