@@ -21,6 +21,9 @@ use crate::validate::{WORKSPACE, vm_path_problem};
 /// How the executor reaches guests.
 #[derive(Clone, Debug)]
 pub enum VsockMode {
+    /// The kernel's vhost-vsock: a CID per VM, connections routed by the hub's listener
+    /// (production hosts).
+    Kernel { hub: super::vsock::KernelVsockHub },
     /// One `vhost-device-vsock` daemon per VM (the hybrid vsock over Unix sockets).
     Hybrid { daemon: PathBuf },
 }
@@ -94,6 +97,8 @@ pub enum ExecError {
     },
     #[error("the program image cannot be used")]
     Bundle(#[from] super::bundle::BundleError),
+    #[error("no vsock CID is free for another VM")]
+    NoCid,
 }
 
 /// The guest protocol for one task: `GetTask` gives it, `SubmitResult` ends it.
@@ -221,31 +226,6 @@ impl Executor {
             }
         };
 
-        let VsockMode::Hybrid { daemon } = &self.config.vsock;
-        let socket = dir.join("vhost-user-vsock.sock");
-        let uds = dir.join("vm.vsock");
-        let _daemon = Daemon(
-            std::process::Command::new(daemon)
-                .arg("--vm")
-                .arg(format!(
-                    "guest-cid=3,socket={},uds-path={}",
-                    socket.display(),
-                    uds.display()
-                ))
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .map_err(|source| ExecError::Daemon {
-                    daemon: daemon.display().to_string(),
-                    source,
-                })?,
-        );
-        for _ in 0..400 {
-            if socket.exists() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
         let (result_tx, mut result_rx) = oneshot::channel();
         let handler = Arc::new(OneTask {
             task: Task {
@@ -256,9 +236,44 @@ impl Executor {
             },
             result: Mutex::new(Some(result_tx)),
         });
-        let listener = tokio::net::UnixListener::bind(hybrid_listener_path(&uds, self.config.port))
-            .map_err(ExecError::Prepare)?;
-        let server = tokio::spawn(serve_hybrid(listener, spec.id.clone(), handler));
+        // The transport, and what must be undone when the task ends.
+        let (vsock, _daemon, server, cid) = match &self.config.vsock {
+            VsockMode::Hybrid { daemon } => {
+                let socket = dir.join("vhost-user-vsock.sock");
+                let uds = dir.join("vm.vsock");
+                let child = Daemon(
+                    std::process::Command::new(daemon)
+                        .arg("--vm")
+                        .arg(format!(
+                            "guest-cid=3,socket={},uds-path={}",
+                            socket.display(),
+                            uds.display()
+                        ))
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .spawn()
+                        .map_err(|source| ExecError::Daemon {
+                            daemon: daemon.display().to_string(),
+                            source,
+                        })?,
+                );
+                for _ in 0..400 {
+                    if socket.exists() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                let listener =
+                    tokio::net::UnixListener::bind(hybrid_listener_path(&uds, self.config.port))
+                        .map_err(ExecError::Prepare)?;
+                let server = tokio::spawn(serve_hybrid(listener, spec.id.clone(), handler.clone()));
+                (Vsock::Hybrid { socket }, Some(child), Some(server), None)
+            }
+            VsockMode::Kernel { hub } => {
+                let cid = hub.register(handler.clone()).ok_or(ExecError::NoCid)?;
+                (Vsock::Kernel { cid }, None, None, Some(cid))
+            }
+        };
 
         let console = self.console_log(&spec.id);
         let vm_spec = VmSpec {
@@ -268,7 +283,7 @@ impl Executor {
             mem_mib: spec.mem_mib,
             boot,
             workspace: workspace.clone(),
-            vsock: Vsock::Hybrid { socket },
+            vsock,
             gpus: spec.gpus.clone(),
             serial_log: console.clone(),
             qmp_socket: dir.join("qmp.sock"),
@@ -284,7 +299,12 @@ impl Executor {
                     .await
             }
         };
-        server.abort();
+        if let Some(server) = server {
+            server.abort();
+        }
+        if let (Some(cid), VsockMode::Kernel { hub }) = (cid, &self.config.vsock) {
+            hub.unregister(cid);
+        }
         Ok(outcome)
     }
 

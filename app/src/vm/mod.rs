@@ -16,3 +16,4 @@ pub mod image;
 pub mod outputs;
 pub mod qemu;
 pub mod runner;
+pub mod vsock;
