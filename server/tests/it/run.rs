@@ -75,7 +75,10 @@ fn rust_log_filters_like_the_original() {
 fn run_with_no_configuration_on_sqlite() {
     let home = testkit::tempdir();
     let mut cmd = if is_root() {
-        // Run as an unprivileged user, as a newcomer would.
+        // Run as an unprivileged user, as a newcomer would, from a copy of the binary that user
+        // can reach whatever the checkout's directory permissions.
+        let binary = home.path().join("gevulot");
+        std::fs::copy(env!("CARGO_BIN_EXE_gevulot"), &binary).expect("copy the binary");
         let status = std::process::Command::new("chown")
             .args(["-R", "nobody"])
             .arg(home.path())
@@ -85,7 +88,8 @@ fn run_with_no_configuration_on_sqlite() {
         // setpriv execs the node itself (no parent process in between to swallow signals).
         let mut c = std::process::Command::new("setpriv");
         c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
-            .args([env!("CARGO_BIN_EXE_gevulot"), "run"]);
+            .arg(&binary)
+            .arg("run");
         c
     } else {
         let mut c = gevulot();
