@@ -276,6 +276,8 @@ impl Sysfs {
 pub enum PoolState {
     /// In the pool and ready; nothing runs on it.
     Free,
+    /// In the pool, given to this task (id).
+    Busy(i64),
     /// In the pool, set aside by an operator.
     Reserved(String),
     /// In the pool, under maintenance.
@@ -290,6 +292,7 @@ impl PoolState {
     pub fn as_str(&self) -> &'static str {
         match self {
             PoolState::Free => "free",
+            PoolState::Busy(_) => "busy",
             PoolState::Reserved(_) => "reserved",
             PoolState::Maintenance(_) => "maintenance",
             PoolState::NotReady(_) => "not_ready",
@@ -311,11 +314,13 @@ pub struct GpuStatus {
 }
 
 /// The host's GPUs and configured addresses with their pool state: in the pool when configured
-/// (`GEVULOT_GPU_DEVICES`) or assigned through the API, unless released through the API.
+/// (`GEVULOT_GPU_DEVICES`) or assigned through the API, unless released through the API; `busy`
+/// maps the GPUs running tasks hold to their task.
 pub fn pool(
     sysfs: &Sysfs,
     configured: &[String],
     assignments: &[crate::store::GpuAssignment],
+    busy: &std::collections::HashMap<String, i64>,
 ) -> Result<Vec<GpuStatus>, SysfsError> {
     let mut gpus = sysfs.gpus()?;
     let mut addresses: Vec<String> = gpus.iter().map(|g| g.function.address.clone()).collect();
@@ -357,6 +362,7 @@ pub fn pool(
                     fix: "check the address with `lspci -D -d ::0300` and `lspci -D -d ::0302`, then fix GEVULOT_GPU_DEVICES".into(),
                 }]),
                 (Some(g), _) if !g.ready() => PoolState::NotReady(g.problems.clone()),
+                (Some(_), _) if busy.contains_key(&address) => PoolState::Busy(busy[&address]),
                 (Some(_), Some("reserved")) => PoolState::Reserved(reason()),
                 (Some(_), Some("maintenance")) => PoolState::Maintenance(reason()),
                 (Some(_), _) => PoolState::Free,
@@ -579,7 +585,7 @@ mod tests {
             updated_at_ms: 0,
         };
         let configured = vec!["0000:01:00.0".to_string(), "0000:0a:00.0".to_string()];
-        let statuses = pool(&sysfs, &configured, &[]).expect("pool");
+        let statuses = pool(&sysfs, &configured, &[], &Default::default()).expect("pool");
         let state = |s: &[GpuStatus], a: &str| {
             s.iter()
                 .find(|g| g.address == a)
@@ -603,7 +609,7 @@ mod tests {
         std::fs::remove_file(&usb).expect("unbind");
         std::os::unix::fs::symlink(tmp.path().join("sys/bus/pci/drivers/vfio-pci"), &usb)
             .expect("bind");
-        let statuses = pool(&sysfs, &configured, &[]).expect("pool");
+        let statuses = pool(&sysfs, &configured, &[], &Default::default()).expect("pool");
         assert_eq!(state(&statuses, "0000:01:00.0"), (true, "free"));
 
         // API decisions override the configuration.
@@ -611,7 +617,7 @@ mod tests {
             decision("0000:01:00.0", "maintenance", Some("fan replacement")),
             decision("0000:0a:00.0", "released", None),
         ];
-        let statuses = pool(&sysfs, &configured, &decisions).expect("pool");
+        let statuses = pool(&sysfs, &configured, &decisions, &Default::default()).expect("pool");
         assert_eq!(state(&statuses, "0000:01:00.0"), (true, "maintenance"));
         assert_eq!(state(&statuses, "0000:0a:00.0"), (false, "not_in_pool"));
         let rtx = statuses

@@ -164,7 +164,7 @@ async fn create_token(args: &TokenCreateArgs) -> anyhow::Result<()> {
 /// `gevulot gpus`: the inventory as the API shows it, without a database (no API decisions).
 fn gpus(args: &crate::config::GpusArgs) -> anyhow::Result<()> {
     let sysfs = app::gpu::Sysfs::new(&args.sysfs_root);
-    let statuses = app::gpu::pool(&sysfs, &args.gpu_devices, &[])?;
+    let statuses = app::gpu::pool(&sysfs, &args.gpu_devices, &[], &Default::default())?;
     let items: Vec<crate::http::gpus::GpuInfo> = statuses.iter().map(Into::into).collect();
     println!("{}", serde_json::to_string_pretty(&items)?);
     Ok(())

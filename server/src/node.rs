@@ -115,6 +115,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => None,
     };
     if !args.no_execution {
+        // VMs a previous run left behind (the node was killed) are ended and their directories
+        // removed before anything new starts.
+        let reaped =
+            app::vm::runner::reap_orphans(&data.path.join("vms"), std::path::Path::new("/"));
+        if !reaped.is_empty() {
+            warn!(target: "gevulot", vms = ?reaped, "ended VMs left over by a previous run");
+        }
         let choice = app::vm::accel::AccelChoice::parse(&args.vm_accel)
             .unwrap_or(app::vm::accel::AccelChoice::Auto);
         let decision = app::vm::accel::decide(

@@ -47,8 +47,10 @@ pub struct GpuInfo {
     /// Every function of the IOMMU group; a VM using the GPU gets all of them.
     pub group: Vec<PciFunctionInfo>,
     pub in_pool: bool,
-    /// `free`, `reserved`, `maintenance`, `not_ready` or `not_in_pool`.
+    /// `free`, `busy`, `reserved`, `maintenance`, `not_ready` or `not_in_pool`.
     pub state: String,
+    /// The task running on it, when busy.
+    pub task: Option<i64>,
     /// Why it is reserved or in maintenance.
     pub reason: Option<String>,
     /// What keeps it from being passed through, each with its fix.
@@ -87,6 +89,10 @@ impl From<&GpuStatus> for GpuInfo {
                 .unwrap_or_default(),
             in_pool: s.in_pool,
             state: s.state.as_str().to_string(),
+            task: match s.state {
+                PoolState::Busy(t) => Some(t),
+                _ => None,
+            },
             reason: match &s.state {
                 PoolState::Reserved(r) | PoolState::Maintenance(r) => Some(r.clone()),
                 _ => None,
@@ -114,7 +120,9 @@ async fn statuses(state: &AppState) -> Result<Vec<GpuStatus>, ApiError> {
     let assignments = state.store().gpu_assignments().await?;
     let sysfs = state.sysfs.clone();
     let configured = state.resources.gpu_devices.clone();
-    tokio::task::spawn_blocking(move || app::gpu::pool(&sysfs, &configured, &assignments))
+    // GPUs held by running tasks come from the executor once the pipeline runs tasks.
+    let busy = std::collections::HashMap::new();
+    tokio::task::spawn_blocking(move || app::gpu::pool(&sysfs, &configured, &assignments, &busy))
         .await
         .map_err(|_| {
             ApiError::new(

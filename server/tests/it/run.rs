@@ -118,3 +118,23 @@ fn run_with_no_configuration_on_sqlite() {
     assert!(data.join("node.key").exists());
     assert!(data.join("log").is_dir());
 }
+
+/// On start, leftovers of a killed node's VMs are cleaned up (the orphan reaping itself, with a
+/// real QEMU, is tested in app/tests/it/vm.rs).
+#[test]
+fn run_cleans_vm_leftovers_on_start() {
+    let dir = testkit::tempdir();
+    let stale = dir.path().join("vms/old-task");
+    std::fs::create_dir_all(stale.join("workspace")).expect("mkdir");
+    std::fs::write(stale.join("qemu.pid"), "999999999").expect("pid");
+    let mut cmd = gevulot();
+    cmd.arg("run")
+        .env("GEVULOT_DATA_DIRECTORY", dir.path())
+        .env("GEVULOT_JSON_RPC_LISTEN_ADDR", "127.0.0.1:0")
+        .env("GEVULOT_HTTP_PORT", "0")
+        .env("GEVULOT_HEALTHCHECK_LISTEN_ADDR", "127.0.0.1:0");
+    let mut node = Node::spawn(cmd);
+    node.wait_for("node ready", STARTUP);
+    assert!(!stale.exists(), "the leftover VM directory is removed");
+    node.terminate();
+}
