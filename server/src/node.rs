@@ -167,6 +167,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         sysfs: app::gpu::Sysfs::new(&args.sysfs_root),
     });
     let (main_router, rpc_handle) = http::main_router(state.clone())?;
+    // Expired console sessions are purged hourly (they are refused at once anyway).
+    let purge_store = store.clone();
+    let purge = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            match purge_store.delete_expired_sessions().await {
+                Ok(0) => {}
+                Ok(n) => info!(target: "gevulot", sessions = n, "purged expired sessions"),
+                Err(e) => warn!(target: "gevulot", error = %e, "cannot purge expired sessions"),
+            }
+        }
+    });
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     servers.spawn(http::serve(main_listener, main_router, stopped.clone()));
@@ -247,6 +260,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         warn!(target: "gevulot", "requests still in flight after 30 s; stopping anyway");
     }
     drop(rpc_handle);
+    purge.abort();
     store.close().await;
     info!(target: "gevulot", "stopped");
     Ok(())

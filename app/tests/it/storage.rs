@@ -85,6 +85,7 @@ conformance!(
     durable_across_reconnect,
     batch_insert,
     gpu_assignments,
+    sessions_expire,
 );
 
 async fn fixtures_round_trip_exactly(db: Db) {
@@ -662,5 +663,36 @@ async fn gpu_assignments(db: Db) {
             all[0].updated_by.as_str()
         ),
         ("maintenance", Some("fan"), "bob")
+    );
+}
+
+async fn sessions_expire(db: Db) {
+    let user = db
+        .store
+        .create_user("sam", "$argon2id$placeholder", "viewer")
+        .await
+        .expect("create")
+        .expect("new");
+    db.store
+        .insert_session("live", user.id, "csrf", app::store::now_ms() + 60_000)
+        .await
+        .expect("live session");
+    db.store
+        .insert_session("old", user.id, "csrf", app::store::now_ms() - 1)
+        .await
+        .expect("expired session");
+    assert!(
+        db.store.session("old").await.expect("query").is_none(),
+        "expired sessions are refused"
+    );
+    assert_eq!(db.store.delete_expired_sessions().await.expect("purge"), 1);
+    assert!(db.store.session("live").await.expect("query").is_some());
+    assert!(
+        db.store
+            .create_user("sam", "x", "viewer")
+            .await
+            .expect("query")
+            .is_none(),
+        "names are unique"
     );
 }
