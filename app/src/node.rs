@@ -11,7 +11,7 @@ use crate::validate::{self, Limits, ValidationError};
 pub enum AclPolicy {
     /// Anyone with a valid signature.
     Open,
-    /// Only keys on the whitelist in the database (the node's own results are always accepted).
+    /// Only keys on the whitelist in the database (what the node signs itself is always accepted).
     Whitelist,
 }
 
@@ -38,6 +38,8 @@ pub struct Intake {
     limits: Limits,
     acl: AclPolicy,
     events: Events,
+    /// The node's own key: what it signs (results, operator actions) is never held to the ACL.
+    node_author: Option<crate::crypto::PublicKey>,
 }
 
 impl Intake {
@@ -47,7 +49,14 @@ impl Intake {
             limits,
             acl,
             events: Events::default(),
+            node_author: None,
         }
+    }
+
+    /// Trusts transactions signed by the node's own key (its results and operator actions).
+    pub fn with_node_author(mut self, key: crate::crypto::PublicKey) -> Self {
+        self.node_author = Some(key);
+        self
     }
 
     /// The node's event bus.
@@ -134,6 +143,7 @@ impl Intake {
         validate::validate(tx, &self.limits)?;
         if self.acl == AclPolicy::Whitelist
             && source != Source::Node
+            && self.node_author != Some(tx.author)
             && !self.store.acl_contains(&tx.author).await?
         {
             return Err(ValidationError::AuthorNotWhitelisted(tx.author.to_hex()).into());

@@ -95,7 +95,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         max_proof_bytes: args.max_proof_bytes,
         ..Limits::default()
     };
-    let intake = Intake::new(store.clone(), limits, acl);
+    let intake = Intake::new(store.clone(), limits, acl).with_node_author(key.public_key());
     let auth = app::auth::Auth::new(store.clone())?;
     first_admin(&auth, &args).await?;
 
