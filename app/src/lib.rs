@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod crypto;
 pub mod doctor;
+pub mod download;
 pub mod events;
 pub mod gpu;
 pub mod node;

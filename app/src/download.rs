@@ -1,0 +1,332 @@
+//! Downloads of program images and input files: HTTP(S), the BLAKE3 checked while streaming,
+//! written under a temporary name and renamed into the content store only when the checksum
+//! matches. Content is stored once per checksum (`<data>/content/<blake3>`), however many
+//! transactions name it; [`Downloader::place`] links it where the file server serves it.
+//!
+//! Failures are classified: network errors and server errors (5xx) are retried with exponential
+//! backoff, resuming with `Range` from what was already received; a checksum mismatch, a client
+//! error (4xx) or a file over the size limit is final. Every download has an overall deadline, and
+//! at most `concurrency` run at once. Progress is visible while a download runs.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use tokio::io::AsyncWriteExt as _;
+
+use crate::tx::Hash;
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_bytes: u64,
+    /// For the whole download, retries included.
+    pub deadline: Duration,
+    pub attempts: u32,
+    /// The first retry waits this long; each next one twice as long.
+    pub backoff: Duration,
+    pub concurrency: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 32 << 30,
+            deadline: Duration::from_secs(3600),
+            attempts: 5,
+            backoff: Duration::from_millis(500),
+            concurrency: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DownloadError {
+    #[error(
+        "{url}: the content's BLAKE3 is {actual}, not the expected {expected}; nothing was kept"
+    )]
+    ChecksumMismatch {
+        url: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{url}: larger than the limit of {max} bytes")]
+    TooLarge { url: String, max: u64 },
+    #[error("{url}: the server answered {status}")]
+    Refused { url: String, status: u16 },
+    #[error("{url}: failed after {attempts} attempts: {last}")]
+    GaveUp {
+        url: String,
+        attempts: u32,
+        last: String,
+    },
+    #[error("{url}: not finished within {0:?}", .deadline)]
+    Deadline { url: String, deadline: Duration },
+    #[error("{0} is not a checksum (64 hexadecimal characters)")]
+    BadChecksum(String),
+    #[error("cannot write the download: {0}")]
+    Io(String),
+}
+
+impl DownloadError {
+    /// Whether a later attempt could succeed.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::GaveUp { .. } | Self::Deadline { .. } | Self::Io(_)
+        )
+    }
+}
+
+/// How far a running download is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub received: u64,
+    /// From `Content-Length`, when the server says.
+    pub total: Option<u64>,
+    pub attempt: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct Downloader {
+    client: reqwest::Client,
+    content: PathBuf,
+    tmp: PathBuf,
+    limits: Limits,
+    permits: Arc<tokio::sync::Semaphore>,
+    /// One lock per checksum, so two requests for the same content download it once.
+    locks: Arc<Mutex<HashMap<Hash, Arc<tokio::sync::Mutex<()>>>>>,
+    progress: Arc<Mutex<HashMap<Hash, Progress>>>,
+}
+
+enum Attempt {
+    Done,
+    Retry(String),
+}
+
+impl Downloader {
+    /// A downloader storing content under `data_dir/content` (temporary files in `data_dir/tmp`).
+    pub fn new(data_dir: &Path, limits: Limits) -> Result<Self, DownloadError> {
+        // HTTPS through rustls with the ring provider and the system's root certificates.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("gevulot/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| DownloadError::Io(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            client,
+            content: data_dir.join("content"),
+            tmp: data_dir.join("tmp"),
+            permits: Arc::new(tokio::sync::Semaphore::new(limits.concurrency.max(1))),
+            limits,
+            locks: Arc::default(),
+            progress: Arc::default(),
+        })
+    }
+
+    /// Where content with this checksum is (or will be) stored.
+    pub fn content_path(&self, checksum: &Hash) -> PathBuf {
+        self.content.join(checksum.to_hex())
+    }
+
+    /// Downloads in progress.
+    pub fn progress(&self) -> HashMap<Hash, Progress> {
+        self.progress.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// The content with `checksum` (hex BLAKE3), downloaded from `url` unless already stored.
+    pub async fn fetch(&self, url: &str, checksum: &str) -> Result<PathBuf, DownloadError> {
+        let expected = Hash::from_hex(checksum)
+            .ok_or_else(|| DownloadError::BadChecksum(checksum.to_string()))?;
+        let target = self.content_path(&expected);
+        let lock = {
+            let mut locks = self
+                .locks
+                .lock()
+                .map_err(|_| DownloadError::Io("lock".into()))?;
+            locks.entry(expected).or_default().clone()
+        };
+        let _same_content = lock.lock().await;
+        if target.is_file() {
+            return Ok(target);
+        }
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| DownloadError::Io("closed".into()))?;
+        let result =
+            tokio::time::timeout(self.limits.deadline, self.download(url, &expected, &target))
+                .await;
+        if let Ok(mut p) = self.progress.lock() {
+            p.remove(&expected);
+        }
+        match result {
+            Ok(r) => r.map(|()| target),
+            Err(_) => Err(DownloadError::Deadline {
+                url: url.to_string(),
+                deadline: self.limits.deadline,
+            }),
+        }
+    }
+
+    async fn download(
+        &self,
+        url: &str,
+        expected: &Hash,
+        target: &Path,
+    ) -> Result<(), DownloadError> {
+        let io = |e: std::io::Error| DownloadError::Io(e.to_string());
+        tokio::fs::create_dir_all(&self.tmp).await.map_err(io)?;
+        tokio::fs::create_dir_all(&self.content).await.map_err(io)?;
+        // Temporary names start with a dot: the file server never serves them.
+        let partial = self.tmp.join(format!(".{}.partial", expected.to_hex()));
+        let mut last = String::new();
+        for attempt in 1..=self.limits.attempts {
+            if attempt > 1 {
+                let wait = self.limits.backoff * 2u32.saturating_pow(attempt - 2);
+                tokio::time::sleep(wait).await;
+            }
+            match self.attempt(url, expected, &partial, attempt).await? {
+                Attempt::Done => {
+                    tokio::fs::rename(&partial, target).await.map_err(io)?;
+                    return Ok(());
+                }
+                Attempt::Retry(why) => last = why,
+            }
+        }
+        Err(DownloadError::GaveUp {
+            url: url.to_string(),
+            attempts: self.limits.attempts,
+            last,
+        })
+    }
+
+    /// One request, resuming from what `partial` holds.
+    async fn attempt(
+        &self,
+        url: &str,
+        expected: &Hash,
+        partial: &Path,
+        attempt: u32,
+    ) -> Result<Attempt, DownloadError> {
+        let io = |e: std::io::Error| DownloadError::Io(e.to_string());
+        // Re-hash what earlier attempts received, so the checksum covers the whole file.
+        let mut hasher = blake3::Hasher::new();
+        let mut have: u64 = 0;
+        if let Ok(file) = std::fs::File::open(partial) {
+            have = hasher.update_reader(file).map_err(io)?.count();
+        }
+        let mut request = self.client.get(url);
+        if have > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return Ok(Attempt::Retry(e.to_string())),
+        };
+        let status = response.status();
+        let resumed = status == reqwest::StatusCode::PARTIAL_CONTENT && have > 0;
+        if status.is_server_error() {
+            return Ok(Attempt::Retry(format!("the server answered {status}")));
+        }
+        if !status.is_success() {
+            let _ = tokio::fs::remove_file(partial).await;
+            return Err(DownloadError::Refused {
+                url: url.to_string(),
+                status: status.as_u16(),
+            });
+        }
+        if !resumed {
+            // The server sent the whole file: start over.
+            hasher = blake3::Hasher::new();
+            have = 0;
+        }
+        let total = response.content_length().map(|n| n + have);
+        if total.is_some_and(|t| t > self.limits.max_bytes) {
+            let _ = tokio::fs::remove_file(partial).await;
+            return Err(DownloadError::TooLarge {
+                url: url.to_string(),
+                max: self.limits.max_bytes,
+            });
+        }
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(resumed)
+            .truncate(!resumed)
+            .open(partial)
+            .await
+            .map_err(io)?;
+        let mut received = have;
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    file.flush().await.map_err(io)?;
+                    return Ok(Attempt::Retry(format!("the transfer broke off: {e}")));
+                }
+            };
+            received += chunk.len() as u64;
+            if received > self.limits.max_bytes {
+                drop(file);
+                let _ = tokio::fs::remove_file(partial).await;
+                return Err(DownloadError::TooLarge {
+                    url: url.to_string(),
+                    max: self.limits.max_bytes,
+                });
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(io)?;
+            if let Ok(mut p) = self.progress.lock() {
+                p.insert(
+                    *expected,
+                    Progress {
+                        received,
+                        total,
+                        attempt,
+                    },
+                );
+            }
+        }
+        file.sync_all().await.map_err(io)?;
+        let actual = Hash(*hasher.finalize().as_bytes());
+        if actual != *expected {
+            drop(file);
+            let _ = tokio::fs::remove_file(partial).await;
+            return Err(DownloadError::ChecksumMismatch {
+                url: url.to_string(),
+                expected: expected.to_hex(),
+                actual: actual.to_hex(),
+            });
+        }
+        Ok(Attempt::Done)
+    }
+
+    /// Makes stored content visible at `target` (a path the file server serves): a hard link,
+    /// or a copy where links are impossible, appearing under its final name only when complete.
+    pub fn place(&self, content: &Path, target: &Path) -> Result<(), DownloadError> {
+        let io = |e: std::io::Error| DownloadError::Io(e.to_string());
+        if target.is_file() {
+            return Ok(());
+        }
+        let dir = target
+            .parent()
+            .ok_or_else(|| DownloadError::Io("the target has no directory".into()))?;
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let staging = dir.join(format!(".{name}.placing"));
+        let _ = std::fs::remove_file(&staging);
+        if std::fs::hard_link(content, &staging).is_err() {
+            std::fs::copy(content, &staging).map_err(io)?;
+        }
+        std::fs::rename(&staging, target).map_err(io)
+    }
+}
