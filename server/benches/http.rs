@@ -300,6 +300,8 @@ async fn file_scenarios(report: &mut Report, requests: usize) -> anyhow::Result<
 }
 
 fn main() -> anyhow::Result<()> {
+    // reqwest is built with rustls but no default crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let requests: usize = std::env::var("GEVULOT_BENCH_REQUESTS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -177,6 +177,7 @@ impl Running {
     }
 
     pub fn start_with(db_url: Option<&str>, env: &[(&str, &str)]) -> Running {
+        install_tls_provider();
         let data = testkit::tempdir();
         let mut cmd = gevulot();
         cmd.arg("run")
@@ -320,4 +321,10 @@ pub async fn api_token(c: &reqwest::Client, base: &str, user: &str, password: &s
         .await
         .expect("json");
     created["token"].as_str().expect("token").to_string()
+}
+
+/// reqwest is built with rustls but no default crypto provider (the node picks ring); the test
+/// clients need one installed before they are built.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
