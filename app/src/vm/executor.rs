@@ -178,6 +178,35 @@ impl Executor {
         self.config.log_dir.join(id).join("console.log")
     }
 
+    /// Stores a finished task's outputs where the file server serves them for the transaction
+    /// `tx` that records them: `<data>/txfiles/<tx hex>/<checksum hex>/<basename>`, each
+    /// appearing under its final name only when complete. Returns the stored paths, in order.
+    pub fn store_outputs(
+        &self,
+        outputs: &[AcceptedOutput],
+        data_dir: &Path,
+        tx: &crate::tx::Hash,
+    ) -> std::io::Result<Vec<PathBuf>> {
+        let mut stored = Vec::with_capacity(outputs.len());
+        for o in outputs {
+            let basename = o.vm_path.rsplit('/').next().unwrap_or("output");
+            let dir = data_dir
+                .join("txfiles")
+                .join(tx.to_hex())
+                .join(o.checksum.to_hex());
+            std::fs::create_dir_all(&dir)?;
+            let target = dir.join(basename);
+            let staging = dir.join(format!(".{basename}.storing"));
+            // The workspace is on the node's disk: a rename, or a copy across file systems.
+            if std::fs::rename(&o.host_path, &staging).is_err() {
+                std::fs::copy(&o.host_path, &staging)?;
+            }
+            std::fs::rename(&staging, &target)?;
+            stored.push(target);
+        }
+        Ok(stored)
+    }
+
     /// Removes a finished task's VM directory (after its outputs were moved away).
     pub fn cleanup(&self, id: &str) {
         let _ = std::fs::remove_dir_all(self.vm_dir(id));
