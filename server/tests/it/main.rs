@@ -8,6 +8,7 @@ mod live;
 mod operator;
 mod ops;
 mod process;
+mod quadlet;
 mod rest;
 mod rpc;
 mod run;
