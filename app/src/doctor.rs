@@ -503,9 +503,7 @@ mod tests {
         assert_eq!(by("qemu")[0].status, Status::Fail);
 
         // Now bind the USB function to vfio-pci: the remaining failure is the group permission.
-        let usb = root.join("sys/bus/pci/devices/0000:01:00.2/driver");
-        std::fs::remove_file(&usb).expect("unbind");
-        std::os::unix::fs::symlink(root.join("sys/bus/pci/drivers/vfio-pci"), &usb).expect("bind");
+        crate::gpu::fixture::bind(root, "0000:01:00.2", "vfio-pci").expect("bind");
         let gpu = h.gpus();
         assert_eq!(gpu[0].status, Status::Fail);
         assert!(

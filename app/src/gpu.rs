@@ -421,6 +421,18 @@ pub mod fixture {
         Ok(())
     }
 
+    /// Rebinds a fixture function to `driver` (as `driverctl set-override` would on a host).
+    pub fn bind(root: &Path, address: &str, driver: &str) -> std::io::Result<()> {
+        let link = root
+            .join("sys/bus/pci/devices")
+            .join(address)
+            .join("driver");
+        let target = root.join("sys/bus/pci/drivers").join(driver);
+        std::fs::create_dir_all(&target)?;
+        let _ = std::fs::remove_file(&link);
+        symlink(&target, &link)
+    }
+
     #[cfg(unix)]
     fn symlink(target: &Path, link: &Path) -> std::io::Result<()> {
         std::os::unix::fs::symlink(target, link)
@@ -605,10 +617,7 @@ mod tests {
         assert_eq!(state(&statuses, "0000:02:00.0"), (false, "not_in_pool"));
 
         // Fix the USB binding in the fixture: the GPU becomes free.
-        let usb = tmp.path().join("sys/bus/pci/devices/0000:01:00.2/driver");
-        std::fs::remove_file(&usb).expect("unbind");
-        std::os::unix::fs::symlink(tmp.path().join("sys/bus/pci/drivers/vfio-pci"), &usb)
-            .expect("bind");
+        fixture::bind(tmp.path(), "0000:01:00.2", "vfio-pci").expect("bind");
         let statuses = pool(&sysfs, &configured, &[], &Default::default()).expect("pool");
         assert_eq!(state(&statuses, "0000:01:00.0"), (true, "free"));
 

@@ -121,10 +121,7 @@ async fn inventory_and_assignments() {
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
     // Bind the USB function to vfio-pci in the fixture, then reserve the now-ready GPU.
-    let usb = sysfs.path().join("sys/bus/pci/devices/0000:01:00.2/driver");
-    std::fs::remove_file(&usb).expect("unbind");
-    std::os::unix::fs::symlink(sysfs.path().join("sys/bus/pci/drivers/vfio-pci"), &usb)
-        .expect("bind");
+    app::gpu::fixture::bind(sysfs.path(), "0000:01:00.2", "vfio-pci").expect("bind");
     let list: Value = c
         .get(format!("{base}/api/v1/gpus"))
         .send()
