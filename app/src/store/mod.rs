@@ -336,6 +336,9 @@ impl Default for PoolOptions {
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Backend,
+    /// SQLite allows one writer at a time: writers queue here instead of spinning on
+    /// `SQLITE_BUSY` inside the database (which costs tail latency under concurrency).
+    write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A `transactions` row in [`TX_COLUMNS`] order.
@@ -681,7 +684,10 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(redact_url(url)));
         };
-        Ok(Self { backend })
+        Ok(Self {
+            backend,
+            write_gate: std::sync::Arc::default(),
+        })
     }
 
     pub fn backend(&self) -> BackendKind {
@@ -758,6 +764,10 @@ impl Store {
             .map(|tx| tx_insert_row(tx, source, now))
             .collect::<Result<Vec<_>>>()?;
         let mut new_seq: HashMap<String, i64> = HashMap::new();
+        let _gate = match self.backend {
+            Backend::Sqlite(_) => Some(self.write_gate.lock().await),
+            Backend::Postgres(_) => None,
+        };
         dispatch!(self, pool => {
             let mut t = pool.begin().await?;
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
