@@ -20,8 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 use app::auth::Role;
 use app::store::Source;
 use app::tx::{
-    Hash, Payload, ProgramData, ProgramMetadata, ResourceRequest, Transaction, Workflow,
-    WorkflowStep,
+    Hash, Payload, ProgramData, ProgramMetadata, ResourceRequest, Workflow, WorkflowStep,
 };
 use app::validate::file_name_problem;
 
@@ -29,6 +28,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::dto::{Submitted, parse_hash};
 use super::error::{ApiError, Problem};
+use super::rpc::calls;
 
 fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
@@ -292,26 +292,6 @@ fn uploaded(state: &AppState, field: &str, checksum: &str, name: &str) -> Result
     Ok(())
 }
 
-/// The node signs `payload` with its key and submits it like any transaction.
-async fn sign_and_submit(state: &AppState, payload: Payload) -> Result<Transaction, ApiError> {
-    let nonce = u64::try_from(app::store::now_ms()).unwrap_or(0);
-    let tx = Transaction::new_signed(payload, nonce, &state.node_key);
-    let kind = tx.kind().as_str();
-    match state.intake.submit(&tx, Source::Rest).await {
-        Ok(s) => {
-            state
-                .metrics
-                .submitted(kind, if s.new { "accepted" } else { "duplicate" });
-            Ok(tx)
-        }
-        Err(e) => {
-            let e = ApiError::from(e);
-            state.metrics.submitted(kind, e.code);
-            Err(e)
-        }
-    }
-}
-
 /// Deploy a prover and a verifier, signed by the node (operator).
 #[utoipa::path(
     post,
@@ -337,13 +317,14 @@ pub async fn deploy(
         prover: prover.hash.to_hex(),
         verifier: verifier.hash.to_hex(),
     };
-    let tx = sign_and_submit(
+    let (tx, _) = calls::sign_and_submit(
         &state,
         Payload::Deploy {
             name: request.name,
             prover,
             verifier,
         },
+        Source::Rest,
     )
     .await?;
     tracing::info!(target: "gevulot", by = %caller.user.username, deploy = %tx.hash, "programs deployed");
@@ -459,11 +440,12 @@ pub async fn run(
             inputs,
         });
     }
-    let tx = sign_and_submit(
+    let (tx, _) = calls::sign_and_submit(
         &state,
         Payload::Run {
             workflow: Workflow { steps },
         },
+        Source::Rest,
     )
     .await?;
     tracing::info!(target: "gevulot", by = %caller.user.username, run = %tx.hash, "run started");

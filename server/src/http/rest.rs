@@ -161,31 +161,19 @@ async fn submit_transaction(
             format!("the body is not a transaction in the original JSON input form: {e}"),
         )
     })?;
-    let kind = tx.kind().as_str();
-    match state.intake.submit(&tx, Source::Rest).await {
-        Ok(s) => {
-            state
-                .metrics
-                .submitted(kind, if s.new { "accepted" } else { "duplicate" });
-            let status = if s.new {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            Ok((
-                status,
-                Json(Submitted {
-                    hash: s.hash.to_hex(),
-                    new: s.new,
-                }),
-            ))
-        }
-        Err(e) => {
-            let e = ApiError::from(e);
-            state.metrics.submitted(kind, e.code);
-            Err(e)
-        }
-    }
+    let s = calls::submit(&state, &tx, Source::Rest).await?;
+    let status = if s.new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(Submitted {
+            hash: s.hash.to_hex(),
+            new: s.new,
+        }),
+    ))
 }
 
 /// List transactions, newest first.

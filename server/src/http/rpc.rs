@@ -82,22 +82,10 @@ async fn send_transaction(params: Params<'static>, state: &AppState) -> Original
             return invalid(message);
         }
     };
-    let kind = tx.kind().as_str();
-    match state.intake.submit(&tx, Source::Rpc).await {
-        Ok(s) => {
-            state
-                .metrics
-                .submitted(kind, if s.new { "accepted" } else { "duplicate" });
-            Ok(Envelope::Ok(()))
-        }
-        Err(SubmitError::Invalid(e)) => {
-            state.metrics.submitted(kind, e.code());
-            invalid(e.to_string())
-        }
-        Err(SubmitError::Store(e)) => {
-            state.metrics.submitted(kind, "database_unavailable");
-            internal(&e)
-        }
+    match calls::submit(state, &tx, Source::Rpc).await {
+        Ok(_) => Ok(Envelope::Ok(())),
+        Err(SubmitError::Invalid(e)) => invalid(e.to_string()),
+        Err(SubmitError::Store(e)) => internal(&e),
     }
 }
 
@@ -207,6 +195,37 @@ pub mod calls {
         Ok((&page).into())
     }
 
+    /// Submits `tx` through intake and counts the outcome, whichever API it arrived on.
+    pub async fn submit(
+        state: &AppState,
+        tx: &Transaction,
+        source: Source,
+    ) -> Result<app::node::Submitted, SubmitError> {
+        let result = state.intake.submit(tx, source).await;
+        let outcome = match &result {
+            Ok(s) if s.new => "accepted",
+            Ok(_) => "duplicate",
+            Err(SubmitError::Invalid(e)) => e.code(),
+            Err(SubmitError::Store(_)) => "database_unavailable",
+        };
+        state.metrics.submitted(tx.kind().as_str(), outcome);
+        result
+    }
+
+    /// The node signs `payload` with its own key and submits it like any transaction. The
+    /// nonce is the clock in milliseconds, so the same request twice in one millisecond is
+    /// one transaction (a replay), not two.
+    pub async fn sign_and_submit(
+        state: &AppState,
+        payload: app::tx::Payload,
+        source: Source,
+    ) -> Result<(Transaction, app::node::Submitted), SubmitError> {
+        let nonce = u64::try_from(app::store::now_ms()).unwrap_or(0);
+        let tx = Transaction::new_signed(payload, nonce, &state.node_key);
+        let submitted = submit(state, &tx, source).await?;
+        Ok((tx, submitted))
+    }
+
     /// Cancels a Run: the node signs a `Cancel` naming it with its own key and submits it.
     /// (A Run's author can instead sign and submit a Cancel through the public paths.)
     pub async fn cancel(
@@ -231,18 +250,8 @@ pub mod calls {
                 ));
             }
         }
-        // A fresh nonce per request: cancelling twice in the same millisecond is one Cancel.
-        let nonce = u64::try_from(app::store::now_ms()).unwrap_or(0);
-        let tx = Transaction::new_signed(Payload::Cancel { parent: *run }, nonce, &state.node_key);
-        let submitted = state.intake.submit(&tx, source).await?;
-        state.metrics.submitted(
-            "cancel",
-            if submitted.new {
-                "accepted"
-            } else {
-                "duplicate"
-            },
-        );
+        let (_, submitted) =
+            sign_and_submit(state, Payload::Cancel { parent: *run }, source).await?;
         Ok(dto::Submitted {
             hash: submitted.hash.to_hex(),
             new: submitted.new,
