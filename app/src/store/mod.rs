@@ -916,10 +916,13 @@ impl Store {
     /// stored Run, Proof or Verification. Works at every stage: a Run without proofs is a root
     /// without children.
     pub async fn transaction_tree(&self, hash: &Hash) -> Result<Option<TransactionTree>> {
-        // Walk up to the root (at most Verification → Proof → Run).
-        let mut current = *hash;
-        let mut found_any = false;
-        for _ in 0..4 {
+        // Walk up to the root (at most Verification → Proof → Run), one row per level. A parent
+        // this node has not stored ends the walk: the tree roots at the last stored ancestor.
+        let mut root = None;
+        let mut next = Some(*hash);
+        // Bounded: a hash covers its parent, so only a corrupted table could hold a cycle.
+        for _ in 0..3 {
+            let Some(current) = next.take() else { break };
             let row: Option<(String, Option<String>)> = dispatch!(self, pool => {
                 sqlx::query_as("SELECT kind, parent FROM transactions WHERE hash = $1")
                     .bind(current.to_hex())
@@ -931,25 +934,17 @@ impl Store {
                 Kind::parse(&kind),
                 parent.as_deref().and_then(Hash::from_hex),
             ) {
-                (Some(Kind::Run), _) => {
-                    found_any = true;
-                    break;
-                }
+                (Some(Kind::Run), _) => root = Some(current),
                 (Some(Kind::Proof | Kind::Verification), Some(parent)) => {
-                    found_any = true;
-                    let parent_known = self.transaction_kind(&parent).await?.is_some();
-                    if !parent_known {
-                        break;
-                    }
-                    current = parent;
+                    root = Some(current);
+                    next = Some(parent);
                 }
                 _ => return Ok(None),
             }
         }
-        if !found_any {
+        let Some(root) = root else {
             return Ok(None);
-        }
-        let root = current;
+        };
         let mut rows: Vec<(String, String, i64)> = dispatch!(self, pool => {
             sqlx::query_as(
                 "SELECT hash, parent, seq FROM transactions WHERE parent = $1 AND kind = 'proof' \
