@@ -11,11 +11,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use app::vm::guest_server::{GuestHandler, hybrid_listener_path, serve_hybrid};
+use app::vm::guest_server::{GuestHandler, HybridDaemon, hybrid_listener_path, serve_hybrid};
 use app::vm::qemu::{Accel, Boot, VmSpec, Vsock};
 use app::vm::runner::{Timeouts, Vm};
 use guest::proto::{Task, TaskResultRequest};
-use testkit::vm::{VsockDaemon, require};
+use testkit::vm::require;
 
 struct OneTask {
     done: tokio::sync::Notify,
@@ -110,7 +110,11 @@ fn main() -> anyhow::Result<()> {
             std::fs::write(dir.path().join("workspace/in.txt"), b"input")?;
             let initrd = dir.path().join("initrd.img");
             std::fs::write(&initrd, &initrd_bytes)?;
-            let daemon = VsockDaemon::start(&dir.path().join("vsock"), 3 + i as u32)?;
+            let daemon = HybridDaemon::start(
+                Path::new("vhost-device-vsock"),
+                &dir.path().join("vsock"),
+                3 + i as u32,
+            )?;
             let handler = Arc::new(OneTask {
                 done: tokio::sync::Notify::new(),
                 got: Mutex::new(false),
@@ -131,7 +135,11 @@ fn main() -> anyhow::Result<()> {
             std::fs::create_dir_all(dir.path().join("workspace"))?;
             let initrd = dir.path().join("initrd.img");
             std::fs::write(&initrd, &initrd_bytes)?;
-            let daemon = VsockDaemon::start(&dir.path().join("vsock"), 3 + i as u32)?;
+            let daemon = HybridDaemon::start(
+                Path::new("vhost-device-vsock"),
+                &dir.path().join("vsock"),
+                3 + i as u32,
+            )?;
             let s = spec(dir.path(), &fx.vmlinux, &initrd, &daemon.socket);
             let start = Instant::now();
             let mut child = tokio::process::Command::new(&qemu)

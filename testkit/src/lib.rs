@@ -356,51 +356,6 @@ pub mod vm {
         Ok(())
     }
 
-    /// A `vhost-device-vsock` daemon for one VM (the hybrid vsock), killed when dropped.
-    #[derive(Debug)]
-    pub struct VsockDaemon {
-        child: std::process::Child,
-        /// The vhost-user socket QEMU connects to.
-        pub socket: PathBuf,
-        /// The host side: guests' connections to port P arrive on `<uds>_P`.
-        pub uds: PathBuf,
-    }
-
-    impl VsockDaemon {
-        pub fn start(dir: &Path, cid: u32) -> std::io::Result<VsockDaemon> {
-            std::fs::create_dir_all(dir)?;
-            let socket = dir.join("vhost-user-vsock.sock");
-            let uds = dir.join("vm.vsock");
-            let child = std::process::Command::new("vhost-device-vsock")
-                .arg("--vm")
-                .arg(format!(
-                    "guest-cid={cid},socket={},uds-path={}",
-                    socket.display(),
-                    uds.display()
-                ))
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()?;
-            let daemon = VsockDaemon { child, socket, uds };
-            for _ in 0..400 {
-                if daemon.socket.exists() {
-                    return Ok(daemon);
-                }
-                std::thread::sleep(std::time::Duration::from_millis(25));
-            }
-            Err(std::io::Error::other(
-                "vhost-device-vsock did not create its socket within 10 s",
-            ))
-        }
-    }
-
-    impl Drop for VsockDaemon {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
     /// Looks up a program on PATH; in CI its absence fails the test, elsewhere it is reported and
     /// the test skips.
     pub fn require(name: &str) -> Option<PathBuf> {

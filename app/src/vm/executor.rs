@@ -11,7 +11,7 @@ use std::time::Duration;
 use guest::proto::{Task, TaskError, TaskResultRequest, task_result_request};
 use tokio::sync::{oneshot, watch};
 
-use super::guest_server::{GuestHandler, hybrid_listener_path, serve_hybrid};
+use super::guest_server::{GuestHandler, HybridDaemon, hybrid_listener_path, serve_hybrid};
 use super::image::{ImageFormat, detect_file};
 use super::outputs::{self, AcceptedOutput};
 use super::qemu::{Accel, Boot, GpuPassthrough, VmSpec, Vsock};
@@ -151,15 +151,6 @@ pub fn panic_line(console: &Path) -> Option<String> {
         .map(|l| l.trim().to_string())
 }
 
-struct Daemon(std::process::Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct Executor {
     config: ExecutorConfig,
@@ -268,34 +259,23 @@ impl Executor {
         // The transport, and what must be undone when the task ends.
         let (vsock, _daemon, server, cid) = match &self.config.vsock {
             VsockMode::Hybrid { daemon } => {
-                let socket = dir.join("vhost-user-vsock.sock");
-                let uds = dir.join("vm.vsock");
-                let child = Daemon(
-                    std::process::Command::new(daemon)
-                        .arg("--vm")
-                        .arg(format!(
-                            "guest-cid=3,socket={},uds-path={}",
-                            socket.display(),
-                            uds.display()
-                        ))
-                        .stdout(std::process::Stdio::null())
-                        .stderr(std::process::Stdio::null())
-                        .spawn()
-                        .map_err(|source| ExecError::Daemon {
-                            daemon: daemon.display().to_string(),
-                            source,
-                        })?,
-                );
-                for _ in 0..400 {
-                    if socket.exists() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(25)).await;
-                }
-                let listener =
-                    tokio::net::UnixListener::bind(hybrid_listener_path(&uds, self.config.port))
-                        .map_err(ExecError::Prepare)?;
+                let (binary, vsock_dir) = (daemon.clone(), dir.to_path_buf());
+                let started = tokio::task::spawn_blocking(move || {
+                    HybridDaemon::start(&binary, &vsock_dir, super::vsock::FIRST_GUEST_CID)
+                })
+                .await
+                .map_err(|e| ExecError::Prepare(std::io::Error::other(e)))?;
+                let child = started.map_err(|source| ExecError::Daemon {
+                    daemon: daemon.display().to_string(),
+                    source,
+                })?;
+                let listener = tokio::net::UnixListener::bind(hybrid_listener_path(
+                    &child.uds,
+                    self.config.port,
+                ))
+                .map_err(ExecError::Prepare)?;
                 let server = tokio::spawn(serve_hybrid(listener, spec.id.clone(), handler.clone()));
+                let socket = child.socket.clone();
                 (Vsock::Hybrid { socket }, Some(child), Some(server), None)
             }
             VsockMode::Kernel { hub } => {

@@ -98,6 +98,56 @@ where
         .await
 }
 
+/// A `vhost-device-vsock` daemon giving one VM the hybrid vsock, killed when dropped. QEMU
+/// connects to [`socket`](Self::socket); the guest's connections to host port P arrive on
+/// [`hybrid_listener_path`]`(uds, P)`.
+#[derive(Debug)]
+pub struct HybridDaemon {
+    child: std::process::Child,
+    /// The vhost-user socket QEMU connects to.
+    pub socket: PathBuf,
+    /// The host side's base path.
+    pub uds: PathBuf,
+}
+
+impl HybridDaemon {
+    /// Starts `binary` for guest `cid` with its sockets in `dir`, and waits (up to 10 s) until
+    /// its vhost-user socket exists. Blocking: call it from a blocking context.
+    pub fn start(binary: &Path, dir: &Path, cid: u32) -> std::io::Result<HybridDaemon> {
+        std::fs::create_dir_all(dir)?;
+        let socket = dir.join("vhost-user-vsock.sock");
+        let uds = dir.join("vm.vsock");
+        let child = std::process::Command::new(binary)
+            .arg("--vm")
+            .arg(format!(
+                "guest-cid={cid},socket={},uds-path={}",
+                socket.display(),
+                uds.display()
+            ))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let daemon = HybridDaemon { child, socket, uds };
+        for _ in 0..400 {
+            if daemon.socket.exists() {
+                return Ok(daemon);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        Err(std::io::Error::other(format!(
+            "{} did not create its socket within 10 s",
+            binary.display()
+        )))
+    }
+}
+
+impl Drop for HybridDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The Unix socket the hybrid vsock daemon connects to when the guest dials the host on `port`:
 /// `<uds path>_<port>`.
 pub fn hybrid_listener_path(uds_path: &Path, port: u32) -> PathBuf {

@@ -2,15 +2,16 @@
 //! test prover, which gets its task over gRPC, reads its input from `/workspace`, writes a proof
 //! file and submits it; the node checks the output's checksum itself.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use app::vm::guest_server::{GuestHandler, hybrid_listener_path, serve_hybrid};
+use app::vm::guest_server::{GuestHandler, HybridDaemon, hybrid_listener_path, serve_hybrid};
 use app::vm::outputs;
 use app::vm::qemu::{Accel, Boot, VmSpec, Vsock};
 use app::vm::runner::{Timeouts, Vm};
 use guest::proto::{Task, TaskResultRequest, task_result_request};
-use testkit::vm::{VsockDaemon, require};
+use testkit::vm::require;
 
 struct OneTask {
     task: Task,
@@ -61,7 +62,12 @@ async fn boot_and_prove(raw_disk: bool) {
     let initrd = dir.path().join("initrd.img");
     std::fs::write(&initrd, testkit::vm::initramfs(&fx).expect("initramfs")).expect("write");
 
-    let daemon = VsockDaemon::start(&dir.path().join("vsock"), 3).expect("vsock daemon");
+    let daemon = HybridDaemon::start(
+        Path::new("vhost-device-vsock"),
+        &dir.path().join("vsock"),
+        3,
+    )
+    .expect("vsock daemon");
     let (socket, uds) = (daemon.socket.clone(), daemon.uds.clone());
     let handler = Arc::new(OneTask {
         task: Task {

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use app::vm::guest_server::HybridDaemon;
 use app::vm::qemu::{Accel, Boot, VmSpec, Vsock};
 use app::vm::runner::{Timeouts, Vm, VmCommand, VmError, VmResponse, VmState, Vms, reap_orphans};
-use testkit::vm::{VsockDaemon, require};
+use testkit::vm::require;
 
 /// A VM whose disk has nothing bootable: the firmware runs and waits, like a hung guest.
 fn spec(dir: &Path, name: &str, socket: PathBuf) -> VmSpec {
@@ -48,7 +49,8 @@ async fn lifecycle_over_qmp() {
     let mut vms = Vms::new(qemu.clone(), Timeouts::default());
 
     // Start, query, stop with QMP quit.
-    let d1 = VsockDaemon::start(&dir.path().join("d1"), 3).expect("daemon");
+    let d1 = HybridDaemon::start(Path::new("vhost-device-vsock"), &dir.path().join("d1"), 3)
+        .expect("daemon");
     let socket = d1.socket.clone();
     let started = vms
         .handle(
@@ -81,7 +83,8 @@ async fn lifecycle_over_qmp() {
     ));
 
     // A guest that never finishes is killed at its deadline.
-    let d2 = VsockDaemon::start(&dir.path().join("d2"), 4).expect("daemon");
+    let d2 = HybridDaemon::start(Path::new("vhost-device-vsock"), &dir.path().join("d2"), 4)
+        .expect("daemon");
     let socket = d2.socket.clone();
     let mut vm = Vm::start(&qemu, spec(dir.path(), "b", socket), Timeouts::default())
         .await
@@ -97,7 +100,8 @@ async fn lifecycle_over_qmp() {
     assert!(!alive(pid));
 
     // QEMU that cannot start reports why.
-    let d3 = VsockDaemon::start(&dir.path().join("d3"), 5).expect("daemon");
+    let d3 = HybridDaemon::start(Path::new("vhost-device-vsock"), &dir.path().join("d3"), 5)
+        .expect("daemon");
     let socket = d3.socket.clone();
     let mut broken = spec(dir.path(), "c", socket);
     broken.boot = Boot::Disk {
@@ -119,7 +123,8 @@ fn orphans_of_a_killed_node_are_reaped() {
         return;
     };
     let dir = testkit::tempdir();
-    let d = VsockDaemon::start(&dir.path().join("d"), 6).expect("daemon");
+    let d = HybridDaemon::start(Path::new("vhost-device-vsock"), &dir.path().join("d"), 6)
+        .expect("daemon");
     let socket = d.socket.clone();
     let s = spec(dir.path(), "orphan", socket);
     // Started the way the node starts it, but the node "dies": nothing owns the process now.
