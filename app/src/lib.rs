@@ -10,6 +10,7 @@ pub mod download;
 pub mod events;
 pub mod gpu;
 pub mod node;
+pub mod pipeline;
 pub mod scheduler;
 pub mod store;
 pub mod tx;

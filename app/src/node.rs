@@ -3,7 +3,7 @@
 
 use crate::events::{Event, Events};
 use crate::store::{Inserted, Phase, Source, Store, StoreError};
-use crate::tx::{Hash, Transaction};
+use crate::tx::{Hash, Payload, Transaction};
 use crate::validate::{self, Limits, ValidationError};
 
 /// Who may author transactions.
@@ -158,6 +158,17 @@ impl Intake {
                 parent,
                 found,
                 expected,
+            }
+            .into());
+        }
+        if let Payload::Cancel { parent } = &tx.payload
+            && self.node_author != Some(tx.author)
+            && let Some(run) = self.store.get_transaction(parent).await?
+            && run.tx.author != tx.author
+        {
+            return Err(ValidationError::CancelNotAuthorized {
+                run: *parent,
+                author: tx.author.to_hex(),
             }
             .into());
         }

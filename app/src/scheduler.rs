@@ -211,6 +211,11 @@ impl Scheduler {
         self.pool = pool;
     }
 
+    /// What the running tasks hold.
+    pub fn allocations(&self) -> impl Iterator<Item = &Allocation> {
+        self.running.values()
+    }
+
     pub fn waiting(&self) -> usize {
         self.queue.len()
     }

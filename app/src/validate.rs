@@ -141,6 +141,10 @@ pub enum ValidationError {
         "the author {0} is not on this node's ACL whitelist; ask the network's operator to whitelist the key"
     )]
     AuthorNotWhitelisted(String),
+    #[error(
+        "only the author of the Run {run} (or this node's operator, through the REST API) may cancel it; {author} is not its author"
+    )]
+    CancelNotAuthorized { run: Hash, author: String },
 }
 
 impl ValidationError {
@@ -162,6 +166,7 @@ impl ValidationError {
             Self::ValueTooLarge { .. } => "value_too_large",
             Self::ParentWrongKind { .. } => "parent_wrong_kind",
             Self::AuthorNotWhitelisted(_) => "author_not_whitelisted",
+            Self::CancelNotAuthorized { .. } => "cancel_not_authorized",
         }
     }
 }

@@ -318,6 +318,49 @@ pub struct RunArgs {
     #[arg(long, env = "GEVULOT_VSOCK_LISTEN_PORT", default_value_t = 8080)]
     pub vsock_listen_port: u32,
 
+    /// How the node reaches its guests: `kernel` (/dev/vhost-vsock), `hybrid` (one
+    /// `vhost-device-vsock` per VM, over Unix sockets), or `auto` (kernel when /dev/vhost-vsock
+    /// exists, else hybrid).
+    #[arg(long, env = "GEVULOT_VSOCK_MODE", value_parser = ["auto", "kernel", "hybrid"], default_value = "auto")]
+    pub vsock_mode: String,
+
+    /// The hybrid vsock daemon (`vhost-device-vsock`, from crates.io).
+    #[arg(
+        long,
+        env = "GEVULOT_VSOCK_DAEMON",
+        default_value = "vhost-device-vsock"
+    )]
+    pub vsock_daemon: PathBuf,
+
+    /// The longest a program's VM may run, in seconds; it is stopped then and its task ends
+    /// `timed_out`.
+    #[arg(long, env = "GEVULOT_MAX_VM_RUN_TIME", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_vm_run_time: u64,
+
+    /// Attempts of a task whose failures are retryable (a VM crash, a boot or download failure).
+    #[arg(long, env = "GEVULOT_TASK_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub task_max_attempts: u32,
+
+    /// Seconds before a failed task's first retry; each next retry waits twice as long.
+    #[arg(long, env = "GEVULOT_TASK_RETRY_DELAY", default_value_t = 5)]
+    pub task_retry_delay: u64,
+
+    /// How long, in seconds, a Run waits for a program that is not deployed yet.
+    #[arg(long, env = "GEVULOT_PROGRAM_WAIT", default_value_t = 3600)]
+    pub program_wait: u64,
+
+    /// At most this many tasks of one program run at a time (0: no limit).
+    #[arg(long, env = "GEVULOT_MAX_TASKS_PER_PROGRAM", default_value_t = 0)]
+    pub max_tasks_per_program: usize,
+
+    /// Largest file the node takes in: a downloaded image or input, or a program's output.
+    #[arg(long, env = "GEVULOT_MAX_FILE_BYTES", default_value_t = 32 * 1024 * 1024 * 1024)]
+    pub max_file_bytes: u64,
+
+    /// Downloads at the same time.
+    #[arg(long, env = "GEVULOT_DOWNLOAD_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub download_concurrency: u64,
+
     /// CPUs offered to programs [default: all CPUs of the host]
     #[arg(long = "num-cpus", env = "GEVULOT_CPUS")]
     pub cpus: Option<u64>,

@@ -114,7 +114,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(addr) => Some(http::bind(addr, "GEVULOT_METRICS_LISTEN_ADDR").await?),
         None => None,
     };
-    if !args.no_execution {
+    let accel = if args.no_execution {
+        None
+    } else {
         // VMs a previous run left behind (the node was killed) are ended and their directories
         // removed before anything new starts.
         let reaped =
@@ -132,7 +134,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         )
         .await;
         info!(target: "gevulot", accel = decision.accel.as_str(), reason = %decision.reason, "VM accelerator");
-    }
+        Some(decision.accel)
+    };
     let main_addr = main_listener.local_addr()?;
     let files_addr = files_listener.local_addr()?;
     let health_addr = health_listener.local_addr()?;
@@ -141,6 +144,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .map(|l| l.local_addr())
         .transpose()?;
     let file_base_url = file_base_url(args.p2p_advertised_listen_addr, files_addr);
+
+    let resources = http::dto::NodeResources {
+        cpus: args.cpus.unwrap_or_else(host_cpus),
+        mem_mib: args.mem_gb.map_or_else(host_mem_mib, |g| g * 1024),
+        gpu_devices: args.gpu_devices.clone(),
+        execution: !args.no_execution,
+        usage: None,
+    };
+    let pipeline = match accel {
+        Some(accel) => Some(pipeline(
+            &args,
+            accel,
+            &data.path,
+            &log_directory,
+            &file_base_url,
+            &resources,
+            intake.clone(),
+            key.clone(),
+        )?),
+        None => None,
+    };
 
     let max_request_bytes = args
         .max_proof_bytes
@@ -158,14 +182,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         max_request_bytes,
         max_upload_bytes: args.max_upload_bytes,
         data_dir: data.path.clone(),
-        resources: http::dto::NodeResources {
-            cpus: args.cpus.unwrap_or_else(host_cpus),
-            mem_mib: args.mem_gb.map_or_else(host_mem_mib, |g| g * 1024),
-            gpu_devices: args.gpu_devices.clone(),
-            execution: !args.no_execution,
-        },
+        resources,
         sysfs: app::gpu::Sysfs::new(&args.sysfs_root),
+        pipeline: pipeline.clone(),
     });
+    if let Some(pipeline) = pipeline {
+        if let Err(e) = http::gpus::refresh_pool(&state).await {
+            warn!(target: "gevulot", error = %e.detail, "cannot read the GPU pool; programs get no GPU until it is changed through the API");
+        }
+        tokio::spawn(pipeline.run());
+    }
     let (main_router, rpc_handle) = http::main_router(state.clone())?;
     // Expired console sessions are purged hourly (they are refused at once anyway).
     let purge_store = store.clone();
@@ -264,6 +290,116 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     store.close().await;
     info!(target: "gevulot", "stopped");
     Ok(())
+}
+
+/// The prover pipeline over a real executor, configured from the directives.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "each is a separate piece of the node"
+)]
+fn pipeline(
+    args: &RunArgs,
+    accel: app::vm::qemu::Accel,
+    data: &Path,
+    log_directory: &Path,
+    file_base_url: &str,
+    resources: &http::dto::NodeResources,
+    intake: Intake,
+    key: SecretKey,
+) -> anyhow::Result<app::pipeline::Pipeline> {
+    use app::vm::executor::{Executor, ExecutorConfig};
+    let vsock = vsock_mode(args);
+    if let app::vm::executor::VsockMode::Unavailable { reason } = &vsock {
+        warn!(target: "gevulot", "{reason}");
+    }
+    let executor = Executor::new(ExecutorConfig {
+        qemu: args.qemu_path.clone(),
+        vms_dir: data.join("vms"),
+        log_dir: log_directory.join("vms"),
+        accel,
+        vsock,
+        port: args.vsock_listen_port,
+        timeouts: app::vm::runner::Timeouts::default(),
+        max_output_bytes: args.max_file_bytes,
+    });
+    let downloader = app::download::Downloader::new(
+        data,
+        app::download::Limits {
+            max_bytes: args.max_file_bytes,
+            concurrency: usize::try_from(args.download_concurrency).unwrap_or(4),
+            ..Default::default()
+        },
+    )
+    .context("cannot prepare downloads")?;
+    Ok(app::pipeline::Pipeline::new(
+        app::pipeline::Config {
+            data_dir: data.to_path_buf(),
+            file_base_url: file_base_url.to_string(),
+            cpus: resources.cpus,
+            mem_mib: resources.mem_mib,
+            max_run_time: Duration::from_secs(args.max_vm_run_time),
+            max_attempts: args.task_max_attempts,
+            retry_backoff: Duration::from_secs(args.task_retry_delay),
+            program_wait: Duration::from_secs(args.program_wait),
+            per_program_limit: (args.max_tasks_per_program > 0)
+                .then_some(args.max_tasks_per_program),
+        },
+        intake,
+        key,
+        downloader,
+        executor,
+    ))
+}
+
+/// A program named by path or looked up on PATH.
+fn find_program(program: &Path) -> Option<std::path::PathBuf> {
+    if program.components().count() > 1 {
+        return program.is_file().then(|| program.to_path_buf());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// The vsock transport from `GEVULOT_VSOCK_MODE`, or why there is none.
+fn vsock_mode(args: &RunArgs) -> app::vm::executor::VsockMode {
+    use app::vm::executor::VsockMode;
+    let kernel = std::path::Path::new("/dev/vhost-vsock").exists();
+    if args.vsock_mode == "kernel" || (args.vsock_mode == "auto" && kernel) {
+        if !kernel {
+            return VsockMode::Unavailable {
+                reason: "GEVULOT_VSOCK_MODE=kernel, but /dev/vhost-vsock is missing: load the module (`modprobe vhost_vsock`) or set GEVULOT_VSOCK_MODE=hybrid".into(),
+            };
+        }
+        match app::vm::vsock::KernelVsockHub::bind(args.vsock_listen_port) {
+            Ok(listener) => {
+                let hub = app::vm::vsock::KernelVsockHub::default();
+                let serving = hub.clone();
+                tokio::spawn(async move { serving.serve(listener).await });
+                return VsockMode::Kernel { hub };
+            }
+            Err(e) if args.vsock_mode == "kernel" => {
+                return VsockMode::Unavailable {
+                    reason: format!(
+                        "cannot listen on vsock port {} ({e}): free the port or set GEVULOT_VSOCK_LISTEN_PORT",
+                        args.vsock_listen_port
+                    ),
+                };
+            }
+            Err(e) => {
+                warn!(target: "gevulot", error = %e, "cannot listen on the kernel's vsock; trying the hybrid vsock");
+            }
+        }
+    }
+    match find_program(&args.vsock_daemon) {
+        Some(daemon) => VsockMode::Hybrid { daemon },
+        None => VsockMode::Unavailable {
+            reason: format!(
+                "no vsock transport: /dev/vhost-vsock is missing and the hybrid vsock daemon {} was not found; load vhost_vsock, or install it (`cargo install vhost-device-vsock`) and set GEVULOT_VSOCK_DAEMON",
+                args.vsock_daemon.display()
+            ),
+        },
+    }
 }
 
 fn host_cpus() -> u64 {

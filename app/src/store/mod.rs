@@ -1225,6 +1225,41 @@ impl Store {
         rows.into_iter().map(decode_task).collect()
     }
 
+    /// Records what a task produces (`proof` or `verification`), once its program is known.
+    pub async fn set_task_kind(&self, id: i64, kind: &str) -> Result<()> {
+        dispatch!(self, pool => {
+            sqlx::query("UPDATE tasks SET kind = $1 WHERE id = $2")
+                .bind(kind)
+                .bind(id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Runs with unfinished business, oldest first: those without tasks yet and those with a
+    /// task not in a terminal phase. What the pipeline picks up when it starts.
+    pub async fn runs_to_plan(&self) -> Result<Vec<Hash>> {
+        let rows: Vec<(String,)> = dispatch!(self, pool => {
+            sqlx::query_as(
+                "SELECT hash FROM (\
+                   SELECT t.hash, t.seq FROM transactions t WHERE t.kind = 'run' \
+                     AND NOT EXISTS (SELECT 1 FROM tasks k WHERE k.tx = t.hash) \
+                   UNION \
+                   SELECT t.hash, t.seq FROM transactions t JOIN tasks k ON k.tx = t.hash \
+                     WHERE k.phase NOT IN ('succeeded', 'failed', 'cancelled', 'timed_out')\
+                 ) AS open_runs ORDER BY seq",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|(h,)| {
+                Hash::from_hex(&h).ok_or_else(|| StoreError::Corrupt(format!("bad run hash {h}")))
+            })
+            .collect()
+    }
+
     /// Executes raw SQL; for tests and maintenance that need to look underneath.
     #[doc(hidden)]
     pub async fn execute_raw(&self, sql: &str) -> Result<u64> {

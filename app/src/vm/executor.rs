@@ -26,6 +26,9 @@ pub enum VsockMode {
     Kernel { hub: super::vsock::KernelVsockHub },
     /// One `vhost-device-vsock` daemon per VM (the hybrid vsock over Unix sockets).
     Hybrid { daemon: PathBuf },
+    /// Neither transport exists on this host: every task fails at once with `reason` (which
+    /// says what to install), instead of booting a VM that could never be reached.
+    Unavailable { reason: String },
 }
 
 #[derive(Clone, Debug)]
@@ -105,11 +108,16 @@ pub enum ExecError {
 struct OneTask {
     task: Task,
     result: Mutex<Option<oneshot::Sender<TaskResultRequest>>>,
+    /// Fired when the program first asks for its task: the VM booted and the program runs.
+    started: Mutex<Option<oneshot::Sender<()>>>,
 }
 
 impl GuestHandler for OneTask {
     async fn get_task(&self, _vm: &str) -> Option<Task> {
         let waiting = self.result.lock().map(|r| r.is_some()).unwrap_or(false);
+        if waiting && let Some(started) = self.started.lock().ok().and_then(|mut s| s.take()) {
+            let _ = started.send(());
+        }
         waiting.then(|| self.task.clone())
     }
 
@@ -224,8 +232,25 @@ impl Executor {
     pub async fn run(
         &self,
         spec: &TaskSpec,
-        mut cancel: watch::Receiver<bool>,
+        cancel: watch::Receiver<bool>,
     ) -> Result<Outcome, ExecError> {
+        self.run_reporting(spec, cancel, None).await
+    }
+
+    /// [`Executor::run`], also telling `started` when the program first asks for its task (the
+    /// VM booted; the program runs).
+    pub async fn run_reporting(
+        &self,
+        spec: &TaskSpec,
+        mut cancel: watch::Receiver<bool>,
+        started: Option<oneshot::Sender<()>>,
+    ) -> Result<Outcome, ExecError> {
+        if let VsockMode::Unavailable { reason } = &self.config.vsock {
+            return Ok(Outcome::Failed {
+                reason: reason.clone(),
+                retryable: false,
+            });
+        }
         let dir = self.vm_dir(&spec.id);
         let _ = std::fs::remove_dir_all(&dir);
         let workspace = dir.join("workspace");
@@ -255,6 +280,7 @@ impl Executor {
                 files: spec.inputs.iter().map(|(p, _)| p.clone()).collect(),
             },
             result: Mutex::new(Some(result_tx)),
+            started: Mutex::new(started),
         });
         // The transport, and what must be undone when the task ends.
         let (vsock, _daemon, server, cid) = match &self.config.vsock {
@@ -281,6 +307,12 @@ impl Executor {
             VsockMode::Kernel { hub } => {
                 let cid = hub.register(handler.clone()).ok_or(ExecError::NoCid)?;
                 (Vsock::Kernel { cid }, None, None, Some(cid))
+            }
+            VsockMode::Unavailable { reason } => {
+                return Ok(Outcome::Failed {
+                    reason: reason.clone(),
+                    retryable: false,
+                });
             }
         };
 

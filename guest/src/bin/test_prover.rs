@@ -1,8 +1,18 @@
 //! A test prover: reads its input files and writes `/workspace/proof.dat`, a proof derived from
-//! them: `proof:<BLAKE3 of the inputs, in order>:<args joined by spaces>`.
+//! them: `proof:<BLAKE3 of the inputs, in order>:<args joined by spaces>`. With the arguments
+//! `--sleep-ms N` it works for N milliseconds first (a long-running prover, for cancellation and
+//! recovery tests).
 
 fn main() {
     let outcome = guest::sdk::run(|task| {
+        if let Some(ms) = task
+            .args
+            .windows(2)
+            .find(|w| w[0] == "--sleep-ms")
+            .and_then(|w| w[1].parse::<u64>().ok())
+        {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         let mut hasher = blake3::Hasher::new();
         for file in &task.files {
             let bytes = std::fs::read(file).map_err(|e| format!("input {file}: {e}"))?;

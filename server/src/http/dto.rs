@@ -425,6 +425,22 @@ pub struct NodeResources {
     pub gpu_devices: Vec<String>,
     /// False when the node never executes (`GEVULOT_NODE_NO_EXECUTION`).
     pub execution: bool,
+    /// What is free now and how many tasks run and wait (absent when the node never executes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<ResourceUsage>,
+}
+
+/// What the node's tasks hold and wait for now.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ResourceUsage {
+    pub free_cpus: u64,
+    pub free_mem_mib: u64,
+    /// GPUs of the pool that no task holds.
+    pub free_gpus: usize,
+    /// Tasks holding resources (booting, running or submitting).
+    pub running_tasks: usize,
+    /// Tasks waiting for resources.
+    pub waiting_tasks: usize,
 }
 
 /// An output file of a Proof or Verification.

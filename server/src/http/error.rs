@@ -207,6 +207,10 @@ const CODES: &[(&str, &str)] = &[
         "author_not_whitelisted",
         "the author is not on this node's ACL whitelist",
     ),
+    (
+        "cancel_not_authorized",
+        "only the Run's author or the node's operator may cancel it",
+    ),
 ];
 
 #[cfg(test)]

@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use app::auth::Role;
+use std::collections::BTreeMap;
+
 use app::gpu::{GpuStatus, PoolState};
+use app::vm::qemu::GpuPassthrough;
 
 use super::AppState;
 use super::auth::Caller;
@@ -120,8 +123,11 @@ async fn statuses(state: &AppState) -> Result<Vec<GpuStatus>, ApiError> {
     let assignments = state.store().gpu_assignments().await?;
     let sysfs = state.sysfs.clone();
     let configured = state.resources.gpu_devices.clone();
-    // GPUs held by running tasks come from the executor once the pipeline runs tasks.
-    let busy = std::collections::HashMap::new();
+    let busy = state
+        .pipeline
+        .as_ref()
+        .map(|p| p.busy_gpus())
+        .unwrap_or_default();
     tokio::task::spawn_blocking(move || app::gpu::pool(&sysfs, &configured, &assignments, &busy))
         .await
         .map_err(|_| {
@@ -138,6 +144,36 @@ async fn statuses(state: &AppState) -> Result<Vec<GpuStatus>, ApiError> {
                 format!("{e}; check GEVULOT_SYSFS_ROOT"),
             )
         })
+}
+
+/// The GPUs programs may get: in the pool, ready, and neither reserved nor in maintenance (a busy
+/// one stays: it is free again when its task ends), each with the functions it passes through.
+pub fn usable(statuses: &[GpuStatus]) -> BTreeMap<String, GpuPassthrough> {
+    statuses
+        .iter()
+        .filter(|s| matches!(s.state, PoolState::Free | PoolState::Busy(_)))
+        .filter_map(|s| {
+            let gpu = s.gpu.as_ref()?;
+            Some((
+                s.address.clone(),
+                GpuPassthrough {
+                    functions: gpu
+                        .passthrough_functions()
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Tells the pipeline which GPUs it may use now.
+pub async fn refresh_pool(state: &AppState) -> Result<(), ApiError> {
+    if let Some(pipeline) = &state.pipeline {
+        pipeline.set_gpu_pool(usable(&statuses(state).await?));
+    }
+    Ok(())
 }
 
 /// The host's GPUs, their IOMMU groups and drivers, and the node's pool.
@@ -222,6 +258,9 @@ pub async fn change(
         .await?;
     tracing::info!(target: "gevulot", by = %caller.user.username, gpu = %address, state = stored_state, "GPU pool changed");
     let updated = statuses(&state).await?;
+    if let Some(pipeline) = &state.pipeline {
+        pipeline.set_gpu_pool(usable(&updated));
+    }
     let info = updated
         .iter()
         .find(|s| s.address == address)

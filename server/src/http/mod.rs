@@ -65,6 +65,8 @@ pub struct Inner {
     pub resources: dto::NodeResources,
     /// The host's sysfs (GPU inventory).
     pub sysfs: app::gpu::Sysfs,
+    /// The prover pipeline; absent on a node that does not execute (`GEVULOT_NODE_NO_EXECUTION`).
+    pub pipeline: Option<app::pipeline::Pipeline>,
 }
 
 impl AppState {

@@ -456,7 +456,18 @@ async fn live_events(
     responses((status = 200, description = "Offered resources", body = super::dto::NodeResources))
 )]
 async fn node_resources(State(state): State<AppState>) -> Json<super::dto::NodeResources> {
-    Json(state.resources.clone())
+    let mut resources = state.resources.clone();
+    resources.usage = state.pipeline.as_ref().map(|p| {
+        let u = p.usage();
+        super::dto::ResourceUsage {
+            free_cpus: u.free_cpus,
+            free_mem_mib: u.free_mem_mib,
+            free_gpus: u.free_gpus,
+            running_tasks: u.running,
+            waiting_tasks: u.waiting,
+        }
+    });
+    Json(resources)
 }
 
 /// List output files, newest first.

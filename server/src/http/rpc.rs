@@ -517,8 +517,10 @@ mod tests {
                 mem_mib: 1,
                 gpu_devices: vec![],
                 execution: true,
+                usage: None,
             },
             sysfs: app::gpu::Sysfs::new("/"),
+            pipeline: None,
         });
         let module = module(state).expect("module");
         let mut names: Vec<&str> = module.method_names().collect();

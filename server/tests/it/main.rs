@@ -7,6 +7,7 @@ mod gpus;
 mod live;
 mod operator;
 mod ops;
+mod pipeline;
 mod process;
 mod quadlet;
 mod rest;
