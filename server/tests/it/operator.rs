@@ -268,6 +268,9 @@ async fn upload_deploy_run_and_files() {
         .expect("json");
     assert_eq!(
         resources,
-        json!({"cpus": 3, "mem_mib": 2048, "gpu_devices": [], "execution": true})
+        json!({
+            "cpus": 3, "mem_mib": 2048, "gpu_devices": [], "execution": true,
+            "usage": {"free_cpus": 3, "free_mem_mib": 2048, "free_gpus": 0, "running_tasks": 0, "waiting_tasks": 0}
+        })
     );
 }
