@@ -14,7 +14,7 @@ use app::tx::{
 };
 use serde_json::{Value, json};
 
-use crate::process::Running;
+use crate::process::{Running, api_token};
 
 /// Program images and input files, served over HTTP by the test.
 pub struct Lab {
@@ -114,13 +114,18 @@ impl Lab {
     }
 
     pub fn start(&self, extra: &[(&'static str, &str)]) -> Running {
+        self.start_in(testkit::tempdir(), extra)
+    }
+
+    /// Starts a node on an existing data directory (a restart).
+    pub fn start_in(&self, data: tempfile::TempDir, extra: &[(&'static str, &str)]) -> Running {
         let mut env = self.node_env();
         for (k, v) in extra {
             env.retain(|(key, _)| key != k);
             env.push((k, (*v).to_string()));
         }
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        Running::start_with(None, &env)
+        Running::start_in(data, None, &env)
     }
 }
 
@@ -261,7 +266,7 @@ pub fn all_ended(tasks: &[Value]) -> bool {
 }
 
 /// Downloads `url` and returns the BLAKE3 of its content.
-async fn blake3_of(url: &str) -> String {
+pub async fn blake3_of(url: &str) -> String {
     let r = reqwest::get(url).await.expect("download");
     assert!(r.status().is_success(), "{url}: {}", r.status());
     blake3::hash(&r.bytes().await.expect("body"))
@@ -359,4 +364,590 @@ fn base64_decode(text: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(text)
         .expect("base64")
+}
+
+/// Submits through REST (`POST /api/v1/transactions`); returns the HTTP status and body.
+pub async fn send_rest(base: &str, tx: &Transaction) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/transactions"))
+        .json(tx)
+        .send()
+        .await
+        .expect("submit");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn cancel(key: &SecretKey, run: &Transaction) -> Transaction {
+    Transaction::new_signed(Payload::Cancel { parent: run.hash }, nonce(), key)
+}
+
+fn ended_with(tasks: &[Value], index: usize, phase: &str) -> bool {
+    tasks.get(index).is_some_and(|t| t["phase"] == phase)
+}
+
+fn ms(t: &Value, field: &str) -> String {
+    t[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("{field} in {t}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn rest_three_step_workflow_chains_outputs() {
+    let Some(lab) = Lab::new().await else { return };
+    let prover_img = lab.program_image("prover.img", "/bin/test-prover");
+    let verifier_img = lab.program_image("verifier.img", "/bin/test-verifier");
+    let data = lab.serve("in.txt", b"first input".to_vec());
+    let node = lab.start(&[]);
+    let user = SecretKey::generate().expect("key");
+    // Two deployments of the same images: one content, stored once.
+    let (p1, v1) = (
+        program("p1", &prover_img, 256, 1),
+        program("v1", &verifier_img, 256, 1),
+    );
+    let (p2, v2) = (
+        program("p2", &prover_img, 256, 1),
+        program("v2", &verifier_img, 256, 1),
+    );
+    for d in [
+        deploy(&user, "one", p1.clone(), v1),
+        deploy(&user, "two", p2.clone(), v2.clone()),
+    ] {
+        assert_eq!(send_rest(&node.base, &d).await.0, 201);
+    }
+    let run_tx = run(
+        &user,
+        vec![
+            step(&p1, &[], vec![input("/workspace/in.txt", &data)]),
+            step(
+                &p2,
+                &["second"],
+                vec![output_of(&p1, "/workspace/proof.dat")],
+            ),
+            step(&v2, &[], vec![output_of(&p2, "/workspace/proof.dat")]),
+        ],
+    );
+    let (status, body) = send_rest(&node.base, &run_tx).await;
+    assert_eq!(status, 201, "{body}");
+    let done = wait_tasks(
+        &node.base,
+        &run_tx.hash,
+        Duration::from_secs(300),
+        "the run ends",
+        all_ended,
+    )
+    .await;
+    assert_eq!(
+        phases(&done),
+        ["succeeded", "succeeded", "succeeded"],
+        "{done:?}"
+    );
+    let kinds: Vec<&str> = done
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds, ["proof", "proof", "verification"]);
+    // Steps ran one after another.
+    assert!(ms(&done[1], "started_at") >= ms(&done[0], "finished_at"));
+    assert!(ms(&done[2], "started_at") >= ms(&done[1], "finished_at"));
+
+    // The tree: two Proofs of the Run, the second verified.
+    let tree = get(&format!(
+        "{}/api/v1/transactions/{}/tree",
+        node.base, run_tx.hash
+    ))
+    .await;
+    assert_eq!(tree["kind"], "run");
+    let proofs = tree["children"].as_array().expect("children");
+    assert_eq!(proofs.len(), 2, "{tree}");
+    let verified: Vec<&Value> = proofs
+        .iter()
+        .filter(|p| p["children"].as_array().is_some_and(|c| c.len() == 1))
+        .collect();
+    assert_eq!(verified.len(), 1, "{tree}");
+    assert_eq!(verified[0]["children"][0]["kind"], "verification");
+
+    // The second proof was made from the first one's output file.
+    let mut outputs = HashMap::new();
+    for p in proofs {
+        let hash = p["hash"].as_str().expect("hash");
+        let d = get(&format!("{}/api/v1/transactions/{hash}", node.base)).await;
+        let payload = &d["output_form"]["payload"]["Proof"];
+        let prover = payload["prover"].as_str().expect("prover").to_string();
+        let file = &payload["files"][0];
+        let url = file["url"].as_str().expect("url");
+        assert_eq!(
+            blake3_of(url).await,
+            file["checksum"].as_str().expect("checksum")
+        );
+        let bytes = reqwest::get(url)
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("body");
+        outputs.insert(prover, bytes);
+    }
+    let first = &outputs[&p1.hash.to_hex()];
+    let second = String::from_utf8_lossy(&outputs[&p2.hash.to_hex()]).to_string();
+    assert_eq!(
+        second,
+        format!("proof:{}:second", blake3::hash(first).to_hex())
+    );
+    // Listed among the node's files.
+    let files = get(&format!("{}/api/v1/files", node.base)).await;
+    assert_eq!(files["items"].as_array().map(Vec::len), Some(2), "{files}");
+}
+
+#[tokio::test]
+async fn a_run_waits_for_its_program_and_a_bad_checksum_fails_cleanly() {
+    let Some(lab) = Lab::new().await else { return };
+    let prover_img = lab.program_image("prover.img", "/bin/test-prover");
+    let verifier_img = lab.program_image("verifier.img", "/bin/test-verifier");
+    let node = lab.start(&[]);
+    let user = SecretKey::generate().expect("key");
+    let prover = program("late", &prover_img, 256, 1);
+    let verifier = program("late-verifier", &verifier_img, 256, 1);
+    let run_tx = run(
+        &user,
+        vec![
+            step(&prover, &[], vec![]),
+            step(
+                &verifier,
+                &[],
+                vec![output_of(&prover, "/workspace/proof.dat")],
+            ),
+        ],
+    );
+    // Accepted before its programs exist, and visibly waiting for them.
+    assert_eq!(
+        send_rpc(&node.base, &run_tx).await["result"],
+        json!({"Ok": null})
+    );
+    let waiting = wait_tasks(
+        &node.base,
+        &run_tx.hash,
+        Duration::from_secs(30),
+        "waiting for the program",
+        |t| ended_with(t, 0, "waiting_for_program"),
+    )
+    .await;
+    let note = waiting[0]["error"].as_str().expect("what it waits for");
+    assert!(note.contains(&prover.hash.to_hex()), "{note}");
+    // Deployed later: it runs.
+    assert_eq!(
+        send_rpc(&node.base, &deploy(&user, "late", prover.clone(), verifier)).await["result"],
+        json!({"Ok": null})
+    );
+    let done = wait_tasks(
+        &node.base,
+        &run_tx.hash,
+        Duration::from_secs(240),
+        "the run ends",
+        all_ended,
+    )
+    .await;
+    assert_eq!(phases(&done), ["succeeded", "succeeded"], "{done:?}");
+
+    // An image whose content does not match its checksum: the task fails with that reason, and
+    // nothing of it is kept or served.
+    let wrong = Image {
+        url: prover_img.url.clone(),
+        checksum: blake3::hash(b"something else").to_hex().to_string(),
+    };
+    let bad = program("bad", &wrong, 256, 1);
+    let bad_verifier = program("bad-verifier", &verifier_img, 256, 1);
+    assert_eq!(
+        send_rpc(&node.base, &deploy(&user, "bad", bad.clone(), bad_verifier)).await["result"],
+        json!({"Ok": null})
+    );
+    let bad_run = run(&user, vec![step(&bad, &[], vec![])]);
+    assert_eq!(
+        send_rpc(&node.base, &bad_run).await["result"],
+        json!({"Ok": null})
+    );
+    let failed = wait_tasks(
+        &node.base,
+        &bad_run.hash,
+        Duration::from_secs(60),
+        "the bad run ends",
+        all_ended,
+    )
+    .await;
+    assert_eq!(phases(&failed), ["failed"]);
+    let reason = failed[0]["error"].as_str().expect("reason");
+    assert!(
+        reason.contains("BLAKE3") && reason.contains(&wrong.checksum),
+        "{reason}"
+    );
+    assert_eq!(failed[0]["attempt"], 0, "no VM was booted");
+    let (status, _) = crate::process::raw_http(
+        node.files,
+        &format!("GET /images/{}/bad.img HTTP/1.1", bad.hash),
+        &[],
+    );
+    assert_eq!(status, 404);
+    assert!(
+        !node
+            .data
+            .path()
+            .join("content")
+            .join(&wrong.checksum)
+            .exists()
+    );
+}
+
+#[tokio::test]
+async fn cancel_during_boot_and_during_run_frees_the_resources() {
+    let Some(lab) = Lab::new().await else { return };
+    let prover_img = lab.program_image("prover.img", "/bin/test-prover");
+    let verifier_img = lab.program_image("verifier.img", "/bin/test-verifier");
+    let node = lab.start(&[("GEVULOT_ADMIN_PASSWORD", "admin-password-1")]);
+    let user = SecretKey::generate().expect("key");
+    let prover = program("slow", &prover_img, 512, 2);
+    let verifier = program("slow-verifier", &verifier_img, 256, 1);
+    assert_eq!(
+        send_rpc(
+            &node.base,
+            &deploy(&user, "slow", prover.clone(), verifier.clone())
+        )
+        .await["result"],
+        json!({"Ok": null})
+    );
+    let slow = |n: &str| {
+        run(
+            &user,
+            vec![
+                step(&prover, &["--sleep-ms", "600000", "--nonce", n], vec![]),
+                step(
+                    &verifier,
+                    &[],
+                    vec![output_of(&prover, "/workspace/proof.dat")],
+                ),
+            ],
+        )
+    };
+    let usage =
+        || async { get(&format!("{}/api/v1/node/resources", node.base)).await["usage"].clone() };
+    let idle = json!({"free_cpus": 4, "free_mem_mib": 4096, "free_gpus": 0, "running_tasks": 0, "waiting_tasks": 0});
+    let wait_idle = || async {
+        let start = Instant::now();
+        loop {
+            let u = usage().await;
+            if u == idle {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "resources still held: {u}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+
+    // During boot, by the Run's author over JSON-RPC; someone else may not.
+    let first = slow("1");
+    assert_eq!(
+        send_rpc(&node.base, &first).await["result"],
+        json!({"Ok": null})
+    );
+    wait_tasks(
+        &node.base,
+        &first.hash,
+        Duration::from_secs(60),
+        "booting",
+        |t| ended_with(t, 0, "booting"),
+    )
+    .await;
+    let stranger = SecretKey::generate().expect("key");
+    let refused = send_rpc(&node.base, &cancel(&stranger, &first)).await;
+    let refusal = refused["result"]["Err"]["InvalidRequest"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(refusal.contains("only the author"), "{refused}");
+    assert_eq!(usage().await["running_tasks"], 1);
+    assert_eq!(
+        send_rpc(&node.base, &cancel(&user, &first)).await["result"],
+        json!({"Ok": null})
+    );
+    let ended = wait_tasks(
+        &node.base,
+        &first.hash,
+        Duration::from_secs(15),
+        "cancelled",
+        all_ended,
+    )
+    .await;
+    assert_eq!(phases(&ended), ["cancelled", "cancelled"], "{ended:?}");
+    wait_idle().await;
+
+    // While the program runs, by an operator through REST.
+    let second = slow("2");
+    assert_eq!(send_rest(&node.base, &second).await.0, 201);
+    wait_tasks(
+        &node.base,
+        &second.hash,
+        Duration::from_secs(120),
+        "running",
+        |t| ended_with(t, 0, "running"),
+    )
+    .await;
+    let c = reqwest::Client::new();
+    let token = api_token(&c, &node.base, "admin", "admin-password-1").await;
+    let r = c
+        .post(format!(
+            "{}/api/v1/transactions/{}/cancel",
+            node.base, second.hash
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("cancel");
+    assert_eq!(r.status(), 201);
+    let ended = wait_tasks(
+        &node.base,
+        &second.hash,
+        Duration::from_secs(15),
+        "cancelled",
+        all_ended,
+    )
+    .await;
+    assert_eq!(phases(&ended), ["cancelled", "cancelled"], "{ended:?}");
+    assert!(
+        ended[0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Cancel transaction")
+    );
+    let freed_in = wait_idle().await;
+    assert!(freed_in < Duration::from_secs(10), "{freed_in:?}");
+    // No VM of this node is left.
+    assert_eq!(
+        std::fs::read_dir(node.data.path().join("vms"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0
+    );
+}
+
+#[tokio::test]
+async fn deadlines_end_hung_programs_and_crashes_are_retried_then_fail() {
+    let Some(lab) = Lab::new().await else { return };
+    let prover_img = lab.program_image("prover.img", "/bin/test-prover");
+    let crash_img = lab.program_image("crash.img", "/bin/test-crash");
+    let verifier_img = lab.program_image("verifier.img", "/bin/test-verifier");
+    let node = lab.start(&[
+        ("GEVULOT_MAX_VM_RUN_TIME", "20"),
+        ("GEVULOT_TASK_MAX_ATTEMPTS", "2"),
+    ]);
+    let user = SecretKey::generate().expect("key");
+    let hung = program("hung", &prover_img, 256, 1);
+    let crash = program("crash", &crash_img, 256, 1);
+    let verifier = program("v", &verifier_img, 256, 1);
+    for d in [
+        deploy(&user, "hung", hung.clone(), verifier.clone()),
+        deploy(&user, "crash", crash.clone(), verifier),
+    ] {
+        assert_eq!(
+            send_rpc(&node.base, &d).await["result"],
+            json!({"Ok": null})
+        );
+    }
+    let hung_run = run(&user, vec![step(&hung, &["--sleep-ms", "600000"], vec![])]);
+    let crash_run = run(&user, vec![step(&crash, &[], vec![])]);
+    for r in [&hung_run, &crash_run] {
+        assert_eq!(send_rpc(&node.base, r).await["result"], json!({"Ok": null}));
+    }
+    let crashed = wait_tasks(
+        &node.base,
+        &crash_run.hash,
+        Duration::from_secs(180),
+        "the crash run ends",
+        all_ended,
+    )
+    .await;
+    assert_eq!(phases(&crashed), ["failed"]);
+    assert_eq!(crashed[0]["attempt"], 2, "retried once, then given up");
+    let reason = crashed[0]["error"].as_str().expect("reason");
+    assert!(
+        reason.contains("failed 2 times") && reason.contains("panic"),
+        "{reason}"
+    );
+
+    let timed_out = wait_tasks(
+        &node.base,
+        &hung_run.hash,
+        Duration::from_secs(180),
+        "the hung run ends",
+        all_ended,
+    )
+    .await;
+    assert_eq!(phases(&timed_out), ["timed_out"]);
+    assert_eq!(timed_out[0]["attempt"], 1, "a deadline is not retried");
+    let reason = timed_out[0]["error"].as_str().expect("reason");
+    assert!(reason.contains("GEVULOT_MAX_VM_RUN_TIME"), "{reason}");
+}
+
+#[tokio::test]
+async fn tasks_that_cannot_fit_together_wait_while_a_small_one_passes() {
+    let Some(lab) = Lab::new().await else { return };
+    let prover_img = lab.program_image("prover.img", "/bin/test-prover");
+    let verifier_img = lab.program_image("verifier.img", "/bin/test-verifier");
+    // 2 CPUs and 2048 MiB: one big task (1536 MiB) at a time, a small one beside it.
+    let node = lab.start(&[("GEVULOT_CPUS", "2"), ("GEVULOT_MEM_GB", "2")]);
+    let user = SecretKey::generate().expect("key");
+    let big = program("big", &prover_img, 1536, 1);
+    let small = program("small", &prover_img, 256, 1);
+    let huge = program("huge", &prover_img, 4096, 1);
+    let verifier = program("v", &verifier_img, 256, 1);
+    for d in [
+        deploy(&user, "big", big.clone(), verifier.clone()),
+        deploy(&user, "small", small.clone(), verifier.clone()),
+        deploy(&user, "huge", huge.clone(), verifier),
+    ] {
+        assert_eq!(
+            send_rpc(&node.base, &d).await["result"],
+            json!({"Ok": null})
+        );
+    }
+    // More than the node has: refused at once with the reason.
+    let never = run(&user, vec![step(&huge, &[], vec![])]);
+    assert_eq!(
+        send_rpc(&node.base, &never).await["result"],
+        json!({"Ok": null})
+    );
+    let refused = wait_tasks(
+        &node.base,
+        &never.hash,
+        Duration::from_secs(30),
+        "refused",
+        all_ended,
+    )
+    .await;
+    assert_eq!(phases(&refused), ["failed"]);
+    let reason = refused[0]["error"].as_str().expect("reason");
+    assert!(
+        reason.contains("4096 MiB of memory") && reason.contains("2048"),
+        "{reason}"
+    );
+
+    let big1 = run(
+        &user,
+        vec![step(&big, &["--sleep-ms", "3000", "--nonce", "1"], vec![])],
+    );
+    let big2 = run(
+        &user,
+        vec![step(&big, &["--sleep-ms", "3000", "--nonce", "2"], vec![])],
+    );
+    let small1 = run(&user, vec![step(&small, &[], vec![])]);
+    for r in [&big1, &big2, &small1] {
+        assert_eq!(send_rpc(&node.base, r).await["result"], json!({"Ok": null}));
+    }
+    let mut ended = Vec::new();
+    for r in [&big1, &big2, &small1] {
+        let t = wait_tasks(
+            &node.base,
+            &r.hash,
+            Duration::from_secs(300),
+            "the runs end",
+            all_ended,
+        )
+        .await;
+        assert_eq!(phases(&t), ["succeeded"], "{t:?}");
+        ended.push(t[0].clone());
+    }
+    let (b1, b2, s) = (&ended[0], &ended[1], &ended[2]);
+    assert!(
+        ms(b2, "started_at") >= ms(b1, "finished_at"),
+        "the big ones ran one after another: {b1} {b2}"
+    );
+    assert!(
+        ms(s, "started_at") < ms(b2, "started_at"),
+        "the small one passed the waiting big one: {s} {b2}"
+    );
+}
+
+#[tokio::test]
+async fn a_node_killed_mid_run_finishes_the_run_after_restart() {
+    let Some(lab) = Lab::new().await else { return };
+    let prover_img = lab.program_image("prover.img", "/bin/test-prover");
+    let verifier_img = lab.program_image("verifier.img", "/bin/test-verifier");
+    let node = lab.start(&[]);
+    let user = SecretKey::generate().expect("key");
+    let prover = program("prover", &prover_img, 256, 1);
+    let verifier = program("verifier", &verifier_img, 256, 1);
+    assert_eq!(
+        send_rpc(
+            &node.base,
+            &deploy(&user, "p", prover.clone(), verifier.clone())
+        )
+        .await["result"],
+        json!({"Ok": null})
+    );
+    let run_tx = run(
+        &user,
+        vec![
+            step(&prover, &["--sleep-ms", "5000"], vec![]),
+            step(
+                &verifier,
+                &[],
+                vec![output_of(&prover, "/workspace/proof.dat")],
+            ),
+        ],
+    );
+    // A second run, acknowledged just before the kill.
+    let queued = run(&user, vec![step(&prover, &["--nonce", "2"], vec![])]);
+    assert_eq!(
+        send_rpc(&node.base, &run_tx).await["result"],
+        json!({"Ok": null})
+    );
+    wait_tasks(
+        &node.base,
+        &run_tx.hash,
+        Duration::from_secs(120),
+        "running",
+        |t| ended_with(t, 0, "running"),
+    )
+    .await;
+    assert_eq!(
+        send_rpc(&node.base, &queued).await["result"],
+        json!({"Ok": null})
+    );
+    let before = get(&format!("{}/api/v1/node", node.base)).await;
+
+    let data = node.kill();
+    let node = lab.start_in(data, &[]);
+    let done = wait_tasks(
+        &node.base,
+        &run_tx.hash,
+        Duration::from_secs(240),
+        "the run ends",
+        all_ended,
+    )
+    .await;
+    assert_eq!(phases(&done), ["succeeded", "succeeded"], "{done:?}");
+    assert_eq!(
+        done[0]["attempt"], 2,
+        "the interrupted boot counts as an attempt"
+    );
+    let other = wait_tasks(
+        &node.base,
+        &queued.hash,
+        Duration::from_secs(240),
+        "the other run ends",
+        all_ended,
+    )
+    .await;
+    assert_eq!(phases(&other), ["succeeded"]);
+    // Nothing acknowledged was lost, and each step has exactly one result.
+    let after = get(&format!("{}/api/v1/node", node.base)).await;
+    let count = |v: &Value| v["transactions"].as_i64().expect("transactions");
+    assert_eq!(count(&after), count(&before) + 3, "{before} {after}");
+    let tree = get(&format!(
+        "{}/api/v1/transactions/{}/tree",
+        node.base, run_tx.hash
+    ))
+    .await;
+    assert_eq!(tree["children"].as_array().map(Vec::len), Some(1), "{tree}");
 }

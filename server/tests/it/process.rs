@@ -177,8 +177,28 @@ impl Running {
     }
 
     pub fn start_with(db_url: Option<&str>, env: &[(&str, &str)]) -> Running {
+        Self::start_in(testkit::tempdir(), db_url, env)
+    }
+
+    /// Kills the node with SIGKILL (no chance to clean up) and hands back its data directory.
+    pub fn kill(self) -> tempfile::TempDir {
+        let Running {
+            _node: mut node,
+            data,
+            ..
+        } = self;
+        let _ = node.child.kill();
+        let _ = node.child.wait();
+        data
+    }
+
+    /// Starts `gevulot run` on the data directory `data` (SQLite there unless `db_url`).
+    pub fn start_in(
+        data: tempfile::TempDir,
+        db_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Running {
         install_tls_provider();
-        let data = testkit::tempdir();
         let mut cmd = gevulot();
         cmd.arg("run")
             .env("GEVULOT_DATA_DIRECTORY", data.path())
