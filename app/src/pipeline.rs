@@ -27,7 +27,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use tracing::{info, warn};
 
 use crate::crypto::SecretKey;
-use crate::download::{DownloadError, Downloader};
+use crate::download::{DownloadError, Downloader, Progress};
 use crate::events::Event;
 use crate::node::{Intake, SubmitError};
 use crate::scheduler::{Allocation, Request, Scheduler};
@@ -57,6 +57,11 @@ pub trait Execute: Send + Sync + 'static {
 
     /// Removes what is left of a finished task's VM.
     fn cleanup(&self, id: &str);
+
+    /// Where the VM's serial console of task `id` is logged, when it is.
+    fn console_log(&self, _id: &str) -> Option<PathBuf> {
+        None
+    }
 }
 
 impl Execute for Executor {
@@ -80,6 +85,10 @@ impl Execute for Executor {
 
     fn cleanup(&self, id: &str) {
         Executor::cleanup(self, id);
+    }
+
+    fn console_log(&self, id: &str) -> Option<PathBuf> {
+        Some(Executor::console_log(self, id))
     }
 }
 
@@ -167,6 +176,8 @@ struct State {
     active: HashMap<i64, watch::Sender<bool>>,
     /// The GPUs of the pool, with the PCI functions each passes through.
     gpus: BTreeMap<String, GpuPassthrough>,
+    /// The content each downloading task waits for.
+    downloading: HashMap<i64, Hash>,
 }
 
 struct Inner<E> {
@@ -244,6 +255,7 @@ impl<E: Execute> Pipeline<E> {
                     waiting: HashMap::new(),
                     active: HashMap::new(),
                     gpus: BTreeMap::new(),
+                    downloading: HashMap::new(),
                 }),
                 deployed: Notify::new(),
             }),
@@ -296,6 +308,29 @@ impl<E: Execute> Pipeline<E> {
             running: st.scheduler.running(),
             waiting: st.scheduler.waiting(),
         }
+    }
+
+    /// How far the download a task waits for has come, while it downloads.
+    pub fn download_progress(&self, task: i64) -> Option<Progress> {
+        let checksum = self.state().downloading.get(&task).copied()?;
+        self.inner.downloader.progress().remove(&checksum)
+    }
+
+    /// The end of the serial console of task `task`'s VM (its latest attempt), when it booted.
+    pub fn log_tail(&self, task: i64, max: usize) -> Option<String> {
+        let path = self.inner.executor.console_log(&vm_name(task))?;
+        path.is_file()
+            .then(|| crate::vm::executor::log_tail(&path, max))
+    }
+
+    /// Downloads `url` for `task`, showing its progress meanwhile.
+    async fn fetch(&self, task: i64, url: &str, checksum: &str) -> Result<PathBuf, Failure> {
+        if let Some(hash) = Hash::from_hex(checksum) {
+            self.state().downloading.insert(task, hash);
+        }
+        let fetched = self.inner.downloader.fetch(url, checksum).await;
+        self.state().downloading.remove(&task);
+        fetched.map_err(download_failure)
     }
 
     /// Starts every waiting task that fits, telling each its allocation.
@@ -690,7 +725,7 @@ impl<E: Execute> Pipeline<E> {
                 .collect()
         };
         self.set_phase(task, Phase::Booting, None).await?;
-        let vm = format!("task-{}", task.id);
+        let vm = vm_name(task.id);
         let spec = TaskSpec {
             id: vm.clone(),
             tx_hash: prepared.executes.to_hex(),
@@ -812,10 +847,13 @@ impl<E: Execute> Pipeline<E> {
     ) -> Result<Prepared, Failure> {
         let data = &self.inner.config.data_dir;
         let dl = &self.inner.downloader;
-        let image = dl
-            .fetch(&program.image_file_url, &program.image_file_checksum)
-            .await
-            .map_err(download_failure)?;
+        let image = self
+            .fetch(
+                task.id,
+                &program.image_file_url,
+                &program.image_file_checksum,
+            )
+            .await?;
         // Served to peers at the original's path.
         if !program.image_file_name.contains('/') {
             let served = data
@@ -1043,6 +1081,11 @@ struct Prepared {
     executes: Hash,
     /// The Proof a verifier step verifies.
     verifies: Option<Hash>,
+}
+
+/// The VM (and console log) name of a task.
+fn vm_name(task: i64) -> String {
+    format!("task-{task}")
 }
 
 fn cancelled_by(cancel: &Hash) -> String {

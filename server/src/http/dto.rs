@@ -259,6 +259,8 @@ pub struct TransactionStatus {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TaskStatus {
+    /// The task's id on this node.
+    pub id: i64,
     pub step_index: i64,
     /// Program hash (hex).
     pub program: String,
@@ -269,17 +271,54 @@ pub struct TaskStatus {
     pub phase: String,
     /// Boots so far (retries count).
     pub attempt: i64,
-    /// Why the task failed, when it did.
+    /// Why the task failed, was cancelled or is retried, or what it waits for.
     pub error: Option<String>,
+    /// The running download, while the task downloads its image or inputs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<DownloadProgress>,
+    /// The end of its VM's serial console (the latest attempt), once it booted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_tail: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
 }
 
+/// How far a download has come.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DownloadProgress {
+    pub received_bytes: u64,
+    /// When the server said how large the file is.
+    pub total_bytes: Option<u64>,
+    /// The download's attempt (retries count).
+    pub attempt: u32,
+}
+
+impl TaskStatus {
+    /// The task as stored, with what the pipeline knows now (download progress, VM log tail).
+    pub fn new(t: &Task, pipeline: Option<&app::pipeline::Pipeline>) -> Self {
+        let mut status = Self::from(t);
+        if let Some(p) = pipeline {
+            status.progress = p.download_progress(t.id).map(|p| DownloadProgress {
+                received_bytes: p.received,
+                total_bytes: p.total,
+                attempt: p.attempt,
+            });
+            if t.attempt > 0 {
+                status.log_tail = p.log_tail(t.id, 2048);
+            }
+        }
+        status
+    }
+}
+
 impl From<&Task> for TaskStatus {
     fn from(t: &Task) -> Self {
         Self {
+            id: t.id,
+            progress: None,
+            log_tail: None,
             step_index: t.step_index,
             program: t.program.to_hex(),
             kind: t.kind.clone(),

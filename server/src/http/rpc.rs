@@ -273,7 +273,10 @@ pub mod calls {
         Ok(dto::TransactionStatus {
             hash: hash.to_hex(),
             kind: kind.as_str().to_string(),
-            tasks: tasks.iter().map(dto::TaskStatus::from).collect(),
+            tasks: tasks
+                .iter()
+                .map(|t| dto::TaskStatus::new(t, state.pipeline.as_ref()))
+                .collect(),
         })
     }
 }

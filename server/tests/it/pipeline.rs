@@ -317,6 +317,11 @@ async fn json_rpc_run_yields_a_verified_proof_with_downloadable_output() {
     assert_eq!(done[0]["kind"], "proof");
     assert_eq!(done[1]["kind"], "verification");
     assert_eq!(done[0]["attempt"], 1);
+    // The VM's console is there for operators.
+    assert!(
+        done[0]["log_tail"].as_str().is_some_and(|t| !t.is_empty()),
+        "{done:?}"
+    );
 
     // The original tree method: Run → Proof → Verification.
     let tree = rpc(&node.base, "getTransactionTree", json!([run_tx.hash])).await;
