@@ -1225,6 +1225,21 @@ impl Store {
         rows.into_iter().map(decode_task).collect()
     }
 
+    /// The most recently ended tasks that failed or timed out, newest first.
+    pub async fn recent_failures(&self, limit: u32) -> Result<Vec<Task>> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE phase IN ('failed', 'timed_out') \
+             ORDER BY updated_at DESC, id DESC LIMIT $1"
+        );
+        let rows: Vec<TaskTuple> = dispatch!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(i64::from(limit.clamp(1, 1000)))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(decode_task).collect()
+    }
+
     /// Records what a task produces (`proof` or `verification`), once its program is known.
     pub async fn set_task_kind(&self, id: i64, kind: &str) -> Result<()> {
         dispatch!(self, pool => {

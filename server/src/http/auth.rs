@@ -202,7 +202,7 @@ pub struct SessionInfo {
     pub expires_at: Option<String>,
 }
 
-fn session_cookie(state: &AppState, token: &str, max_age_secs: i64) -> HeaderValue {
+pub(crate) fn session_cookie(state: &AppState, token: &str, max_age_secs: i64) -> HeaderValue {
     let secure = if state.secure_cookies { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_secs}{secure}"

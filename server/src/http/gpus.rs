@@ -119,7 +119,7 @@ pub struct GpuList {
     pub items: Vec<GpuInfo>,
 }
 
-async fn statuses(state: &AppState) -> Result<Vec<GpuStatus>, ApiError> {
+pub(crate) async fn statuses(state: &AppState) -> Result<Vec<GpuStatus>, ApiError> {
     let assignments = state.store().gpu_assignments().await?;
     let sysfs = state.sysfs.clone();
     let configured = state.resources.gpu_devices.clone();
@@ -218,7 +218,24 @@ pub async fn change(
 ) -> Result<Json<GpuInfo>, ApiError> {
     caller.require(Role::Operator)?;
     let change: PoolChange = super::dto::json_body(&body)?;
-    let known = statuses(&state)
+    let updated = apply_change(&state, &address, &change, &caller.user.username).await?;
+    let info = updated
+        .iter()
+        .find(|s| s.address == address)
+        .map(GpuInfo::from)
+        .ok_or_else(|| ApiError::not_found(format!("there is no GPU at {address}")))?;
+    Ok(Json(info))
+}
+
+/// Changes a GPU's place in the pool (the REST API's and the console's change); returns the
+/// statuses after the change.
+pub async fn apply_change(
+    state: &AppState,
+    address: &str,
+    change: &PoolChange,
+    by: &str,
+) -> Result<Vec<GpuStatus>, ApiError> {
+    let known = statuses(state)
         .await?
         .iter()
         .any(|s| s.address == address && s.gpu.is_some());
@@ -254,17 +271,12 @@ pub async fn change(
     }
     state
         .store()
-        .set_gpu_assignment(&address, stored_state, reason, &caller.user.username)
+        .set_gpu_assignment(address, stored_state, reason, by)
         .await?;
-    tracing::info!(target: "gevulot", by = %caller.user.username, gpu = %address, state = stored_state, "GPU pool changed");
-    let updated = statuses(&state).await?;
+    tracing::info!(target: "gevulot", by = %by, gpu = %address, state = stored_state, "GPU pool changed");
+    let updated = statuses(state).await?;
     if let Some(pipeline) = &state.pipeline {
         pipeline.set_gpu_pool(usable(&updated));
     }
-    let info = updated
-        .iter()
-        .find(|s| s.address == address)
-        .map(GpuInfo::from)
-        .ok_or_else(|| ApiError::not_found(format!("there is no GPU at {address}")))?;
-    Ok(Json(info))
+    Ok(updated)
 }

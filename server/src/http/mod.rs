@@ -11,6 +11,7 @@
 //! sysfs here. JSON-RPC and REST are two views of the same core calls.
 
 pub mod auth;
+pub mod console;
 pub mod dto;
 pub mod error;
 pub mod files;
@@ -185,6 +186,7 @@ pub fn main_router(state: AppState) -> anyhow::Result<(Router, jsonrpsee::server
     let router = Router::new()
         .merge(rpc_routes)
         .merge(rest)
+        .merge(console::router().with_state(state.clone()))
         .merge(docs)
         .fallback(rest::not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -206,7 +208,7 @@ async fn request_timeout(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    if req.uri().path() == "/api/v1/uploads" {
+    if req.uri().path() == "/api/v1/uploads" || console::is_upload(req.method(), req.uri().path()) {
         return next.run(req).await;
     }
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {

@@ -93,7 +93,37 @@ pub async fn upload(
 ) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
     caller.require(Role::Operator)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))?;
-    check_name("name", &q.name)?;
+    let (new, uploaded) = save_upload(
+        &state,
+        "name",
+        &q.name,
+        body.into_data_stream(),
+        &caller.user.username,
+    )
+    .await?;
+    let status = if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(uploaded)))
+}
+
+/// Streams an upload named `name` to disk, hashing it, and stores it where the node serves it
+/// (`txfiles/<checksum>/<name>`) and where downloads look first (`content/<checksum>`). Returns
+/// whether it is new. `field` names the name's origin in errors.
+pub async fn save_upload<S, E>(
+    state: &AppState,
+    field: &str,
+    name: &str,
+    stream: S,
+    by: &str,
+) -> Result<(bool, Uploaded), ApiError>
+where
+    S: futures::Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    check_name(field, name)?;
     let tmp_dir = state.data_dir.join("tmp");
     tokio::fs::create_dir_all(&tmp_dir)
         .await
@@ -101,7 +131,7 @@ pub async fn upload(
     let mut suffix = [0u8; 8];
     let _ = getrandom::fill(&mut suffix);
     let tmp = tmp_dir.join(format!(".upload-{}", hex::encode(suffix)));
-    let result = receive(&state, body, &tmp).await;
+    let result = receive(state, stream, &tmp).await;
     let (checksum, size) = match result {
         Ok(v) => v,
         Err(e) => {
@@ -109,16 +139,16 @@ pub async fn upload(
             return Err(e);
         }
     };
-    let dest = upload_path(&state.data_dir, &checksum, &q.name);
+    let dest = upload_path(&state.data_dir, &checksum, name);
     let uploaded = Uploaded {
-        url: format!("{}/txfiles/{checksum}/{}", state.file_base_url, q.name),
-        name: q.name,
+        url: format!("{}/txfiles/{checksum}/{name}", state.file_base_url),
+        name: name.to_string(),
         checksum,
         size,
     };
     if tokio::fs::metadata(&dest).await.is_ok_and(|m| m.is_file()) {
         let _ = tokio::fs::remove_file(&tmp).await;
-        return Ok((StatusCode::OK, Json(uploaded)));
+        return Ok((false, uploaded));
     }
     if let Some(dir) = dest.parent() {
         tokio::fs::create_dir_all(dir)
@@ -129,8 +159,13 @@ pub async fn upload(
     tokio::fs::rename(&tmp, &dest)
         .await
         .map_err(|e| io_error("cannot move the upload into place", &e))?;
-    tracing::info!(target: "gevulot", by = %caller.user.username, name = %uploaded.name, checksum = %uploaded.checksum, size_bytes = uploaded.size, "upload stored");
-    Ok((StatusCode::CREATED, Json(uploaded)))
+    // Programs and inputs naming this content find it without downloading it from the node itself.
+    let content = state.data_dir.join("content");
+    if tokio::fs::create_dir_all(&content).await.is_ok() {
+        let _ = tokio::fs::hard_link(&dest, content.join(&uploaded.checksum)).await;
+    }
+    tracing::info!(target: "gevulot", by = %by, name = %uploaded.name, checksum = %uploaded.checksum, size_bytes = uploaded.size, "upload stored");
+    Ok((true, uploaded))
 }
 
 fn io_error(what: &str, e: &std::io::Error) -> ApiError {
@@ -142,14 +177,21 @@ fn io_error(what: &str, e: &std::io::Error) -> ApiError {
     )
 }
 
-/// Streams `body` into `tmp`, hashing as it goes; returns the hex BLAKE3 and the size.
-async fn receive(state: &AppState, body: Body, tmp: &Path) -> Result<(String, u64), ApiError> {
+/// Streams `stream` into `tmp`, hashing as it goes; returns the hex BLAKE3 and the size.
+async fn receive<S, E>(
+    state: &AppState,
+    mut stream: S,
+    tmp: &Path,
+) -> Result<(String, u64), ApiError>
+where
+    S: futures::Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
     let mut file = tokio::fs::File::create(tmp)
         .await
         .map_err(|e| io_error("cannot create the upload file", &e))?;
     let mut hasher = blake3::Hasher::new();
     let mut size: u64 = 0;
-    let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk: Bytes = chunk.map_err(|e| {
             ApiError::bad_request("malformed_body", format!("the upload broke off: {e}"))
@@ -310,6 +352,18 @@ pub async fn deploy(
 ) -> Result<(StatusCode, Json<Deployed>), ApiError> {
     caller.require(Role::Operator)?;
     let request: DeployRequest = super::dto::json_body(&body)?;
+    let deployed = deploy_programs(&state, request, Source::Rest, &caller.user.username).await?;
+    Ok((StatusCode::CREATED, Json(deployed)))
+}
+
+/// Signs and submits a Deploy of `request` (the REST API's and the console's deploy).
+pub async fn deploy_programs(
+    state: &AppState,
+    request: DeployRequest,
+    source: Source,
+    by: &str,
+) -> Result<Deployed, ApiError> {
+    let state = state.clone();
     let prover = program_metadata(&state, "prover", &request.prover)?;
     let verifier = program_metadata(&state, "verifier", &request.verifier)?;
     let deployed = Deployed {
@@ -324,17 +378,14 @@ pub async fn deploy(
             prover,
             verifier,
         },
-        Source::Rest,
+        source,
     )
     .await?;
-    tracing::info!(target: "gevulot", by = %caller.user.username, deploy = %tx.hash, "programs deployed");
-    Ok((
-        StatusCode::CREATED,
-        Json(Deployed {
-            hash: tx.hash.to_hex(),
-            ..deployed
-        }),
-    ))
+    tracing::info!(target: "gevulot", by = %by, deploy = %tx.hash, "programs deployed");
+    Ok(Deployed {
+        hash: tx.hash.to_hex(),
+        ..deployed
+    })
 }
 
 /// An input file of a workflow step: by URL, by upload, or from an earlier step's program.
@@ -425,6 +476,24 @@ pub async fn run(
 ) -> Result<(StatusCode, Json<Submitted>), ApiError> {
     caller.require(Role::Operator)?;
     let request: RunRequest = super::dto::json_body(&body)?;
+    let hash = start_run(&state, &request, Source::Rest, &caller.user.username).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Submitted {
+            hash: hash.to_hex(),
+            new: true,
+        }),
+    ))
+}
+
+/// Signs and submits a Run of `request` (the REST API's and the console's run).
+pub async fn start_run(
+    state: &AppState,
+    request: &RunRequest,
+    source: Source,
+    by: &str,
+) -> Result<Hash, ApiError> {
+    let state = state.clone();
     let mut steps = Vec::with_capacity(request.steps.len());
     for (i, step) in request.steps.iter().enumerate() {
         let field = format!("steps[{i}]");
@@ -445,15 +514,9 @@ pub async fn run(
         Payload::Run {
             workflow: Workflow { steps },
         },
-        Source::Rest,
+        source,
     )
     .await?;
-    tracing::info!(target: "gevulot", by = %caller.user.username, run = %tx.hash, "run started");
-    Ok((
-        StatusCode::CREATED,
-        Json(Submitted {
-            hash: tx.hash.to_hex(),
-            new: true,
-        }),
-    ))
+    tracing::info!(target: "gevulot", by = %by, run = %tx.hash, "run started");
+    Ok(tx.hash)
 }
