@@ -48,6 +48,7 @@
       var request = new XMLHttpRequest();
       request.open(form.method || "POST", form.action);
       request.setRequestHeader("Accept", "text/html");
+      request.setRequestHeader("X-Console-Upload", "1");
       request.upload.addEventListener("progress", function (e) {
         if (!e.lengthComputable || !meter) return;
         meter.max = e.total;
@@ -55,8 +56,9 @@
         if (label) label.textContent = Math.round((100 * e.loaded) / e.total) + "%";
       });
       request.addEventListener("load", function () {
-        if (request.responseURL && request.responseURL !== form.action) {
-          window.location.assign(request.responseURL);
+        var next = request.getResponseHeader("X-Console-Location");
+        if (next) {
+          window.location.assign(next);
         } else {
           document.open();
           document.write(request.responseText);

@@ -133,6 +133,19 @@ fn see_other_with(location: &str, flash: Flash) -> Response {
     response
 }
 
+/// After an upload form: `console.js` posts it with `X-Console-Upload` (to show progress) and
+/// follows `X-Console-Location` itself; a plain form gets the redirect.
+fn after_upload(headers: &HeaderMap, location: &str, flash: Flash) -> Response {
+    let mut response = see_other_with(location, flash);
+    if headers.contains_key("x-console-upload") {
+        *response.status_mut() = StatusCode::OK;
+        if let Some(l) = response.headers_mut().remove(header::LOCATION) {
+            response.headers_mut().insert("x-console-location", l);
+        }
+    }
+    response
+}
+
 fn read_flash(headers: &HeaderMap) -> Option<Flash> {
     let raw = headers
         .get_all(header::COOKIE)
@@ -767,7 +780,8 @@ async fn deploy(
             .await
         {
             Ok(d) => {
-                return see_other_with(
+                return after_upload(
+                    &headers,
                     &format!("/console/programs/{}", d.prover),
                     Flash::Ok(format!(
                         "Deployed. The Deploy transaction is {}; runs can use the prover and the verifier now.",
@@ -987,7 +1001,8 @@ async fn start_run(
         match super::operator::start_run(&state, &request, Source::Console, &s.user.username).await
         {
             Ok(hash) => {
-                return see_other_with(
+                return after_upload(
+                    &headers,
                     &format!("/console/transactions/{}", hash.to_hex()),
                     Flash::Ok(
                         "The run was accepted; its steps appear below as they progress.".into(),

@@ -2,6 +2,7 @@
 
 mod auth;
 mod commands;
+mod console;
 mod files;
 mod gpus;
 mod live;
