@@ -34,7 +34,11 @@
     ["transaction_stored", "task_changed", "lagged"].forEach(function (kind) {
       source.addEventListener(kind, refresh);
     });
-    document.body.setAttribute("data-live-connected", "true");
+    // Changes between the page's rendering and the stream's (re)connection are fetched too.
+    source.addEventListener("open", function () {
+      document.body.setAttribute("data-live-connected", "true");
+      refresh();
+    });
   }
 
   document.querySelectorAll("form[data-upload]").forEach(function (form) {

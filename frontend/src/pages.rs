@@ -693,19 +693,16 @@ fn tree(node: TreeRow, current: String) -> AnyView {
 
 pub fn transaction(v: TransactionView) -> impl IntoView {
     let hash = v.row.hash.clone();
-    let cancel = v.can_cancel.then(|| {
-        let action = format!("/console/transactions/{hash}/cancel");
-        view! {
-            <form method="post" action=action class="inline">
-                {csrf_field(&v.csrf)}
-                <button type="submit" class="danger" id="cancel" data-confirm="Cancel this run? Its VMs are stopped at once.">"Cancel run"</button>
-            </form>
-        }
-    });
-    let current = hash.clone();
+    let live = TransactionLive {
+        hash: hash.clone(),
+        tree: v.tree,
+        tasks: v.tasks,
+        outputs: v.outputs,
+        can_cancel: v.can_cancel,
+        csrf: v.csrf,
+    };
     view! {
         <h1>{format!("{} ", v.row.kind)} <span class="hash">{hash.clone()}</span></h1>
-        {cancel}
         <section class="panel">
             <table>
                 <tbody>
@@ -717,18 +714,49 @@ pub fn transaction(v: TransactionView) -> impl IntoView {
                 </tbody>
             </table>
         </section>
-        {v.tree.map(|t| view! {
-            <h2>"Tree"</h2>
-            <section class="panel tree"><ul>{tree(t, current)}</ul></section>
-        })}
-        {transaction_live(v.tasks, v.outputs)}
+        {transaction_live(live)}
         <h2>"As submitted (JSON)"</h2>
         <pre id="input-json">{v.input_json}</pre>
     }
 }
 
-/// The tasks and outputs of a transaction (refreshed in place as they change).
-pub fn transaction_live(tasks: Vec<TaskRow>, outputs: Vec<OutputRow>) -> impl IntoView {
+/// What changes on a transaction's page while its tasks run.
+#[derive(Clone, Debug)]
+pub struct TransactionLive {
+    pub hash: String,
+    pub tree: Option<TreeRow>,
+    pub tasks: Vec<TaskRow>,
+    pub outputs: Vec<OutputRow>,
+    /// Shown for an unfinished Run to an operator.
+    pub can_cancel: bool,
+    pub csrf: String,
+}
+
+/// The cancel button, tree, tasks and outputs of a transaction (refreshed in place).
+pub fn transaction_live(v: TransactionLive) -> impl IntoView {
+    let TransactionLive {
+        hash,
+        tree: tree_row,
+        tasks,
+        outputs,
+        can_cancel,
+        csrf,
+    } = v;
+    let cancel = can_cancel.then(|| {
+        let action = format!("/console/transactions/{hash}/cancel");
+        view! {
+            <form method="post" action=action class="inline">
+                {csrf_field(&csrf)}
+                <button type="submit" class="danger" id="cancel" data-confirm="Cancel this run? Its VMs are stopped at once.">"Cancel run"</button>
+            </form>
+        }
+    });
+    let tree_view = tree_row.map(|t| {
+        view! {
+            <h2>"Tree"</h2>
+            <section class="panel tree"><ul>{tree(t, hash.clone())}</ul></section>
+        }
+    });
     let tasks_view = (!tasks.is_empty()).then(|| {
         view! {
             <h2>"Tasks"</h2>
@@ -781,7 +809,7 @@ pub fn transaction_live(tasks: Vec<TaskRow>, outputs: Vec<OutputRow>) -> impl In
             </table>
         }
     });
-    view! { <div id="tx-live" data-live="true">{tasks_view}{outputs_view}</div> }
+    view! { <div id="tx-live" data-live="true">{cancel}{tree_view}{tasks_view}{outputs_view}</div> }
 }
 
 // --- downloads -----------------------------------------------------------------------------

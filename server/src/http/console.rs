@@ -1254,6 +1254,42 @@ fn fields(payload: &Payload) -> Vec<(String, String)> {
     out
 }
 
+/// JSON laid out for reading: one field per line, but arrays of numbers (hashes, keys, the
+/// signature's words) on one line.
+fn readable_json(v: &serde_json::Value, indent: usize) -> String {
+    use serde_json::Value;
+    let pad = "  ".repeat(indent + 1);
+    let end = "  ".repeat(indent);
+    match v {
+        Value::Array(items) if items.iter().all(Value::is_number) => {
+            serde_json::to_string(v).unwrap_or_default()
+        }
+        Value::Array(items) if items.is_empty() => "[]".into(),
+        Value::Array(items) => {
+            let inner: Vec<String> = items
+                .iter()
+                .map(|i| format!("{pad}{}", readable_json(i, indent + 1)))
+                .collect();
+            format!("[\n{}\n{end}]", inner.join(",\n"))
+        }
+        Value::Object(map) if map.is_empty() => "{}".into(),
+        Value::Object(map) => {
+            let inner: Vec<String> = map
+                .iter()
+                .map(|(k, val)| {
+                    format!(
+                        "{pad}{}: {}",
+                        serde_json::to_string(k).unwrap_or_default(),
+                        readable_json(val, indent + 1)
+                    )
+                })
+                .collect();
+            format!("{{\n{}\n{end}}}", inner.join(",\n"))
+        }
+        other => serde_json::to_string(other).unwrap_or_default(),
+    }
+}
+
 /// Short proof bytes as text when they are text, else their size and first bytes in hex.
 fn bytes_preview(data: &[u8]) -> String {
     match std::str::from_utf8(data) {
@@ -1365,7 +1401,7 @@ async fn transaction_view(
     Ok(pages::TransactionView {
         row: tx_row(&summary, stored.received_at_ms),
         fields: fields(&stored.tx.payload),
-        input_json: serde_json::to_string_pretty(&stored.tx).unwrap_or_default(),
+        input_json: readable_json(&serde_json::to_value(&stored.tx).unwrap_or_default(), 0),
         tree: tree.as_ref().map(|t| tree_row(t, 0)),
         tasks,
         outputs,
@@ -1391,9 +1427,16 @@ async fn transaction_page(
     );
     page.follows = Some(view.row.hash.clone());
     if headers.contains_key(FRAGMENT_HEADER) {
-        let (tasks, outputs) = (view.tasks, view.outputs);
+        let live = pages::TransactionLive {
+            hash: view.row.hash,
+            tree: view.tree,
+            tasks: view.tasks,
+            outputs: view.outputs,
+            can_cancel: view.can_cancel,
+            csrf: view.csrf,
+        };
         return render(&state, Some(&s), &headers, page, move || {
-            pages::transaction_live(tasks, outputs)
+            pages::transaction_live(live)
         })
         .await;
     }
