@@ -5,14 +5,16 @@
 //!
 //! `cargo bench -p server --bench http` (`GEVULOT_BENCH_REQUESTS` sets requests per scenario).
 
+mod common;
+
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use app::crypto::SecretKey;
 use app::tx::{Payload, Transaction};
+use common::start_node;
 
 struct Report(String);
 
@@ -77,67 +79,6 @@ where
     })
 }
 
-struct NodeProcess {
-    child: Child,
-    rpc: String,
-    files: String,
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn field(line: &str, name: &str) -> Option<String> {
-    let at = line.find(&format!(" {name}="))? + name.len() + 2;
-    Some(line[at..].split(' ').next()?.trim_matches('"').to_string())
-}
-
-fn start_node(data: &std::path::Path, db_url: Option<&str>) -> anyhow::Result<NodeProcess> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gevulot"));
-    cmd.arg("run")
-        .env("GEVULOT_DATA_DIRECTORY", data)
-        .env("GEVULOT_JSON_RPC_LISTEN_ADDR", "127.0.0.1:0")
-        .env("GEVULOT_HTTP_PORT", "0")
-        .env("GEVULOT_HEALTHCHECK_LISTEN_ADDR", "127.0.0.1:0")
-        .env("GEVULOT_PSK_PASSPHRASE", "bench")
-        .env("RUST_LOG", "warn,gevulot=info")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if let Some(url) = db_url {
-        cmd.env("GEVULOT_DB_URL", url);
-    }
-    let mut child = cmd.spawn()?;
-    let stderr = child
-        .stderr
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
-    let mut lines = BufReader::new(stderr).lines();
-    let ready = loop {
-        let line = lines
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("the node exited before it was ready"))??;
-        if line.contains("node ready") {
-            break line;
-        }
-    };
-    // Keep draining the log so the node never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    let rpc = format!(
-        "http://{}/",
-        field(&ready, "json_rpc_listen_addr").ok_or_else(|| anyhow::anyhow!("no address"))?
-    );
-    let files = format!(
-        "http://{}",
-        field(&ready, "files_listen_addr").ok_or_else(|| anyhow::anyhow!("no address"))?
-    );
-    Ok(NodeProcess { child, rpc, files })
-}
-
 async fn rpc_scenarios(
     report: &mut Report,
     backend: &str,
@@ -146,7 +87,7 @@ async fn rpc_scenarios(
     requests: usize,
 ) -> anyhow::Result<()> {
     let data = testkit::tempdir();
-    let node = start_node(data.path(), db_url)?;
+    let node = start_node(data.path(), db_url, &[])?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;
@@ -232,7 +173,7 @@ async fn file_scenarios(report: &mut Report, requests: usize) -> anyhow::Result<
     let path = data.path().join(&rel);
     std::fs::create_dir_all(path.parent().ok_or_else(|| anyhow::anyhow!("no parent"))?)?;
     std::fs::write(&path, &content)?;
-    let node = start_node(data.path(), None)?;
+    let node = start_node(data.path(), None, &[])?;
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?

@@ -182,7 +182,8 @@ pub fn main_router(state: AppState) -> anyhow::Result<(Router, jsonrpsee::server
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             rpc::identify_caller,
-        ));
+        ))
+        .layer(axum::middleware::from_fn(browsers_to_console));
     let router = Router::new()
         .merge(rpc_routes)
         .merge(rest)
@@ -219,6 +220,29 @@ async fn request_timeout(
             "the request took longer than 60 s and was abandoned; nothing is half-done, retry",
         )),
     }
+}
+
+/// A browser opening the node's address (`GET /` asking for HTML, not a WebSocket) lands on the
+/// console; JSON-RPC clients are unaffected.
+async fn browsers_to_console(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let wants_html = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if req.method() == axum::http::Method::GET
+        && req.uri().path() == "/"
+        && wants_html
+        && !req.headers().contains_key(header::UPGRADE)
+    {
+        return axum::response::IntoResponse::into_response(axum::response::Redirect::to(
+            "/console",
+        ));
+    }
+    next.run(req).await
 }
 
 /// Binds `addr`, saying which directive to change when the address is taken.

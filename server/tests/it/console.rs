@@ -43,6 +43,18 @@ async fn console_flows_in_a_browser_with_and_without_javascript() {
         ("GEVULOT_ADMIN_PASSWORD", "admin-password-1"),
         ("GEVULOT_SYSFS_ROOT", sysfs.to_str().expect("utf-8 path")),
     ]);
+    // A browser opening the node's address lands on the console.
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let r = plain
+        .get(format!("{}/", node.base))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("get /");
+    assert_eq!(r.headers()["location"], "/console");
     let out = repo().join("target/e2e-artifacts/console");
     let _ = std::fs::remove_dir_all(&out);
 
