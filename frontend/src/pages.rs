@@ -103,9 +103,10 @@ pub fn sign_in(v: SignInView) -> impl IntoView {
         <div class="panel" style="max-width: 28rem">
             {error.map(|e| view! { <div class="flash error" role="alert" id="sign-in-error">{e}</div> })}
             {v.first_run.then(|| view! {
-                <p class="muted">
-                    "No console users exist yet. Create the first admin with the one-time setup token the node printed when it started, "
-                    "or run " <code>"gevulot user create admin --role admin"</code> "."
+                <p class="muted" id="first-run">
+                    "No console users exist yet. " <a href="/console/setup">"Create the first admin"</a>
+                    " with the one-time setup token the node printed when it started, or run "
+                    <code>"gevulot user create admin --role admin"</code> "."
                 </p>
             })}
             <form class="stack" method="post" action="/console/sign-in">
@@ -117,6 +118,30 @@ pub fn sign_in(v: SignInView) -> impl IntoView {
                     <input id="password" name="password" type="password" autocomplete="current-password" required=true/>
                 </label>
                 <div><button type="submit">"Sign in"</button></div>
+            </form>
+        </div>
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SetupView {
+    pub username: String,
+    pub errors: FormErrors,
+}
+
+/// The first admin, with the setup token the node printed on its first start.
+pub fn setup(v: SetupView) -> impl IntoView {
+    let errors = v.errors.clone();
+    view! {
+        <h1>"Create the first admin"</h1>
+        <div class="panel" style="max-width: 32rem">
+            {errors.summary()}
+            <form class="stack" method="post" action="/console/setup">
+                {input("Setup token", "token".into(), String::new(), &errors, Some("Printed by the node on standard output when it started without users."), "text")}
+                {input("Username", "username".into(), v.username, &errors, None, "text")}
+                <label>"Password" <span class="hint">{format!("At least {} characters.", app::auth::MIN_PASSWORD_LEN)}</span>
+                    <input type="password" id="password" name="password" autocomplete="new-password" required=true/></label>
+                <div><button type="submit">"Create and sign in"</button></div>
             </form>
         </div>
     }

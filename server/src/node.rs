@@ -250,7 +250,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(token) = auth.setup_token_if_needed().await? {
         // The one-time link goes to standard output, never into the log stream.
         println!(
-            "No console users yet. Create the first admin with this one-time token (valid until used or the next restart):\n  \
+            "No console users yet. Open http://{main_addr}/console/setup and create the first admin with this one-time token \
+             (valid until used or the next restart):\n  {token}\nor with curl:\n  \
              curl -X POST http://{main_addr}/api/v1/setup -H 'content-type: application/json' \\\n    \
              -d '{{\"token\":\"{token}\",\"username\":\"admin\",\"password\":\"<at least 10 characters>\"}}'\n\
              or run `gevulot user create admin --role admin`."

@@ -39,6 +39,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/assets/console.js", get(js))
         .route("/console/sign-in", get(sign_in_page).post(sign_in))
         .route("/console/sign-out", post(sign_out))
+        .route("/console/setup", get(setup_page).post(setup))
         .route(
             "/console/programs",
             get(programs_page)
@@ -419,6 +420,79 @@ async fn sign_in(
                 &headers,
                 Page::new("Sign in", Nav::None).status(status),
                 move || pages::sign_in(view),
+            )
+            .await
+        }
+    }
+}
+
+async fn setup_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let view = pages::SetupView {
+        username: "admin".into(),
+        ..Default::default()
+    };
+    render(
+        &state,
+        None,
+        &headers,
+        Page::new("Create the first admin", Nav::None),
+        move || pages::setup(view),
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct SetupForm {
+    token: String,
+    username: String,
+    password: String,
+}
+
+/// Creates the first admin with the one-time token, then signs them in.
+async fn setup(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<SetupForm>,
+) -> Response {
+    let username = form.username.trim().to_string();
+    let created = state
+        .auth
+        .setup(form.token.trim(), &username, &form.password)
+        .await;
+    let login = match created {
+        Ok(_) => state.auth.login(&username, &form.password).await,
+        Err(e) => Err(e),
+    };
+    match login {
+        Ok(s) => {
+            tracing::info!(target: "gevulot", user = %s.user.username, "first admin created in the console");
+            let mut response = see_other_with(
+                "/console",
+                Flash::Ok("Welcome: you are the node's first admin.".into()),
+            );
+            let ttl = app::auth::SESSION_TTL.as_secs() as i64;
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                super::auth::session_cookie(&state, &s.token, ttl),
+            );
+            response
+        }
+        Err(e) => {
+            let e = ApiError::from(e);
+            let mut errors = FormErrors::default();
+            let field = match e.code {
+                "weak_password" => "password",
+                "bad_username" => "username",
+                _ => "token",
+            };
+            errors.add(field, e.detail.clone());
+            let view = pages::SetupView { username, errors };
+            render(
+                &state,
+                None,
+                &headers,
+                Page::new("Create the first admin", Nav::None).status(e.status),
+                move || pages::setup(view),
             )
             .await
         }

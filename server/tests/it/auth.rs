@@ -334,3 +334,72 @@ async fn first_run_setup_and_commands() {
         stderr(&out)
     );
 }
+
+#[tokio::test]
+async fn first_admin_through_the_console() {
+    let mut node = Running::start(None);
+    let line = node.wait_for_line("\"token\":\"gsetup_");
+    let at = line.find("gsetup_").expect("token");
+    let token: String = line[at..].chars().take_while(|c| *c != '"').collect();
+    let c = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    // The sign-in page says how to start.
+    let page = c
+        .get(format!("{}/console/sign-in", node.base))
+        .send()
+        .await
+        .expect("sign-in page")
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("/console/setup"), "{page}");
+    let post = |body: String| {
+        let (c, base) = (c.clone(), node.base.clone());
+        async move {
+            c.post(format!("{base}/console/setup"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .expect("setup")
+        }
+    };
+    let wrong = post("token=gsetup_wrong&username=root&password=first-admin-pw".into()).await;
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    let text = wrong.text().await.expect("body");
+    assert!(
+        text.contains("aria-invalid=\"true\"") && text.contains("value=\"root\""),
+        "{text}"
+    );
+    let ok = post(format!(
+        "token={token}&username=root&password=first-admin-pw"
+    ))
+    .await;
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    assert_eq!(ok.headers()["location"], "/console");
+    let session = ok
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("gevulot_session="))
+        .and_then(|v| v.split(';').next())
+        .expect("signed in")
+        .to_string();
+    let dashboard = c
+        .get(format!("{}/console", node.base))
+        .header("cookie", session)
+        .send()
+        .await
+        .expect("dashboard");
+    assert_eq!(dashboard.status(), StatusCode::OK);
+    assert!(
+        dashboard
+            .text()
+            .await
+            .expect("body")
+            .contains("root (admin)")
+    );
+}
