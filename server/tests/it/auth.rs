@@ -400,6 +400,6 @@ async fn first_admin_through_the_console() {
             .text()
             .await
             .expect("body")
-            .contains("root (admin)")
+            .contains(r#"id="who">root"#)
     );
 }
