@@ -87,7 +87,7 @@ mod tests {
     #[test]
     fn times_and_sizes_read_well() {
         assert_eq!(time(0), "1970-01-01 00:00:00");
-        assert_eq!(time(1_795_651_200_000), "2026-11-25 00:00:00");
+        assert_eq!(time(1_795_564_800_000), "2026-11-25 00:00:00");
         assert_eq!(time(951_782_400_000 + 3_661_000), "2000-02-29 01:01:01");
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(1536), "1.5 KiB");

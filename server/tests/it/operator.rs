@@ -266,11 +266,15 @@ async fn upload_deploy_run_and_files() {
         .json()
         .await
         .expect("json");
-    assert_eq!(
-        resources,
-        json!({
-            "cpus": 3, "mem_mib": 2048, "gpu_devices": [], "execution": true,
-            "usage": {"free_cpus": 3, "free_mem_mib": 2048, "free_gpus": 0, "running_tasks": 0, "waiting_tasks": 0}
-        })
-    );
+    assert_eq!(resources["cpus"], 3);
+    assert_eq!(resources["mem_mib"], 2048);
+    assert_eq!(resources["gpu_devices"], json!([]));
+    assert_eq!(resources["execution"], true);
+    // What is free depends on how far the pipeline got with the run above.
+    let usage = &resources["usage"];
+    assert!(usage["free_cpus"].as_u64().is_some_and(|c| c <= 3), "{usage}");
+    assert!(usage["free_mem_mib"].as_u64().is_some_and(|m| m <= 2048), "{usage}");
+    for field in ["free_gpus", "running_tasks", "waiting_tasks"] {
+        assert!(usage[field].is_u64(), "{field} in {usage}");
+    }
 }
