@@ -123,6 +123,10 @@ pub struct Usage {
     pub running: usize,
     /// Tasks waiting for resources.
     pub waiting: usize,
+    /// GPUs running tasks hold.
+    pub busy_gpus: usize,
+    /// Downloads under way.
+    pub downloads: usize,
 }
 
 /// How an attempt ended, when not with a result.
@@ -299,6 +303,7 @@ impl<E: Execute> Pipeline<E> {
 
     /// What the node's tasks hold and wait for now.
     pub fn usage(&self) -> Usage {
+        let downloads = self.inner.downloader.progress().len();
         let st = self.state();
         let (cpus, mem_mib, gpus) = st.scheduler.free();
         Usage {
@@ -307,6 +312,8 @@ impl<E: Execute> Pipeline<E> {
             free_gpus: gpus,
             running: st.scheduler.running(),
             waiting: st.scheduler.waiting(),
+            busy_gpus: st.scheduler.allocations().map(|a| a.gpus.len()).sum(),
+            downloads,
         }
     }
 

@@ -3,8 +3,8 @@
 //! Series (all prefixed `gevulot_`): HTTP requests and latency per server/route/method/status,
 //! JSON-RPC calls and latency per method, submitted transactions per kind and outcome, tasks per
 //! phase and the queue depth (read from the database at scrape time), and gauges for VMs
-//! running, GPUs, CPUs and memory in use, downloads in progress and connected peers, which the
-//! executor, download and P2P subsystems set.
+//! running, GPUs, CPUs and memory in use and downloads in progress (read from the pipeline at
+//! scrape time), and connected peers (set by the P2P network once it exists).
 
 use std::fmt;
 use std::time::Instant;
@@ -54,7 +54,7 @@ fn latency_histogram() -> Histogram {
 /// The node's metrics. Cheap to update from any task.
 #[allow(
     dead_code,
-    reason = "the resource, download and peer gauges are set by the executor, download and P2P subsystems"
+    reason = "the peer gauge is set by the P2P network, which this node does not run yet"
 )]
 pub struct Metrics {
     registry: Registry,
@@ -206,6 +206,20 @@ impl Metrics {
             Err(e) => {
                 tracing::warn!(target: "gevulot", error = %e, "metrics: cannot read task counts");
             }
+        }
+        if let Some(pipeline) = &state.pipeline {
+            let u = pipeline.usage();
+            let r = &state.resources;
+            let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            self.vms_running.set(int(u.running as u64));
+            self.cpus_in_use
+                .set(int(r.cpus.saturating_sub(u.free_cpus)));
+            self.memory_in_use_bytes.set(int(r
+                .mem_mib
+                .saturating_sub(u.free_mem_mib)
+                .saturating_mul(1 << 20)));
+            self.gpus_in_use.set(int(u.busy_gpus as u64));
+            self.downloads_in_progress.set(int(u.downloads as u64));
         }
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {

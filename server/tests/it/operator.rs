@@ -272,8 +272,14 @@ async fn upload_deploy_run_and_files() {
     assert_eq!(resources["execution"], true);
     // What is free depends on how far the pipeline got with the run above.
     let usage = &resources["usage"];
-    assert!(usage["free_cpus"].as_u64().is_some_and(|c| c <= 3), "{usage}");
-    assert!(usage["free_mem_mib"].as_u64().is_some_and(|m| m <= 2048), "{usage}");
+    assert!(
+        usage["free_cpus"].as_u64().is_some_and(|c| c <= 3),
+        "{usage}"
+    );
+    assert!(
+        usage["free_mem_mib"].as_u64().is_some_and(|m| m <= 2048),
+        "{usage}"
+    );
     for field in ["free_gpus", "running_tasks", "waiting_tasks"] {
         assert!(usage[field].is_u64(), "{field} in {usage}");
     }

@@ -672,6 +672,20 @@ async fn cancel_during_boot_and_during_run_frees_the_resources() {
         .unwrap_or_default();
     assert!(refusal.contains("only the author"), "{refused}");
     assert_eq!(usage().await["running_tasks"], 1);
+    // The metrics show the VM and what it holds.
+    let metrics = reqwest::get(format!("http://{}/metrics", node.metrics))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for series in [
+        "gevulot_vms_running 1",
+        "gevulot_cpus_in_use 2",
+        "gevulot_memory_in_use_bytes 536870912",
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
     assert_eq!(
         send_rpc(&node.base, &cancel(&user, &first)).await["result"],
         json!({"Ok": null})
