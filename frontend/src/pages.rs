@@ -94,6 +94,8 @@ pub struct SignInView {
     pub next: String,
     /// No users exist yet: say how to create the first admin.
     pub first_run: bool,
+    /// The form's CSRF token (there is no session yet: it is also in a cookie).
+    pub csrf: String,
 }
 
 pub fn sign_in(v: SignInView) -> impl IntoView {
@@ -110,6 +112,7 @@ pub fn sign_in(v: SignInView) -> impl IntoView {
                 </p>
             })}
             <form class="stack" method="post" action="/console/sign-in">
+                {csrf_field(&v.csrf)}
                 <input type="hidden" name="next" value=v.next/>
                 <label>"Username"
                     <input id="username" name="username" value=v.username autocomplete="username" required=true autofocus=true/>
@@ -127,6 +130,8 @@ pub fn sign_in(v: SignInView) -> impl IntoView {
 pub struct SetupView {
     pub username: String,
     pub errors: FormErrors,
+    /// The form's CSRF token (there is no session yet: it is also in a cookie).
+    pub csrf: String,
 }
 
 /// The first admin, with the setup token the node printed on its first start.
@@ -137,6 +142,7 @@ pub fn setup(v: SetupView) -> impl IntoView {
         <div class="panel" style="max-width: 32rem">
             {errors.summary()}
             <form class="stack" method="post" action="/console/setup">
+                {csrf_field(&v.csrf)}
                 {input("Setup token", "token".into(), String::new(), &errors, Some("Printed by the node on standard output when it started without users."), "text")}
                 {input("Username", "username".into(), v.username, &errors, None, "text")}
                 <label>"Password" <span class="hint">{format!("At least {} characters.", app::auth::MIN_PASSWORD_LEN)}</span>

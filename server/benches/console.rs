@@ -97,10 +97,29 @@ async fn main() -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
+    let form = client.get(format!("{base}/console/sign-in")).send().await?;
+    let form_cookie = form
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("gevulot_form="))
+        .and_then(|v| v.split(';').next())
+        .ok_or_else(|| anyhow::anyhow!("no form cookie"))?
+        .to_string();
+    let html = form.text().await?;
+    let at = html
+        .find(r#"name="csrf" value=""#)
+        .ok_or_else(|| anyhow::anyhow!("no csrf field"))?
+        + 19;
+    let csrf: String = html[at..].chars().take_while(|c| *c != '"').collect();
     let signed_in = client
         .post(format!("{base}/console/sign-in"))
+        .header("cookie", form_cookie)
         .header("content-type", "application/x-www-form-urlencoded")
-        .body("username=admin&password=bench-password-1")
+        .body(format!(
+            "csrf={csrf}&username=admin&password=bench-password-1"
+        ))
         .send()
         .await?;
     let cookie = signed_in
@@ -124,9 +143,10 @@ async fn main() -> anyhow::Result<()> {
             Ok::<_, anyhow::Error>(r.text().await?)
         }
     };
-    // A cursor deep in the keyset: follow "Older" links 50 pages down.
+    // A cursor deep in the keyset: follow "Older" links 50 pages down (fewer on a small sample).
     let mut deep = "/console/transactions".to_string();
-    for _ in 0..50 {
+    let depth = (count / 50).saturating_sub(1).min(50);
+    for _ in 0..depth {
         let page = get(deep.clone()).await?;
         let at = page
             .find("rel=\"next\" href=\"")

@@ -30,6 +30,9 @@ use super::rpc::calls;
 
 const FLASH_COOKIE: &str = "gevulot_flash";
 const FRAGMENT_HEADER: &str = "x-console-fragment";
+/// The CSRF token of the forms used before there is a session (sign-in, first admin), sent both
+/// as a cookie and in the form (double submit).
+const FORM_COOKIE: &str = "gevulot_form";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -147,15 +150,55 @@ fn after_upload(headers: &HeaderMap, location: &str, flash: Flash) -> Response {
     response
 }
 
-fn read_flash(headers: &HeaderMap) -> Option<Flash> {
-    let raw = headers
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == FLASH_COOKIE)
-        .map(|(_, v)| v.to_string())?;
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// The pre-session form token: the browser's, or a new one with the cookie that carries it.
+fn form_token(headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    if let Some(t) = cookie(headers, FORM_COOKIE).filter(|t| t.len() == 32) {
+        return (t, None);
+    }
+    let mut bytes = [0u8; 16];
+    let _ = getrandom::fill(&mut bytes);
+    let token = hex::encode(bytes);
+    let set = HeaderValue::from_str(&format!(
+        "{FORM_COOKIE}={token}; Path=/console; Max-Age=86400; HttpOnly; SameSite=Strict"
+    ))
+    .ok();
+    (token, set)
+}
+
+/// Whether a pre-session form carries the token of its cookie.
+fn form_token_ok(headers: &HeaderMap, sent: &str) -> bool {
+    cookie(headers, FORM_COOKIE).is_some_and(|t| {
+        t.len() == sent.len()
+            && t.bytes()
+                .zip(sent.bytes())
+                .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+                == 0
+    })
+}
+
+fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
+    if let Some(c) = cookie {
+        response.headers_mut().append(header::SET_COOKIE, c);
+    }
+    response
+}
+
+const STALE_FORM: &str =
+    "This form had expired or came from another site; it is fresh now, please submit it again.";
+
+fn read_flash(headers: &HeaderMap) -> Option<Flash> {
+    let raw = cookie(headers, FLASH_COOKIE)?;
     let text = percent_encoding::percent_decode_str(&raw)
         .decode_utf8()
         .ok()?
@@ -359,23 +402,28 @@ async fn sign_in_page(
         return see_other(&safe_next(q.next.as_deref()));
     }
     let first_run = state.auth.list_users().await.is_ok_and(|u| u.is_empty());
+    let (csrf, set) = form_token(&headers);
     let view = pages::SignInView {
         next: safe_next(q.next.as_deref()),
         first_run,
+        csrf,
         ..Default::default()
     };
-    render(
+    let page = render(
         &state,
         None,
         &headers,
         Page::new("Sign in", Nav::None),
         move || pages::sign_in(view),
     )
-    .await
+    .await;
+    with_cookie(page, set)
 }
 
 #[derive(Debug, Deserialize)]
 struct SignInForm {
+    #[serde(default)]
+    csrf: String,
     username: String,
     password: String,
     next: Option<String>,
@@ -387,7 +435,16 @@ async fn sign_in(
     Form(form): Form<SignInForm>,
 ) -> Response {
     let next = safe_next(form.next.as_deref());
-    match state.auth.login(&form.username, &form.password).await {
+    let login = if form_token_ok(&headers, &form.csrf) {
+        state
+            .auth
+            .login(&form.username, &form.password)
+            .await
+            .map_err(Some)
+    } else {
+        Err(None)
+    };
+    match login {
         Ok(s) => {
             tracing::info!(target: "gevulot", user = %s.user.username, via = "console", "signed in");
             let mut response = see_other(&next);
@@ -399,50 +456,64 @@ async fn sign_in(
             response
         }
         Err(e) => {
-            tracing::warn!(target: "gevulot", user = %form.username, reason = e.code(), via = "console", "sign-in refused");
-            let status = ApiError::from(e).status;
-            let error = match status {
-                StatusCode::TOO_MANY_REQUESTS => {
-                    "Too many failed attempts for this user; wait a minute and try again."
+            let (status, error) = match e {
+                None => (StatusCode::FORBIDDEN, STALE_FORM),
+                Some(e) => {
+                    tracing::warn!(target: "gevulot", user = %form.username, reason = e.code(), via = "console", "sign-in refused");
+                    let status = ApiError::from(e).status;
+                    let error = match status {
+                        StatusCode::TOO_MANY_REQUESTS => {
+                            "Too many failed attempts for this user; wait a minute and try again."
+                        }
+                        StatusCode::UNAUTHORIZED => "Wrong username or password.",
+                        _ => "Signing in is not possible right now; check that the database is up.",
+                    };
+                    (status, error)
                 }
-                StatusCode::UNAUTHORIZED => "Wrong username or password.",
-                _ => "Signing in is not possible right now; check that the database is up.",
             };
+            let (csrf, set) = form_token(&headers);
             let view = pages::SignInView {
                 username: form.username,
                 error: Some(error.to_string()),
                 next,
                 first_run: false,
+                csrf,
             };
-            render(
+            let page = render(
                 &state,
                 None,
                 &headers,
                 Page::new("Sign in", Nav::None).status(status),
                 move || pages::sign_in(view),
             )
-            .await
+            .await;
+            with_cookie(page, set)
         }
     }
 }
 
 async fn setup_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let (csrf, set) = form_token(&headers);
     let view = pages::SetupView {
         username: "admin".into(),
+        csrf,
         ..Default::default()
     };
-    render(
+    let page = render(
         &state,
         None,
         &headers,
         Page::new("Create the first admin", Nav::None),
         move || pages::setup(view),
     )
-    .await
+    .await;
+    with_cookie(page, set)
 }
 
 #[derive(Debug, Deserialize)]
 struct SetupForm {
+    #[serde(default)]
+    csrf: String,
     token: String,
     username: String,
     password: String,
@@ -455,13 +526,21 @@ async fn setup(
     Form(form): Form<SetupForm>,
 ) -> Response {
     let username = form.username.trim().to_string();
-    let created = state
-        .auth
-        .setup(form.token.trim(), &username, &form.password)
-        .await;
-    let login = match created {
-        Ok(_) => state.auth.login(&username, &form.password).await,
-        Err(e) => Err(e),
+    let login = if form_token_ok(&headers, &form.csrf) {
+        let created = state
+            .auth
+            .setup(form.token.trim(), &username, &form.password)
+            .await;
+        match created {
+            Ok(_) => state
+                .auth
+                .login(&username, &form.password)
+                .await
+                .map_err(Some),
+            Err(e) => Err(Some(e)),
+        }
+    } else {
+        Err(None)
     };
     match login {
         Ok(s) => {
@@ -478,23 +557,38 @@ async fn setup(
             response
         }
         Err(e) => {
-            let e = ApiError::from(e);
             let mut errors = FormErrors::default();
-            let field = match e.code {
-                "weak_password" => "password",
-                "bad_username" => "username",
-                _ => "token",
+            let status = match e {
+                None => {
+                    errors.add("", STALE_FORM);
+                    StatusCode::FORBIDDEN
+                }
+                Some(e) => {
+                    let e = ApiError::from(e);
+                    let field = match e.code {
+                        "weak_password" => "password",
+                        "bad_username" => "username",
+                        _ => "token",
+                    };
+                    errors.add(field, e.detail.clone());
+                    e.status
+                }
             };
-            errors.add(field, e.detail.clone());
-            let view = pages::SetupView { username, errors };
-            render(
+            let (csrf, set) = form_token(&headers);
+            let view = pages::SetupView {
+                username,
+                errors,
+                csrf,
+            };
+            let page = render(
                 &state,
                 None,
                 &headers,
-                Page::new("Create the first admin", Nav::None).status(e.status),
+                Page::new("Create the first admin", Nav::None).status(status),
                 move || pages::setup(view),
             )
-            .await
+            .await;
+            with_cookie(page, set)
         }
     }
 }

@@ -355,17 +355,51 @@ async fn first_admin_through_the_console() {
         .await
         .expect("body");
     assert!(page.contains("/console/setup"), "{page}");
-    let post = |body: String| {
+    // The form's CSRF token comes with a cookie (there is no session yet).
+    let form = c
+        .get(format!("{}/console/setup", node.base))
+        .send()
+        .await
+        .expect("setup page");
+    let form_cookie = form
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("gevulot_form="))
+        .and_then(|v| v.split(';').next())
+        .expect("form cookie")
+        .to_string();
+    let html = form.text().await.expect("body");
+    let at = html.find(r#"name="csrf" value=""#).expect("csrf field") + 19;
+    let csrf: String = html[at..].chars().take_while(|c| *c != '"').collect();
+    let post = |body: String, cookie: Option<String>| {
         let (c, base) = (c.clone(), node.base.clone());
         async move {
-            c.post(format!("{base}/console/setup"))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body)
-                .send()
-                .await
-                .expect("setup")
+            let mut r = c
+                .post(format!("{base}/console/setup"))
+                .header("content-type", "application/x-www-form-urlencoded");
+            if let Some(cookie) = cookie {
+                r = r.header("cookie", cookie);
+            }
+            r.body(body).send().await.expect("setup")
         }
     };
+    // Without the cookie (another site posting the form): refused, nothing created.
+    let forged = post(
+        format!("csrf={csrf}&token={token}&username=root&password=first-admin-pw"),
+        None,
+    )
+    .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(
+        forged
+            .text()
+            .await
+            .expect("body")
+            .contains("came from another site")
+    );
+    let post = |body: String| post(format!("csrf={csrf}&{body}"), Some(form_cookie.clone()));
     let wrong = post("token=gsetup_wrong&username=root&password=first-admin-pw".into()).await;
     assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
     let text = wrong.text().await.expect("body");
