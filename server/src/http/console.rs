@@ -23,7 +23,7 @@ use app::tx::rpc::TransactionTree;
 use app::tx::{Hash, Kind, Payload, ProgramData};
 
 use super::AppState;
-use super::auth::{Via, identify};
+use super::auth::{Via, cookie, identify};
 use super::error::ApiError;
 use super::operator::{DeployRequest, InputSpec, ProgramSpec, ResourceSpec, RunRequest, StepSpec};
 use super::rpc::calls;
@@ -148,17 +148,6 @@ fn after_upload(headers: &HeaderMap, location: &str, flash: Flash) -> Response {
         }
     }
     response
-}
-
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
 }
 
 /// The pre-session form token: the browser's, or a new one with the cookie that carries it.
@@ -300,6 +289,21 @@ async fn render<V: leptos::prelude::IntoView + 'static>(
     let chrome = chrome(state, session, headers, &page).await;
     let clear = chrome.flash.is_some();
     html(page.status, frontend::page(chrome, body), clear)
+}
+
+/// The page `view` makes of `result`, or the problem page for its error.
+async fn show<T: 'static, V: leptos::prelude::IntoView + 'static>(
+    state: &AppState,
+    s: &Session,
+    headers: &HeaderMap,
+    page: Page,
+    result: Result<T, ApiError>,
+    view: impl FnOnce(T) -> V + 'static,
+) -> Response {
+    match result {
+        Ok(v) => render(state, Some(s), headers, page, move || view(v)).await,
+        Err(e) => problem(state, Some(s), headers, e).await,
+    }
 }
 
 /// A page that says what went wrong and what to do.
@@ -700,19 +704,15 @@ async fn programs_page(State(state): State<AppState>, headers: HeaderMap, uri: U
         verifier: default_program_form(),
         ..Default::default()
     };
-    match programs_view(&state, &s, form).await {
-        Ok(view) => {
-            render(
-                &state,
-                Some(&s),
-                &headers,
-                Page::new("Programs", Nav::Programs),
-                move || pages::programs(view),
-            )
-            .await
-        }
-        Err(e) => problem(&state, Some(&s), &headers, e).await,
-    }
+    show(
+        &state,
+        &s,
+        &headers,
+        Page::new("Programs", Nav::Programs),
+        programs_view(&state, &s, form).await,
+        pages::programs,
+    )
+    .await
 }
 
 fn default_program_form() -> pages::ProgramForm {
@@ -961,19 +961,15 @@ async fn deploy(
         }
     }
     let form = pages::DeployForm { errors, ..form };
-    match programs_view(&state, &s, form).await {
-        Ok(view) => {
-            render(
-                &state,
-                Some(&s),
-                &headers,
-                Page::new("Programs", Nav::Programs).status(StatusCode::UNPROCESSABLE_ENTITY),
-                move || pages::programs(view),
-            )
-            .await
-        }
-        Err(e) => problem(&state, Some(&s), &headers, e).await,
-    }
+    show(
+        &state,
+        &s,
+        &headers,
+        Page::new("Programs", Nav::Programs).status(StatusCode::UNPROCESSABLE_ENTITY),
+        programs_view(&state, &s, form).await,
+        pages::programs,
+    )
+    .await
 }
 
 async fn program_page(
@@ -1044,19 +1040,15 @@ async fn runs_view(
 
 async fn new_run_page(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
     let s = signed_in!(state, headers, uri);
-    match runs_view(&state, &s, pages::RunForm::default()).await {
-        Ok(view) => {
-            render(
-                &state,
-                Some(&s),
-                &headers,
-                Page::new("New run", Nav::Runs),
-                move || pages::new_run(view),
-            )
-            .await
-        }
-        Err(e) => problem(&state, Some(&s), &headers, e).await,
-    }
+    show(
+        &state,
+        &s,
+        &headers,
+        Page::new("New run", Nav::Runs),
+        runs_view(&state, &s, pages::RunForm::default()).await,
+        pages::new_run,
+    )
+    .await
 }
 
 fn run_request(m: &Multi, errors: &mut FormErrors) -> (Vec<pages::StepForm>, RunRequest) {
@@ -1184,19 +1176,15 @@ async fn start_run(
         steps: forms,
         errors,
     };
-    match runs_view(&state, &s, form).await {
-        Ok(view) => {
-            render(
-                &state,
-                Some(&s),
-                &headers,
-                Page::new("New run", Nav::Runs).status(StatusCode::UNPROCESSABLE_ENTITY),
-                move || pages::new_run(view),
-            )
-            .await
-        }
-        Err(e) => problem(&state, Some(&s), &headers, e).await,
-    }
+    show(
+        &state,
+        &s,
+        &headers,
+        Page::new("New run", Nav::Runs).status(StatusCode::UNPROCESSABLE_ENTITY),
+        runs_view(&state, &s, form).await,
+        pages::new_run,
+    )
+    .await
 }
 
 // --- transactions --------------------------------------------------------------------------
@@ -1708,19 +1696,15 @@ async fn files_page(
         })
     }
     .await;
-    match result {
-        Ok(view) => {
-            render(
-                &state,
-                Some(&s),
-                &headers,
-                Page::new("Downloads", Nav::Files),
-                move || pages::files(view),
-            )
-            .await
-        }
-        Err(e) => problem(&state, Some(&s), &headers, e).await,
-    }
+    show(
+        &state,
+        &s,
+        &headers,
+        Page::new("Downloads", Nav::Files),
+        result,
+        pages::files,
+    )
+    .await
 }
 
 // --- GPUs ----------------------------------------------------------------------------------

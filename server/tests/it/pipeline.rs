@@ -202,6 +202,12 @@ pub async fn send_rpc(base: &str, tx: &Transaction) -> Value {
     rpc(base, "sendTransaction", json!([tx])).await
 }
 
+/// Sends `tx` with `sendTransaction` and checks that the node accepted it.
+pub async fn accepted(base: &str, tx: &Transaction) {
+    let r = send_rpc(base, tx).await;
+    assert_eq!(r["result"], json!({"Ok": null}), "{r}");
+}
+
 pub async fn rpc(base: &str, method: &str, params: Value) -> Value {
     reqwest::Client::new()
         .post(format!("{base}/"))
@@ -526,10 +532,7 @@ async fn a_run_waits_for_its_program_and_a_bad_checksum_fails_cleanly() {
         ],
     );
     // Accepted before its programs exist, and visibly waiting for them.
-    assert_eq!(
-        send_rpc(&node.base, &run_tx).await["result"],
-        json!({"Ok": null})
-    );
+    accepted(&node.base, &run_tx).await;
     let waiting = wait_tasks(
         &node.base,
         &run_tx.hash,
@@ -541,10 +544,7 @@ async fn a_run_waits_for_its_program_and_a_bad_checksum_fails_cleanly() {
     let note = waiting[0]["error"].as_str().expect("what it waits for");
     assert!(note.contains(&prover.hash.to_hex()), "{note}");
     // Deployed later: it runs.
-    assert_eq!(
-        send_rpc(&node.base, &deploy(&user, "late", prover.clone(), verifier)).await["result"],
-        json!({"Ok": null})
-    );
+    accepted(&node.base, &deploy(&user, "late", prover.clone(), verifier)).await;
     let done = wait_tasks(
         &node.base,
         &run_tx.hash,
@@ -563,15 +563,9 @@ async fn a_run_waits_for_its_program_and_a_bad_checksum_fails_cleanly() {
     };
     let bad = program("bad", &wrong, 256, 1);
     let bad_verifier = program("bad-verifier", &verifier_img, 256, 1);
-    assert_eq!(
-        send_rpc(&node.base, &deploy(&user, "bad", bad.clone(), bad_verifier)).await["result"],
-        json!({"Ok": null})
-    );
+    accepted(&node.base, &deploy(&user, "bad", bad.clone(), bad_verifier)).await;
     let bad_run = run(&user, vec![step(&bad, &[], vec![])]);
-    assert_eq!(
-        send_rpc(&node.base, &bad_run).await["result"],
-        json!({"Ok": null})
-    );
+    accepted(&node.base, &bad_run).await;
     let failed = wait_tasks(
         &node.base,
         &bad_run.hash,
@@ -653,10 +647,7 @@ async fn cancel_during_boot_and_during_run_frees_the_resources() {
 
     // During boot, by the Run's author over JSON-RPC; someone else may not.
     let first = slow("1");
-    assert_eq!(
-        send_rpc(&node.base, &first).await["result"],
-        json!({"Ok": null})
-    );
+    accepted(&node.base, &first).await;
     wait_tasks(
         &node.base,
         &first.hash,
@@ -686,10 +677,7 @@ async fn cancel_during_boot_and_during_run_frees_the_resources() {
     ] {
         assert!(metrics.contains(series), "{series} in\n{metrics}");
     }
-    assert_eq!(
-        send_rpc(&node.base, &cancel(&user, &first)).await["result"],
-        json!({"Ok": null})
-    );
+    accepted(&node.base, &cancel(&user, &first)).await;
     let ended = wait_tasks(
         &node.base,
         &first.hash,
@@ -768,15 +756,12 @@ async fn deadlines_end_hung_programs_and_crashes_are_retried_then_fail() {
         deploy(&user, "hung", hung.clone(), verifier.clone()),
         deploy(&user, "crash", crash.clone(), verifier),
     ] {
-        assert_eq!(
-            send_rpc(&node.base, &d).await["result"],
-            json!({"Ok": null})
-        );
+        accepted(&node.base, &d).await;
     }
     let hung_run = run(&user, vec![step(&hung, &["--sleep-ms", "600000"], vec![])]);
     let crash_run = run(&user, vec![step(&crash, &[], vec![])]);
     for r in [&hung_run, &crash_run] {
-        assert_eq!(send_rpc(&node.base, r).await["result"], json!({"Ok": null}));
+        accepted(&node.base, r).await;
     }
     let crashed = wait_tasks(
         &node.base,
@@ -825,17 +810,11 @@ async fn tasks_that_cannot_fit_together_wait_while_a_small_one_passes() {
         deploy(&user, "small", small.clone(), verifier.clone()),
         deploy(&user, "huge", huge.clone(), verifier),
     ] {
-        assert_eq!(
-            send_rpc(&node.base, &d).await["result"],
-            json!({"Ok": null})
-        );
+        accepted(&node.base, &d).await;
     }
     // More than the node has: refused at once with the reason.
     let never = run(&user, vec![step(&huge, &[], vec![])]);
-    assert_eq!(
-        send_rpc(&node.base, &never).await["result"],
-        json!({"Ok": null})
-    );
+    accepted(&node.base, &never).await;
     let refused = wait_tasks(
         &node.base,
         &never.hash,
@@ -861,7 +840,7 @@ async fn tasks_that_cannot_fit_together_wait_while_a_small_one_passes() {
     );
     let small1 = run(&user, vec![step(&small, &[], vec![])]);
     for r in [&big1, &big2, &small1] {
-        assert_eq!(send_rpc(&node.base, r).await["result"], json!({"Ok": null}));
+        accepted(&node.base, r).await;
     }
     let mut ended = Vec::new();
     for r in [&big1, &big2, &small1] {
@@ -917,10 +896,7 @@ async fn a_node_killed_mid_run_finishes_the_run_after_restart() {
     );
     // A second run, acknowledged just before the kill.
     let queued = run(&user, vec![step(&prover, &["--nonce", "2"], vec![])]);
-    assert_eq!(
-        send_rpc(&node.base, &run_tx).await["result"],
-        json!({"Ok": null})
-    );
+    accepted(&node.base, &run_tx).await;
     wait_tasks(
         &node.base,
         &run_tx.hash,
@@ -929,10 +905,7 @@ async fn a_node_killed_mid_run_finishes_the_run_after_restart() {
         |t| ended_with(t, 0, "running"),
     )
     .await;
-    assert_eq!(
-        send_rpc(&node.base, &queued).await["result"],
-        json!({"Ok": null})
-    );
+    accepted(&node.base, &queued).await;
     let before = get(&format!("{}/api/v1/node", node.base)).await;
 
     let data = node.kill();
