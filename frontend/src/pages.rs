@@ -675,6 +675,8 @@ pub struct TaskRow {
     pub log_tail: Option<String>,
     /// `received of total` while downloading.
     pub progress: Option<String>,
+    /// Every phase it entered, oldest first.
+    pub timeline: Vec<app::store::PhaseChange>,
 }
 
 #[derive(Clone, Debug)]
@@ -804,12 +806,13 @@ pub fn transaction_live(v: TransactionLive) -> impl IntoView {
                                 <td>{phase_badge(t.phase.as_str())}</td>
                                 <td>{t.attempt}</td>
                                 <td>
-                                    <ul class="timeline">
-                                        <li>"created " {time(t.created_at_ms)}</li>
-                                        {t.started_at_ms.map(|s| view! { <li>"running since " {time(s)}</li> })}
-                                        {t.finished_at_ms.map(|s| view! { <li>"ended " {time(s)}</li> })}
-                                        <li class="muted">"updated " {time(t.updated_at_ms)}</li>
-                                    </ul>
+                                    <ol class="timeline">
+                                        {r.timeline.into_iter().map(|c| view! {
+                                            <li title=c.note.clone().unwrap_or_default()>
+                                                <span class="mono">{time(c.at_ms)}</span>" " {c.phase.as_str().replace('_', " ")}
+                                            </li>
+                                        }).collect_view()}
+                                    </ol>
                                 </td>
                                 <td>
                                     {t.error.map(|e| view! { <p class="task-reason">{e}</p> })}

@@ -34,6 +34,14 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0003_gpus.sql"),
         include_str!("../../../migrations/sqlite/0003_gpus.sql"),
     ),
+    (
+        4,
+        "task phases",
+        "0004_task_phases.sql",
+        "0004_task_phases.sql",
+        include_str!("../../../migrations/postgres/0004_task_phases.sql"),
+        include_str!("../../../migrations/sqlite/0004_task_phases.sql"),
+    ),
 ];
 
 pub(super) fn migrator(backend: BackendKind) -> Migrator {

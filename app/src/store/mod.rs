@@ -287,6 +287,16 @@ pub struct Task {
     pub finished_at_ms: Option<i64>,
 }
 
+/// One entry of a task's timeline: the phase it entered, when, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PhaseChange {
+    pub task_id: i64,
+    pub phase: Phase,
+    /// The reason for a failure or retry, or what the task waits for.
+    pub note: Option<String>,
+    pub at_ms: i64,
+}
+
 /// What to create a task from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewTask {
@@ -1130,10 +1140,12 @@ impl Store {
     /// Creates a task in phase `queued`, or returns the existing one for the same step.
     pub async fn create_task(&self, new: &NewTask) -> Result<Task> {
         let now = now_ms();
-        dispatch!(self, pool => {
-            sqlx::query(
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE tx = $1 AND step_index = $2");
+        let row: TaskTuple = dispatch!(self, pool => {
+            let mut t = pool.begin().await?;
+            let created: Option<(i64,)> = sqlx::query_as(
                 "INSERT INTO tasks (tx, step_index, program, kind, phase, attempt, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, 0, $6, $6) ON CONFLICT (tx, step_index) DO NOTHING",
+                 VALUES ($1, $2, $3, $4, $5, 0, $6, $6) ON CONFLICT (tx, step_index) DO NOTHING RETURNING id",
             )
             .bind(new.tx.to_hex())
             .bind(new.step_index)
@@ -1141,23 +1153,31 @@ impl Store {
             .bind(&new.kind)
             .bind(Phase::Queued.as_str())
             .bind(now)
-            .execute(pool)
+            .fetch_optional(&mut *t)
             .await?;
-        });
-        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE tx = $1 AND step_index = $2");
-        let row: TaskTuple = dispatch!(self, pool => {
-            sqlx::query_as(AssertSqlSafe(sql))
+            if let Some((id,)) = created {
+                sqlx::query("INSERT INTO task_phases (task_id, phase, note, at) VALUES ($1, $2, NULL, $3)")
+                    .bind(id)
+                    .bind(Phase::Queued.as_str())
+                    .bind(now)
+                    .execute(&mut *t)
+                    .await?;
+            }
+            let row = sqlx::query_as(AssertSqlSafe(sql))
                 .bind(new.tx.to_hex())
                 .bind(new.step_index)
-                .fetch_one(pool)
-                .await?
+                .fetch_one(&mut *t)
+                .await?;
+            t.commit().await?;
+            row
         });
         decode_task(row)
     }
 
     /// Moves a task to `phase`, recording the time it started running, when it ended, and the
-    /// error for failures. Entering `booting` counts a new attempt. A task already in a terminal
-    /// phase is not changed; returns whether the task changed.
+    /// error (or what it waits for), and adds the change to the task's timeline in the same
+    /// database transaction. Entering `booting` counts a new attempt. A task already in a
+    /// terminal phase is not changed; returns whether the task changed.
     pub async fn set_task_phase(&self, id: i64, phase: Phase, error: Option<&str>) -> Result<bool> {
         let now = now_ms();
         let terminal: Vec<&str> = Phase::ALL
@@ -1166,7 +1186,8 @@ impl Store {
             .map(|p| p.as_str())
             .collect();
         let done = dispatch!(self, pool => {
-            sqlx::query(
+            let mut t = pool.begin().await?;
+            let done = sqlx::query(
                 "UPDATE tasks SET phase = $1, error = $2, updated_at = $3, \
                  attempt = attempt + CASE WHEN $1 = 'booting' THEN 1 ELSE 0 END, \
                  started_at = CASE WHEN $1 = 'running' AND started_at IS NULL THEN $3 ELSE started_at END, \
@@ -1181,11 +1202,46 @@ impl Store {
             .bind(terminal[1])
             .bind(terminal[2])
             .bind(terminal[3])
-            .execute(pool)
+            .execute(&mut *t)
             .await?
-            .rows_affected()
+            .rows_affected();
+            if done == 1 {
+                sqlx::query("INSERT INTO task_phases (task_id, phase, note, at) VALUES ($1, $2, $3, $4)")
+                    .bind(id)
+                    .bind(phase.as_str())
+                    .bind(error)
+                    .bind(now)
+                    .execute(&mut *t)
+                    .await?;
+            }
+            t.commit().await?;
+            done
         });
         Ok(done == 1)
+    }
+
+    /// The timelines of the tasks of `tx`: every phase each entered, oldest first.
+    pub async fn task_timelines(&self, tx: &Hash) -> Result<Vec<PhaseChange>> {
+        let rows: Vec<(i64, String, Option<String>, i64)> = dispatch!(self, pool => {
+            sqlx::query_as(
+                "SELECT p.task_id, p.phase, p.note, p.at FROM task_phases p \
+                 JOIN tasks k ON k.id = p.task_id WHERE k.tx = $1 ORDER BY p.task_id, p.seq",
+            )
+            .bind(tx.to_hex())
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|(task_id, phase, note, at_ms)| {
+                Ok(PhaseChange {
+                    task_id,
+                    phase: Phase::parse(&phase)
+                        .ok_or_else(|| StoreError::Corrupt(format!("bad phase {phase}")))?,
+                    note,
+                    at_ms,
+                })
+            })
+            .collect()
     }
 
     pub async fn tasks_for_tx(&self, tx: &Hash) -> Result<Vec<Task>> {

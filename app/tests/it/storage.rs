@@ -482,6 +482,24 @@ async fn task_lifecycle(db: Db) {
     let done = db.store.tasks_for_tx(&r.hash).await.expect("tasks");
     assert_eq!(done[0].phase, Phase::Failed);
     assert_eq!(done[0].error.as_deref(), Some("guest panicked"));
+    // The timeline has every change that happened, in order, and nothing that was refused.
+    let timeline = db.store.task_timelines(&r.hash).await.expect("timeline");
+    let phases: Vec<Phase> = timeline.iter().map(|c| c.phase).collect();
+    assert_eq!(
+        phases,
+        [
+            Phase::Queued,
+            Phase::Downloading,
+            Phase::Booting,
+            Phase::Running,
+            Phase::Booting,
+            Phase::Running,
+            Phase::Failed
+        ]
+    );
+    assert!(timeline.iter().all(|c| c.task_id == t.id));
+    assert_eq!(timeline[6].note.as_deref(), Some("guest panicked"));
+    assert!(timeline.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
     assert!(done[0].finished_at_ms.is_some());
     assert!(
         db.store

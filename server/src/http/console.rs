@@ -1508,6 +1508,7 @@ async fn outputs(
 
 async fn task_rows(state: &AppState, hash: &Hash) -> Result<Vec<pages::TaskRow>, ApiError> {
     let tasks = state.store().tasks_for_tx(hash).await?;
+    let timelines = state.store().task_timelines(hash).await?;
     let mut rows = Vec::with_capacity(tasks.len());
     for t in tasks {
         let program_name = state.store().get_program(&t.program).await?.map(|p| p.name);
@@ -1525,11 +1526,17 @@ async fn task_rows(state: &AppState, hash: &Hash) -> Result<Vec<pages::TaskRow>,
             ),
             None => (None, None),
         };
+        let timeline = timelines
+            .iter()
+            .filter(|c| c.task_id == t.id)
+            .cloned()
+            .collect();
         rows.push(pages::TaskRow {
             task: t,
             program_name,
             log_tail,
             progress,
+            timeline,
         });
     }
     Ok(rows)

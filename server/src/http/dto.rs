@@ -279,10 +279,32 @@ pub struct TaskStatus {
     /// The end of its VM's serial console (the latest attempt), once it booted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_tail: Option<String>,
+    /// Every phase it entered, oldest first.
+    pub timeline: Vec<PhaseEntry>,
     pub created_at: String,
     pub updated_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+}
+
+/// A phase a task entered.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PhaseEntry {
+    pub phase: String,
+    pub at: String,
+    /// Why (a failure or retry), or what the task waits for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl From<&app::store::PhaseChange> for PhaseEntry {
+    fn from(c: &app::store::PhaseChange) -> Self {
+        Self {
+            phase: c.phase.as_str().to_string(),
+            at: rfc3339(c.at_ms),
+            note: c.note.clone(),
+        }
+    }
 }
 
 /// How far a download has come.
@@ -319,6 +341,7 @@ impl From<&Task> for TaskStatus {
             id: t.id,
             progress: None,
             log_tail: None,
+            timeline: Vec::new(),
             step_index: t.step_index,
             program: t.program.to_hex(),
             kind: t.kind.clone(),

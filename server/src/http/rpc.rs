@@ -270,12 +270,21 @@ pub mod calls {
             )));
         };
         let tasks = store.tasks_for_tx(hash).await?;
+        let timelines = store.task_timelines(hash).await?;
         Ok(dto::TransactionStatus {
             hash: hash.to_hex(),
             kind: kind.as_str().to_string(),
             tasks: tasks
                 .iter()
-                .map(|t| dto::TaskStatus::new(t, state.pipeline.as_ref()))
+                .map(|t| {
+                    let mut status = dto::TaskStatus::new(t, state.pipeline.as_ref());
+                    status.timeline = timelines
+                        .iter()
+                        .filter(|c| c.task_id == t.id)
+                        .map(dto::PhaseEntry::from)
+                        .collect();
+                    status
+                })
                 .collect(),
         })
     }

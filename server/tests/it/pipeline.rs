@@ -323,6 +323,25 @@ async fn json_rpc_run_yields_a_verified_proof_with_downloadable_output() {
     assert_eq!(done[0]["kind"], "proof");
     assert_eq!(done[1]["kind"], "verification");
     assert_eq!(done[0]["attempt"], 1);
+    // Each task's timeline, phase by phase.
+    let timeline: Vec<&str> = done[0]["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .map(|e| e["phase"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        timeline,
+        [
+            "queued",
+            "downloading",
+            "waiting_for_resources",
+            "booting",
+            "running",
+            "submitting",
+            "succeeded"
+        ]
+    );
     // The VM's console is there for operators.
     assert!(
         done[0]["log_tail"].as_str().is_some_and(|t| !t.is_empty()),
@@ -777,6 +796,20 @@ async fn deadlines_end_hung_programs_and_crashes_are_retried_then_fail() {
     assert!(
         reason.contains("failed 2 times") && reason.contains("panic"),
         "{reason}"
+    );
+    // The retry is in the timeline, with why.
+    let retry = crashed[0]["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .find(|e| e["phase"] == "queued" && e["note"].is_string())
+        .cloned()
+        .expect("a retry");
+    assert!(
+        retry["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("retrying in")),
+        "{retry}"
     );
 
     let timed_out = wait_tasks(
