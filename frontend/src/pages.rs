@@ -1150,3 +1150,69 @@ pub fn problem(title: String, detail: String) -> impl IntoView {
         <section class="panel"><p id="problem">{detail}</p><p><a href="/console">"Back to the dashboard"</a></p></section>
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The GPU page on the layout measured on a cloud H100 host: the GPU on the nvidia driver and
+    /// no IOMMU. The operator reads both blockers with the command that fixes each.
+    #[test]
+    fn gpu_page_names_each_blocker_with_its_fix() {
+        let root = tempfile::tempdir().expect("tmp");
+        app::gpu::fixture::cloud_vm_without_iommu(root.path()).expect("fixture");
+        let sysfs = app::gpu::Sysfs::new(root.path());
+        let configured = vec!["0000:00:06.0".to_string()];
+        let statuses = app::gpu::pool(&sysfs, &configured, &[], &Default::default()).expect("pool");
+        let html = crate::fragment(move || {
+            gpus(GpusView {
+                gpus: statuses,
+                can_edit: true,
+                csrf: "t".into(),
+                error: None,
+            })
+        });
+        assert!(html.contains(r#"data-phase="not_ready""#), "{html}");
+        assert!(html.contains("intel_iommu=on iommu=pt"), "{html}");
+        assert!(
+            html.contains("driverctl set-override 0000:00:06.0 vfio-pci"),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"action="/console/gpus/0000:00:06.0""#),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn a_refused_form_keeps_the_input_and_marks_the_field() {
+        let mut errors = FormErrors::default();
+        errors.add("prover_mem_mib", "Memory must be a whole number");
+        let form = DeployForm {
+            name: "pair <one>".into(),
+            prover: ProgramForm {
+                mem_mib: "-5".into(),
+                ..Default::default()
+            },
+            errors,
+            ..Default::default()
+        };
+        let html = crate::fragment(move || {
+            programs(ProgramsView {
+                programs: vec![],
+                can_deploy: true,
+                csrf: "t".into(),
+                form,
+                max_upload: 1 << 30,
+            })
+        });
+        assert!(html.contains(r#"value="pair &lt;one&gt;""#), "{html}");
+        assert!(
+            html.contains(
+                r#"id="prover_mem_mib" name="prover_mem_mib" value="-5" aria-invalid="true""#
+            ),
+            "{html}"
+        );
+        assert!(html.contains("Memory must be a whole number"), "{html}");
+    }
+}
