@@ -1,0 +1,461 @@
+//! The operator console under `/console`: routes, sessions, CSRF and form handling over the
+//! core API; the pages themselves come from the `frontend` crate. Every form is a plain HTML form
+//! that carries the session's CSRF token; a change answers `303 See Other` to the page that shows
+//! its result (with a one-time flash message), and a refused form is shown again with the user's
+//! input and a message at each field to change. `console.js` asks for a page's live sections
+//! alone with the `X-Console-Fragment` header.
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use frontend::pages;
+use frontend::{Chrome, Flash, Nav, NodeBadge, Viewer};
+use leptos::prelude::IntoAny as _;
+use serde::Deserialize;
+
+use app::auth::{Role, User};
+use app::store::{Phase, Source};
+use app::tx::rpc::TransactionTree;
+use app::tx::{Hash, Kind, Payload, ProgramData};
+
+use super::AppState;
+use super::auth::{Via, cookie, identify};
+use super::error::ApiError;
+use super::operator::{DeployRequest, InputSpec, ProgramSpec, ResourceSpec, RunRequest, StepSpec};
+use super::rpc::calls;
+
+const FLASH_COOKIE: &str = "gevulot_flash";
+const FRAGMENT_HEADER: &str = "x-console-fragment";
+/// The CSRF token of the forms used before there is a session (sign-in, first admin), sent both
+/// as a cookie and in the form (double submit).
+const FORM_COOKIE: &str = "gevulot_form";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/console", get(dashboard))
+        .route("/console/", get(dashboard))
+        .route("/console/assets/console.css", get(css))
+        .route("/console/assets/console.js", get(js))
+        .route("/console/sign-in", get(sign_in_page).post(sign_in))
+        .route("/console/sign-out", post(sign_out))
+        .route("/console/setup", get(setup_page).post(setup))
+        .route(
+            "/console/programs",
+            get(programs_page)
+                .post(deploy)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route("/console/programs/{hash}", get(program_page))
+        .route("/console/runs/new", get(new_run_page))
+        .route(
+            "/console/runs",
+            post(start_run).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/console/transactions", get(transactions_page))
+        .route("/console/transactions/{hash}", get(transaction_page))
+        .route("/console/transactions/{hash}/cancel", post(cancel))
+        .route("/console/files", get(files_page))
+        .route("/console/gpus", get(gpus_page))
+        .route("/console/gpus/{address}", post(change_gpu))
+        .route("/console/account", get(account_page))
+        .route("/console/account/password", post(change_password))
+        .route("/console/account/tokens", post(create_token))
+        .route("/console/account/tokens/{id}/delete", post(delete_token))
+        .route("/console/users", get(users_page).post(create_user))
+        .route("/console/users/{id}/role", post(set_role))
+}
+
+/// Whether a request is a console upload (exempt from the request timeout).
+pub fn is_upload(method: &axum::http::Method, path: &str) -> bool {
+    method == axum::http::Method::POST && matches!(path, "/console/programs" | "/console/runs")
+}
+
+async fn css() -> Response {
+    asset("text/css; charset=utf-8", frontend::CSS)
+}
+
+async fn js() -> Response {
+    asset("text/javascript; charset=utf-8", frontend::JS)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+// --- sessions, flash, rendering ------------------------------------------------------------
+
+/// A signed-in browser session.
+struct Session {
+    user: User,
+    token: String,
+    csrf: String,
+}
+
+async fn session(state: &AppState, headers: &HeaderMap) -> Option<Session> {
+    match identify(state, headers).await {
+        Ok(Some(super::auth::Caller {
+            user,
+            via: Via::Session { token, csrf },
+        })) => Some(Session { user, token, csrf }),
+        _ => None,
+    }
+}
+
+fn see_other(location: &str) -> Response {
+    (
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, location.to_string())],
+    )
+        .into_response()
+}
+
+/// Redirects to `location`, showing `flash` there once.
+fn see_other_with(location: &str, flash: Flash) -> Response {
+    let (kind, text) = match &flash {
+        Flash::Ok(t) => ("ok", t),
+        Flash::Error(t) => ("error", t),
+    };
+    let raw = format!("{kind}:{text}");
+    let value = percent_encoding::utf8_percent_encode(&raw, percent_encoding::NON_ALPHANUMERIC);
+    let mut response = see_other(location);
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{FLASH_COOKIE}={value}; Path=/console; Max-Age=60; HttpOnly; SameSite=Lax"
+    )) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    response
+}
+
+/// After an upload form: `console.js` posts it with `X-Console-Upload` (to show progress) and
+/// follows `X-Console-Location` itself; a plain form gets the redirect.
+fn after_upload(headers: &HeaderMap, location: &str, flash: Flash) -> Response {
+    let mut response = see_other_with(location, flash);
+    if headers.contains_key("x-console-upload") {
+        *response.status_mut() = StatusCode::OK;
+        if let Some(l) = response.headers_mut().remove(header::LOCATION) {
+            response.headers_mut().insert("x-console-location", l);
+        }
+    }
+    response
+}
+
+/// The pre-session form token: the browser's, or a new one with the cookie that carries it.
+fn form_token(headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    if let Some(t) = cookie(headers, FORM_COOKIE).filter(|t| t.len() == 32) {
+        return (t, None);
+    }
+    let mut bytes = [0u8; 16];
+    let _ = getrandom::fill(&mut bytes);
+    let token = hex::encode(bytes);
+    let set = HeaderValue::from_str(&format!(
+        "{FORM_COOKIE}={token}; Path=/console; Max-Age=86400; HttpOnly; SameSite=Strict"
+    ))
+    .ok();
+    (token, set)
+}
+
+/// Whether a pre-session form carries the token of its cookie.
+fn form_token_ok(headers: &HeaderMap, sent: &str) -> bool {
+    cookie(headers, FORM_COOKIE).is_some_and(|t| {
+        t.len() == sent.len()
+            && t.bytes()
+                .zip(sent.bytes())
+                .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+                == 0
+    })
+}
+
+fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
+    if let Some(c) = cookie {
+        response.headers_mut().append(header::SET_COOKIE, c);
+    }
+    response
+}
+
+const STALE_FORM: &str =
+    "This form had expired or came from another site; it is fresh now, please submit it again.";
+
+fn read_flash(headers: &HeaderMap) -> Option<Flash> {
+    let raw = cookie(headers, FLASH_COOKIE)?;
+    let text = percent_encoding::percent_decode_str(&raw)
+        .decode_utf8()
+        .ok()?
+        .into_owned();
+    match text.split_once(':') {
+        Some(("ok", t)) => Some(Flash::Ok(t.to_string())),
+        Some(("error", t)) => Some(Flash::Error(t.to_string())),
+        _ => None,
+    }
+}
+
+/// Sends signed-out visitors to the sign-in page, then back to where they were going.
+fn to_sign_in(uri: &Uri) -> Response {
+    let next = uri
+        .path_and_query()
+        .map_or("/console", |p| p.as_str())
+        .to_string();
+    let next = percent_encoding::utf8_percent_encode(&next, percent_encoding::NON_ALPHANUMERIC);
+    see_other(&format!("/console/sign-in?next={next}"))
+}
+
+struct Page {
+    title: String,
+    nav: Nav,
+    follows: Option<String>,
+    status: StatusCode,
+}
+
+impl Page {
+    fn new(title: impl Into<String>, nav: Nav) -> Self {
+        Self {
+            title: title.into(),
+            nav,
+            follows: None,
+            status: StatusCode::OK,
+        }
+    }
+
+    fn status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+}
+
+async fn chrome(
+    state: &AppState,
+    session: Option<&Session>,
+    headers: &HeaderMap,
+    page: &Page,
+) -> Chrome {
+    Chrome {
+        title: page.title.clone(),
+        nav: page.nav,
+        viewer: session.map(|s| Viewer {
+            username: s.user.username.clone(),
+            role: s.user.role,
+        }),
+        node: NodeBadge {
+            public_key: state.node_key.public_key().to_hex(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ready: state.store().ping().await.is_ok(),
+        },
+        csrf: session.map(|s| s.csrf.clone()).unwrap_or_default(),
+        flash: read_flash(headers),
+        follows: page.follows.clone(),
+    }
+}
+
+fn html(status: StatusCode, body: String, clear_flash: bool) -> Response {
+    let mut response = (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response();
+    if clear_flash {
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            HeaderValue::from_static("gevulot_flash=; Path=/console; Max-Age=0"),
+        );
+    }
+    response
+}
+
+/// Renders a whole page, or only the live section the script asked for.
+async fn render<V: leptos::prelude::IntoView + 'static>(
+    state: &AppState,
+    session: Option<&Session>,
+    headers: &HeaderMap,
+    page: Page,
+    body: impl FnOnce() -> V + 'static,
+) -> Response {
+    if headers.contains_key(FRAGMENT_HEADER) {
+        return html(page.status, frontend::fragment(body), false);
+    }
+    let chrome = chrome(state, session, headers, &page).await;
+    let clear = chrome.flash.is_some();
+    html(page.status, frontend::page(chrome, body), clear)
+}
+
+/// The page `view` makes of `result`, or the problem page for its error.
+async fn show<T: 'static, V: leptos::prelude::IntoView + 'static>(
+    state: &AppState,
+    s: &Session,
+    headers: &HeaderMap,
+    page: Page,
+    result: Result<T, ApiError>,
+    view: impl FnOnce(T) -> V + 'static,
+) -> Response {
+    match result {
+        Ok(v) => render(state, Some(s), headers, page, move || view(v)).await,
+        Err(e) => problem(state, Some(s), headers, e).await,
+    }
+}
+
+/// A page that says what went wrong and what to do.
+async fn problem(
+    state: &AppState,
+    session: Option<&Session>,
+    headers: &HeaderMap,
+    e: ApiError,
+) -> Response {
+    let title = match e.status.as_u16() {
+        403 => "Not allowed",
+        404 => "Not found",
+        503 => "The database is not answering",
+        _ => "Something went wrong",
+    };
+    let detail = e.detail.clone();
+    render(
+        state,
+        session,
+        headers,
+        Page::new(title, Nav::None).status(e.status),
+        move || pages::problem(title.to_string(), detail),
+    )
+    .await
+}
+
+fn forbidden(needed: Role) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("this needs the {needed} role; ask an admin to change your role on the Users page"),
+    )
+}
+
+/// A form whose only field is the CSRF token.
+#[derive(Debug, Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+fn csrf_ok(session: &Session, sent: &str) -> bool {
+    let (a, b) = (session.csrf.as_bytes(), sent.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn csrf_refused() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "csrf_required",
+        "this form is stale or came from another site; reload the page and submit it again",
+    )
+}
+
+/// The signed-in session of a form post whose CSRF token matches, or the response to send.
+async fn form_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    csrf: &str,
+    needed: Role,
+) -> Result<Session, Response> {
+    let Some(s) = session(state, headers).await else {
+        return Err(to_sign_in(uri));
+    };
+    if !csrf_ok(&s, csrf) {
+        return Err(problem(state, Some(&s), headers, csrf_refused()).await);
+    }
+    if !s.user.role.allows(needed) {
+        return Err(problem(state, Some(&s), headers, forbidden(needed)).await);
+    }
+    Ok(s)
+}
+
+macro_rules! signed_in {
+    ($state:expr, $headers:expr, $uri:expr) => {
+        match session(&$state, &$headers).await {
+            Some(s) => s,
+            None => return to_sign_in(&$uri),
+        }
+    };
+}
+
+// The page groups (after `signed_in!`, which they use); they share this module's imports.
+mod account;
+mod forms;
+mod sign_in;
+mod transactions;
+
+use account::{
+    account_page, change_gpu, change_password, create_token, create_user, delete_token, gpus_page,
+    set_role, users_page,
+};
+use forms::{deploy, new_run_page, program_page, programs_page, start_run};
+use sign_in::{setup, setup_page, sign_in, sign_in_page, sign_out};
+use transactions::{cancel, files_page, transaction_page, transactions_page};
+
+// --- dashboard -----------------------------------------------------------------------------
+
+async fn dashboard_view(state: &AppState) -> Result<pages::DashboardView, ApiError> {
+    let store = state.store();
+    let started_at_ms = state
+        .started_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let mut queue = store.count_tasks_by_phase().await?;
+    queue.sort_by_key(|(p, _)| Phase::ALL.iter().position(|x| x == p));
+    Ok(pages::DashboardView {
+        node: pages::NodeSummary {
+            public_key: state.node_key.public_key().to_hex(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            database: store.backend().as_str().to_string(),
+            started_at_ms,
+            transactions: store.count_transactions().await?,
+            execution: state.execution,
+            file_base_url: state.file_base_url.clone(),
+        },
+        resources: state.pipeline.as_ref().map(|p| {
+            let u = p.usage();
+            pages::ResourceSummary {
+                cpus: state.resources.cpus,
+                mem_mib: state.resources.mem_mib,
+                free_cpus: u.free_cpus,
+                free_mem_mib: u.free_mem_mib,
+                running: u.running,
+                waiting: u.waiting,
+            }
+        }),
+        gpus: super::gpus::statuses(state).await.unwrap_or_default(),
+        queue,
+        failures: store.recent_failures(10).await?,
+    })
+}
+
+async fn dashboard(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let s = signed_in!(state, headers, uri);
+    let view = match dashboard_view(&state).await {
+        Ok(v) => v,
+        Err(e) => return problem(&state, Some(&s), &headers, e).await,
+    };
+    let live = headers.contains_key(FRAGMENT_HEADER);
+    render(
+        &state,
+        Some(&s),
+        &headers,
+        Page::new("Dashboard", Nav::Dashboard),
+        move || {
+            if live {
+                pages::dashboard_live(view).into_any()
+            } else {
+                pages::dashboard(view).into_any()
+            }
+        },
+    )
+    .await
+}
