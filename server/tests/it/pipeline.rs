@@ -976,3 +976,38 @@ async fn a_node_killed_mid_run_finishes_the_run_after_restart() {
     .await;
     assert_eq!(tree["children"].as_array().map(Vec::len), Some(1), "{tree}");
 }
+
+#[tokio::test]
+async fn a_program_that_never_comes_ends_the_wait_with_the_reason() {
+    // No VM is needed: the task never gets past waiting for its program.
+    let node = Running::start_with(None, &[("GEVULOT_PROGRAM_WAIT", "2")]);
+    let user = SecretKey::generate().expect("key");
+    let image = Image {
+        url: "http://127.0.0.1:9/never.img".into(),
+        checksum: "ab".repeat(32),
+    };
+    let missing = program("never-deployed", &image, 256, 1);
+    let run_tx = run(&user, vec![step(&missing, &[], vec![])]);
+    accepted(&node.base, &run_tx).await;
+    let ended = wait_tasks(
+        &node.base,
+        &run_tx.hash,
+        Duration::from_secs(30),
+        "the wait ends",
+        all_ended,
+    )
+    .await;
+    assert_eq!(phases(&ended), ["failed"]);
+    let reason = ended[0]["error"].as_str().expect("reason");
+    assert!(
+        reason.contains(&missing.hash.to_hex()) && reason.contains("not deployed within 2 s"),
+        "{reason}"
+    );
+    let timeline: Vec<&str> = ended[0]["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .map(|e| e["phase"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(timeline, ["queued", "waiting_for_program", "failed"]);
+}
