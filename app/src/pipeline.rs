@@ -470,7 +470,12 @@ impl<E: Execute> Pipeline<E> {
             match task.phase {
                 Phase::Succeeded => continue,
                 phase if phase.is_terminal() => {
-                    let reason = format!("not run: step {} ended {}", i, phase.as_str());
+                    let how = match phase {
+                        Phase::TimedOut => "timed out",
+                        Phase::Cancelled => "was cancelled",
+                        _ => "failed",
+                    };
+                    let reason = format!("not run: step {} {how}", i + 1);
                     self.end_tasks(&tasks[i + 1..], Phase::Cancelled, &reason)
                         .await?;
                 }
@@ -899,12 +904,14 @@ impl<E: Execute> Pipeline<E> {
                         .position(|s| s.program == *source_program)
                     else {
                         return Err(Failure::Fatal(format!(
-                            "no step before step {index} runs program {source_program}"
+                            "no step before step {} runs program {source_program}",
+                            index + 1
                         )));
                     };
                     let Some(result) = self.find_result(run, source as i64).await? else {
                         return Err(Failure::Fatal(format!(
-                            "step {source} has no result to take {file_name} from"
+                            "step {} has no result to take {file_name} from",
+                            source + 1
                         )));
                     };
                     let files = match &result.payload {
@@ -916,7 +923,8 @@ impl<E: Execute> Pipeline<E> {
                     let Some(file) = files.iter().find(|f| f.name == *file_name) else {
                         let produced: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
                         return Err(Failure::Fatal(format!(
-                            "step {source} produced no {file_name} (it produced: {})",
+                            "step {} produced no {file_name} (it produced: {})",
+                            source + 1,
                             if produced.is_empty() {
                                 "nothing".to_string()
                             } else {
@@ -931,7 +939,8 @@ impl<E: Execute> Pipeline<E> {
                         .join(file.basename());
                     if !path.is_file() {
                         return Err(Failure::Fatal(format!(
-                            "{file_name} of step {source} is not on this node (expected at {})",
+                            "{file_name} of step {} is not on this node (expected at {})",
+                            source + 1,
                             path.display()
                         )));
                     }
@@ -952,7 +961,8 @@ impl<E: Execute> Pipeline<E> {
             }
             let Some(proof) = proof else {
                 return Err(Failure::Fatal(format!(
-                    "step {index} runs a verifier, but no earlier step produced a Proof to verify"
+                    "step {} runs a verifier, but no earlier step produced a Proof to verify",
+                    index + 1
                 )));
             };
             (proof, Some(proof))
