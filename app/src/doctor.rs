@@ -139,12 +139,18 @@ pub struct Host {
     pub vm_memory_mib: u64,
 }
 
-fn on_path(program: &Path) -> bool {
+/// `program` itself when it names a path, else the first match on `PATH`.
+pub fn find_program(program: &Path) -> Option<std::path::PathBuf> {
     if program.components().count() > 1 {
-        return program.is_file();
+        return program.is_file().then(|| program.to_path_buf());
     }
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+fn on_path(program: &Path) -> bool {
+    find_program(program).is_some()
 }
 
 impl Host {

@@ -1009,14 +1009,14 @@ impl<E: Execute> Pipeline<E> {
                 Ok::<_, StoreError>(page.items.into_iter().map(|s| s.tx))
             }
         };
-        let proof = children(run.hash, Kind::Proof).await?.find(
+        let proofs: Vec<Transaction> = children(run.hash, Kind::Proof).await?.collect();
+        if let Some(proof) = proofs.iter().find(
             |t| matches!(&t.payload, Payload::Proof { prover, .. } if *prover == step.program),
-        );
-        if proof.is_some() {
-            return Ok(proof);
+        ) {
+            return Ok(Some(proof.clone()));
         }
         // A verifier step: a Verification by this program of one of the Run's Proofs.
-        for p in children(run.hash, Kind::Proof).await? {
+        for p in proofs {
             if let Some(v) = children(p.hash, Kind::Verification).await?.find(|t| {
                 matches!(&t.payload, Payload::Verification { verifier, .. } if *verifier == step.program)
             }) {

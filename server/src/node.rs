@@ -352,16 +352,6 @@ fn pipeline(
     ))
 }
 
-/// A program named by path or looked up on PATH.
-fn find_program(program: &Path) -> Option<std::path::PathBuf> {
-    if program.components().count() > 1 {
-        return program.is_file().then(|| program.to_path_buf());
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
-}
-
 /// The vsock transport from `GEVULOT_VSOCK_MODE`, or why there is none.
 fn vsock_mode(args: &RunArgs) -> app::vm::executor::VsockMode {
     use app::vm::executor::VsockMode;
@@ -392,7 +382,7 @@ fn vsock_mode(args: &RunArgs) -> app::vm::executor::VsockMode {
             }
         }
     }
-    match find_program(&args.vsock_daemon) {
+    match app::doctor::find_program(&args.vsock_daemon) {
         Some(daemon) => VsockMode::Hybrid { daemon },
         None => VsockMode::Unavailable {
             reason: format!(

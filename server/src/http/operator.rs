@@ -322,7 +322,7 @@ fn program_metadata(
 
 /// Checks that an upload exists on this node.
 fn uploaded(state: &AppState, field: &str, checksum: &str, name: &str) -> Result<(), ApiError> {
-    let is_hash = checksum.len() == 64 && checksum.bytes().all(|b| b.is_ascii_hexdigit());
+    let is_hash = Hash::from_hex(checksum).is_some();
     if !is_hash || !upload_path(&state.data_dir, checksum, name).is_file() {
         return Err(unprocessable(
             "unknown_upload",

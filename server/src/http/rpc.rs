@@ -187,12 +187,19 @@ pub mod calls {
         state: &AppState,
         query: &TransactionQuery,
     ) -> Result<dto::TransactionPage, ApiError> {
+        Ok((&query_transactions(state, query).await?).into())
+    }
+
+    /// The page of stored transactions `query` asks for (its filters checked).
+    pub async fn query_transactions(
+        state: &AppState,
+        query: &TransactionQuery,
+    ) -> Result<app::store::Page<app::store::StoredTransaction>, ApiError> {
         let (filter, before, limit) = query.to_filter()?;
-        let page = state
+        Ok(state
             .store()
             .list_transactions(&filter, before, limit)
-            .await?;
-        Ok((&page).into())
+            .await?)
     }
 
     /// Submits `tx` through intake and counts the outcome, whichever API it arrived on.

@@ -166,7 +166,7 @@ pub(super) fn program_form(m: &Multi, role: &str) -> pages::ProgramForm {
 }
 
 pub(super) fn is_checksum(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+    Hash::from_hex(text).is_some()
 }
 
 pub(super) fn number(

@@ -23,7 +23,7 @@ use app::tx::rpc::TransactionTree;
 use app::tx::{Hash, Kind, Payload, ProgramData};
 
 use super::AppState;
-use super::auth::{Via, cookie, identify};
+use super::auth::{Via, constant_time_eq, cookie, identify};
 use super::error::ApiError;
 use super::operator::{DeployRequest, InputSpec, ProgramSpec, ResourceSpec, RunRequest, StepSpec};
 use super::rpc::calls;
@@ -167,13 +167,7 @@ fn form_token(headers: &HeaderMap) -> (String, Option<HeaderValue>) {
 
 /// Whether a pre-session form carries the token of its cookie.
 fn form_token_ok(headers: &HeaderMap, sent: &str) -> bool {
-    cookie(headers, FORM_COOKIE).is_some_and(|t| {
-        t.len() == sent.len()
-            && t.bytes()
-                .zip(sent.bytes())
-                .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-                == 0
-    })
+    cookie(headers, FORM_COOKIE).is_some_and(|t| constant_time_eq(t.as_bytes(), sent.as_bytes()))
 }
 
 fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
@@ -345,8 +339,7 @@ struct CsrfForm {
 }
 
 fn csrf_ok(session: &Session, sent: &str) -> bool {
-    let (a, b) = (session.csrf.as_bytes(), sent.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    constant_time_eq(session.csrf.as_bytes(), sent.as_bytes())
 }
 
 fn csrf_refused() -> ApiError {

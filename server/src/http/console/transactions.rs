@@ -38,25 +38,16 @@ pub(super) fn time_param(text: &str) -> Option<String> {
     }
 }
 
-pub(super) fn tx_row(
-    s: &crate::http::dto::TransactionSummary,
-    received_at_ms: i64,
-) -> pages::TxRow {
+pub(super) fn tx_row(stored: &app::store::StoredTransaction) -> pages::TxRow {
+    let s = crate::http::dto::TransactionSummary::from(stored);
     pages::TxRow {
-        hash: s.hash.clone(),
-        kind: s.kind.clone(),
-        author: s.author.clone(),
-        parent: s.parent.clone(),
-        source: s.source.clone(),
-        received_at_ms,
+        hash: s.hash,
+        kind: s.kind,
+        author: s.author,
+        parent: s.parent,
+        source: s.source,
+        received_at_ms: stored.received_at_ms,
     }
-}
-
-pub(super) fn parse_ms(rfc3339: &str) -> i64 {
-    humantime::parse_rfc3339_weak(rfc3339)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 pub(super) async fn transactions_page(
@@ -78,9 +69,10 @@ pub(super) async fn transactions_page(
         limit: Some(50),
     };
     let mut errors = FormErrors::default();
-    let (items, next) = match calls::list_transactions(&state, &query).await {
+    let (items, next) = match calls::query_transactions(&state, &query).await {
         Ok(page) => {
-            let next = page.next_cursor.map(|c| {
+            let next = page.next.map(|seq| {
+                let c = crate::http::dto::encode_cursor(seq);
                 let mut params = url::form_urlencoded::Serializer::new(String::new());
                 for (k, v) in [
                     ("hash", &q.hash),
@@ -97,11 +89,7 @@ pub(super) async fn transactions_page(
                 params.append_pair("cursor", &c);
                 format!("/console/transactions?{}", params.finish())
             });
-            let items = page
-                .items
-                .iter()
-                .map(|t| tx_row(t, parse_ms(&t.received_at)))
-                .collect();
+            let items = page.items.iter().map(tx_row).collect();
             (items, next)
         }
         Err(e) if e.status == StatusCode::BAD_REQUEST || e.status.as_u16() == 422 => {
@@ -385,12 +373,11 @@ pub(super) async fn transaction_view(
     let tree = state.store().transaction_tree(&hash).await?;
     let tasks = task_rows(state, &hash).await?;
     let outputs = outputs(state, tree.as_ref(), &stored.tx).await?;
-    let summary = crate::http::dto::TransactionSummary::from(&stored);
     let can_cancel = stored.tx.kind() == Kind::Run
         && s.user.role.allows(Role::Operator)
         && (tasks.is_empty() || tasks.iter().any(|t| !t.task.phase.is_terminal()));
     Ok(pages::TransactionView {
-        row: tx_row(&summary, stored.received_at_ms),
+        row: tx_row(&stored),
         fields: fields(&stored.tx.payload),
         input_json: readable_json(&serde_json::to_value(&stored.tx).unwrap_or_default(), 0),
         tree: tree.as_ref().map(|t| tree_row(t, 0)),
