@@ -884,10 +884,7 @@ impl<E: Execute> Pipeline<E> {
                     file_url,
                     checksum,
                 } => {
-                    let content = dl
-                        .fetch(file_url, checksum)
-                        .await
-                        .map_err(download_failure)?;
+                    let content = self.fetch(task.id, file_url, checksum).await?;
                     let served = data
                         .join("txfiles")
                         .join(run.hash.to_hex())

@@ -12,6 +12,8 @@ use app::tx::{
     Hash, Payload, ProgramData, ProgramMetadata, ResourceRequest, Transaction, Workflow,
     WorkflowStep,
 };
+use axum::response::IntoResponse as _;
+use futures::StreamExt as _;
 use serde_json::{Value, json};
 
 use crate::process::{Running, api_token};
@@ -43,21 +45,50 @@ impl Lab {
         let initrd = testkit::vm::initramfs(&fx).expect("initramfs");
         let files: Arc<std::sync::Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
         let served = files.clone();
-        let app = axum::Router::new().route(
-            "/{name}",
-            axum::routing::get(
-                move |axum::extract::Path(name): axum::extract::Path<String>| {
-                    let served = served.clone();
-                    async move {
-                        let body = served.lock().expect("lock").get(&name).cloned();
-                        match body {
-                            Some(b) => (axum::http::StatusCode::OK, b),
-                            None => (axum::http::StatusCode::NOT_FOUND, Vec::new()),
+        let slow = files.clone();
+        let app = axum::Router::new()
+            .route(
+                "/{name}",
+                axum::routing::get(
+                    move |axum::extract::Path(name): axum::extract::Path<String>| {
+                        let served = served.clone();
+                        async move {
+                            let body = served.lock().expect("lock").get(&name).cloned();
+                            match body {
+                                Some(b) => (axum::http::StatusCode::OK, b),
+                                None => (axum::http::StatusCode::NOT_FOUND, Vec::new()),
+                            }
                         }
-                    }
-                },
-            ),
-        );
+                    },
+                ),
+            )
+            // The same files, 64 KiB every 100 ms (a slow server, to watch a download).
+            .route(
+                "/slow/{name}",
+                axum::routing::get(
+                    move |axum::extract::Path(name): axum::extract::Path<String>| {
+                        let slow = slow.clone();
+                        async move {
+                            let body = slow.lock().expect("lock").get(&name).cloned();
+                            let Some(body) = body else {
+                                return axum::http::StatusCode::NOT_FOUND.into_response();
+                            };
+                            let length = body.len();
+                            let chunks: Vec<Vec<u8>> =
+                                body.chunks(64 << 10).map(<[u8]>::to_vec).collect();
+                            let stream = futures::stream::iter(chunks).then(|chunk| async move {
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                                Ok::<_, std::io::Error>(chunk)
+                            });
+                            (
+                                [(axum::http::header::CONTENT_LENGTH, length.to_string())],
+                                axum::body::Body::from_stream(stream),
+                            )
+                                .into_response()
+                        }
+                    },
+                ),
+            );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -257,6 +288,18 @@ pub async fn wait_tasks(
     }
 }
 
+/// Waits (at most `secs`) until every task of `hash` has ended, and returns them.
+pub async fn all_end(base: &str, hash: &Hash, secs: u64) -> Vec<Value> {
+    wait_tasks(
+        base,
+        hash,
+        Duration::from_secs(secs),
+        "the tasks end",
+        all_ended,
+    )
+    .await
+}
+
 pub fn phases(tasks: &[Value]) -> Vec<String> {
     tasks
         .iter()
@@ -311,14 +354,7 @@ async fn json_rpc_run_yields_a_verified_proof_with_downloadable_output() {
     let r = send_rpc(&node.base, &run_tx).await;
     assert_eq!(r["result"], json!({"Ok": null}), "{r}");
 
-    let done = wait_tasks(
-        &node.base,
-        &run_tx.hash,
-        Duration::from_secs(240),
-        "the run ends",
-        all_ended,
-    )
-    .await;
+    let done = all_end(&node.base, &run_tx.hash, 240).await;
     assert_eq!(phases(&done), ["succeeded", "succeeded"], "{done:?}");
     assert_eq!(done[0]["kind"], "proof");
     assert_eq!(done[1]["kind"], "verification");
@@ -460,14 +496,7 @@ async fn rest_three_step_workflow_chains_outputs() {
     );
     let (status, body) = send_rest(&node.base, &run_tx).await;
     assert_eq!(status, 201, "{body}");
-    let done = wait_tasks(
-        &node.base,
-        &run_tx.hash,
-        Duration::from_secs(300),
-        "the run ends",
-        all_ended,
-    )
-    .await;
+    let done = all_end(&node.base, &run_tx.hash, 300).await;
     assert_eq!(
         phases(&done),
         ["succeeded", "succeeded", "succeeded"],
@@ -564,14 +593,7 @@ async fn a_run_waits_for_its_program_and_a_bad_checksum_fails_cleanly() {
     assert!(note.contains(&prover.hash.to_hex()), "{note}");
     // Deployed later: it runs.
     accepted(&node.base, &deploy(&user, "late", prover.clone(), verifier)).await;
-    let done = wait_tasks(
-        &node.base,
-        &run_tx.hash,
-        Duration::from_secs(240),
-        "the run ends",
-        all_ended,
-    )
-    .await;
+    let done = all_end(&node.base, &run_tx.hash, 240).await;
     assert_eq!(phases(&done), ["succeeded", "succeeded"], "{done:?}");
 
     // An image whose content does not match its checksum: the task fails with that reason, and
@@ -585,14 +607,7 @@ async fn a_run_waits_for_its_program_and_a_bad_checksum_fails_cleanly() {
     accepted(&node.base, &deploy(&user, "bad", bad.clone(), bad_verifier)).await;
     let bad_run = run(&user, vec![step(&bad, &[], vec![])]);
     accepted(&node.base, &bad_run).await;
-    let failed = wait_tasks(
-        &node.base,
-        &bad_run.hash,
-        Duration::from_secs(60),
-        "the bad run ends",
-        all_ended,
-    )
-    .await;
+    let failed = all_end(&node.base, &bad_run.hash, 60).await;
     assert_eq!(phases(&failed), ["failed"]);
     let reason = failed[0]["error"].as_str().expect("reason");
     assert!(
@@ -698,14 +713,7 @@ async fn cancel_during_boot_and_during_run_frees_the_resources() {
         assert!(metrics.contains(series), "{series} in\n{metrics}");
     }
     accepted(&node.base, &cancel(&user, &first)).await;
-    let ended = wait_tasks(
-        &node.base,
-        &first.hash,
-        Duration::from_secs(15),
-        "cancelled",
-        all_ended,
-    )
-    .await;
+    let ended = all_end(&node.base, &first.hash, 15).await;
     assert_eq!(phases(&ended), ["cancelled", "cancelled"], "{ended:?}");
     wait_idle().await;
 
@@ -732,14 +740,7 @@ async fn cancel_during_boot_and_during_run_frees_the_resources() {
         .await
         .expect("cancel");
     assert_eq!(r.status(), 201);
-    let ended = wait_tasks(
-        &node.base,
-        &second.hash,
-        Duration::from_secs(15),
-        "cancelled",
-        all_ended,
-    )
-    .await;
+    let ended = all_end(&node.base, &second.hash, 15).await;
     assert_eq!(phases(&ended), ["cancelled", "cancelled"], "{ended:?}");
     assert!(
         ended[0]["error"]
@@ -782,14 +783,7 @@ async fn deadlines_end_hung_programs_and_crashes_are_retried_then_fail() {
     for r in [&hung_run, &crash_run] {
         accepted(&node.base, r).await;
     }
-    let crashed = wait_tasks(
-        &node.base,
-        &crash_run.hash,
-        Duration::from_secs(180),
-        "the crash run ends",
-        all_ended,
-    )
-    .await;
+    let crashed = all_end(&node.base, &crash_run.hash, 180).await;
     assert_eq!(phases(&crashed), ["failed"]);
     assert_eq!(crashed[0]["attempt"], 2, "retried once, then given up");
     let reason = crashed[0]["error"].as_str().expect("reason");
@@ -812,14 +806,7 @@ async fn deadlines_end_hung_programs_and_crashes_are_retried_then_fail() {
         "{retry}"
     );
 
-    let timed_out = wait_tasks(
-        &node.base,
-        &hung_run.hash,
-        Duration::from_secs(180),
-        "the hung run ends",
-        all_ended,
-    )
-    .await;
+    let timed_out = all_end(&node.base, &hung_run.hash, 180).await;
     assert_eq!(phases(&timed_out), ["timed_out"]);
     assert_eq!(timed_out[0]["attempt"], 1, "a deadline is not retried");
     let reason = timed_out[0]["error"].as_str().expect("reason");
@@ -848,14 +835,7 @@ async fn tasks_that_cannot_fit_together_wait_while_a_small_one_passes() {
     // More than the node has: refused at once with the reason.
     let never = run(&user, vec![step(&huge, &[], vec![])]);
     accepted(&node.base, &never).await;
-    let refused = wait_tasks(
-        &node.base,
-        &never.hash,
-        Duration::from_secs(30),
-        "refused",
-        all_ended,
-    )
-    .await;
+    let refused = all_end(&node.base, &never.hash, 30).await;
     assert_eq!(phases(&refused), ["failed"]);
     let reason = refused[0]["error"].as_str().expect("reason");
     assert!(
@@ -877,14 +857,7 @@ async fn tasks_that_cannot_fit_together_wait_while_a_small_one_passes() {
     }
     let mut ended = Vec::new();
     for r in [&big1, &big2, &small1] {
-        let t = wait_tasks(
-            &node.base,
-            &r.hash,
-            Duration::from_secs(300),
-            "the runs end",
-            all_ended,
-        )
-        .await;
+        let t = all_end(&node.base, &r.hash, 300).await;
         assert_eq!(phases(&t), ["succeeded"], "{t:?}");
         ended.push(t[0].clone());
     }
@@ -943,27 +916,13 @@ async fn a_node_killed_mid_run_finishes_the_run_after_restart() {
 
     let data = node.kill();
     let node = lab.start_in(data, &[]);
-    let done = wait_tasks(
-        &node.base,
-        &run_tx.hash,
-        Duration::from_secs(240),
-        "the run ends",
-        all_ended,
-    )
-    .await;
+    let done = all_end(&node.base, &run_tx.hash, 240).await;
     assert_eq!(phases(&done), ["succeeded", "succeeded"], "{done:?}");
     assert_eq!(
         done[0]["attempt"], 2,
         "the interrupted boot counts as an attempt"
     );
-    let other = wait_tasks(
-        &node.base,
-        &queued.hash,
-        Duration::from_secs(240),
-        "the other run ends",
-        all_ended,
-    )
-    .await;
+    let other = all_end(&node.base, &queued.hash, 240).await;
     assert_eq!(phases(&other), ["succeeded"]);
     // Nothing acknowledged was lost, and each step has exactly one result.
     let after = get(&format!("{}/api/v1/node", node.base)).await;
@@ -989,14 +948,7 @@ async fn a_program_that_never_comes_ends_the_wait_with_the_reason() {
     let missing = program("never-deployed", &image, 256, 1);
     let run_tx = run(&user, vec![step(&missing, &[], vec![])]);
     accepted(&node.base, &run_tx).await;
-    let ended = wait_tasks(
-        &node.base,
-        &run_tx.hash,
-        Duration::from_secs(30),
-        "the wait ends",
-        all_ended,
-    )
-    .await;
+    let ended = all_end(&node.base, &run_tx.hash, 30).await;
     assert_eq!(phases(&ended), ["failed"]);
     let reason = ended[0]["error"].as_str().expect("reason");
     assert!(
@@ -1010,4 +962,61 @@ async fn a_program_that_never_comes_ends_the_wait_with_the_reason() {
         .map(|e| e["phase"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(timeline, ["queued", "waiting_for_program", "failed"]);
+}
+
+#[tokio::test]
+async fn a_download_shows_its_progress_and_can_be_cancelled() {
+    let Some(lab) = Lab::new().await else { return };
+    let prover_img = lab.program_image("prover.img", "/bin/test-prover");
+    let verifier_img = lab.program_image("verifier.img", "/bin/test-verifier");
+    // 4 MiB at 640 KiB/s: several seconds of download to watch.
+    let big = lab.serve("big-input.bin", vec![7u8; 4 << 20]);
+    let slow_input = Image {
+        url: format!("{}/slow/big-input.bin", lab.base),
+        checksum: big.checksum,
+    };
+    let node = lab.start(&[]);
+    let user = SecretKey::generate().expect("key");
+    let prover = program("prover", &prover_img, 256, 1);
+    let verifier = program("verifier", &verifier_img, 256, 1);
+    accepted(&node.base, &deploy(&user, "p", prover.clone(), verifier)).await;
+    let run_tx = run(
+        &user,
+        vec![step(
+            &prover,
+            &[],
+            vec![input("/workspace/big.bin", &slow_input)],
+        )],
+    );
+    accepted(&node.base, &run_tx).await;
+    let downloading = wait_tasks(
+        &node.base,
+        &run_tx.hash,
+        Duration::from_secs(60),
+        "download progress",
+        // (The image comes first, quickly; then the slow input.)
+        |t| {
+            t.first().is_some_and(|t| {
+                t["progress"]["total_bytes"] == 4 << 20
+                    && t["progress"]["received_bytes"].as_u64().unwrap_or(0) > 0
+            })
+        },
+    )
+    .await;
+    let progress = &downloading[0]["progress"];
+    assert_eq!(downloading[0]["phase"], "downloading");
+    assert_eq!(progress["total_bytes"], 4 << 20, "{progress}");
+    assert!(progress["received_bytes"].as_u64().unwrap_or(0) < 4 << 20);
+    // Cancelled while downloading: nothing half-downloaded is kept under its checksum.
+    accepted(&node.base, &cancel(&user, &run_tx)).await;
+    let ended = all_end(&node.base, &run_tx.hash, 15).await;
+    assert_eq!(phases(&ended), ["cancelled"]);
+    assert!(
+        !node
+            .data
+            .path()
+            .join("content")
+            .join(&slow_input.checksum)
+            .exists()
+    );
 }
