@@ -129,6 +129,11 @@ impl SecretKey {
             .map_err(|_| KeyError::BadSecret)
     }
 
+    /// The 32 secret bytes, for deriving the node's P2P identity from the same key.
+    pub(crate) fn secret_bytes(&self) -> [u8; 32] {
+        self.0.to_secret_bytes()
+    }
+
     pub fn public_key(&self) -> PublicKey {
         PublicKey(secp256k1::PublicKey::from_secret_key(&self.0).serialize_uncompressed())
     }

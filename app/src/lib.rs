@@ -3,6 +3,7 @@
 //! *Architecture invariant:* this crate knows nothing of HTTP, JSON-RPC, OpenAPI or HTML; no
 //! `axum`, `jsonrpsee`, `utoipa` or `leptos` appears in its dependency tree (a test checks).
 
+pub mod acl;
 pub mod auth;
 pub mod crypto;
 pub mod doctor;
@@ -10,6 +11,7 @@ pub mod download;
 pub mod events;
 pub mod gpu;
 pub mod node;
+pub mod p2p;
 pub mod pipeline;
 pub mod scheduler;
 pub mod store;

@@ -40,6 +40,8 @@ pub struct Intake {
     events: Events,
     /// The node's own key: what it signs (results, operator actions) is never held to the ACL.
     node_author: Option<crate::crypto::PublicKey>,
+    /// Where new transactions that did not come from a peer go to be gossiped.
+    gossip: Option<crate::p2p::Outbox>,
 }
 
 impl Intake {
@@ -50,7 +52,14 @@ impl Intake {
             acl,
             events: Events::default(),
             node_author: None,
+            gossip: None,
         }
+    }
+
+    /// Hands every newly stored transaction that did not come from a peer to the P2P network.
+    pub fn with_gossip(mut self, outbox: crate::p2p::Outbox) -> Self {
+        self.gossip = Some(outbox);
+        self
     }
 
     /// Trusts transactions signed by the node's own key (its results and operator actions).
@@ -64,12 +73,18 @@ impl Intake {
         &self.events
     }
 
-    fn stored(&self, tx: &Transaction) {
+    fn stored(&self, tx: &Transaction, source: Source) {
         self.events.publish(Event::TransactionStored {
             hash: tx.hash,
             kind: tx.kind(),
             parent: tx.payload.parent(),
         });
+        // What a peer sent is forwarded by gossip itself once accepted.
+        if source != Source::P2p
+            && let Some(outbox) = &self.gossip
+        {
+            outbox.push(tx);
+        }
     }
 
     /// Moves a task to `phase` (see [`Store::set_task_phase`]) and tells subscribers.
@@ -104,7 +119,7 @@ impl Intake {
         self.check(tx, source).await?;
         let outcome = self.store.insert_transaction(tx, source).await?;
         if matches!(outcome, Inserted::New(_)) {
-            self.stored(tx);
+            self.stored(tx, source);
         }
         Ok(Submitted {
             hash: tx.hash,
@@ -125,7 +140,7 @@ impl Intake {
         let outcomes = self.store.insert_transactions(txs, source).await?;
         for (tx, outcome) in txs.iter().zip(&outcomes) {
             if matches!(outcome, Inserted::New(_)) {
-                self.stored(tx);
+                self.stored(tx, source);
             }
         }
         Ok(txs

@@ -9,7 +9,6 @@ use anyhow::{Context, bail};
 use app::crypto::SecretKey;
 use app::node::{AclPolicy, Intake};
 use app::store::redact_url;
-use app::tx::Hash;
 use app::validate::Limits;
 use tracing::{info, warn};
 
@@ -43,12 +42,6 @@ fn check_pci_address(text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A short, non-reversible fingerprint of the pre-shared key, safe to log.
-fn psk_fingerprint(passphrase: &str) -> String {
-    let psk = Hash::sha3(passphrase.as_bytes());
-    Hash::sha3(&psk.0).to_hex()[..16].to_string()
-}
-
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut signals = ShutdownSignals::register()?;
     let (db_url, data) = args.db.resolve()?;
@@ -77,12 +70,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| data.path.join("node.key"));
     let key = load_or_create_key(&key_file)?;
 
-    let passphrase = args.psk_passphrase()?;
-    let fingerprint = match &passphrase {
-        Some(p) => psk_fingerprint(p.expose()),
+    for entry in &args.p2p_discovery_addrs {
+        app::p2p::check_bootstrap(entry)
+            .map_err(|e| anyhow::anyhow!("GEVULOT_P2P_DISCOVERY_ADDR: {e}"))?;
+    }
+    let passphrase = match args.psk_passphrase()? {
+        Some(p) => p.expose().to_string(),
         None => {
             warn!(target: "gevulot", "no GEVULOT_PSK_PASSPHRASE set: using the original's well-known passphrase, so anyone can join this network; set a private passphrase");
-            psk_fingerprint(WELL_KNOWN_PSK_PASSPHRASE)
+            WELL_KNOWN_PSK_PASSPHRASE.to_string()
         }
     };
 
@@ -95,7 +91,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         max_proof_bytes: args.max_proof_bytes,
         ..Limits::default()
     };
-    let intake = Intake::new(store.clone(), limits, acl).with_node_author(key.public_key());
+    let (outbox, outbox_receiver) = app::p2p::Outbox::new();
+    let intake = Intake::new(store.clone(), limits, acl)
+        .with_node_author(key.public_key())
+        .with_gossip(outbox);
     let auth = app::auth::Auth::new(store.clone())?;
     first_admin(&auth, &args).await?;
 
@@ -136,6 +135,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         info!(target: "gevulot", accel = decision.accel.as_str(), reason = %decision.reason, "VM accelerator");
         Some(decision.accel)
     };
+    let (network, p2p) = app::p2p::Network::start(
+        app::p2p::Config {
+            listen: args.p2p_listen_addr,
+            advertised: args.p2p_advertised_listen_addr,
+            bootstrap: args.p2p_discovery_addrs.clone(),
+            passphrase,
+            whitelist_peers: acl == AclPolicy::Whitelist,
+            max_message_bytes: max_request_bytes(&args),
+        },
+        &key,
+        intake.clone(),
+        outbox_receiver,
+    )
+    .await?;
     let main_addr = main_listener.local_addr()?;
     let files_addr = files_listener.local_addr()?;
     let health_addr = health_listener.local_addr()?;
@@ -166,10 +179,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => None,
     };
 
-    let max_request_bytes = args
-        .max_proof_bytes
-        .saturating_mul(4)
-        .saturating_add(1 << 20);
     let state = AppState::new(http::Inner {
         intake,
         auth: auth.clone(),
@@ -179,13 +188,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         started_at: SystemTime::now(),
         execution: !args.no_execution,
         metrics: http::metrics::Metrics::default(),
-        max_request_bytes,
+        max_request_bytes: max_request_bytes(&args),
         max_upload_bytes: args.max_upload_bytes,
         data_dir: data.path.clone(),
         resources,
         sysfs: app::gpu::Sysfs::new(&args.sysfs_root),
         pipeline: pipeline.clone(),
+        p2p: Some(p2p.clone()),
     });
+    tokio::spawn(network.run());
+    if let Some(url) = &args.acl_whitelist_url {
+        tokio::spawn(app::acl::keep_synced(
+            store.clone(),
+            url.clone(),
+            app::acl::SYNC_EVERY,
+        ));
+    }
     if let Some(pipeline) = pipeline {
         if let Err(e) = http::gpus::refresh_pool(&state).await {
             warn!(target: "gevulot", error = %e.detail, "cannot read the GPU pool; programs get no GPU until it is changed through the API");
@@ -234,13 +252,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         database = %redact_url(db_url.expose()),
         backend = store.backend().as_str(),
         acl = ?acl,
-        psk_fingerprint = %fingerprint,
+        psk_fingerprint = %p2p.psk_fingerprint(),
+        peer_id = %p2p.peer_id(),
         json_rpc_listen_addr = %main_addr,
         files_listen_addr = %files_addr,
         file_base_url = %file_base_url,
         healthcheck_listen_addr = %health_addr,
         metrics_listen_addr = %metrics_addr.map_or_else(|| "disabled".to_string(), |a| a.to_string()),
-        p2p_listen_addr = %args.p2p_listen_addr,
+        p2p_listen_addr = %p2p.listen_addr(),
+        p2p_bootstrap = %args.p2p_discovery_addrs.join(","),
         execution = !args.no_execution,
         gpus = args.gpu_devices.len(),
         log_directory = %log_directory.display(),
@@ -291,6 +311,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     store.close().await;
     info!(target: "gevulot", "stopped");
     Ok(())
+}
+
+/// The largest request body the main server reads, and the largest P2P message: a transaction
+/// with the largest proof (JSON numbers take up to four bytes per proof byte) and room for the rest.
+fn max_request_bytes(args: &RunArgs) -> usize {
+    args.max_proof_bytes
+        .saturating_mul(4)
+        .saturating_add(1 << 20)
 }
 
 /// The prover pipeline over a real executor, configured from the directives.
@@ -482,12 +510,5 @@ mod tests {
         ] {
             assert!(check_pci_address(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn fingerprint_does_not_reveal_the_psk() {
-        let f = psk_fingerprint("secret passphrase");
-        assert_eq!(f.len(), 16);
-        assert_ne!(&Hash::sha3(b"secret passphrase").to_hex()[..16], f);
     }
 }

@@ -5,6 +5,7 @@ mod download;
 mod executor;
 mod fuzz;
 mod guest_protocol;
+mod p2p;
 mod props;
 mod schema;
 mod storage;

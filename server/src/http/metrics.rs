@@ -4,7 +4,8 @@
 //! JSON-RPC calls and latency per method, submitted transactions per kind and outcome, tasks per
 //! phase and the queue depth (read from the database at scrape time), and gauges for VMs
 //! running, GPUs, CPUs and memory in use and downloads in progress (read from the pipeline at
-//! scrape time), and connected peers (set by the P2P network once it exists).
+//! scrape time), connected peers and P2P transaction messages by outcome (read from the network
+//! at scrape time).
 
 use std::fmt;
 use std::time::Instant;
@@ -51,11 +52,12 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct P2pLabels {
+    outcome: &'static str,
+}
+
 /// The node's metrics. Cheap to update from any task.
-#[allow(
-    dead_code,
-    reason = "the peer gauge is set by the P2P network, which this node does not run yet"
-)]
 pub struct Metrics {
     registry: Registry,
     http_requests: Family<HttpLabels, Counter>,
@@ -69,6 +71,7 @@ pub struct Metrics {
     pub memory_in_use_bytes: Gauge,
     pub downloads_in_progress: Gauge,
     pub peers_connected: Gauge,
+    p2p_messages: Family<P2pLabels, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -123,6 +126,12 @@ impl Default for Metrics {
             "File downloads in progress",
         );
         let peers_connected = gauge(&mut registry, "peers_connected", "Connected P2P peers");
+        let p2p_messages = Family::<P2pLabels, Counter>::default();
+        registry.register(
+            "p2p_transactions",
+            "P2P transaction messages: published by this node, or from peers accepted, rejected (invalid; not forwarded) or ignored; dropped when they could not be sent",
+            p2p_messages.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -136,6 +145,7 @@ impl Default for Metrics {
             memory_in_use_bytes,
             downloads_in_progress,
             peers_connected,
+            p2p_messages,
         }
     }
 }
@@ -220,6 +230,22 @@ impl Metrics {
                 .saturating_mul(1 << 20)));
             self.gpus_in_use.set(int(u.busy_gpus as u64));
             self.downloads_in_progress.set(int(u.downloads as u64));
+        }
+        if let Some(p2p) = &state.p2p {
+            self.peers_connected
+                .set(i64::try_from(p2p.peer_count()).unwrap_or(i64::MAX));
+            let c = p2p.counters();
+            for (outcome, total) in [
+                ("published", c.published),
+                ("accepted", c.accepted),
+                ("rejected", c.rejected),
+                ("ignored", c.ignored),
+                ("dropped", c.dropped),
+            ] {
+                // The network keeps running totals; the counter follows them.
+                let counter = self.p2p_messages.get_or_create(&P2pLabels { outcome });
+                counter.inc_by(total.saturating_sub(counter.get()));
+            }
         }
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {

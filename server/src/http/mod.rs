@@ -68,6 +68,8 @@ pub struct Inner {
     pub sysfs: app::gpu::Sysfs,
     /// The prover pipeline; absent on a node that does not execute (`GEVULOT_NODE_NO_EXECUTION`).
     pub pipeline: Option<app::pipeline::Pipeline>,
+    /// The P2P network; absent only where a test builds the server without one.
+    pub p2p: Option<app::p2p::P2p>,
 }
 
 impl AppState {

@@ -540,6 +540,7 @@ mod tests {
             },
             sysfs: app::gpu::Sysfs::new("/"),
             pipeline: None,
+            p2p: None,
         });
         let module = module(state).expect("module");
         let mut names: Vec<&str> = module.method_names().collect();

@@ -1,0 +1,162 @@
+//! The ACL whitelist kept in step with a published list (`GEVULOT_ACL_WHITELIST_URL`).
+//!
+//! The list is plain text: one hex public key per line (uncompressed, 130 hex digits, as
+//! `gevulot-cli` prints them); blank lines and lines starting with `#` are skipped. After a sync
+//! the database holds exactly the list's keys: new ones are added, missing ones removed (also
+//! keys added with `gevulot peer <key> whitelist`: the published list is the truth). Three
+//! answers change nothing: a failed request, a list without any valid key (an empty answer is far
+//! more likely a broken server than a network without members), and a list with unreadable
+//! lines, which are reported while the readable ones still apply.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::crypto::PublicKey;
+use crate::store::{Store, StoreError};
+
+/// How often the list is fetched again.
+pub const SYNC_EVERY: Duration = Duration::from_secs(600);
+/// The largest list read (about 7,500 keys per MiB).
+const MAX_LIST_BYTES: usize = 16 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("cannot fetch the whitelist from {url}: {reason}; the current whitelist stays")]
+    Fetch { url: String, reason: String },
+    #[error(
+        "the whitelist at {url} lists no valid key; the current whitelist stays (publish one hex public key per line)"
+    )]
+    Empty { url: String },
+    #[error("cannot update the whitelist")]
+    Store(#[from] StoreError),
+}
+
+/// What a sync changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Synced {
+    pub added: usize,
+    pub removed: usize,
+    pub total: usize,
+    /// Lines that are not keys (1-based line numbers), skipped.
+    pub bad_lines: Vec<usize>,
+}
+
+/// Parses a published list into keys and the numbers of the lines that are not keys.
+pub fn parse_list(text: &str) -> (BTreeSet<PublicKey>, Vec<usize>) {
+    let mut keys = BTreeSet::new();
+    let mut bad = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match PublicKey::from_hex(line) {
+            Ok(key) => {
+                keys.insert(key);
+            }
+            Err(_) => bad.push(n + 1),
+        }
+    }
+    (keys, bad)
+}
+
+/// Makes the stored whitelist equal to `keys`.
+pub async fn apply(
+    store: &Store,
+    keys: &BTreeSet<PublicKey>,
+) -> Result<(usize, usize), StoreError> {
+    let current: BTreeSet<PublicKey> = store.acl_list().await?.into_iter().collect();
+    let mut added = 0;
+    for key in keys.difference(&current) {
+        added += usize::from(store.acl_add(key).await?);
+    }
+    let mut removed = 0;
+    for key in current.difference(keys) {
+        removed += usize::from(store.acl_remove(key).await?);
+    }
+    Ok((added, removed))
+}
+
+/// Fetches the list at `url` once and applies it.
+pub async fn sync(store: &Store, client: &reqwest::Client, url: &str) -> Result<Synced, SyncError> {
+    let fetch = |reason: String| SyncError::Fetch {
+        url: url.to_string(),
+        reason,
+    };
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| fetch(e.to_string()))?;
+    if !response.status().is_success() {
+        return Err(fetch(format!("the server answered {}", response.status())));
+    }
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_LIST_BYTES as u64)
+    {
+        return Err(fetch(format!(
+            "the list is larger than {MAX_LIST_BYTES} bytes"
+        )));
+    }
+    let body = response.bytes().await.map_err(|e| fetch(e.to_string()))?;
+    if body.len() > MAX_LIST_BYTES {
+        return Err(fetch(format!(
+            "the list is larger than {MAX_LIST_BYTES} bytes"
+        )));
+    }
+    let (keys, bad_lines) = parse_list(&String::from_utf8_lossy(&body));
+    if keys.is_empty() {
+        return Err(SyncError::Empty {
+            url: url.to_string(),
+        });
+    }
+    let (added, removed) = apply(store, &keys).await?;
+    Ok(Synced {
+        added,
+        removed,
+        total: keys.len(),
+        bad_lines,
+    })
+}
+
+/// An HTTP client for the list (HTTPS through rustls and the system's root certificates).
+pub fn client() -> Result<reqwest::Client, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .user_agent(concat!("gevulot/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// Syncs at once, then every `every`, for as long as the node runs. Failures are logged and
+/// leave the whitelist as it was.
+pub async fn keep_synced(store: Store, url: String, every: Duration) {
+    let client = match client() {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(target: "gevulot::acl", error = %e, "the whitelist is not synced");
+            return;
+        }
+    };
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match sync(&store, &client, &url).await {
+            Ok(s) => {
+                if !s.bad_lines.is_empty() {
+                    warn!(target: "gevulot::acl", url = %url, lines = ?s.bad_lines, "whitelist lines that are not hex public keys were skipped");
+                }
+                if s.added + s.removed > 0 {
+                    info!(target: "gevulot::acl", url = %url, added = s.added, removed = s.removed, keys = s.total, "whitelist updated");
+                }
+            }
+            Err(e) => warn!(target: "gevulot::acl", error = %e, "whitelist sync failed"),
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Real libp2p networks on loopback, each with its own store: propagation, discovery, the
+//! pre-shared key, and the ACL whitelist for peers and authors.
+
+use std::time::Duration;
+
+use app::crypto::SecretKey;
+use app::node::{AclPolicy, Intake};
+use app::p2p::{Config, Network, Outbox, P2p};
+use app::store::{Source, Store};
+use app::tx::Hash;
+use app::validate::Limits;
+
+use crate::support::{empty, key};
+
+struct Node {
+    _dir: tempfile::TempDir,
+    key: SecretKey,
+    intake: Intake,
+    p2p: P2p,
+}
+
+impl Node {
+    fn store(&self) -> &Store {
+        self.intake.store()
+    }
+
+    fn addr(&self) -> String {
+        self.p2p.listen_addr().to_string()
+    }
+
+    async fn has(&self, hash: &Hash) -> bool {
+        self.store()
+            .get_transaction(hash)
+            .await
+            .expect("read")
+            .is_some()
+    }
+}
+
+async fn node(seed: u8, passphrase: &str, bootstrap: &[String], acl: AclPolicy) -> Node {
+    node_with(seed, passphrase, bootstrap, acl, &[]).await
+}
+
+/// A node whose whitelist holds `whitelisted` before its network starts.
+async fn node_with(
+    seed: u8,
+    passphrase: &str,
+    bootstrap: &[String],
+    acl: AclPolicy,
+    whitelisted: &[&SecretKey],
+) -> Node {
+    let dir = testkit::tempdir();
+    let store = Store::connect(&testkit::sqlite_url(dir.path()), &Default::default())
+        .await
+        .expect("store");
+    store.migrate().await.expect("migrate");
+    for k in whitelisted {
+        store.acl_add(&k.public_key()).await.expect("whitelist");
+    }
+    let key = key(seed);
+    let (outbox, receiver) = Outbox::new();
+    let intake = Intake::new(store, Limits::default(), acl)
+        .with_node_author(key.public_key())
+        .with_gossip(outbox);
+    let (network, p2p) = Network::start(
+        Config {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            advertised: None,
+            bootstrap: bootstrap.to_vec(),
+            passphrase: passphrase.to_string(),
+            whitelist_peers: acl == AclPolicy::Whitelist,
+            max_message_bytes: 1 << 20,
+        },
+        &key,
+        intake.clone(),
+        receiver,
+    )
+    .await
+    .expect("network starts");
+    tokio::spawn(network.run());
+    Node {
+        _dir: dir,
+        key,
+        intake,
+        p2p,
+    }
+}
+
+/// Polls `check` every 100 ms for up to `limit`.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "timed out waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn peer_keys(node: &Node) -> Vec<String> {
+    node.p2p
+        .peers()
+        .into_iter()
+        .filter_map(|p| p.public_key)
+        .collect()
+}
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_spread_and_peers_find_each_other() {
+    let a = node(1, "net", &[], AclPolicy::Open).await;
+    // Stored before anyone listens: gossiped once a peer subscribes.
+    let early = empty(&key(50), 0);
+    a.intake.submit(&early, Source::Rpc).await.expect("stored");
+
+    let b = node(2, "net", &[a.addr()], AclPolicy::Open).await;
+    let c = node(3, "net", &[a.addr()], AclPolicy::Open).await;
+    eventually(WAIT, "b has the early transaction", || b.has(&early.hash)).await;
+
+    // C knew only A; it finds B through the DHT.
+    eventually(WAIT, "c connects to b", || {
+        let found = peer_keys(&c).contains(&b.key.public_key().to_hex());
+        async move { found }
+    })
+    .await;
+    let peers = a.p2p.peers();
+    assert_eq!(peers.len(), 2, "{peers:?}");
+    let b_seen = peers
+        .iter()
+        .find(|p| p.public_key.as_deref() == Some(b.key.public_key().to_hex().as_str()))
+        .expect("a lists b by its node key");
+    assert_eq!(b_seen.direction, app::p2p::Direction::Inbound);
+    assert_eq!(b_seen.peer_id, b.p2p.peer_id());
+    eventually(WAIT, "identify tells a b's agent", || {
+        let agent = a
+            .p2p
+            .peers()
+            .into_iter()
+            .find(|p| p.peer_id == b.p2p.peer_id())
+            .and_then(|p| p.agent_version);
+        async move { agent.is_some_and(|v| v.starts_with("gevulot/")) }
+    })
+    .await;
+
+    // A client's transaction on C reaches every node; each stores it once.
+    let tx = empty(&key(51), 0);
+    c.intake.submit(&tx, Source::Rpc).await.expect("stored");
+    eventually(WAIT, "a and b have c's transaction", || async {
+        a.has(&tx.hash).await && b.has(&tx.hash).await
+    })
+    .await;
+    assert_eq!(a.store().count_transactions().await.expect("count"), 2);
+    assert!(c.p2p.counters().published >= 1, "{:?}", c.p2p.counters());
+    assert!(a.p2p.counters().accepted >= 1, "{:?}", a.p2p.counters());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_passphrase_is_kept_out() {
+    let a = node(11, "the network", &[], AclPolicy::Open).await;
+    let intruder = node(12, "a guess", &[a.addr()], AclPolicy::Open).await;
+    assert_ne!(a.p2p.psk_fingerprint(), intruder.p2p.psk_fingerprint());
+    let tx = empty(&key(52), 0);
+    intruder
+        .intake
+        .submit(&tx, Source::Rpc)
+        .await
+        .expect("stored");
+    // Longer than the upgrade timeout, so a dial that hangs has failed by then.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert!(a.p2p.peers().is_empty(), "{:?}", a.p2p.peers());
+    assert!(intruder.p2p.peers().is_empty());
+    assert!(!a.has(&tx.hash).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whitelist_admits_peers_and_authors() {
+    let friend_key = key(21);
+    let author = key(60);
+    // The guarded node whitelists the friend node and one author.
+    let guarded = node_with(
+        20,
+        "net",
+        &[],
+        AclPolicy::Whitelist,
+        &[&friend_key, &author],
+    )
+    .await;
+    let friend = node(21, "net", &[guarded.addr()], AclPolicy::Open).await;
+    let stranger = node(22, "net", &[guarded.addr()], AclPolicy::Open).await;
+
+    eventually(WAIT, "the friend is admitted", || {
+        let keys = peer_keys(&guarded);
+        let friend = friend_key.public_key().to_hex();
+        async move { keys == vec![friend] }
+    })
+    .await;
+    eventually(WAIT, "the stranger is refused", || {
+        let refused = guarded.p2p.counters().peers_refused;
+        async move { refused >= 1 }
+    })
+    .await;
+    assert!(
+        !peer_keys(&guarded).contains(&stranger.key.public_key().to_hex()),
+        "{:?}",
+        guarded.p2p.peers()
+    );
+
+    // Through the friend: a whitelisted author's transaction gets in, another's does not.
+    let allowed = empty(&author, 0);
+    let refused = empty(&key(61), 0);
+    friend
+        .intake
+        .submit(&refused, Source::Rpc)
+        .await
+        .expect("open node");
+    friend
+        .intake
+        .submit(&allowed, Source::Rpc)
+        .await
+        .expect("open node");
+    eventually(WAIT, "the allowed transaction arrives", || {
+        guarded.has(&allowed.hash)
+    })
+    .await;
+    assert!(!guarded.has(&refused.hash).await);
+    eventually(WAIT, "the refusal is counted", || {
+        let rejected = guarded.p2p.counters().rejected;
+        async move { rejected >= 1 }
+    })
+    .await;
+}
