@@ -9,7 +9,8 @@
 //! lines, which are reported while the readable ones still apply.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
 
 use tracing::{info, warn};
 
@@ -41,6 +42,34 @@ pub struct Synced {
     pub total: usize,
     /// Lines that are not keys (1-based line numbers), skipped.
     pub bad_lines: Vec<usize>,
+}
+
+/// The latest sync and what came of it.
+#[derive(Clone, Debug)]
+pub struct LastSync {
+    pub at: SystemTime,
+    /// What changed, or why nothing did.
+    pub outcome: Result<Synced, String>,
+}
+
+/// Where [`keep_synced`] reports, for the APIs and the console. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct SyncStatus(Arc<RwLock<Option<LastSync>>>);
+
+impl SyncStatus {
+    /// The latest sync; `None` until the first one has ended.
+    pub fn last(&self) -> Option<LastSync> {
+        self.0.read().ok().and_then(|l| l.clone())
+    }
+
+    fn set(&self, outcome: Result<Synced, String>) {
+        if let Ok(mut last) = self.0.write() {
+            *last = Some(LastSync {
+                at: SystemTime::now(),
+                outcome,
+            });
+        }
+    }
 }
 
 /// Parses a published list into keys and the numbers of the lines that are not keys.
@@ -81,15 +110,17 @@ pub async fn apply(
 
 /// Fetches the list at `url` once and applies it.
 pub async fn sync(store: &Store, client: &reqwest::Client, url: &str) -> Result<Synced, SyncError> {
+    // A password in the URL never reaches a message.
+    let shown = crate::store::redact_url(url);
     let fetch = |reason: String| SyncError::Fetch {
-        url: url.to_string(),
+        url: shown.clone(),
         reason,
     };
     let response = client
         .get(url)
         .send()
         .await
-        .map_err(|e| fetch(e.to_string()))?;
+        .map_err(|e| fetch(e.without_url().to_string()))?;
     if !response.status().is_success() {
         return Err(fetch(format!("the server answered {}", response.status())));
     }
@@ -101,7 +132,10 @@ pub async fn sync(store: &Store, client: &reqwest::Client, url: &str) -> Result<
             "the list is larger than {MAX_LIST_BYTES} bytes"
         )));
     }
-    let body = response.bytes().await.map_err(|e| fetch(e.to_string()))?;
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| fetch(e.without_url().to_string()))?;
     if body.len() > MAX_LIST_BYTES {
         return Err(fetch(format!(
             "the list is larger than {MAX_LIST_BYTES} bytes"
@@ -109,9 +143,7 @@ pub async fn sync(store: &Store, client: &reqwest::Client, url: &str) -> Result<
     }
     let (keys, bad_lines) = parse_list(&String::from_utf8_lossy(&body));
     if keys.is_empty() {
-        return Err(SyncError::Empty {
-            url: url.to_string(),
-        });
+        return Err(SyncError::Empty { url: shown });
     }
     let (added, removed) = apply(store, &keys).await?;
     Ok(Synced {
@@ -120,6 +152,19 @@ pub async fn sync(store: &Store, client: &reqwest::Client, url: &str) -> Result<
         total: keys.len(),
         bad_lines,
     })
+}
+
+/// Checks the list's URL when the node starts: HTTP or HTTPS with a host.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url)
+        .map_err(|e| format!("{} is not a URL ({e})", crate::store::redact_url(url)))?;
+    if !matches!(parsed.scheme(), "http" | "https") || !parsed.has_host() {
+        return Err(format!(
+            "{} is not an http:// or https:// URL",
+            crate::store::redact_url(url)
+        ));
+    }
+    Ok(())
 }
 
 /// An HTTP client for the list (HTTPS through rustls and the system's root certificates).
@@ -133,13 +178,15 @@ pub fn client() -> Result<reqwest::Client, String> {
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
-/// Syncs at once, then every `every`, for as long as the node runs. Failures are logged and
-/// leave the whitelist as it was.
-pub async fn keep_synced(store: Store, url: String, every: Duration) {
+/// Syncs at once, then every `every`, for as long as the node runs. Failures are logged,
+/// reported in `status`, and leave the whitelist as it was.
+pub async fn keep_synced(store: Store, url: String, every: Duration, status: SyncStatus) {
+    let shown = crate::store::redact_url(&url);
     let client = match client() {
         Ok(c) => c,
         Err(e) => {
             warn!(target: "gevulot::acl", error = %e, "the whitelist is not synced");
+            status.set(Err(e));
             return;
         }
     };
@@ -147,16 +194,39 @@ pub async fn keep_synced(store: Store, url: String, every: Duration) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match sync(&store, &client, &url).await {
+        let outcome = sync(&store, &client, &url).await;
+        match &outcome {
             Ok(s) => {
                 if !s.bad_lines.is_empty() {
-                    warn!(target: "gevulot::acl", url = %url, lines = ?s.bad_lines, "whitelist lines that are not hex public keys were skipped");
+                    warn!(target: "gevulot::acl", url = %shown, lines = ?s.bad_lines, "whitelist lines that are not hex public keys were skipped");
                 }
                 if s.added + s.removed > 0 {
-                    info!(target: "gevulot::acl", url = %url, added = s.added, removed = s.removed, keys = s.total, "whitelist updated");
+                    info!(target: "gevulot::acl", url = %shown, added = s.added, removed = s.removed, keys = s.total, "whitelist updated");
                 }
             }
             Err(e) => warn!(target: "gevulot::acl", error = %e, "whitelist sync failed"),
         }
+        status.set(outcome.map_err(|e| e.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_urls() {
+        assert!(check_url("https://acl.example/devnet").is_ok());
+        assert!(check_url("http://10.0.0.1:8080/acl").is_ok());
+        for bad in [
+            "acl.example/devnet",
+            "ftp://acl.example/x",
+            "file:///etc/acl",
+            "",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+        let e = check_url("ftp://u:pw-s3cret@acl.example/x").expect_err("ftp");
+        assert!(!e.contains("pw-s3cret"), "{e}");
     }
 }

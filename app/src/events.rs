@@ -5,7 +5,7 @@
 
 use tokio::sync::broadcast;
 
-use crate::store::Phase;
+use crate::store::{Phase, Source};
 use crate::tx::{Hash, Kind};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,6 +15,8 @@ pub enum Event {
         hash: Hash,
         kind: Kind,
         parent: Option<Hash>,
+        /// Where it came from: a Run is executed only by the node a client gave it to.
+        source: Source,
     },
     /// A task of transaction `tx` entered `phase`.
     TaskChanged {

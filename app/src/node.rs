@@ -78,6 +78,7 @@ impl Intake {
             hash: tx.hash,
             kind: tx.kind(),
             parent: tx.payload.parent(),
+            source,
         });
         // What a peer sent is forwarded by gossip itself once accepted.
         if source != Source::P2p
@@ -107,6 +108,11 @@ impl Intake {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Who may author transactions (and, over P2P, connect).
+    pub fn acl(&self) -> AclPolicy {
+        self.acl
     }
 
     pub fn limits(&self) -> &Limits {

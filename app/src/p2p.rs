@@ -160,9 +160,10 @@ pub struct Counters {
     pub published: u64,
     /// Peer transactions the intake accepted (stored, or already stored).
     pub accepted: u64,
-    /// Peer transactions the intake refused (invalid, not whitelisted): not forwarded.
+    /// Peer messages refused: not a transaction, invalid, or an author not whitelisted. Not
+    /// forwarded.
     pub rejected: u64,
-    /// Peer transactions not judged: undecodable, from a refused peer, storage trouble, overload.
+    /// Peer messages not judged: from a peer not (yet) admitted, storage trouble, overload.
     pub ignored: u64,
     /// Transactions that could not be handed to the network (outbox full, message too large).
     pub dropped: u64,

@@ -372,13 +372,13 @@ impl<E: Execute> Pipeline<E> {
         loop {
             tokio::select! {
                 event = events.recv() => match event {
-                    Ok(Event::TransactionStored { hash, kind: Kind::Run, .. }) => {
+                    Ok(Event::TransactionStored { hash, kind: Kind::Run, source, .. }) if source != Source::P2p => {
                         if let Err(e) = self.plan_run(hash).await {
                             warn!(target: "gevulot", run = %hash, error = %e, "cannot plan the run yet; retrying");
                             replan = true;
                         }
                     }
-                    Ok(Event::TransactionStored { kind: Kind::Cancel, parent: Some(run), hash }) => {
+                    Ok(Event::TransactionStored { kind: Kind::Cancel, parent: Some(run), hash, .. }) => {
                         if let Err(e) = self.cancel_run(run, hash).await {
                             warn!(target: "gevulot", run = %run, error = %e, "cannot cancel the run yet; retrying");
                             replan = true;

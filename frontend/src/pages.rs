@@ -186,6 +186,34 @@ pub struct DashboardView {
     pub queue: Vec<(Phase, i64)>,
     /// The most recent failed or timed-out tasks.
     pub failures: Vec<Task>,
+    /// The peer network; `None` only where the node runs without one.
+    pub network: Option<NetworkSummary>,
+}
+
+/// This node in the peer network.
+#[derive(Clone, Debug)]
+pub struct NetworkSummary {
+    pub peer_id: String,
+    pub listen_addr: String,
+    pub psk_fingerprint: String,
+    /// Who may join and author, in a sentence.
+    pub acl: String,
+    /// The latest whitelist sync's outcome in a sentence, when the whitelist follows a URL.
+    pub acl_sync: Option<String>,
+    pub peers: Vec<PeerRow>,
+}
+
+/// A connected peer.
+#[derive(Clone, Debug)]
+pub struct PeerRow {
+    pub peer_id: String,
+    /// The peer's node key (hex), when its id names one.
+    pub public_key: Option<String>,
+    pub address: String,
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    pub connected_at_ms: i64,
+    pub agent_version: Option<String>,
 }
 
 pub fn dashboard(v: DashboardView) -> impl IntoView {
@@ -200,13 +228,49 @@ pub fn dashboard(v: DashboardView) -> impl IntoView {
                 <p>"Downloads served at " <code>{n.file_base_url}</code></p>
                 <p>{if n.execution { "Executes programs." } else { "Relays only (GEVULOT_NODE_NO_EXECUTION)." }}</p>
             </section>
-            <section class="panel" aria-labelledby="peers-h">
-                <h2 id="peers-h">"Peers"</h2>
-                <p class="stat">"0"</p>
-                <p class="muted">"This node runs without the peer network: it executes what its own clients submit."</p>
-            </section>
+            {v.network.clone().map(network)}
         </div>
         {dashboard_live(v)}
+    }
+}
+
+/// The dashboard's peer panel: identity in the network, who may join, who is connected.
+fn network(n: NetworkSummary) -> impl IntoView {
+    let count = n.peers.len();
+    let peers = if n.peers.is_empty() {
+        empty("No peer connected. Peers join with the same GEVULOT_PSK_PASSPHRASE and this node's address in their GEVULOT_P2P_DISCOVERY_ADDR.").into_any()
+    } else {
+        view! {
+            <table id="peers">
+                <thead><tr><th scope="col">"Node key"</th><th scope="col">"Address"</th><th scope="col">"Since"</th><th scope="col">"Runs"</th></tr></thead>
+                <tbody>
+                    {n.peers.into_iter().map(|p| {
+                        let key = p.public_key.unwrap_or_else(|| p.peer_id.clone());
+                        let id = p.peer_id.clone();
+                        view! {
+                            <tr data-peer=id>
+                                <td class="hash" title=p.peer_id>{key}</td>
+                                <td><span class="mono">{p.address}</span>" " <span class="muted">{p.direction}</span></td>
+                                <td>{time(p.connected_at_ms)}</td>
+                                <td>{p.agent_version.unwrap_or_default()}</td>
+                            </tr>
+                        }
+                    }).collect_view()}
+                </tbody>
+            </table>
+        }
+        .into_any()
+    };
+    view! {
+        <section class="panel" aria-labelledby="peers-h">
+            <h2 id="peers-h">"Peers"</h2>
+            <p><span class="stat" id="peer-count">{count}</span>" connected"</p>
+            <p>"Listening on " <code>{n.listen_addr}</code> " · key fingerprint " <code title="the pre-shared key's fingerprint: equal on every node of this network">{n.psk_fingerprint}</code></p>
+            <p class="hash" title="this node's peer id">{n.peer_id}</p>
+            <p id="acl">{n.acl}</p>
+            {n.acl_sync.map(|line| view! { <p class="muted" id="acl-sync">{line}</p> })}
+            {peers}
+        </section>
     }
 }
 

@@ -285,11 +285,12 @@ pub struct RunArgs {
     )]
     pub psk_passphrase_file: Option<PathBuf>,
 
-    /// URL of the author whitelist (one hex public key per line), refreshed periodically.
+    /// URL of the whitelist of authors and peers (one hex public key per line), fetched on start
+    /// and every 10 minutes; the published list replaces the stored one.
     #[arg(long, env = "GEVULOT_ACL_WHITELIST_URL")]
     pub acl_whitelist_url: Option<String>,
 
-    /// Who may author transactions.
+    /// Who may author transactions and connect as a peer.
     #[arg(long, env = "GEVULOT_ACL_MODE", value_enum, default_value_t = AclMode::Auto)]
     pub acl_mode: AclMode,
 

@@ -70,6 +70,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| data.path.join("node.key"));
     let key = load_or_create_key(&key_file)?;
 
+    if let Some(url) = &args.acl_whitelist_url {
+        app::acl::check_url(url).map_err(|e| anyhow::anyhow!("GEVULOT_ACL_WHITELIST_URL: {e}"))?;
+    }
     for entry in &args.p2p_discovery_addrs {
         app::p2p::check_bootstrap(entry)
             .map_err(|e| anyhow::anyhow!("GEVULOT_P2P_DISCOVERY_ADDR: {e}"))?;
@@ -195,13 +198,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         sysfs: app::gpu::Sysfs::new(&args.sysfs_root),
         pipeline: pipeline.clone(),
         p2p: Some(p2p.clone()),
+        acl_sync: args
+            .acl_whitelist_url
+            .as_ref()
+            .map(|url| (redact_url(url), app::acl::SyncStatus::default())),
     });
     tokio::spawn(network.run());
-    if let Some(url) = &args.acl_whitelist_url {
+    if let (Some(url), Some((_, status))) = (&args.acl_whitelist_url, &state.acl_sync) {
         tokio::spawn(app::acl::keep_synced(
             store.clone(),
             url.clone(),
             app::acl::SYNC_EVERY,
+            status.clone(),
         ));
     }
     if let Some(pipeline) = pipeline {

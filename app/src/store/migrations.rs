@@ -42,6 +42,14 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0004_task_phases.sql"),
         include_str!("../../../migrations/sqlite/0004_task_phases.sql"),
     ),
+    (
+        5,
+        "file urls",
+        "0005_file_urls.sql",
+        "0005_file_urls.sql",
+        include_str!("../../../migrations/postgres/0005_file_urls.sql"),
+        include_str!("../../../migrations/sqlite/0005_file_urls.sql"),
+    ),
 ];
 
 pub(super) fn migrator(backend: BackendKind) -> Migrator {

@@ -167,6 +167,9 @@ pub struct OutputFile {
     pub checksum: Hash,
     pub tx_seq: i64,
     pub kind: Kind,
+    /// The producer's download base, as signed into the transaction (`TxFile.url`); empty for
+    /// files stored before it was recorded.
+    pub producer_url: String,
 }
 
 impl OutputFile {
@@ -322,7 +325,7 @@ pub fn redact_url(url: &str) -> String {
             parsed.to_string()
         }
         Ok(_) => url.to_string(),
-        Err(_) => "<unparseable database URL>".to_string(),
+        Err(_) => "<unparseable URL>".to_string(),
     }
 }
 
@@ -561,7 +564,7 @@ const PROGRAM_INSERT_COLUMNS: &[&str] = &[
     "created_at",
 ];
 const STEP_INSERT_COLUMNS: &[&str] = &["run_tx", "step_index", "program"];
-const FILE_INSERT_COLUMNS: &[&str] = &["tx", "file_index", "vm_path", "checksum"];
+const FILE_INSERT_COLUMNS: &[&str] = &["tx", "file_index", "vm_path", "checksum", "url"];
 
 /// The rows that storing `tx` writes besides its own: programs, workflow steps, output files.
 struct DerivedRows {
@@ -617,6 +620,7 @@ impl DerivedRows {
                         Bind::Int(i as i64),
                         Bind::Text(file.name.clone()),
                         Bind::Text(file.checksum.to_hex()),
+                        Bind::Text(file.url.clone()),
                     ]);
                 }
             }
@@ -989,9 +993,9 @@ impl Store {
     ) -> Result<(Vec<OutputFile>, Option<(i64, i64)>)> {
         let limit = limit.clamp(1, 1000);
         let (seq, index) = after.unwrap_or((i64::MAX, -1));
-        let rows: Vec<(String, i64, String, String, i64, String)> = dispatch!(self, pool => {
+        let rows: Vec<(String, i64, String, String, i64, String, String)> = dispatch!(self, pool => {
             sqlx::query_as(
-                "SELECT f.tx, f.file_index, f.vm_path, f.checksum, t.seq, t.kind FROM tx_files f \
+                "SELECT f.tx, f.file_index, f.vm_path, f.checksum, t.seq, t.kind, f.url FROM tx_files f \
                  JOIN transactions t ON t.hash = f.tx \
                  WHERE t.seq < $1 OR (t.seq = $1 AND f.file_index > $2) \
                  ORDER BY t.seq DESC, f.file_index LIMIT $3",
@@ -1003,7 +1007,7 @@ impl Store {
             .await?
         });
         let mut items = Vec::with_capacity(rows.len());
-        for (tx, index, vm_path, checksum, seq, kind) in rows {
+        for (tx, index, vm_path, checksum, seq, kind, producer_url) in rows {
             let bad = || StoreError::Corrupt(format!("bad output file row {tx}/{index}"));
             items.push(OutputFile {
                 tx: Hash::from_hex(&tx).ok_or_else(bad)?,
@@ -1012,6 +1016,7 @@ impl Store {
                 checksum: Hash::from_hex(&checksum).ok_or_else(bad)?,
                 tx_seq: seq,
                 kind: Kind::parse(&kind).ok_or_else(bad)?,
+                producer_url,
             });
         }
         let next = if items.len() > limit as usize {
@@ -1025,9 +1030,9 @@ impl Store {
 
     /// One output file.
     pub async fn output_file(&self, tx: &Hash, index: i64) -> Result<Option<OutputFile>> {
-        let row: Option<(String, String, i64, String)> = dispatch!(self, pool => {
+        let row: Option<(String, String, i64, String, String)> = dispatch!(self, pool => {
             sqlx::query_as(
-                "SELECT f.vm_path, f.checksum, t.seq, t.kind FROM tx_files f JOIN transactions t ON t.hash = f.tx \
+                "SELECT f.vm_path, f.checksum, t.seq, t.kind, f.url FROM tx_files f JOIN transactions t ON t.hash = f.tx \
                  WHERE f.tx = $1 AND f.file_index = $2",
             )
             .bind(tx.to_hex())
@@ -1035,7 +1040,7 @@ impl Store {
             .fetch_optional(pool)
             .await?
         });
-        let Some((vm_path, checksum, tx_seq, kind)) = row else {
+        let Some((vm_path, checksum, tx_seq, kind, producer_url)) = row else {
             return Ok(None);
         };
         let bad = || StoreError::Corrupt(format!("bad output file row {tx}/{index}"));
@@ -1046,6 +1051,7 @@ impl Store {
             checksum: Hash::from_hex(&checksum).ok_or_else(bad)?,
             tx_seq,
             kind: Kind::parse(&kind).ok_or_else(bad)?,
+            producer_url,
         }))
     }
 
@@ -1122,6 +1128,16 @@ impl Store {
                 .await?
         });
         Ok(found.is_some())
+    }
+
+    /// How many keys the ACL whitelist holds.
+    pub async fn acl_count(&self) -> Result<i64> {
+        let n: i64 = dispatch!(self, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM acl_whitelist")
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(n)
     }
 
     pub async fn acl_list(&self) -> Result<Vec<PublicKey>> {
@@ -1309,12 +1325,14 @@ impl Store {
     }
 
     /// Runs with unfinished business, oldest first: those without tasks yet and those with a
-    /// task not in a terminal phase. What the pipeline picks up when it starts.
+    /// task not in a terminal phase. What the pipeline picks up when it starts. A Run relayed by
+    /// a peer is not this node's to execute (the node its client gave it to runs it), so it never
+    /// gets tasks here.
     pub async fn runs_to_plan(&self) -> Result<Vec<Hash>> {
         let rows: Vec<(String,)> = dispatch!(self, pool => {
             sqlx::query_as(
                 "SELECT hash FROM (\
-                   SELECT t.hash, t.seq FROM transactions t WHERE t.kind = 'run' \
+                   SELECT t.hash, t.seq FROM transactions t WHERE t.kind = 'run' AND t.source <> 'p2p' \
                      AND NOT EXISTS (SELECT 1 FROM tasks k WHERE k.tx = t.hash) \
                    UNION \
                    SELECT t.hash, t.seq FROM transactions t JOIN tasks k ON k.tx = t.hash \

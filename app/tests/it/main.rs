@@ -1,5 +1,6 @@
 //! Integration tests of the core: one test binary (one link) with a module per area.
 
+mod acl;
 mod boot;
 mod download;
 mod executor;

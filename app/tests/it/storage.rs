@@ -81,6 +81,7 @@ conformance!(
     keyset_pagination_and_filters,
     acl_whitelist,
     task_lifecycle,
+    runs_to_plan,
     intake_rules,
     durable_across_reconnect,
     batch_insert,
@@ -412,9 +413,11 @@ async fn acl_whitelist(db: Db) {
     );
     assert!(db.store.acl_contains(&k).await.expect("contains"));
     assert_eq!(db.store.acl_list().await.expect("list"), vec![k]);
+    assert_eq!(db.store.acl_count().await.expect("count"), 1);
     assert!(db.store.acl_remove(&k).await.expect("remove"));
     assert!(!db.store.acl_remove(&k).await.expect("remove again"));
     assert!(db.store.acl_list().await.expect("list").is_empty());
+    assert_eq!(db.store.acl_count().await.expect("count"), 0);
 }
 
 async fn task_lifecycle(db: Db) {
@@ -520,6 +523,45 @@ async fn task_lifecycle(db: Db) {
     assert_eq!(
         page.items.iter().map(|t| t.tx.hash).collect::<Vec<_>>(),
         vec![r.hash]
+    );
+}
+
+/// The Runs a starting pipeline picks up: this node's own, without tasks or unfinished; never
+/// one a peer relayed (the node its client chose runs it).
+async fn runs_to_plan(db: Db) {
+    let k = key(6);
+    let p = program("p").hash;
+    let (fresh, relayed, open, done) = (
+        run(&k, &[p], 1),
+        run(&k, &[p], 2),
+        run(&k, &[p], 3),
+        run(&k, &[p], 4),
+    );
+    db.put(&fresh, Source::Rpc).await;
+    db.put(&relayed, Source::P2p).await;
+    db.put(&open, Source::Rest).await;
+    db.put(&done, Source::Console).await;
+    for (r, phase) in [(&open, Phase::Running), (&done, Phase::Succeeded)] {
+        let t = db
+            .store
+            .create_task(&NewTask {
+                tx: r.hash,
+                step_index: 0,
+                program: p,
+                kind: "proof".into(),
+            })
+            .await
+            .expect("create");
+        assert!(
+            db.store
+                .set_task_phase(t.id, phase, None)
+                .await
+                .expect("phase")
+        );
+    }
+    assert_eq!(
+        db.store.runs_to_plan().await.expect("runs"),
+        vec![fresh.hash, open.hash]
     );
 }
 

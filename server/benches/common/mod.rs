@@ -39,6 +39,7 @@ pub fn start_node(
         .env("GEVULOT_DATA_DIRECTORY", data)
         .env("GEVULOT_JSON_RPC_LISTEN_ADDR", "127.0.0.1:0")
         .env("GEVULOT_HTTP_PORT", "0")
+        .env("GEVULOT_P2P_LISTEN_ADDR", "127.0.0.1:0")
         .env("GEVULOT_HEALTHCHECK_LISTEN_ADDR", "127.0.0.1:0")
         .env("GEVULOT_PSK_PASSPHRASE", "bench")
         .env("RUST_LOG", "warn,gevulot=info")

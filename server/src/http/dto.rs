@@ -14,10 +14,14 @@ use app::tx::{Hash, Kind};
 
 use super::error::ApiError;
 
+/// A time as RFC 3339 (UTC, millisecond precision).
+pub fn system_rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
 /// Milliseconds since the epoch as RFC 3339 (UTC, millisecond precision).
 pub fn rfc3339(ms: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_millis(t).to_string()
+    system_rfc3339(UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
 }
 
 fn parse_rfc3339(field: &str, text: &str) -> Result<i64, ApiError> {
@@ -107,9 +111,38 @@ pub struct TransactionDetail {
     pub output_form: serde_json::Value,
 }
 
+/// Where a client downloads an output file: from this node (`own`) when it holds the file,
+/// otherwise from the node that produced it, at the base URL it signed into the transaction.
+pub fn download_base<'a>(
+    data_dir: &std::path::Path,
+    relative_path: &str,
+    producer: &'a str,
+    own: &'a str,
+) -> &'a str {
+    let here = std::fs::symlink_metadata(data_dir.join(relative_path)).is_ok_and(|m| m.is_file());
+    let elsewhere = producer.starts_with("http://") || producer.starts_with("https://");
+    if here || !elsewhere {
+        own
+    } else {
+        producer.trim_end_matches('/')
+    }
+}
+
+/// The original `getTransaction` output form, with download URLs that work from this node.
+pub fn output_form(
+    tx: &app::tx::Transaction,
+    data_dir: &std::path::Path,
+    file_base_url: &str,
+) -> RpcTransaction {
+    RpcTransaction::from_transaction_with(tx, |f| {
+        let path = app::tx::rpc::output_file_path(&tx.hash, f);
+        download_base(data_dir, &path, &f.url, file_base_url)
+    })
+}
+
 impl TransactionDetail {
-    pub fn new(s: &StoredTransaction, file_base_url: &str) -> Self {
-        let output = RpcTransaction::from_transaction(&s.tx, file_base_url);
+    pub fn new(s: &StoredTransaction, data_dir: &std::path::Path, file_base_url: &str) -> Self {
+        let output = output_form(&s.tx, data_dir, file_base_url);
         Self {
             summary: s.into(),
             input_form: serde_json::to_value(&s.tx).unwrap_or_default(),
@@ -492,6 +525,97 @@ pub struct NodeResources {
     pub usage: Option<ResourceUsage>,
 }
 
+/// This node in the peer network: who it is there, who it is connected to now, who may join,
+/// and what crossed the network since it started.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PeerNetwork {
+    /// The node's libp2p peer id, derived from its node key.
+    pub peer_id: String,
+    /// Where the node listens for peers (`GEVULOT_P2P_LISTEN_ADDR`).
+    pub listen_addr: String,
+    /// The address given to peers behind NAT (`GEVULOT_P2P_ADVERTISED_LISTEN_ADDR`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertised_addr: Option<String>,
+    /// A fingerprint of the pre-shared key: nodes of one network show the same one. It reveals
+    /// nothing of the passphrase.
+    pub psk_fingerprint: String,
+    /// The peers this node joins through (`GEVULOT_P2P_DISCOVERY_ADDR`), dialled again while
+    /// not connected.
+    pub bootstrap: Vec<String>,
+    /// Connected (and, in whitelist mode, admitted) peers, oldest connection first.
+    pub peers: Vec<PeerInfo>,
+    pub acl: AclState,
+    pub messages: P2pMessages,
+}
+
+/// A connected peer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PeerInfo {
+    pub peer_id: String,
+    /// The peer's node key (hex, uncompressed): the author of its Proofs and Verifications.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// The remote address of the connection.
+    pub address: String,
+    /// `inbound` (the peer dialled this node) or `outbound`.
+    pub direction: String,
+    pub connected_at: String,
+    /// What the peer runs, once it said so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<String>,
+    /// Where the peer says it listens.
+    pub listen_addresses: Vec<String>,
+}
+
+/// Who may author transactions and connect as a peer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AclState {
+    /// `open` (anyone with a valid signature or the pre-shared key) or `whitelist` (only keys on
+    /// the whitelist, besides this node's own).
+    pub mode: String,
+    pub whitelisted_keys: i64,
+    /// The published list the whitelist follows (any password redacted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The latest sync with that list; absent before the first one ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<AclSync>,
+}
+
+/// The latest whitelist sync.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AclSync {
+    pub at: String,
+    pub succeeded: bool,
+    /// Keys added and removed by it.
+    pub added: usize,
+    pub removed: usize,
+    /// Lines of the list that are not keys (1-based), skipped.
+    pub bad_lines: Vec<usize>,
+    /// Why nothing changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Transaction messages over the peer network since the node started.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct P2pMessages {
+    /// Transactions this node published.
+    pub published: u64,
+    /// Transactions from peers that were accepted (stored, or already stored) and forwarded.
+    pub accepted: u64,
+    /// Messages from peers that were not valid transactions or not allowed: not stored, not
+    /// forwarded.
+    pub rejected: u64,
+    /// Messages not judged: from a peer not yet admitted, while overloaded, or while the database
+    /// failed.
+    pub ignored: u64,
+    /// Transactions that could not be handed to the network.
+    pub dropped: u64,
+    /// Connections closed because the peer's key is not on the whitelist.
+    pub peers_refused: u64,
+}
+
 /// What the node's tasks hold and wait for now.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ResourceUsage {
@@ -520,7 +644,8 @@ pub struct FileInfo {
     pub checksum: String,
     /// Size in bytes, when this node has the file.
     pub size: Option<u64>,
-    /// Download URL on this node's file server (supports Range requests).
+    /// Download URL (supports Range requests): on this node's file server when it has the file,
+    /// otherwise on the server of the node that produced it.
     pub url: String,
 }
 
@@ -531,6 +656,7 @@ impl FileInfo {
         file_base_url: &str,
     ) -> Self {
         let rel = f.relative_path();
+        let base = download_base(data_dir, &rel, &f.producer_url, file_base_url);
         Self {
             tx: f.tx.to_hex(),
             tx_kind: f.kind.as_str().to_string(),
@@ -538,7 +664,7 @@ impl FileInfo {
             vm_path: f.vm_path.clone(),
             checksum: f.checksum.to_hex(),
             size: std::fs::metadata(data_dir.join(&rel)).ok().map(|m| m.len()),
-            url: format!("{file_base_url}/{rel}"),
+            url: format!("{base}/{rel}"),
         }
     }
 }

@@ -211,6 +211,7 @@ const CODES: &[(&str, &str)] = &[
         "cancel_not_authorized",
         "only the Run's author or the node's operator may cancel it",
     ),
+    ("p2p_unavailable", "the node runs without its P2P network"),
 ];
 
 #[cfg(test)]

@@ -70,6 +70,9 @@ pub struct Inner {
     pub pipeline: Option<app::pipeline::Pipeline>,
     /// The P2P network; absent only where a test builds the server without one.
     pub p2p: Option<app::p2p::P2p>,
+    /// The published whitelist (`GEVULOT_ACL_WHITELIST_URL`, any password redacted) and how its
+    /// latest sync went; absent when none is configured.
+    pub acl_sync: Option<(String, app::acl::SyncStatus)>,
 }
 
 impl AppState {

@@ -58,6 +58,7 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(get_program))
         .routes(routes!(node_info))
         .routes(routes!(node_resources))
+        .routes(routes!(node_peers))
         .routes(routes!(list_files))
         .routes(routes!(file_info))
         .routes(routes!(operator::upload))
@@ -213,7 +214,11 @@ async fn get_transaction(
 ) -> Result<Json<TransactionDetail>, ApiError> {
     let hash = parse_hash("hash", &hash)?;
     match state.store().get_transaction(&hash).await? {
-        Some(stored) => Ok(Json(TransactionDetail::new(&stored, &state.file_base_url))),
+        Some(stored) => Ok(Json(TransactionDetail::new(
+            &stored,
+            &state.data_dir,
+            &state.file_base_url,
+        ))),
         None => Err(ApiError::not_found(format!(
             "no transaction {} on this node",
             hash.to_hex()
@@ -381,7 +386,9 @@ impl From<&app::events::Event> for LiveEvent {
     fn from(e: &app::events::Event) -> Self {
         use app::events::Event as E;
         match e {
-            E::TransactionStored { hash, kind, parent } => LiveEvent {
+            E::TransactionStored {
+                hash, kind, parent, ..
+            } => LiveEvent {
                 kind: "transaction_stored",
                 hash: Some(hash.to_hex()),
                 tx_kind: Some(kind.as_str().to_string()),
@@ -446,6 +453,25 @@ async fn live_events(
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15))))
+}
+
+/// This node in the peer network (any signed-in role): its peer id and listen address, the
+/// pre-shared key's fingerprint, connected peers, the whitelist and its sync, and message counts.
+#[utoipa::path(
+    get,
+    path = "/api/v1/node/peers",
+    tag = "node",
+    responses(
+        (status = 200, description = "The peer network", body = super::dto::PeerNetwork),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn node_peers(
+    State(state): State<AppState>,
+    caller: auth::Caller,
+) -> Result<Json<super::dto::PeerNetwork>, ApiError> {
+    caller.require(app::auth::Role::Viewer)?;
+    Ok(Json(calls::peer_network(&state).await?))
 }
 
 /// What this node offers to programs.

@@ -95,8 +95,9 @@ async fn get_transaction(params: Params<'static>, state: &AppState) -> Original<
         Err(message) => return invalid(message),
     };
     match state.store().get_transaction(&hash).await {
-        Ok(Some(stored)) => Ok(Envelope::Ok(RpcTransaction::from_transaction(
+        Ok(Some(stored)) => Ok(Envelope::Ok(dto::output_form(
             &stored.tx,
+            &state.data_dir,
             &state.file_base_url,
         ))),
         Ok(None) => Ok(Envelope::Err(RpcError::NotFound(hash.to_hex()))),
@@ -180,6 +181,73 @@ pub mod calls {
             execution: state.execution,
             file_base_url: state.file_base_url.clone(),
             transactions: store.count_transactions().await?,
+        })
+    }
+
+    /// This node in the peer network (a signed-in caller's view: peer addresses are not public).
+    pub async fn peer_network(state: &AppState) -> Result<dto::PeerNetwork, ApiError> {
+        let Some(p2p) = &state.p2p else {
+            return Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "p2p_unavailable",
+                "this node runs without its P2P network",
+            ));
+        };
+        let counters = p2p.counters();
+        let last_sync = state
+            .acl_sync
+            .as_ref()
+            .and_then(|(_, status)| status.last());
+        Ok(dto::PeerNetwork {
+            peer_id: p2p.peer_id(),
+            listen_addr: p2p.listen_addr().to_string(),
+            advertised_addr: p2p.advertised().map(|a| a.to_string()),
+            psk_fingerprint: p2p.psk_fingerprint().to_string(),
+            bootstrap: p2p.bootstrap().to_vec(),
+            peers: p2p
+                .peers()
+                .into_iter()
+                .map(|p| dto::PeerInfo {
+                    peer_id: p.peer_id,
+                    public_key: p.public_key,
+                    address: p.address,
+                    direction: p.direction.as_str().to_string(),
+                    connected_at: dto::system_rfc3339(p.connected_at),
+                    agent_version: p.agent_version,
+                    listen_addresses: p.listen_addresses,
+                })
+                .collect(),
+            acl: dto::AclState {
+                mode: match state.intake.acl() {
+                    app::node::AclPolicy::Open => "open",
+                    app::node::AclPolicy::Whitelist => "whitelist",
+                }
+                .to_string(),
+                whitelisted_keys: state.store().acl_count().await?,
+                url: state.acl_sync.as_ref().map(|(url, _)| url.clone()),
+                last_sync: last_sync.map(|last| {
+                    let (synced, error) = match last.outcome {
+                        Ok(s) => (s, None),
+                        Err(e) => (Default::default(), Some(e)),
+                    };
+                    dto::AclSync {
+                        at: dto::system_rfc3339(last.at),
+                        succeeded: error.is_none(),
+                        added: synced.added,
+                        removed: synced.removed,
+                        bad_lines: synced.bad_lines,
+                        error,
+                    }
+                }),
+            },
+            messages: dto::P2pMessages {
+                published: counters.published,
+                accepted: counters.accepted,
+                rejected: counters.rejected,
+                ignored: counters.ignored,
+                dropped: counters.dropped,
+                peers_refused: counters.peers_refused,
+            },
         })
     }
 
@@ -420,6 +488,18 @@ pub fn module(state: AppState) -> anyhow::Result<RpcModule<AppState>> {
             .rpc_call("gevulot_cancel", start.elapsed().as_secs_f64());
         out
     })?;
+    m.register_async_method("gevulot_peers", |_p, st, ext| async move {
+        let start = std::time::Instant::now();
+        let out = match require(&ext, app::auth::Role::Viewer) {
+            Err(e) => Err(ErrorObjectOwned::from(e)),
+            Ok(_) => calls::peer_network(&st)
+                .await
+                .map_err(ErrorObjectOwned::from),
+        };
+        st.metrics
+            .rpc_call("gevulot_peers", start.elapsed().as_secs_f64());
+        out
+    })?;
     m.register_subscription(
         "gevulot_subscribeTransactionStatus",
         "gevulot_transactionStatus",
@@ -541,6 +621,7 @@ mod tests {
             sysfs: app::gpu::Sysfs::new("/"),
             pipeline: None,
             p2p: None,
+            acl_sync: None,
         });
         let module = module(state).expect("module");
         let mut names: Vec<&str> = module.method_names().collect();

@@ -6,6 +6,7 @@ mod console;
 mod files;
 mod gpus;
 mod live;
+mod network;
 mod operator;
 mod ops;
 mod pipeline;

@@ -131,7 +131,9 @@ async fn metrics_expose_the_series() {
         "gevulot_cpus_in_use ",
         "gevulot_memory_in_use_bytes ",
         "gevulot_downloads_in_progress ",
-        "gevulot_peers_connected ",
+        "gevulot_peers_connected 0",
+        "gevulot_p2p_transactions_total{outcome=\"published\"} 0",
+        "gevulot_p2p_transactions_total{outcome=\"rejected\"} 0",
     ] {
         assert!(text.contains(series), "{series} missing from:\n{text}");
     }
@@ -177,6 +179,7 @@ async fn bad_requests_never_fail_the_server() {
         "gevulot_listTransactions",
         "gevulot_getTransactionStatus",
         "gevulot_nodeInfo",
+        "gevulot_peers",
     ];
     let paths = [
         "/",
@@ -185,6 +188,7 @@ async fn bad_requests_never_fail_the_server() {
         "/api/v1/transactions/00",
         "/api/v1/programs/zz",
         "/api/v1/node",
+        "/api/v1/node/peers",
         "/api-docs/openapi.json",
         "/api/v1/transactions?limit=-1",
         "/%ff",

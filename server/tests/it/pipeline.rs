@@ -1020,3 +1020,106 @@ async fn a_download_shows_its_progress_and_can_be_cancelled() {
             .exists()
     );
 }
+
+/// Two executing nodes in one network: the node a client gives a Run to executes it, once; its
+/// peer stores the Run, the Proof and the Verification as they cross the network, runs nothing
+/// itself, and sends clients to the producer for the output files it does not hold.
+#[tokio::test]
+async fn a_run_is_executed_once_by_the_node_its_client_chose() {
+    let Some(lab) = Lab::new().await else { return };
+    let prover_img = lab.program_image("prover.img", "/bin/test-prover");
+    let verifier_img = lab.program_image("verifier.img", "/bin/test-verifier");
+    let a = lab.start(&[]);
+    let a_p2p = a.p2p.to_string();
+    let b = lab.start(&[("GEVULOT_P2P_DISCOVERY_ADDR", &a_p2p)]);
+    let peers = |node: &Running| {
+        let url = format!("http://{}/metrics", node.metrics);
+        async move {
+            let text = reqwest::get(url)
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("text");
+            text.contains("gevulot_peers_connected 1")
+        }
+    };
+    let start = Instant::now();
+    while !(peers(&a).await && peers(&b).await) {
+        assert!(start.elapsed() < Duration::from_secs(30), "a and b connect");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let user = SecretKey::generate().expect("key");
+    let prover = program("prover", &prover_img, 256, 1);
+    let verifier = program("verifier", &verifier_img, 256, 1);
+    accepted(
+        &a.base,
+        &deploy(&user, "p", prover.clone(), verifier.clone()),
+    )
+    .await;
+    let run_tx = run(
+        &user,
+        vec![
+            step(&prover, &["--nonce", "7"], vec![]),
+            step(
+                &verifier,
+                &[],
+                vec![output_of(&prover, "/workspace/proof.dat")],
+            ),
+        ],
+    );
+    accepted(&a.base, &run_tx).await;
+    let done = all_end(&a.base, &run_tx.hash, 240).await;
+    assert_eq!(phases(&done), ["succeeded", "succeeded"], "{done:?}");
+
+    // b ends up with the same tree, through gossip alone.
+    let tree_on = |base: String| {
+        let hash = run_tx.hash;
+        async move { rpc(&base, "getTransactionTree", json!([hash])).await["result"].clone() }
+    };
+    let a_tree = tree_on(a.base.clone()).await;
+    assert!(
+        a_tree["Ok"]["Root"]["children"][0]["Node"].is_object(),
+        "{a_tree}"
+    );
+    let start = Instant::now();
+    while tree_on(b.base.clone()).await != a_tree {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "b has the whole tree"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // ... and ran none of it: no task, no VM, no second Proof.
+    assert!(tasks(&b.base, &run_tx.hash).await.is_empty());
+    let b_node = get(&format!("{}/api/v1/node", b.base)).await;
+    let a_node = get(&format!("{}/api/v1/node", a.base)).await;
+    assert_eq!(b_node["transactions"], a_node["transactions"]);
+
+    // The Proof's output file: b sends clients to a, which serves it.
+    let proof_hash = Hash(
+        serde_json::from_value::<[u8; 32]>(
+            a_tree["Ok"]["Root"]["children"][0]["Node"]["hash"].clone(),
+        )
+        .expect("proof hash"),
+    );
+    let on_b = rpc(&b.base, "getTransaction", json!([proof_hash])).await;
+    let file = &on_b["result"]["Ok"]["payload"]["Proof"]["files"][0];
+    let url = file["url"].as_str().expect("url");
+    assert!(url.starts_with(&a.file_base_url), "{url} is on a");
+    assert_eq!(
+        blake3_of(url).await,
+        file["checksum"].as_str().expect("checksum")
+    );
+    let files = get(&format!("{}/api/v1/files", b.base)).await;
+    let listed = files["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|f| f["tx"] == proof_hash.to_hex())
+        .expect("b lists the proof's file")
+        .clone();
+    assert_eq!(listed["url"], url, "{listed}");
+    assert_eq!(listed["size"], Value::Null, "b does not hold it");
+}

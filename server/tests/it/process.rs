@@ -154,6 +154,8 @@ pub struct Running {
     pub files: std::net::SocketAddr,
     pub health: std::net::SocketAddr,
     pub metrics: std::net::SocketAddr,
+    /// Where the node listens for peers.
+    pub p2p: std::net::SocketAddr,
     pub file_base_url: String,
 }
 
@@ -204,6 +206,7 @@ impl Running {
             .env("GEVULOT_DATA_DIRECTORY", data.path())
             .env("GEVULOT_JSON_RPC_LISTEN_ADDR", "127.0.0.1:0")
             .env("GEVULOT_HTTP_PORT", "0")
+            .env("GEVULOT_P2P_LISTEN_ADDR", "127.0.0.1:0")
             .env("GEVULOT_HEALTHCHECK_LISTEN_ADDR", "127.0.0.1:0")
             .env("GEVULOT_METRICS_LISTEN_ADDR", "127.0.0.1:0")
             .env("GEVULOT_PSK_PASSPHRASE", "test network");
@@ -225,6 +228,7 @@ impl Running {
             files: addr("files_listen_addr"),
             health: addr("healthcheck_listen_addr"),
             metrics: addr("metrics_listen_addr"),
+            p2p: addr("p2p_listen_addr"),
             file_base_url: log_field(&ready, "file_base_url").expect("file_base_url"),
             _node: node,
             data,

@@ -24,6 +24,7 @@ async fn migrate_then_run_on_postgres_without_leaking_secrets() {
         .env("GEVULOT_DATA_DIRECTORY", dir.path())
         .env("GEVULOT_JSON_RPC_LISTEN_ADDR", "127.0.0.1:0")
         .env("GEVULOT_HTTP_PORT", "0")
+        .env("GEVULOT_P2P_LISTEN_ADDR", "127.0.0.1:0")
         .env("GEVULOT_HEALTHCHECK_LISTEN_ADDR", "127.0.0.1:0")
         .env("GEVULOT_DB_URL", &with_password)
         .env("GEVULOT_PSK_PASSPHRASE_FILE", &psk_file)
@@ -60,6 +61,7 @@ fn rust_log_filters_like_the_original() {
         .env("GEVULOT_DATA_DIRECTORY", dir.path())
         .env("GEVULOT_JSON_RPC_LISTEN_ADDR", "127.0.0.1:0")
         .env("GEVULOT_HTTP_PORT", "0")
+        .env("GEVULOT_P2P_LISTEN_ADDR", "127.0.0.1:0")
         .env("GEVULOT_HEALTHCHECK_LISTEN_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "warn");
     let mut node = Node::spawn(cmd);
@@ -132,6 +134,7 @@ fn run_cleans_vm_leftovers_on_start() {
         .env("GEVULOT_DATA_DIRECTORY", dir.path())
         .env("GEVULOT_JSON_RPC_LISTEN_ADDR", "127.0.0.1:0")
         .env("GEVULOT_HTTP_PORT", "0")
+        .env("GEVULOT_P2P_LISTEN_ADDR", "127.0.0.1:0")
         .env("GEVULOT_HEALTHCHECK_LISTEN_ADDR", "127.0.0.1:0");
     let mut node = Node::spawn(cmd);
     node.wait_for("node ready", STARTUP);

@@ -395,12 +395,75 @@ use transactions::{cancel, files_page, transaction_page, transactions_page};
 
 // --- dashboard -----------------------------------------------------------------------------
 
+/// Milliseconds since the epoch, as the pages show times.
+fn epoch_ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The dashboard's peer panel: the network handle's peers and the whitelist's state.
+async fn network_summary(state: &AppState) -> Result<Option<pages::NetworkSummary>, ApiError> {
+    let Some(p2p) = &state.p2p else {
+        return Ok(None);
+    };
+    let acl = match state.intake.acl() {
+        app::node::AclPolicy::Open => {
+            "Open: any node with the pre-shared key may join, and any valid signature may submit."
+                .to_string()
+        }
+        app::node::AclPolicy::Whitelist => format!(
+            "Whitelist: only the {} whitelisted keys (and this node) may join and submit.",
+            state.store().acl_count().await?
+        ),
+    };
+    let acl_sync = state
+        .acl_sync
+        .as_ref()
+        .map(|(url, status)| match status.last() {
+            None => format!("Follows {url}; the first sync has not ended yet."),
+            Some(app::acl::LastSync { at, outcome: Ok(s) }) => format!(
+                "Follows {url}; synced {} UTC: {} added, {} removed{}.",
+                frontend::time(epoch_ms(at)),
+                s.added,
+                s.removed,
+                if s.bad_lines.is_empty() {
+                    String::new()
+                } else {
+                    format!(", lines {:?} skipped (not keys)", s.bad_lines)
+                }
+            ),
+            Some(app::acl::LastSync {
+                at,
+                outcome: Err(e),
+            }) => format!(
+                "Follows {url}; the sync at {} UTC failed: {e}",
+                frontend::time(epoch_ms(at))
+            ),
+        });
+    Ok(Some(pages::NetworkSummary {
+        peer_id: p2p.peer_id(),
+        listen_addr: p2p.listen_addr().to_string(),
+        psk_fingerprint: p2p.psk_fingerprint().to_string(),
+        acl,
+        acl_sync,
+        peers: p2p
+            .peers()
+            .into_iter()
+            .map(|p| pages::PeerRow {
+                peer_id: p.peer_id,
+                public_key: p.public_key,
+                address: p.address,
+                direction: p.direction.as_str().to_string(),
+                connected_at_ms: epoch_ms(p.connected_at),
+                agent_version: p.agent_version,
+            })
+            .collect(),
+    }))
+}
+
 async fn dashboard_view(state: &AppState) -> Result<pages::DashboardView, ApiError> {
     let store = state.store();
-    let started_at_ms = state
-        .started_at
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let started_at_ms = epoch_ms(state.started_at);
     let mut queue = store.count_tasks_by_phase().await?;
     queue.sort_by_key(|(p, _)| Phase::ALL.iter().position(|x| x == p));
     Ok(pages::DashboardView {
@@ -427,6 +490,7 @@ async fn dashboard_view(state: &AppState) -> Result<pages::DashboardView, ApiErr
         gpus: super::gpus::statuses(state).await.unwrap_or_default(),
         queue,
         failures: store.recent_failures(10).await?,
+        network: network_summary(state).await?,
     })
 }
 

@@ -8,6 +8,7 @@ use frontend::{Flash, Nav};
 use serde::Deserialize;
 
 use super::*;
+use crate::http::dto;
 
 // --- transactions --------------------------------------------------------------------------
 
@@ -308,9 +309,10 @@ pub(super) async fn outputs(
             let size = std::fs::metadata(state.data_dir.join(&path))
                 .ok()
                 .map(|m| m.len());
+            let base = dto::download_base(&state.data_dir, &path, &f.url, &state.file_base_url);
             rows.push(pages::OutputRow {
                 name: f.basename().to_string(),
-                url: format!("{}/{path}", state.file_base_url),
+                url: format!("{base}/{path}"),
                 checksum: f.checksum.to_hex(),
                 size,
             });
@@ -479,13 +481,11 @@ pub(super) async fn files_page(
         let files = files
             .into_iter()
             .map(|file| {
-                let path = file.relative_path();
-                let size = std::fs::metadata(state.data_dir.join(&path))
-                    .ok()
-                    .map(|m| m.len());
+                // The same URL and size as the REST file list.
+                let info = dto::FileInfo::new(&file, &state.data_dir, &state.file_base_url);
                 pages::FileRow {
-                    url: format!("{}/{path}", state.file_base_url),
-                    size,
+                    url: info.url,
+                    size: info.size,
                     file,
                 }
             })
