@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
+use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::crypto::PublicKey;
@@ -52,18 +53,30 @@ pub struct LastSync {
     pub outcome: Result<Synced, String>,
 }
 
-/// Where [`keep_synced`] reports, for the APIs and the console. Cheap to clone.
+/// Where [`keep_synced`] reports, for the APIs, the console and the P2P network. Cheap to clone.
 #[derive(Clone, Debug, Default)]
-pub struct SyncStatus(Arc<RwLock<Option<LastSync>>>);
+pub struct SyncStatus {
+    last: Arc<RwLock<Option<LastSync>>>,
+    changed: Arc<Notify>,
+}
 
 impl SyncStatus {
     /// The latest sync; `None` until the first one has ended.
     pub fn last(&self) -> Option<LastSync> {
-        self.0.read().ok().and_then(|l| l.clone())
+        self.last.read().ok().and_then(|l| l.clone())
+    }
+
+    /// Waits until a sync has changed the whitelist (at once if one did since the last call).
+    /// Meant for one listener, the P2P network.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
     }
 
     fn set(&self, outcome: Result<Synced, String>) {
-        if let Ok(mut last) = self.0.write() {
+        if outcome.as_ref().is_ok_and(|s| s.added > 0 || s.removed > 0) {
+            self.changed.notify_one();
+        }
+        if let Ok(mut last) = self.last.write() {
             *last = Some(LastSync {
                 at: SystemTime::now(),
                 outcome,

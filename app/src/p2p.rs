@@ -8,8 +8,10 @@
 //! view of the connected peers for the APIs and metrics.
 //!
 //! The node's P2P identity is its transaction key (secp256k1), so a peer's id names the same key
-//! that signs its Proofs. With the ACL in whitelist mode a peer whose key is not on the whitelist
-//! is disconnected as soon as it connects, and nothing it sends is accepted.
+//! that signs its Proofs. With the ACL in whitelist mode the swarm admits only peers whose key is
+//! on the whitelist: any other connection is closed when its handshake ends, before any protocol
+//! (gossip, discovery) runs on it. The allowed set mirrors the database and is read again every
+//! few seconds; a peer taken off the whitelist is disconnected.
 //!
 //! A transaction from a peer goes through the same intake as one from a client; gossipsub
 //! forwards it only once the intake accepted it, so an invalid transaction stops at the first
@@ -21,11 +23,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
+use libp2p::allow_block_list::{self, AllowedPeers, NotAllowed};
 use libp2p::core::upgrade;
 use libp2p::futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::{DialError, ListenError, NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, Transport, gossipsub, identify, kad,
     noise, tcp, yamux,
@@ -55,6 +59,11 @@ const MAX_VALIDATING: usize = 256;
 const REDIAL_EVERY: Duration = Duration::from_secs(10);
 /// Noise and yamux must be through within this time; a wrong PSK shows up as this timeout.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the whitelist is read again (it changes through `gevulot peer`, another process,
+/// and through the sync with `GEVULOT_ACL_WHITELIST_URL`).
+const ACL_REFRESH_EVERY: Duration = Duration::from_secs(10);
+/// Refused peers remembered so that each is warned about once per whitelist change.
+const MAX_WARNED: usize = 1024;
 
 /// The pre-shared key of a passphrase: SHA3-256, as in the original network.
 pub fn psk(passphrase: &str) -> [u8; 32] {
@@ -79,6 +88,9 @@ pub struct Config {
     pub passphrase: String,
     /// Whether peers must have their key on the ACL whitelist.
     pub whitelist_peers: bool,
+    /// The sync with a published whitelist, whose changes apply at once (other changes within
+    /// a few seconds).
+    pub whitelist_sync: Option<crate::acl::SyncStatus>,
     /// The largest transaction message accepted or sent, in bytes.
     pub max_message_bytes: usize,
 }
@@ -167,7 +179,7 @@ pub struct Counters {
     pub ignored: u64,
     /// Transactions that could not be handed to the network (outbox full, message too large).
     pub dropped: u64,
-    /// Connections closed because the peer's key is not whitelisted.
+    /// Connections refused because the peer's key is not whitelisted.
     pub peers_refused: u64,
 }
 
@@ -248,10 +260,14 @@ pub enum NetworkError {
         "cannot listen for peers on {addr}: {reason}; free the port or set GEVULOT_P2P_LISTEN_ADDR"
     )]
     Listen { addr: SocketAddr, reason: String },
+    #[error("cannot read the ACL whitelist, which decides who may connect")]
+    Whitelist(#[source] crate::store::StoreError),
 }
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    /// In whitelist mode, the peers allowed to connect; absent (everyone) otherwise.
+    allow: Toggle<allow_block_list::Behaviour<AllowedPeers>>,
     gossipsub: gossipsub::Behaviour,
     identify: identify::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -262,6 +278,12 @@ pub fn identity(key: &SecretKey) -> Result<libp2p::identity::Keypair, NetworkErr
     let secret = libp2p::identity::secp256k1::SecretKey::try_from_bytes(key.secret_bytes())
         .map_err(|e| NetworkError::Identity(e.to_string()))?;
     Ok(libp2p::identity::secp256k1::Keypair::from(secret).into())
+}
+
+/// The peer id of a node key.
+pub fn peer_id(key: &PublicKey) -> Option<PeerId> {
+    let key = libp2p::identity::secp256k1::PublicKey::try_from_bytes(key.as_bytes()).ok()?;
+    Some(libp2p::identity::PublicKey::from(key).to_peer_id())
 }
 
 /// The node key a peer id stands for, when it is a secp256k1 id (every Gevulot node's is).
@@ -277,6 +299,19 @@ pub fn peer_key(peer: &PeerId) -> Option<PublicKey> {
     let key = libp2p::identity::PublicKey::try_decode_protobuf(protobuf).ok()?;
     let key = key.try_into_secp256k1().ok()?;
     PublicKey::from_slice(&key.to_bytes_uncompressed()).ok()
+}
+
+/// Waits for a whitelist sync that changed something; forever without a sync.
+async fn synced(sync: Option<&crate::acl::SyncStatus>) {
+    match sync {
+        Some(sync) => sync.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The peer ids of the keys on the whitelist.
+async fn allowed_peers(store: &Store) -> Result<HashSet<PeerId>, crate::store::StoreError> {
+    Ok(store.acl_list().await?.iter().filter_map(peer_id).collect())
 }
 
 fn socket_multiaddr(addr: SocketAddr) -> Multiaddr {
@@ -321,6 +356,8 @@ pub fn check_bootstrap(entry: &str) -> Result<(), String> {
 enum Internal {
     /// Addresses the resolver found for bootstrap entries.
     Dial(Vec<Multiaddr>),
+    /// The peers the whitelist allows, as read from the database.
+    Allowed(HashSet<PeerId>),
 }
 
 /// The event loop that owns the swarm.
@@ -328,7 +365,9 @@ pub struct Network {
     swarm: Swarm<Behaviour>,
     topic: gossipsub::IdentTopic,
     intake: Intake,
-    store: Option<Store>,
+    /// Where the whitelist is read from, in whitelist mode.
+    acl: Option<Store>,
+    whitelist_sync: Option<crate::acl::SyncStatus>,
     outbox: mpsc::Receiver<Transaction>,
     internal: mpsc::Receiver<Internal>,
     internal_tx: mpsc::Sender<Internal>,
@@ -336,12 +375,9 @@ pub struct Network {
     shared: Arc<Shared>,
     /// Published while nobody was subscribed: sent again when a peer subscribes.
     backlog: VecDeque<Vec<u8>>,
-    /// Connected peers whose key is still being checked against the whitelist.
-    awaiting: HashMap<PeerId, Peer>,
-    /// Peers refused for their key, until their connections are gone.
-    refused: HashSet<PeerId>,
+    /// Refused peers already warned about since the whitelist last changed.
+    warned: HashSet<PeerId>,
     validating: JoinSet<(gossipsub::MessageId, PeerId, gossipsub::MessageAcceptance)>,
-    admissions: JoinSet<(PeerId, bool)>,
     /// Bootstrap addresses with a dial in flight or an outbound connection.
     dialled: HashSet<Multiaddr>,
 }
@@ -364,6 +400,15 @@ impl Network {
         outbox: OutboxReceiver,
     ) -> Result<(Network, P2p), NetworkError> {
         let keypair = identity(key)?;
+        let acl = config.whitelist_peers.then(|| intake.store().clone());
+        let allowed = match &acl {
+            Some(store) => Some(
+                allowed_peers(store)
+                    .await
+                    .map_err(NetworkError::Whitelist)?,
+            ),
+            None => None,
+        };
         let psk = PreSharedKey::new(psk(&config.passphrase));
         let topic = gossipsub::IdentTopic::new(TOPIC);
         let max_bytes = config.max_message_bytes.saturating_add(64 * 1024);
@@ -411,7 +456,15 @@ impl Network {
                 );
                 // A private network has no public addresses to confirm; every node serves.
                 kad.set_mode(Some(kad::Mode::Server));
+                let allow = allowed.map(|peers| {
+                    let mut allow = allow_block_list::Behaviour::<AllowedPeers>::default();
+                    for peer in peers {
+                        allow.allow_peer(peer);
+                    }
+                    allow
+                });
                 Ok(Behaviour {
+                    allow: Toggle::from(allow),
                     gossipsub,
                     identify,
                     kad,
@@ -471,22 +524,20 @@ impl Network {
             shared: shared.clone(),
             outbox_dropped: outbox.dropped.clone(),
         };
-        let store = config.whitelist_peers.then(|| intake.store().clone());
         let network = Network {
             swarm,
             topic,
             intake,
-            store,
+            acl,
+            whitelist_sync: config.whitelist_sync,
             outbox: outbox.receiver,
             internal,
             internal_tx,
             bootstrap: config.bootstrap,
             shared,
             backlog: VecDeque::new(),
-            awaiting: HashMap::new(),
-            refused: HashSet::new(),
+            warned: HashSet::new(),
             validating: JoinSet::new(),
-            admissions: JoinSet::new(),
             dialled: HashSet::new(),
         };
         Ok((network, view))
@@ -496,52 +547,108 @@ impl Network {
     pub async fn run(mut self) {
         let mut redial = tokio::time::interval(REDIAL_EVERY);
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut acl_refresh = tokio::time::interval(ACL_REFRESH_EVERY);
+        acl_refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm(event),
                 Some(tx) = self.outbox.recv() => self.publish(tx.to_json().into_bytes()),
-                Some(Internal::Dial(addrs)) = self.internal.recv() => self.dial(addrs),
+                Some(internal) = self.internal.recv() => match internal {
+                    Internal::Dial(addrs) => self.dial(addrs),
+                    Internal::Allowed(peers) => self.allow(peers),
+                },
                 Some(done) = self.validating.join_next(), if !self.validating.is_empty() => {
                     if let Ok((id, source, acceptance)) = done {
                         self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acceptance);
                     }
                 }
-                Some(done) = self.admissions.join_next(), if !self.admissions.is_empty() => {
-                    if let Ok((peer, admitted)) = done {
-                        self.admitted(peer, admitted);
-                    }
-                }
                 _ = redial.tick() => self.resolve_bootstrap(),
+                _ = acl_refresh.tick(), if self.acl.is_some() => self.refresh_whitelist(),
+                () = synced(self.whitelist_sync.as_ref()), if self.acl.is_some() => self.refresh_whitelist(),
             }
         }
     }
 
-    /// Whether what `peer` sends is taken: not while its key is being checked or was refused.
-    fn is_heard(&self, peer: &PeerId) -> bool {
-        !self.awaiting.contains_key(peer) && !self.refused.contains(peer)
+    /// Reads the whitelist off the event loop; [`Network::allow`] applies it.
+    fn refresh_whitelist(&self) {
+        let Some(store) = self.acl.clone() else {
+            return;
+        };
+        let back = self.internal_tx.clone();
+        tokio::spawn(async move {
+            match allowed_peers(&store).await {
+                Ok(peers) => {
+                    let _ = back.send(Internal::Allowed(peers)).await;
+                }
+                Err(e) => {
+                    warn!(target: "gevulot::p2p", error = %e, "cannot read the ACL whitelist; peers stay as they are")
+                }
+            }
+        });
+    }
+
+    /// Makes the allowed peers equal to `peers`: newcomers may connect, and the connections of
+    /// peers taken off the whitelist are closed.
+    fn allow(&mut self, peers: HashSet<PeerId>) {
+        let Some(allow) = self.swarm.behaviour_mut().allow.as_mut() else {
+            return;
+        };
+        let current = allow.allowed_peers().clone();
+        let mut changed = false;
+        for peer in peers.difference(&current) {
+            changed |= allow.allow_peer(*peer);
+        }
+        for peer in current.difference(&peers) {
+            changed |= allow.disallow_peer(*peer);
+        }
+        for peer in current.difference(&peers) {
+            if self.swarm.is_connected(peer) {
+                info!(target: "gevulot::p2p", %peer, "disconnecting a peer taken off the ACL whitelist");
+            }
+            self.swarm.behaviour_mut().kad.remove_peer(peer);
+        }
+        if changed {
+            self.warned.clear();
+        }
+    }
+
+    /// A connection refused because the peer's key is not whitelisted (in either direction).
+    fn refused(&mut self, peer: Option<PeerId>, address: Option<&Multiaddr>) {
+        self.count(|c| c.peers_refused += 1);
+        let Some(peer) = peer else { return };
+        if self.warned.len() < MAX_WARNED && self.warned.insert(peer) {
+            let key = peer_key(&peer).map_or_else(|| "unknown".to_string(), |k| k.to_hex());
+            let address = address.map_or_else(String::new, ToString::to_string);
+            warn!(target: "gevulot::p2p", %peer, public_key = %key, %address,
+                "refused a peer whose key is not on the ACL whitelist; whitelist it with `gevulot peer <public key> whitelist` to admit it");
+        }
+    }
+
+    /// Whether `peer` may connect: always, unless the whitelist leaves it out.
+    fn may_connect(&self, peer: &PeerId) -> bool {
+        self.swarm
+            .behaviour()
+            .allow
+            .as_ref()
+            .is_none_or(|allow| allow.allowed_peers().contains(peer))
+    }
+
+    /// Forgets every bootstrap dial that has no connection: the next round dials it again.
+    fn forget_failed_dials(&mut self) {
+        let connected: HashSet<String> = self
+            .shared
+            .peers
+            .read()
+            .map(|p| p.values().map(|peer| peer.address.clone()).collect())
+            .unwrap_or_default();
+        self.dialled
+            .retain(|addr| connected.contains(&addr.to_string()));
     }
 
     fn add_peer(&mut self, peer_id: PeerId, peer: Peer) {
         info!(target: "gevulot::p2p", peer = %peer_id, address = %peer.address, direction = peer.direction.as_str(), "peer connected");
         if let Ok(mut peers) = self.shared.peers.write() {
             peers.insert(peer_id, peer);
-        }
-    }
-
-    /// The whitelist answered for a peer that connected.
-    fn admitted(&mut self, peer_id: PeerId, admitted: bool) {
-        let Some(peer) = self.awaiting.remove(&peer_id) else {
-            return; // gone already
-        };
-        if admitted {
-            self.add_peer(peer_id, peer);
-        } else {
-            warn!(target: "gevulot::p2p", peer = %peer_id, public_key = peer.public_key.as_deref().unwrap_or("unknown"), address = %peer.address,
-                "disconnected a peer whose key is not on the ACL whitelist; whitelist it with `gevulot peer <public key> whitelist` to admit it");
-            self.count(|c| c.peers_refused += 1);
-            self.refused.insert(peer_id);
-            self.swarm.behaviour_mut().kad.remove_peer(&peer_id);
-            let _ = self.swarm.disconnect_peer_id(peer_id);
         }
     }
 
@@ -656,26 +763,8 @@ impl Network {
                     agent_version: None,
                     listen_addresses: Vec::new(),
                 };
-                match &self.store {
-                    None => self.add_peer(peer_id, peer),
-                    Some(store) => {
-                        // Admitted once its key is found on the whitelist; until then it is
-                        // neither listed nor heard.
-                        let store = store.clone();
-                        let key = peer_key(&peer_id);
-                        self.awaiting.insert(peer_id, peer);
-                        self.admissions.spawn(async move {
-                            let admitted = match key {
-                                Some(key) => store.acl_contains(&key).await.unwrap_or_else(|e| {
-                                    warn!(target: "gevulot::p2p", error = %e, "cannot read the ACL whitelist; refusing the peer");
-                                    false
-                                }),
-                                None => false,
-                            };
-                            (peer_id, admitted)
-                        });
-                    }
-                }
+                // In whitelist mode only allowed peers get this far.
+                self.add_peer(peer_id, peer);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -694,23 +783,29 @@ impl Network {
                         .write()
                         .ok()
                         .and_then(|mut p| p.remove(&peer_id));
-                    self.awaiting.remove(&peer_id);
-                    self.refused.remove(&peer_id);
                     if removed.is_some() {
                         info!(target: "gevulot::p2p", peer = %peer_id, cause = ?cause.map(|c| c.to_string()), "peer disconnected");
                     }
                 }
             }
+            SwarmEvent::OutgoingConnectionError {
+                error: DialError::Denied { cause },
+                peer_id,
+                ..
+            } if cause.downcast_ref::<NotAllowed>().is_some() => {
+                self.refused(peer_id, None);
+                self.forget_failed_dials();
+            }
+            SwarmEvent::IncomingConnectionError {
+                error: ListenError::Denied { cause },
+                peer_id,
+                send_back_addr,
+                ..
+            } if cause.downcast_ref::<NotAllowed>().is_some() => {
+                self.refused(peer_id, Some(&send_back_addr));
+            }
             SwarmEvent::OutgoingConnectionError { error, .. } => {
-                // Forget every dial in flight that has no connection yet: the next round retries.
-                let connected: HashSet<String> = self
-                    .shared
-                    .peers
-                    .read()
-                    .map(|p| p.values().map(|peer| peer.address.clone()).collect())
-                    .unwrap_or_default();
-                self.dialled
-                    .retain(|addr| connected.contains(&addr.to_string()));
+                self.forget_failed_dials();
                 debug!(target: "gevulot::p2p", error = %error, "cannot connect to a peer");
             }
             SwarmEvent::IncomingConnectionError {
@@ -736,33 +831,29 @@ impl Network {
                     .into_iter()
                     .filter(|a| multiaddr_socket(a).is_some_and(|s| !s.ip().is_unspecified()))
                     .collect();
-                if self.is_heard(&peer_id) {
-                    for addr in &listen {
-                        self.swarm
-                            .behaviour_mut()
-                            .kad
-                            .add_address(&peer_id, addr.clone());
-                    }
+                for addr in &listen {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, addr.clone());
                 }
-                let update = |peer: &mut Peer| {
-                    peer.agent_version = Some(info.agent_version.clone());
-                    peer.listen_addresses = listen.iter().map(ToString::to_string).collect();
-                };
                 if let Ok(mut peers) = self.shared.peers.write()
                     && let Some(peer) = peers.get_mut(&peer_id)
                 {
-                    update(peer);
-                }
-                if let Some(peer) = self.awaiting.get_mut(&peer_id) {
-                    update(peer);
+                    peer.agent_version = Some(info.agent_version);
+                    peer.listen_addresses = listen.iter().map(ToString::to_string).collect();
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated {
                 peer,
                 addresses,
                 ..
-            })) if peer != *self.swarm.local_peer_id() && !self.swarm.is_connected(&peer) => {
-                // A small private network is a full mesh: connect to every peer the DHT finds.
+            })) if peer != *self.swarm.local_peer_id()
+                && !self.swarm.is_connected(&peer)
+                && self.may_connect(&peer) =>
+            {
+                // A small private network is a full mesh: connect to every peer the DHT finds
+                // (and, in whitelist mode, may admit).
                 let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
                     .addresses(addresses.into_vec())
                     .build();
@@ -794,9 +885,6 @@ impl Network {
                             gossipsub::MessageAcceptance::Ignore,
                         );
                 };
-                if !self.is_heard(&propagation_source) {
-                    return ignore(self, "the peer is not admitted");
-                }
                 if self.validating.len() >= MAX_VALIDATING {
                     return ignore(self, "too many transactions being validated");
                 }
@@ -877,6 +965,7 @@ mod tests {
         let key = SecretKey::from_bytes(&[7; 32]).expect("key");
         let peer = identity(&key).expect("identity").public().to_peer_id();
         assert_eq!(peer_key(&peer), Some(key.public_key()));
+        assert_eq!(peer_id(&key.public_key()), Some(peer));
         // An id that inlines no secp256k1 key names no node key.
         assert_eq!(peer_key(&PeerId::random()), None);
     }

@@ -138,6 +138,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         info!(target: "gevulot", accel = decision.accel.as_str(), reason = %decision.reason, "VM accelerator");
         Some(decision.accel)
     };
+    let acl_sync = args
+        .acl_whitelist_url
+        .as_ref()
+        .map(|url| (redact_url(url), app::acl::SyncStatus::default()));
     let (network, p2p) = app::p2p::Network::start(
         app::p2p::Config {
             listen: args.p2p_listen_addr,
@@ -145,6 +149,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             bootstrap: args.p2p_discovery_addrs.clone(),
             passphrase,
             whitelist_peers: acl == AclPolicy::Whitelist,
+            whitelist_sync: acl_sync.as_ref().map(|(_, status)| status.clone()),
             max_message_bytes: max_request_bytes(&args),
         },
         &key,
@@ -198,10 +203,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         sysfs: app::gpu::Sysfs::new(&args.sysfs_root),
         pipeline: pipeline.clone(),
         p2p: Some(p2p.clone()),
-        acl_sync: args
-            .acl_whitelist_url
-            .as_ref()
-            .map(|url| (redact_url(url), app::acl::SyncStatus::default())),
+        acl_sync,
     });
     tokio::spawn(network.run());
     if let (Some(url), Some((_, status))) = (&args.acl_whitelist_url, &state.acl_sync) {

@@ -139,6 +139,10 @@ async fn the_sync_loop_reports_each_outcome() {
         whitelist(&store).await,
         BTreeSet::from([key(4).public_key()])
     );
+    // The change is announced (the P2P network applies it at once).
+    tokio::time::timeout(Duration::from_secs(5), status.changed())
+        .await
+        .expect("the change is announced");
     // A later failure is reported, and the whitelist stays.
     *answer.lock().expect("lock") = (503, String::new());
     while status.last().is_none_or(|l| l.outcome.is_ok()) {

@@ -69,6 +69,7 @@ async fn node_with(
             bootstrap: bootstrap.to_vec(),
             passphrase: passphrase.to_string(),
             whitelist_peers: acl == AclPolicy::Whitelist,
+            whitelist_sync: None,
             max_message_bytes: 1 << 20,
         },
         &key,
@@ -229,6 +230,25 @@ async fn the_whitelist_admits_peers_and_authors() {
     eventually(WAIT, "the refusal is counted", || {
         let rejected = guarded.p2p.counters().rejected;
         async move { rejected >= 1 }
+    })
+    .await;
+    // The stranger was turned away before any protocol ran: it heard nothing, learnt no peer.
+    assert!(
+        stranger.p2p.peers().is_empty(),
+        "{:?}",
+        stranger.p2p.peers()
+    );
+    assert!(!stranger.has(&allowed.hash).await);
+
+    // Taken off the whitelist, the friend is disconnected within a refresh.
+    guarded
+        .store()
+        .acl_remove(&friend_key.public_key())
+        .await
+        .expect("remove");
+    eventually(WAIT, "the friend is disconnected", || {
+        let peers = guarded.p2p.peers();
+        async move { peers.is_empty() }
     })
     .await;
 }
