@@ -50,11 +50,16 @@ pub const TOPIC: &str = "gevulot/transactions/1";
 pub const PROTOCOL_VERSION: &str = "/gevulot/1.0.0";
 const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/gevulot/kad/1.0.0");
 /// Transactions waiting in the outbox for the event loop.
-pub const OUTBOX_CAPACITY: usize = 4096;
-/// Transactions kept for publishing while no peer is subscribed yet.
+pub const OUTBOX_CAPACITY: usize = 1024;
+/// Transactions kept for publishing while no peer is subscribed yet, at most this many and this
+/// many bytes (the oldest go first).
 const BACKLOG_CAPACITY: usize = 1024;
-/// Peer transactions being validated at once; more are ignored (the sender keeps them).
-const MAX_VALIDATING: usize = 256;
+const BACKLOG_MAX_BYTES: usize = 64 << 20;
+/// Peer transactions being validated at once; more wait in a queue of at most `MAX_WAITING`
+/// transactions and `MAX_WAITING_BYTES` of messages, and beyond that are ignored.
+const MAX_VALIDATING: usize = 64;
+const MAX_WAITING: usize = 8192;
+const MAX_WAITING_BYTES: usize = 256 << 20;
 /// How often the bootstrap peers that are not connected are dialled again.
 const REDIAL_EVERY: Duration = Duration::from_secs(10);
 /// Noise and yamux must be through within this time; a wrong PSK shows up as this timeout.
@@ -375,9 +380,13 @@ pub struct Network {
     shared: Arc<Shared>,
     /// Published while nobody was subscribed: sent again when a peer subscribes.
     backlog: VecDeque<Vec<u8>>,
+    backlog_bytes: usize,
     /// Refused peers already warned about since the whitelist last changed.
     warned: HashSet<PeerId>,
     validating: JoinSet<(gossipsub::MessageId, PeerId, gossipsub::MessageAcceptance)>,
+    /// Peer transactions waiting for a validation slot, with their message sizes.
+    waiting: VecDeque<(gossipsub::MessageId, PeerId, Transaction, usize)>,
+    waiting_bytes: usize,
     /// Bootstrap addresses with a dial in flight or an outbound connection.
     dialled: HashSet<Multiaddr>,
 }
@@ -536,8 +545,11 @@ impl Network {
             bootstrap: config.bootstrap,
             shared,
             backlog: VecDeque::new(),
+            backlog_bytes: 0,
             warned: HashSet::new(),
             validating: JoinSet::new(),
+            waiting: VecDeque::new(),
+            waiting_bytes: 0,
             dialled: HashSet::new(),
         };
         Ok((network, view))
@@ -560,6 +572,11 @@ impl Network {
                 Some(done) = self.validating.join_next(), if !self.validating.is_empty() => {
                     if let Ok((id, source, acceptance)) = done {
                         self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acceptance);
+                    }
+                    // A slot is free (even after a panicked validation): the next one starts.
+                    if let Some((id, source, tx, bytes)) = self.waiting.pop_front() {
+                        self.waiting_bytes -= bytes;
+                        self.validate(id, source, tx);
                     }
                 }
                 _ = redial.tick() => self.resolve_bootstrap(),
@@ -659,26 +676,42 @@ impl Network {
     }
 
     fn publish(&mut self, data: Vec<u8>) {
+        let topic = self.topic.hash();
+        let subscribed = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .any(|(_, topics)| topics.contains(&&topic));
+        if !subscribed {
+            return self.keep_for_later(data);
+        }
         match self
             .swarm
             .behaviour_mut()
             .gossipsub
-            .publish(self.topic.clone(), data.clone())
+            .publish(self.topic.clone(), data)
         {
             Ok(_) => self.count(|c| c.published += 1),
             Err(gossipsub::PublishError::Duplicate) => {}
-            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
-                if self.backlog.len() == BACKLOG_CAPACITY {
-                    self.backlog.pop_front();
-                    self.count(|c| c.dropped += 1);
-                    warn!(target: "gevulot::p2p", "no peer for {BACKLOG_CAPACITY} transactions; the oldest is not gossiped");
-                }
-                self.backlog.push_back(data);
-            }
             Err(e) => {
                 self.count(|c| c.dropped += 1);
                 warn!(target: "gevulot::p2p", error = %e, "cannot gossip a transaction");
             }
+        }
+    }
+
+    /// Keeps a transaction published while no peer listens, within the backlog's bounds.
+    fn keep_for_later(&mut self, data: Vec<u8>) {
+        self.backlog_bytes += data.len();
+        self.backlog.push_back(data);
+        while self.backlog.len() > BACKLOG_CAPACITY || self.backlog_bytes > BACKLOG_MAX_BYTES {
+            let Some(oldest) = self.backlog.pop_front() else {
+                break;
+            };
+            self.backlog_bytes -= oldest.len();
+            self.count(|c| c.dropped += 1);
+            warn!(target: "gevulot::p2p", "no peer has listened for a while; the oldest transaction waiting to be gossiped is dropped (it stays stored here)");
         }
     }
 
@@ -865,6 +898,38 @@ impl Network {
         }
     }
 
+    /// Takes a peer's transaction through the intake; gossipsub forwards it only once accepted.
+    fn validate(&mut self, id: gossipsub::MessageId, source: PeerId, tx: Transaction) {
+        let intake = self.intake.clone();
+        let shared = self.shared.clone();
+        self.validating.spawn(async move {
+            let acceptance = match intake.submit(&tx, Source::P2p).await {
+                Ok(submitted) => {
+                    if submitted.new {
+                        debug!(target: "gevulot::p2p", tx = %tx.hash, kind = tx.kind().as_str(), peer = %source, "stored a transaction from a peer");
+                    }
+                    gossipsub::MessageAcceptance::Accept
+                }
+                Err(SubmitError::Invalid(e)) => {
+                    info!(target: "gevulot::p2p", tx = %tx.hash, peer = %source, reason = %e, "refused a transaction from a peer");
+                    gossipsub::MessageAcceptance::Reject
+                }
+                Err(e) => {
+                    warn!(target: "gevulot::p2p", tx = %tx.hash, error = %e, "cannot take a transaction from a peer");
+                    gossipsub::MessageAcceptance::Ignore
+                }
+            };
+            if let Ok(mut c) = shared.counters.write() {
+                match acceptance {
+                    gossipsub::MessageAcceptance::Accept => c.accepted += 1,
+                    gossipsub::MessageAcceptance::Reject => c.rejected += 1,
+                    gossipsub::MessageAcceptance::Ignore => c.ignored += 1,
+                }
+            }
+            (id, source, acceptance)
+        });
+    }
+
     fn on_gossip(&mut self, event: gossipsub::Event) {
         match event {
             gossipsub::Event::Message {
@@ -872,11 +937,15 @@ impl Network {
                 message_id,
                 message,
             } => {
-                let ignore = |network: &mut Self, why: &str| {
-                    debug!(target: "gevulot::p2p", peer = %propagation_source, "ignored a message: {why}");
-                    network.count(|c| c.ignored += 1);
-                    network
-                        .swarm
+                let bytes = message.data.len();
+                let busy = self.validating.len() >= MAX_VALIDATING;
+                if busy
+                    && (self.waiting.len() >= MAX_WAITING
+                        || self.waiting_bytes + bytes > MAX_WAITING_BYTES)
+                {
+                    debug!(target: "gevulot::p2p", peer = %propagation_source, "ignored a message: too many transactions waiting to be validated");
+                    self.count(|c| c.ignored += 1);
+                    self.swarm
                         .behaviour_mut()
                         .gossipsub
                         .report_message_validation_result(
@@ -884,9 +953,7 @@ impl Network {
                             &propagation_source,
                             gossipsub::MessageAcceptance::Ignore,
                         );
-                };
-                if self.validating.len() >= MAX_VALIDATING {
-                    return ignore(self, "too many transactions being validated");
+                    return;
                 }
                 let tx: Transaction = match serde_json::from_slice(&message.data) {
                     Ok(tx) => tx,
@@ -904,38 +971,18 @@ impl Network {
                         return;
                     }
                 };
-                let intake = self.intake.clone();
-                let shared = self.shared.clone();
-                self.validating.spawn(async move {
-                    let acceptance = match intake.submit(&tx, Source::P2p).await {
-                        Ok(submitted) => {
-                            if submitted.new {
-                                debug!(target: "gevulot::p2p", tx = %tx.hash, kind = tx.kind().as_str(), peer = %propagation_source, "stored a transaction from a peer");
-                            }
-                            gossipsub::MessageAcceptance::Accept
-                        }
-                        Err(SubmitError::Invalid(e)) => {
-                            info!(target: "gevulot::p2p", tx = %tx.hash, peer = %propagation_source, reason = %e, "refused a transaction from a peer");
-                            gossipsub::MessageAcceptance::Reject
-                        }
-                        Err(e) => {
-                            warn!(target: "gevulot::p2p", tx = %tx.hash, error = %e, "cannot take a transaction from a peer");
-                            gossipsub::MessageAcceptance::Ignore
-                        }
-                    };
-                    if let Ok(mut c) = shared.counters.write() {
-                        match acceptance {
-                            gossipsub::MessageAcceptance::Accept => c.accepted += 1,
-                            gossipsub::MessageAcceptance::Reject => c.rejected += 1,
-                            gossipsub::MessageAcceptance::Ignore => c.ignored += 1,
-                        }
-                    }
-                    (message_id, propagation_source, acceptance)
-                });
+                if busy {
+                    self.waiting_bytes += bytes;
+                    self.waiting
+                        .push_back((message_id, propagation_source, tx, bytes));
+                } else {
+                    self.validate(message_id, propagation_source, tx);
+                }
             }
             gossipsub::Event::Subscribed { peer_id, topic } if topic == self.topic.hash() => {
                 debug!(target: "gevulot::p2p", peer = %peer_id, "a peer subscribed to transactions");
                 let backlog = std::mem::take(&mut self.backlog);
+                self.backlog_bytes = 0;
                 if !backlog.is_empty() {
                     info!(target: "gevulot::p2p", transactions = backlog.len(), "gossiping transactions stored while no peer listened");
                 }

@@ -242,7 +242,7 @@ fn network(n: NetworkSummary) -> impl IntoView {
     } else {
         view! {
             <table id="peers">
-                <thead><tr><th scope="col">"Node key"</th><th scope="col">"Address"</th><th scope="col">"Since"</th><th scope="col">"Runs"</th></tr></thead>
+                <thead><tr><th scope="col">"Node key"</th><th scope="col">"Address"</th><th scope="col">"Since"</th><th scope="col">"Software"</th></tr></thead>
                 <tbody>
                     {n.peers.into_iter().map(|p| {
                         let key = p.public_key.unwrap_or_else(|| p.peer_id.clone());

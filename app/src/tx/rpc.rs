@@ -95,20 +95,11 @@ impl RpcTransaction {
     /// The output form of `tx`. `file_base_url` is this node's download base,
     /// e.g. `http://127.0.0.1:9995` (no trailing slash).
     pub fn from_transaction(tx: &Transaction, file_base_url: &str) -> Self {
-        Self::from_transaction_with(tx, |_| file_base_url)
-    }
-
-    /// The output form of `tx`, with each output file's download base chosen by `base` (this
-    /// node's for files it holds, the producer's for the others).
-    pub fn from_transaction_with<'a>(
-        tx: &'a Transaction,
-        base: impl Fn(&'a TxFile) -> &'a str,
-    ) -> Self {
-        let files = |files: &'a [TxFile]| -> Vec<RpcFile> {
+        let files = |files: &[TxFile]| -> Vec<RpcFile> {
             files
                 .iter()
                 .map(|f| RpcFile {
-                    url: format!("{}/{}", base(f), output_file_path(&tx.hash, f)),
+                    url: format!("{file_base_url}/{}", output_file_path(&tx.hash, f)),
                     checksum: f.checksum.to_hex(),
                     vm_path: f.name.clone(),
                 })

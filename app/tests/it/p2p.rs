@@ -156,6 +156,19 @@ async fn transactions_spread_and_peers_find_each_other() {
     assert_eq!(a.store().count_transactions().await.expect("count"), 2);
     assert!(c.p2p.counters().published >= 1, "{:?}", c.p2p.counters());
     assert!(a.p2p.counters().accepted >= 1, "{:?}", a.p2p.counters());
+
+    // A burst stored in one commit, more than a peer validates at once: none is lost.
+    let burst: Vec<_> = (1..=300).map(|n| empty(&key(53), n)).collect();
+    c.intake
+        .submit_batch(&burst, Source::Rpc)
+        .await
+        .expect("stored");
+    eventually(WAIT, "a and b have the whole burst", || async {
+        a.store().count_transactions().await.expect("count") == 302
+            && b.store().count_transactions().await.expect("count") == 302
+    })
+    .await;
+    assert_eq!(a.p2p.counters().ignored, 0, "{:?}", a.p2p.counters());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -113,6 +113,7 @@ pub struct TransactionDetail {
 
 /// Where a client downloads an output file: from this node (`own`) when it holds the file,
 /// otherwise from the node that produced it, at the base URL it signed into the transaction.
+/// (The original output form keeps naming this node's server, as the original did.)
 pub fn download_base<'a>(
     data_dir: &std::path::Path,
     relative_path: &str,
@@ -128,21 +129,9 @@ pub fn download_base<'a>(
     }
 }
 
-/// The original `getTransaction` output form, with download URLs that work from this node.
-pub fn output_form(
-    tx: &app::tx::Transaction,
-    data_dir: &std::path::Path,
-    file_base_url: &str,
-) -> RpcTransaction {
-    RpcTransaction::from_transaction_with(tx, |f| {
-        let path = app::tx::rpc::output_file_path(&tx.hash, f);
-        download_base(data_dir, &path, &f.url, file_base_url)
-    })
-}
-
 impl TransactionDetail {
-    pub fn new(s: &StoredTransaction, data_dir: &std::path::Path, file_base_url: &str) -> Self {
-        let output = output_form(&s.tx, data_dir, file_base_url);
+    pub fn new(s: &StoredTransaction, file_base_url: &str) -> Self {
+        let output = RpcTransaction::from_transaction(&s.tx, file_base_url);
         Self {
             summary: s.into(),
             input_form: serde_json::to_value(&s.tx).unwrap_or_default(),

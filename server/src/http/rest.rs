@@ -214,11 +214,7 @@ async fn get_transaction(
 ) -> Result<Json<TransactionDetail>, ApiError> {
     let hash = parse_hash("hash", &hash)?;
     match state.store().get_transaction(&hash).await? {
-        Some(stored) => Ok(Json(TransactionDetail::new(
-            &stored,
-            &state.data_dir,
-            &state.file_base_url,
-        ))),
+        Some(stored) => Ok(Json(TransactionDetail::new(&stored, &state.file_base_url))),
         None => Err(ApiError::not_found(format!(
             "no transaction {} on this node",
             hash.to_hex()

@@ -95,9 +95,8 @@ async fn get_transaction(params: Params<'static>, state: &AppState) -> Original<
         Err(message) => return invalid(message),
     };
     match state.store().get_transaction(&hash).await {
-        Ok(Some(stored)) => Ok(Envelope::Ok(dto::output_form(
+        Ok(Some(stored)) => Ok(Envelope::Ok(RpcTransaction::from_transaction(
             &stored.tx,
-            &state.data_dir,
             &state.file_base_url,
         ))),
         Ok(None) => Ok(Envelope::Err(RpcError::NotFound(hash.to_hex()))),

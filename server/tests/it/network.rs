@@ -10,7 +10,7 @@ use app::tx::{Payload, Transaction};
 use serde_json::{Value, json};
 
 use crate::pipeline::rpc;
-use crate::process::{Running, api_token, gevulot, output, stdout};
+use crate::process::{Running, api_token, gevulot, output, sign_in, stdout};
 
 const ADMIN: (&str, &str) = ("admin", "network-admin-pass");
 const WAIT: Duration = Duration::from_secs(30);
@@ -141,6 +141,25 @@ async fn nodes_join_share_transactions_and_come_back() {
             .to_hex()
             .starts_with(fingerprint)
     );
+
+    // The console's dashboard shows the same.
+    let (session, _) = sign_in(&reqwest::Client::new(), &a.node.base, ADMIN.0, ADMIN.1).await;
+    let page = reqwest::Client::new()
+        .get(format!("{}/console", a.node.base))
+        .header("cookie", session)
+        .send()
+        .await
+        .expect("dashboard")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        page.contains(r#"class="stat">1</span> connected"#),
+        "{page}"
+    );
+    assert!(page.contains(&b.key), "b's key on a's dashboard");
+    assert!(page.contains(fingerprint));
+    assert!(page.contains("Open: any node with the pre-shared key"));
 
     // The peer view needs a signed-in caller, on REST and JSON-RPC alike.
     let c = reqwest::Client::new();
@@ -278,6 +297,27 @@ async fn a_whitelist_from_a_url_decides_who_joins_and_who_authors() {
     assert_eq!(acl["url"], url.as_str());
     assert_eq!(acl["last_sync"]["succeeded"], true, "{acl}");
     assert_eq!(acl["last_sync"]["added"], 2, "{acl}");
+    let (session, _) = sign_in(
+        &reqwest::Client::new(),
+        &guarded.node.base,
+        ADMIN.0,
+        ADMIN.1,
+    )
+    .await;
+    let page = reqwest::Client::new()
+        .get(format!("{}/console", guarded.node.base))
+        .header("cookie", session)
+        .send()
+        .await
+        .expect("dashboard")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        page.contains("Whitelist: only the 2 whitelisted keys"),
+        "{page}"
+    );
+    assert!(page.contains(&format!("Follows {url}; synced")), "{page}");
 
     // Through the friend (an open node), only the whitelisted author's transaction gets in.
     let allowed = signed_empty(&author, 1);

@@ -224,12 +224,17 @@ async fn upload_deploy_run_and_files() {
     let file = &files["items"][0];
     assert_eq!(file["vm_path"], "/workspace/proof.dat");
     assert_eq!(file["tx_kind"], "proof");
-    assert!(
-        file["url"]
-            .as_str()
-            .expect("url")
-            .starts_with(&node.file_base_url)
+    // A client submitted this Proof; its file is not here, so the list names the producer's
+    // server, the base signed into the transaction.
+    assert_eq!(
+        file["url"],
+        format!(
+            "http://127.0.0.1:9995/txfiles/{}/{}/proof.dat",
+            file["tx"].as_str().expect("tx"),
+            file["checksum"].as_str().expect("checksum")
+        )
     );
+    assert_eq!(file["size"], Value::Null);
     let one: Value = c
         .get(format!(
             "{base}/api/v1/files/{}/0",

@@ -1023,7 +1023,7 @@ async fn a_download_shows_its_progress_and_can_be_cancelled() {
 
 /// Two executing nodes in one network: the node a client gives a Run to executes it, once; its
 /// peer stores the Run, the Proof and the Verification as they cross the network, runs nothing
-/// itself, and sends clients to the producer for the output files it does not hold.
+/// itself, and its file list sends clients to the producer for the files it does not hold.
 #[tokio::test]
 async fn a_run_is_executed_once_by_the_node_its_client_chose() {
     let Some(lab) = Lab::new().await else { return };
@@ -1097,20 +1097,26 @@ async fn a_run_is_executed_once_by_the_node_its_client_chose() {
     let a_node = get(&format!("{}/api/v1/node", a.base)).await;
     assert_eq!(b_node["transactions"], a_node["transactions"]);
 
-    // The Proof's output file: b sends clients to a, which serves it.
+    // The Proof's output file: b's file list sends clients to a, which serves it. (The original
+    // output form names the answering node's server, as the original did.)
     let proof_hash = Hash(
         serde_json::from_value::<[u8; 32]>(
             a_tree["Ok"]["Root"]["children"][0]["Node"]["hash"].clone(),
         )
         .expect("proof hash"),
     );
-    let on_b = rpc(&b.base, "getTransaction", json!([proof_hash])).await;
-    let file = &on_b["result"]["Ok"]["payload"]["Proof"]["files"][0];
+    let on_a = rpc(&a.base, "getTransaction", json!([proof_hash])).await;
+    let file = &on_a["result"]["Ok"]["payload"]["Proof"]["files"][0];
     let url = file["url"].as_str().expect("url");
     assert!(url.starts_with(&a.file_base_url), "{url} is on a");
     assert_eq!(
         blake3_of(url).await,
         file["checksum"].as_str().expect("checksum")
+    );
+    let on_b = rpc(&b.base, "getTransaction", json!([proof_hash])).await;
+    assert_eq!(
+        on_b["result"]["Ok"]["payload"]["Proof"]["files"][0]["url"],
+        url.replacen(&a.file_base_url, &b.file_base_url, 1)
     );
     let files = get(&format!("{}/api/v1/files", b.base)).await;
     let listed = files["items"]
