@@ -82,7 +82,7 @@ pub fn psk_fingerprint(passphrase: &str) -> String {
     fingerprint
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Config {
     /// Where the node listens (port 0 picks one; [`P2p::listen_addr`] tells which).
     pub listen: SocketAddr,
@@ -98,6 +98,20 @@ pub struct Config {
     pub whitelist_sync: Option<crate::acl::SyncStatus>,
     /// The largest transaction message accepted or sent, in bytes.
     pub max_message_bytes: usize,
+}
+
+/// Shows everything but the passphrase (its fingerprint instead).
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("advertised", &self.advertised)
+            .field("bootstrap", &self.bootstrap)
+            .field("psk_fingerprint", &psk_fingerprint(&self.passphrase))
+            .field("whitelist_peers", &self.whitelist_peers)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where the intake puts newly stored transactions for gossip.
@@ -186,6 +200,16 @@ pub struct Counters {
     pub dropped: u64,
     /// Connections refused because the peer's key is not whitelisted.
     pub peers_refused: u64,
+}
+
+impl Counters {
+    fn record(&mut self, acceptance: &gossipsub::MessageAcceptance) {
+        match acceptance {
+            gossipsub::MessageAcceptance::Accept => self.accepted += 1,
+            gossipsub::MessageAcceptance::Reject => self.rejected += 1,
+            gossipsub::MessageAcceptance::Ignore => self.ignored += 1,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -920,14 +944,24 @@ impl Network {
                 }
             };
             if let Ok(mut c) = shared.counters.write() {
-                match acceptance {
-                    gossipsub::MessageAcceptance::Accept => c.accepted += 1,
-                    gossipsub::MessageAcceptance::Reject => c.rejected += 1,
-                    gossipsub::MessageAcceptance::Ignore => c.ignored += 1,
-                }
+                c.record(&acceptance);
             }
             (id, source, acceptance)
         });
+    }
+
+    /// Counts a message judged without the intake and tells gossipsub.
+    fn judged(
+        &mut self,
+        id: &gossipsub::MessageId,
+        source: &PeerId,
+        acceptance: gossipsub::MessageAcceptance,
+    ) {
+        self.count(|c| c.record(&acceptance));
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(id, source, acceptance);
     }
 
     fn on_gossip(&mut self, event: gossipsub::Event) {
@@ -944,31 +978,21 @@ impl Network {
                         || self.waiting_bytes + bytes > MAX_WAITING_BYTES)
                 {
                     debug!(target: "gevulot::p2p", peer = %propagation_source, "ignored a message: too many transactions waiting to be validated");
-                    self.count(|c| c.ignored += 1);
-                    self.swarm
-                        .behaviour_mut()
-                        .gossipsub
-                        .report_message_validation_result(
-                            &message_id,
-                            &propagation_source,
-                            gossipsub::MessageAcceptance::Ignore,
-                        );
-                    return;
+                    return self.judged(
+                        &message_id,
+                        &propagation_source,
+                        gossipsub::MessageAcceptance::Ignore,
+                    );
                 }
                 let tx: Transaction = match serde_json::from_slice(&message.data) {
                     Ok(tx) => tx,
                     Err(e) => {
                         warn!(target: "gevulot::p2p", peer = %propagation_source, error = %e, "a peer sent a message that is not a transaction");
-                        self.count(|c| c.rejected += 1);
-                        self.swarm
-                            .behaviour_mut()
-                            .gossipsub
-                            .report_message_validation_result(
-                                &message_id,
-                                &propagation_source,
-                                gossipsub::MessageAcceptance::Reject,
-                            );
-                        return;
+                        return self.judged(
+                            &message_id,
+                            &propagation_source,
+                            gossipsub::MessageAcceptance::Reject,
+                        );
                     }
                 };
                 if busy {
@@ -998,6 +1022,22 @@ impl Network {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_configuration_never_shows_the_passphrase() {
+        let config = Config {
+            listen: "127.0.0.1:9999".parse().expect("addr"),
+            advertised: None,
+            bootstrap: vec![],
+            passphrase: "pass-s3cret".into(),
+            whitelist_peers: false,
+            whitelist_sync: None,
+            max_message_bytes: 1,
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("pass-s3cret"), "{shown}");
+        assert!(shown.contains(&psk_fingerprint("pass-s3cret")), "{shown}");
+    }
 
     #[test]
     fn the_fingerprint_does_not_reveal_the_key() {

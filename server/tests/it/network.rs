@@ -69,6 +69,20 @@ impl Member {
         r["result"]["Ok"].is_object()
     }
 
+    /// The console's dashboard, signed in as the admin.
+    async fn dashboard(&self) -> String {
+        let c = reqwest::Client::new();
+        let (session, _) = sign_in(&c, &self.node.base, ADMIN.0, ADMIN.1).await;
+        c.get(format!("{}/console", self.node.base))
+            .header("cookie", session)
+            .send()
+            .await
+            .expect("dashboard")
+            .text()
+            .await
+            .expect("html")
+    }
+
     async fn metrics(&self) -> String {
         reqwest::get(format!("http://{}/metrics", self.node.metrics))
             .await
@@ -143,16 +157,7 @@ async fn nodes_join_share_transactions_and_come_back() {
     );
 
     // The console's dashboard shows the same.
-    let (session, _) = sign_in(&reqwest::Client::new(), &a.node.base, ADMIN.0, ADMIN.1).await;
-    let page = reqwest::Client::new()
-        .get(format!("{}/console", a.node.base))
-        .header("cookie", session)
-        .send()
-        .await
-        .expect("dashboard")
-        .text()
-        .await
-        .expect("html");
+    let page = a.dashboard().await;
     assert!(
         page.contains(r#"class="stat">1</span> connected"#),
         "{page}"
@@ -297,22 +302,7 @@ async fn a_whitelist_from_a_url_decides_who_joins_and_who_authors() {
     assert_eq!(acl["url"], url.as_str());
     assert_eq!(acl["last_sync"]["succeeded"], true, "{acl}");
     assert_eq!(acl["last_sync"]["added"], 2, "{acl}");
-    let (session, _) = sign_in(
-        &reqwest::Client::new(),
-        &guarded.node.base,
-        ADMIN.0,
-        ADMIN.1,
-    )
-    .await;
-    let page = reqwest::Client::new()
-        .get(format!("{}/console", guarded.node.base))
-        .header("cookie", session)
-        .send()
-        .await
-        .expect("dashboard")
-        .text()
-        .await
-        .expect("html");
+    let page = guarded.dashboard().await;
     assert!(
         page.contains("Whitelist: only the 2 whitelisted keys"),
         "{page}"
