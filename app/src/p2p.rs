@@ -19,7 +19,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -216,6 +216,22 @@ impl Counters {
 struct Shared {
     peers: RwLock<HashMap<PeerId, Peer>>,
     counters: RwLock<Counters>,
+    /// True from start until the event loop is gone (ended, panicked or never run).
+    running: AtomicBool,
+}
+
+/// Owned by the event loop: when it goes (even by a panic), the network reports itself down
+/// and lists no peer.
+#[derive(Debug)]
+struct Alive(Arc<Shared>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.running.store(false, Ordering::Relaxed);
+        if let Ok(mut peers) = self.0.peers.write() {
+            peers.clear();
+        }
+    }
 }
 
 /// A read-only view of the running network.
@@ -262,6 +278,11 @@ impl P2p {
             .unwrap_or_default();
         peers.sort_by(|a, b| (a.connected_at, &a.peer_id).cmp(&(b.connected_at, &b.peer_id)));
         peers
+    }
+
+    /// Whether the event loop runs (readiness).
+    pub fn is_running(&self) -> bool {
+        self.shared.running.load(Ordering::Relaxed)
     }
 
     pub fn peer_count(&self) -> usize {
@@ -413,6 +434,7 @@ pub struct Network {
     waiting_bytes: usize,
     /// Bootstrap addresses with a dial in flight or an outbound connection.
     dialled: HashSet<Multiaddr>,
+    _alive: Alive,
 }
 
 impl std::fmt::Debug for Network {
@@ -547,6 +569,7 @@ impl Network {
         let listen_addr = SocketAddr::new(config.listen.ip(), bound.port());
 
         let shared = Arc::new(Shared::default());
+        shared.running.store(true, Ordering::Relaxed);
         let (internal_tx, internal) = mpsc::channel(16);
         let view = P2p {
             peer_id: *swarm.local_peer_id(),
@@ -567,6 +590,7 @@ impl Network {
             internal,
             internal_tx,
             bootstrap: config.bootstrap,
+            _alive: Alive(shared.clone()),
             shared,
             backlog: VecDeque::new(),
             backlog_bytes: 0,

@@ -171,6 +171,37 @@ async fn transactions_spread_and_peers_find_each_other() {
     assert_eq!(a.p2p.counters().ignored, 0, "{:?}", a.p2p.counters());
 }
 
+/// Readiness follows the event loop: up from start, down once it is gone.
+#[tokio::test]
+async fn the_network_reports_whether_it_runs() {
+    let dir = testkit::tempdir();
+    let store = Store::connect(&testkit::sqlite_url(dir.path()), &Default::default())
+        .await
+        .expect("store");
+    store.migrate().await.expect("migrate");
+    let (outbox, receiver) = Outbox::new();
+    let intake = Intake::new(store, Limits::default(), AclPolicy::Open).with_gossip(outbox);
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        advertised: None,
+        bootstrap: vec![],
+        passphrase: "net".into(),
+        whitelist_peers: false,
+        whitelist_sync: None,
+        max_message_bytes: 1 << 20,
+    };
+    let (network, p2p) = Network::start(config, &key(30), intake, receiver)
+        .await
+        .expect("starts");
+    assert!(p2p.is_running());
+    let task = tokio::spawn(network.run());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(p2p.is_running());
+    task.abort();
+    let _ = task.await;
+    assert!(!p2p.is_running());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_another_passphrase_is_kept_out() {
     let a = node(11, "the network", &[], AclPolicy::Open).await;

@@ -2,8 +2,9 @@
 //! probe command.
 //!
 //! - `/livez`: 200 while the process serves requests.
-//! - `/readyz` (and `/healthz`): 200 when every required subsystem works, 503 otherwise, with a
-//!   JSON report per check. A busy queue is not a failure.
+//! - `/readyz` (and `/healthz`): 200 when every required subsystem works (the database answers,
+//!   the P2P network runs), 503 otherwise, with a JSON report per check. A busy queue or a node
+//!   without peers is not a failure.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -61,9 +62,29 @@ async fn database(state: &AppState) -> Check {
     }
 }
 
+/// The P2P network's event loop runs (connected peers do not matter: a node may be alone).
+fn p2p(network: &app::p2p::P2p) -> Check {
+    if network.is_running() {
+        Check {
+            status: "ok",
+            latency_ms: 0,
+            error: None,
+        }
+    } else {
+        Check {
+            status: "fail",
+            latency_ms: 0,
+            error: Some("the P2P network stopped; the log says why; restart the node".to_string()),
+        }
+    }
+}
+
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let mut checks = std::collections::BTreeMap::new();
     checks.insert("database", database(&state).await);
+    if let Some(network) = &state.p2p {
+        checks.insert("p2p", p2p(network));
+    }
     let ok = checks.values().all(|c| c.status == "ok");
     let status = if ok {
         StatusCode::OK

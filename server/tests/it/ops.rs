@@ -28,6 +28,7 @@ async fn readiness_follows_postgres() {
     let (status, report) = readyz(&node).await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["checks"]["database"]["status"], "ok");
+    assert_eq!(report["checks"]["p2p"]["status"], "ok", "{report}");
     let probe = output(gevulot().args([
         "healthcheck",
         "--http-healthcheck-listen-addr",
