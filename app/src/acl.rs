@@ -3,10 +3,10 @@
 //! The list is plain text: one hex public key per line (uncompressed, 130 hex digits, as
 //! `gevulot-cli` prints them); blank lines and lines starting with `#` are skipped. After a sync
 //! the database holds exactly the list's keys: new ones are added, missing ones removed (also
-//! keys added with `gevulot peer <key> whitelist`: the published list is the truth). Three
-//! answers change nothing: a failed request, a list without any valid key (an empty answer is far
-//! more likely a broken server than a network without members), and a list with unreadable
-//! lines, which are reported while the readable ones still apply.
+//! keys added with `gevulot peer <key> whitelist`: the published list is the truth). Two answers
+//! change nothing: a failed request, and a list without any valid key (an empty answer is far
+//! more likely a broken server than a network without members). Lines that are not keys are
+//! skipped and reported while the readable ones apply.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
@@ -167,26 +167,16 @@ pub async fn sync(store: &Store, client: &reqwest::Client, url: &str) -> Result<
     })
 }
 
-/// Checks the list's URL when the node starts: HTTP or HTTPS with a host.
+/// Checks the list's URL when the node starts: HTTP or HTTPS with a host, as for downloads.
 pub fn check_url(url: &str) -> Result<(), String> {
-    let parsed = url::Url::parse(url)
-        .map_err(|e| format!("{} is not a URL ({e})", crate::store::redact_url(url)))?;
-    if !matches!(parsed.scheme(), "http" | "https") || !parsed.has_host() {
-        return Err(format!(
-            "{} is not an http:// or https:// URL",
-            crate::store::redact_url(url)
-        ));
-    }
-    Ok(())
+    crate::validate::http_url(url)
+        .map_err(|reason| format!("{}: {reason}", crate::store::redact_url(url)))
 }
 
-/// An HTTP client for the list (HTTPS through rustls and the system's root certificates).
+/// An HTTP client for the list (the node's client settings; a whole fetch within 60 s).
 pub fn client() -> Result<reqwest::Client, String> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
+    crate::download::http_client()
         .timeout(Duration::from_secs(60))
-        .user_agent(concat!("gevulot/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }

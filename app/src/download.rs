@@ -105,15 +105,20 @@ enum Attempt {
     Retry(String),
 }
 
+/// The node's HTTP client settings: HTTPS through rustls with the ring provider and the system's
+/// root certificates, a 10 s connect timeout, and the node's user agent.
+pub(crate) fn http_client() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("gevulot/", env!("CARGO_PKG_VERSION")))
+}
+
 impl Downloader {
     /// A downloader storing content under `data_dir/content` (temporary files in `data_dir/tmp`).
     pub fn new(data_dir: &Path, limits: Limits) -> Result<Self, DownloadError> {
-        // HTTPS through rustls with the ring provider and the system's root certificates.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
+        let client = http_client()
             .read_timeout(Duration::from_secs(60))
-            .user_agent(concat!("gevulot/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| DownloadError::Io(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {

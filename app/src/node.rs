@@ -15,6 +15,15 @@ pub enum AclPolicy {
     Whitelist,
 }
 
+impl AclPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AclPolicy::Open => "open",
+            AclPolicy::Whitelist => "whitelist",
+        }
+    }
+}
+
 /// The outcome of a submission that was accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Submitted {

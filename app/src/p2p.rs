@@ -194,7 +194,7 @@ pub struct Counters {
     /// Peer messages refused: not a transaction, invalid, or an author not whitelisted. Not
     /// forwarded.
     pub rejected: u64,
-    /// Peer messages not judged: from a peer not (yet) admitted, storage trouble, overload.
+    /// Peer messages not judged: overload (the validation queue is full) or storage trouble.
     pub ignored: u64,
     /// Transactions that could not be handed to the network (outbox full, message too large).
     pub dropped: u64,
@@ -659,22 +659,24 @@ impl Network {
             return;
         };
         let current = allow.allowed_peers().clone();
-        let mut changed = false;
+        if current == peers {
+            return;
+        }
         for peer in peers.difference(&current) {
-            changed |= allow.allow_peer(*peer);
+            allow.allow_peer(*peer);
         }
-        for peer in current.difference(&peers) {
-            changed |= allow.disallow_peer(*peer);
+        let removed: Vec<PeerId> = current.difference(&peers).copied().collect();
+        for peer in &removed {
+            // Closes its connections.
+            allow.disallow_peer(*peer);
         }
-        for peer in current.difference(&peers) {
+        for peer in &removed {
             if self.swarm.is_connected(peer) {
                 info!(target: "gevulot::p2p", %peer, "disconnecting a peer taken off the ACL whitelist");
             }
             self.swarm.behaviour_mut().kad.remove_peer(peer);
         }
-        if changed {
-            self.warned.clear();
-        }
+        self.warned.clear();
     }
 
     /// A connection refused because the peer's key is not whitelisted (in either direction).
@@ -830,16 +832,15 @@ impl Network {
                 if num_established.get() > 1 {
                     return;
                 }
-                let (address, direction) = if endpoint.is_dialer() {
-                    (endpoint.get_remote_address().clone(), Direction::Outbound)
-                } else {
-                    (endpoint.get_remote_address().clone(), Direction::Inbound)
-                };
                 let peer = Peer {
                     peer_id: peer_id.to_string(),
                     public_key: peer_key(&peer_id).map(|k| k.to_hex()),
-                    address: address.to_string(),
-                    direction,
+                    address: endpoint.get_remote_address().to_string(),
+                    direction: if endpoint.is_dialer() {
+                        Direction::Outbound
+                    } else {
+                        Direction::Inbound
+                    },
                     connected_at: SystemTime::now(),
                     agent_version: None,
                     listen_addresses: Vec::new(),

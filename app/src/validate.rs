@@ -244,17 +244,7 @@ impl Checker<'_> {
             value: value.to_string(),
             reason,
         };
-        let parsed = url::Url::parse(value).map_err(|e| bad(format!("not a valid URL: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(bad(format!(
-                "only http and https URLs can be downloaded, not {}",
-                parsed.scheme()
-            )));
-        }
-        if parsed.host_str().is_none_or(str::is_empty) {
-            return Err(bad("the URL has no host".to_string()));
-        }
-        Ok(())
+        http_url(value).map_err(bad)
     }
 
     fn checksum(&self, field: &str, value: &str) -> Check {
@@ -492,6 +482,21 @@ pub fn file_name_problem(name: &str) -> Option<&'static str> {
         return Some("a file name must not contain control characters");
     }
     None
+}
+
+/// Why `value` is not a URL the node can download from (absolute `http` or `https` with a host).
+pub fn http_url(value: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(value).map_err(|e| format!("not a valid URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "only http and https URLs can be downloaded, not {}",
+            parsed.scheme()
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("the URL has no host".to_string());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -49,6 +49,19 @@ async fn node_with(
     acl: AclPolicy,
     whitelisted: &[&SecretKey],
 ) -> Node {
+    let (node, network) = unstarted(seed, passphrase, bootstrap, acl, whitelisted).await;
+    tokio::spawn(network.run());
+    node
+}
+
+/// A node whose network is bound but whose event loop is not running yet.
+async fn unstarted(
+    seed: u8,
+    passphrase: &str,
+    bootstrap: &[String],
+    acl: AclPolicy,
+    whitelisted: &[&SecretKey],
+) -> (Node, Network) {
     let dir = testkit::tempdir();
     let store = Store::connect(&testkit::sqlite_url(dir.path()), &Default::default())
         .await
@@ -78,13 +91,13 @@ async fn node_with(
     )
     .await
     .expect("network starts");
-    tokio::spawn(network.run());
-    Node {
+    let node = Node {
         _dir: dir,
         key,
         intake,
         p2p,
-    }
+    };
+    (node, network)
 }
 
 /// Polls `check` every 100 ms for up to `limit`.
@@ -174,25 +187,8 @@ async fn transactions_spread_and_peers_find_each_other() {
 /// Readiness follows the event loop: up from start, down once it is gone.
 #[tokio::test]
 async fn the_network_reports_whether_it_runs() {
-    let dir = testkit::tempdir();
-    let store = Store::connect(&testkit::sqlite_url(dir.path()), &Default::default())
-        .await
-        .expect("store");
-    store.migrate().await.expect("migrate");
-    let (outbox, receiver) = Outbox::new();
-    let intake = Intake::new(store, Limits::default(), AclPolicy::Open).with_gossip(outbox);
-    let config = Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        advertised: None,
-        bootstrap: vec![],
-        passphrase: "net".into(),
-        whitelist_peers: false,
-        whitelist_sync: None,
-        max_message_bytes: 1 << 20,
-    };
-    let (network, p2p) = Network::start(config, &key(30), intake, receiver)
-        .await
-        .expect("starts");
+    let (node, network) = unstarted(30, "net", &[], AclPolicy::Open, &[]).await;
+    let p2p = &node.p2p;
     assert!(p2p.is_running());
     let task = tokio::spawn(network.run());
     tokio::time::sleep(Duration::from_millis(100)).await;

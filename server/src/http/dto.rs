@@ -111,22 +111,28 @@ pub struct TransactionDetail {
     pub output_form: serde_json::Value,
 }
 
-/// Where a client downloads an output file: from this node (`own`) when it holds the file,
-/// otherwise from the node that produced it, at the base URL it signed into the transaction.
-/// (The original output form keeps naming this node's server, as the original did.)
-pub fn download_base<'a>(
+/// Where a client finds an output file at `relative_path`: its size and its URL on this node's
+/// server (`own`) when this node holds it (a regular file: the download server serves nothing
+/// else), otherwise no size and its URL on the server of the node that produced it, the base
+/// that node signed into the transaction. (The original output form keeps naming this node's
+/// server, as the original did.)
+pub fn file_location(
     data_dir: &std::path::Path,
     relative_path: &str,
-    producer: &'a str,
-    own: &'a str,
-) -> &'a str {
-    let here = std::fs::symlink_metadata(data_dir.join(relative_path)).is_ok_and(|m| m.is_file());
+    producer: &str,
+    own: &str,
+) -> (Option<u64>, String) {
+    let size = std::fs::symlink_metadata(data_dir.join(relative_path))
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .map(|m| m.len());
     let elsewhere = producer.starts_with("http://") || producer.starts_with("https://");
-    if here || !elsewhere {
+    let base = if size.is_some() || !elsewhere {
         own
     } else {
         producer.trim_end_matches('/')
-    }
+    };
+    (size, format!("{base}/{relative_path}"))
 }
 
 impl TransactionDetail {
@@ -596,12 +602,12 @@ pub struct P2pMessages {
     /// Messages from peers that were not valid transactions or not allowed: not stored, not
     /// forwarded.
     pub rejected: u64,
-    /// Messages not judged: from a peer not yet admitted, while overloaded, or while the database
-    /// failed.
+    /// Messages not judged: while overloaded (the validation queue is full) or while the
+    /// database failed.
     pub ignored: u64,
     /// Transactions that could not be handed to the network.
     pub dropped: u64,
-    /// Connections closed because the peer's key is not on the whitelist.
+    /// Connections refused because the peer's key is not on the whitelist.
     pub peers_refused: u64,
 }
 
@@ -644,16 +650,16 @@ impl FileInfo {
         data_dir: &std::path::Path,
         file_base_url: &str,
     ) -> Self {
-        let rel = f.relative_path();
-        let base = download_base(data_dir, &rel, &f.producer_url, file_base_url);
+        let (size, url) =
+            file_location(data_dir, &f.relative_path(), &f.producer_url, file_base_url);
         Self {
             tx: f.tx.to_hex(),
             tx_kind: f.kind.as_str().to_string(),
             index: f.index,
             vm_path: f.vm_path.clone(),
             checksum: f.checksum.to_hex(),
-            size: std::fs::metadata(data_dir.join(&rel)).ok().map(|m| m.len()),
-            url: format!("{base}/{rel}"),
+            size,
+            url,
         }
     }
 }

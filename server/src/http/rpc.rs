@@ -217,11 +217,7 @@ pub mod calls {
                 })
                 .collect(),
             acl: dto::AclState {
-                mode: match state.intake.acl() {
-                    app::node::AclPolicy::Open => "open",
-                    app::node::AclPolicy::Whitelist => "whitelist",
-                }
-                .to_string(),
+                mode: state.intake.acl().as_str().to_string(),
                 whitelisted_keys: state.store().acl_count().await?,
                 url: state.acl_sync.as_ref().map(|(url, _)| url.clone()),
                 last_sync: last_sync.map(|last| {

@@ -305,14 +305,15 @@ pub(super) async fn outputs(
             _ => continue,
         };
         for f in files {
-            let path = app::tx::rpc::output_file_path(&hash, &f);
-            let size = std::fs::metadata(state.data_dir.join(&path))
-                .ok()
-                .map(|m| m.len());
-            let base = dto::download_base(&state.data_dir, &path, &f.url, &state.file_base_url);
+            let (size, url) = dto::file_location(
+                &state.data_dir,
+                &app::tx::rpc::output_file_path(&hash, &f),
+                &f.url,
+                &state.file_base_url,
+            );
             rows.push(pages::OutputRow {
                 name: f.basename().to_string(),
-                url: format!("{base}/{path}"),
+                url,
                 checksum: f.checksum.to_hex(),
                 size,
             });
