@@ -426,6 +426,8 @@ pub struct Network {
     /// Published while nobody was subscribed: sent again when a peer subscribes.
     backlog: VecDeque<Vec<u8>>,
     backlog_bytes: usize,
+    /// Whether the backlog has dropped transactions since a peer last listened.
+    backlog_overflowed: bool,
     /// Refused peers already warned about since the whitelist last changed.
     warned: HashSet<PeerId>,
     validating: JoinSet<(gossipsub::MessageId, PeerId, gossipsub::MessageAcceptance)>,
@@ -594,6 +596,7 @@ impl Network {
             shared,
             backlog: VecDeque::new(),
             backlog_bytes: 0,
+            backlog_overflowed: false,
             warned: HashSet::new(),
             validating: JoinSet::new(),
             waiting: VecDeque::new(),
@@ -761,7 +764,11 @@ impl Network {
             };
             self.backlog_bytes -= oldest.len();
             self.count(|c| c.dropped += 1);
-            warn!(target: "gevulot::p2p", "no peer has listened for a while; the oldest transaction waiting to be gossiped is dropped (it stays stored here)");
+            // Once until a peer listens again, not for every transaction of a lone node.
+            if !self.backlog_overflowed {
+                self.backlog_overflowed = true;
+                warn!(target: "gevulot::p2p", "no peer has listened for a while; the oldest transactions waiting to be gossiped are dropped from now on (they stay stored here; gevulot_p2p_transactions_total{{outcome=\"dropped\"}} counts them)");
+            }
         }
     }
 
@@ -1032,6 +1039,7 @@ impl Network {
                 debug!(target: "gevulot::p2p", peer = %peer_id, "a peer subscribed to transactions");
                 let backlog = std::mem::take(&mut self.backlog);
                 self.backlog_bytes = 0;
+                self.backlog_overflowed = false;
                 if !backlog.is_empty() {
                     info!(target: "gevulot::p2p", transactions = backlog.len(), "gossiping transactions stored while no peer listened");
                 }
