@@ -9,8 +9,9 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use app::crypto::SecretKey;
+use app::model::Source;
 use app::node::{AclPolicy, Intake};
-use app::store::{Source, Store};
+use app::store::Store;
 use app::tx::{Hash, Payload, ProgramData, Transaction, Workflow, WorkflowStep};
 use app::validate::Limits;
 

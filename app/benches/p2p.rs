@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use app::crypto::SecretKey;
 use app::events::Event;
+use app::model::Source;
 use app::node::{AclPolicy, Intake};
 use app::p2p::{Config, Network, Outbox, P2p};
-use app::store::{Source, Store};
+use app::store::Store;
 use app::tx::{Hash, Payload, Transaction};
 use app::validate::Limits;
 

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use app::crypto::SecretKey;
 use app::download::{Downloader, Limits as DownloadLimits};
+use app::model::Source;
 use app::node::{AclPolicy, Intake};
 use app::pipeline::{Config, Execute, Pipeline};
 use app::scheduler::{Request, Scheduler};
-use app::store::{Source, Store};
+use app::store::Store;
 use app::tx::{
     Hash, Payload, ProgramMetadata, ResourceRequest, Transaction, Workflow, WorkflowStep,
 };

@@ -5,7 +5,7 @@
 
 use tokio::sync::broadcast;
 
-use crate::store::{Phase, Source};
+use crate::model::{Phase, Source};
 use crate::tx::{Hash, Kind};
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod download;
 pub mod events;
 pub mod gpu;
+pub mod model;
 pub mod node;
 pub mod p2p;
 pub mod pipeline;

@@ -2,7 +2,8 @@
 //! of HTTP: a handler extracts its input, calls a method here, and maps the result.
 
 use crate::events::{Event, Events};
-use crate::store::{Inserted, Phase, Source, Store, StoreError};
+use crate::model::{Phase, Source};
+use crate::store::{Inserted, Store, StoreError};
 use crate::tx::{Hash, Payload, Transaction};
 use crate::validate::{self, Limits, ValidationError};
 
@@ -100,7 +101,7 @@ impl Intake {
     /// Moves a task to `phase` (see [`Store::set_task_phase`]) and tells subscribers.
     pub async fn set_task_phase(
         &self,
-        task: &crate::store::Task,
+        task: &crate::model::Task,
         phase: Phase,
         error: Option<&str>,
     ) -> Result<bool, StoreError> {

@@ -39,8 +39,9 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::crypto::{PublicKey, SecretKey};
+use crate::model::Source;
 use crate::node::{Intake, SubmitError};
-use crate::store::{Source, Store};
+use crate::store::Store;
 use crate::tx::{Hash, Transaction};
 
 /// The gossip topic for transactions. The version is part of the name: a node speaking another

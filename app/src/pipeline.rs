@@ -29,9 +29,10 @@ use tracing::{info, warn};
 use crate::crypto::SecretKey;
 use crate::download::{DownloadError, Downloader, Progress};
 use crate::events::Event;
+use crate::model::{NewTask, Phase, Program, Source, Task, TaskKind};
 use crate::node::{Intake, SubmitError};
 use crate::scheduler::{Allocation, Request, Scheduler};
-use crate::store::{NewTask, Phase, Program, Source, Store, StoreError, Task, TxFilter, now_ms};
+use crate::store::{Store, StoreError, now_ms};
 use crate::tx::{Hash, Kind, Marker, Payload, ProgramData, Transaction, TxFile, Workflow};
 use crate::vm::executor::{ExecError, Executor, Outcome, TaskSpec};
 use crate::vm::outputs::AcceptedOutput;
@@ -164,12 +165,8 @@ fn download_failure(e: DownloadError) -> Failure {
 }
 
 /// The kind of result a program's tasks produce, from the role it was deployed in.
-fn result_kind(program: &Program) -> &'static str {
-    if program.role == "verifier" {
-        "verification"
-    } else {
-        "proof"
-    }
+fn result_kind(program: &Program) -> TaskKind {
+    program.role.result_kind()
 }
 
 struct State {
@@ -443,14 +440,14 @@ impl<E: Execute> Pipeline<E> {
                 }
                 let kind = match store.get_program(&step.program).await? {
                     Some(p) => result_kind(&p),
-                    None => "proof",
+                    None => TaskKind::Proof,
                 };
                 let task = store
                     .create_task(&NewTask {
                         tx: run,
                         step_index: index,
                         program: step.program,
-                        kind: kind.into(),
+                        kind,
                     })
                     .await?;
                 self.inner.intake.events().publish(Event::TaskChanged {
@@ -488,24 +485,8 @@ impl<E: Execute> Pipeline<E> {
 
     /// A Cancel of `run` stored on this node by the Run's author or the node itself.
     async fn stored_cancel(&self, run: &Transaction) -> Result<Option<Hash>, StoreError> {
-        let page = self
-            .store()
-            .list_transactions(
-                &TxFilter {
-                    kind: Some(Kind::Cancel),
-                    parent: Some(run.hash),
-                    ..Default::default()
-                },
-                None,
-                100,
-            )
-            .await?;
         let node = self.inner.key.public_key();
-        Ok(page
-            .items
-            .into_iter()
-            .find(|c| c.tx.author == run.author || c.tx.author == node)
-            .map(|c| c.tx.hash))
+        self.store().cancel_of(&run.hash, &[run.author, node]).await
     }
 
     /// Moves every unfinished task of `tasks` to `phase` with `reason`, and stops their drivers.
@@ -692,7 +673,7 @@ impl<E: Execute> Pipeline<E> {
         let kind = result_kind(&program);
         if task.kind != kind {
             self.store().set_task_kind(task.id, kind).await?;
-            task.kind = kind.into();
+            task.kind = kind;
         }
         self.set_phase(task, Phase::Downloading, None).await?;
         let prepared = tokio::select! {
@@ -945,7 +926,7 @@ impl<E: Execute> Pipeline<E> {
                 }
             }
         }
-        let (executes, verifies) = if task.kind == "verification" {
+        let (executes, verifies) = if task.kind == TaskKind::Verification {
             // The Proof of the nearest prover step before this one.
             let mut proof = None;
             for j in (0..index).rev() {
@@ -988,39 +969,16 @@ impl<E: Execute> Pipeline<E> {
             return Ok(None);
         };
         let node = self.inner.key.public_key();
-        let children = |parent: Hash, kind: Kind| {
-            let store = self.store().clone();
-            async move {
-                let page = store
-                    .list_transactions(
-                        &TxFilter {
-                            kind: Some(kind),
-                            parent: Some(parent),
-                            author: Some(node),
-                            ..Default::default()
-                        },
-                        None,
-                        1000,
-                    )
-                    .await?;
-                Ok::<_, StoreError>(page.items.into_iter().map(|s| s.tx))
-            }
-        };
-        let proofs: Vec<Transaction> = children(run.hash, Kind::Proof).await?.collect();
-        if let Some(proof) = proofs.iter().find(
-            |t| matches!(&t.payload, Payload::Proof { prover, .. } if *prover == step.program),
-        ) {
-            return Ok(Some(proof.clone()));
-        }
-        // A verifier step: a Verification by this program of one of the Run's Proofs.
-        for p in proofs {
-            if let Some(v) = children(p.hash, Kind::Verification).await?.find(|t| {
-                matches!(&t.payload, Payload::Verification { verifier, .. } if *verifier == step.program)
-            }) {
-                return Ok(Some(v));
-            }
-        }
-        Ok(None)
+        let results = self.store().results_of_run(&run.hash, &node).await?;
+        // A prover step's Proof, or a verifier step's Verification of one of the Run's Proofs.
+        Ok(results
+            .into_iter()
+            .map(|s| s.tx)
+            .find(|t| match &t.payload {
+                Payload::Proof { prover, .. } => *prover == step.program,
+                Payload::Verification { verifier, .. } => *verifier == step.program,
+                _ => false,
+            }))
     }
 
     /// Stores the outputs and submits the signed Proof or Verification.

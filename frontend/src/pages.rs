@@ -4,7 +4,7 @@
 //! field that needs a change.
 
 use app::gpu::{GpuStatus, PoolState};
-use app::store::{OutputFile, Phase, Program, Task};
+use app::model::{OutputFile, Phase, Program, Task};
 use leptos::prelude::*;
 
 use crate::{bytes, short, time};
@@ -438,7 +438,7 @@ pub fn programs(v: ProgramsView) -> impl IntoView {
                         view! {
                             <tr>
                                 <td><a href=href>{p.name}</a></td>
-                                <td>{p.role}</td>
+                                <td>{p.role.as_str()}</td>
                                 <td class="hash">{short(&p.hash.to_hex())}</td>
                                 <td>{p.image_file_name}</td>
                                 <td>{format!("{} MiB, {} CPU, {} GPU", r.mem, r.cpus, r.gpus)}</td>
@@ -495,7 +495,7 @@ pub fn program(v: ProgramView) -> impl IntoView {
     let p = v.program;
     let r = p.resource_requirements.unwrap_or_default();
     view! {
-        <h1>{p.name.clone()} " " <span class="muted">"(" {p.role.clone()} ")"</span></h1>
+        <h1>{p.name.clone()} " " <span class="muted">"(" {p.role.as_str()} ")"</span></h1>
         <section class="panel">
             <table>
                 <tbody>
@@ -582,7 +582,7 @@ pub fn new_run(v: RunsView) -> impl IntoView {
                 .map(|p| {
                     let hex = p.hash.to_hex();
                     let selected = hex == s.program;
-                    let label = format!("{} ({}, {})", p.name, p.role, short(&hex));
+                    let label = format!("{} ({}, {})", p.name, p.role.as_str(), short(&hex));
                     view! { <option value=hex selected=selected>{label}</option> }
                 })
                 .collect_view();
@@ -740,7 +740,7 @@ pub struct TaskRow {
     /// `received of total` while downloading.
     pub progress: Option<String>,
     /// Every phase it entered, oldest first.
-    pub timeline: Vec<app::store::PhaseChange>,
+    pub timeline: Vec<app::model::PhaseChange>,
 }
 
 #[derive(Clone, Debug)]
@@ -865,7 +865,7 @@ pub fn transaction_live(v: TransactionLive) -> impl IntoView {
                         let program = r.program_name.unwrap_or_else(|| short(&t.program.to_hex()));
                         view! {
                             <tr data-step=t.step_index>
-                                <td>{t.step_index + 1} " " <span class="muted">{t.kind.clone()}</span></td>
+                                <td>{t.step_index + 1} " " <span class="muted">{t.kind.as_str()}</span></td>
                                 <td><a href=format!("/console/programs/{}", t.program.to_hex())>{program}</a></td>
                                 <td>{phase_badge(t.phase.as_str())}</td>
                                 <td>{t.attempt}</td>

@@ -12,7 +12,8 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use app::crypto::SecretKey;
-use app::store::{Source, Store};
+use app::model::Source;
+use app::store::Store;
 use app::tx::{Hash, Payload, ProgramData, Transaction, Workflow, WorkflowStep};
 use common::start_node;
 

@@ -172,7 +172,7 @@ fn storage_round_trip_keeps_hash() {
         .run(&transaction(), |tx| {
             let stored = rt.block_on(async {
                 store
-                    .insert_transaction(&tx, app::store::Source::Rpc)
+                    .insert_transaction(&tx, app::model::Source::Rpc)
                     .await
                     .expect("insert");
                 store

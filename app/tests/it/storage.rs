@@ -1,9 +1,10 @@
 //! The storage conformance suite: every case runs unchanged against SQLite and PostgreSQL.
 
+use app::model::{NewTask, Phase, ProgramRole, Source, TaskKind, TxFilter};
 use app::node::{AclPolicy, Intake, SubmitError};
-use app::store::{Inserted, NewTask, Phase, Source, Store, TxFilter};
+use app::store::{Inserted, Store};
 use app::tx::rpc::{RpcTransaction, TransactionTree};
-use app::tx::{Hash, Kind, Transaction};
+use app::tx::{Hash, Kind, Payload, Transaction};
 use app::validate::{Limits, ValidationError};
 
 use crate::support::*;
@@ -87,6 +88,7 @@ conformance!(
     batch_insert,
     gpu_assignments,
     sessions_expire,
+    results_and_cancels_of_a_run,
 );
 
 async fn fixtures_round_trip_exactly(db: Db) {
@@ -145,7 +147,7 @@ async fn replay_is_idempotent(db: Db) {
             tx: r.hash,
             step_index: 0,
             program: program("p").hash,
-            kind: "proof".into(),
+            kind: TaskKind::Proof,
         })
         .await
         .expect("task");
@@ -190,7 +192,7 @@ async fn deploy_registers_programs(db: Db) {
         .expect("get")
         .expect("found");
     assert_eq!(p.name, "prover");
-    assert_eq!(p.role, "prover");
+    assert_eq!(p.role, ProgramRole::Prover);
     assert_eq!(p.deploy_tx, d.hash);
     assert_eq!(p.image_file_checksum, program("prover").image_file_checksum);
     assert_eq!(
@@ -428,7 +430,7 @@ async fn task_lifecycle(db: Db) {
         tx: r.hash,
         step_index: 0,
         program: program("p").hash,
-        kind: "proof".into(),
+        kind: TaskKind::Proof,
     };
     let t = db.store.create_task(&new).await.expect("create");
     assert_eq!(
@@ -548,7 +550,7 @@ async fn runs_to_plan(db: Db) {
                 tx: r.hash,
                 step_index: 0,
                 program: p,
-                kind: "proof".into(),
+                kind: TaskKind::Proof,
             })
             .await
             .expect("create");
@@ -754,5 +756,79 @@ async fn sessions_expire(db: Db) {
             .expect("query")
             .is_none(),
         "names are unique"
+    );
+}
+
+async fn results_and_cancels_of_a_run(db: Db) {
+    let (client, node, other) = (key(1), key(2), key(3));
+    let deploy = deploy(&client, "p", "v", 1);
+    let Payload::Deploy {
+        prover, verifier, ..
+    } = &deploy.payload
+    else {
+        unreachable!("a Deploy")
+    };
+    let run = run(&client, &[prover.hash, verifier.hash], 2);
+    for tx in [&deploy, &run] {
+        db.put(tx, Source::Rpc).await;
+    }
+    let node_key = node.public_key();
+    let results = |db: &Db| {
+        let store = db.store.clone();
+        async move {
+            store
+                .results_of_run(&run.hash, &node_key)
+                .await
+                .expect("results")
+                .into_iter()
+                .map(|s| s.tx.hash)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(results(&db).await.is_empty());
+    // Only the node's own Proofs of this Run and its own Verifications of them count.
+    let foreign = proof(&other, run.hash, prover.hash, 3);
+    let own = proof(&node, run.hash, prover.hash, 4);
+    db.put(&foreign, Source::P2p).await;
+    db.put(&own, Source::Node).await;
+    let foreign_check = verification(&other, own.hash, verifier.hash, 5);
+    let own_check = verification(&node, own.hash, verifier.hash, 6);
+    db.put(&foreign_check, Source::P2p).await;
+    db.put(&own_check, Source::Node).await;
+    assert_eq!(results(&db).await, vec![own.hash, own_check.hash]);
+
+    // The first Cancel by one of the named authors; others are ignored.
+    let authors = [client.public_key(), node.public_key()];
+    let cancel = |k: &app::crypto::SecretKey, nonce| {
+        Transaction::new_signed(Payload::Cancel { parent: run.hash }, nonce, k)
+    };
+    assert_eq!(
+        db.store
+            .cancel_of(&run.hash, &authors)
+            .await
+            .expect("cancel"),
+        None
+    );
+    db.put(&cancel(&other, 7), Source::P2p).await;
+    assert_eq!(
+        db.store
+            .cancel_of(&run.hash, &authors)
+            .await
+            .expect("cancel"),
+        None
+    );
+    let by_client = cancel(&client, 8);
+    db.put(&by_client, Source::Rpc).await;
+    db.put(&cancel(&node, 9), Source::Node).await;
+    assert_eq!(
+        db.store
+            .cancel_of(&run.hash, &authors)
+            .await
+            .expect("cancel"),
+        Some(by_client.hash)
+    );
+    assert_eq!(
+        db.store.cancel_of(&run.hash, &[]).await.expect("cancel"),
+        None
     );
 }

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use app::store::{Page, Program, StoredTransaction, Task, TxFilter};
+use app::model::{Page, Program, StoredTransaction, Task, TxFilter};
 use app::tx::rpc::RpcTransaction;
 use app::tx::{Hash, Kind};
 
@@ -239,8 +239,8 @@ impl TransactionQuery {
         }
         let phase = match &self.status {
             None => None,
-            Some(s) => Some(app::store::Phase::parse(s).ok_or_else(|| {
-                let all: Vec<&str> = app::store::Phase::ALL.iter().map(|p| p.as_str()).collect();
+            Some(s) => Some(app::model::Phase::parse(s).ok_or_else(|| {
+                let all: Vec<&str> = app::model::Phase::ALL.iter().map(|p| p.as_str()).collect();
                 ApiError::bad_request(
                     "invalid_parameter",
                     format!("status: {:?} is not one of {}", truncate(s), all.join(", ")),
@@ -325,8 +325,8 @@ pub struct PhaseEntry {
     pub note: Option<String>,
 }
 
-impl From<&app::store::PhaseChange> for PhaseEntry {
-    fn from(c: &app::store::PhaseChange) -> Self {
+impl From<&app::model::PhaseChange> for PhaseEntry {
+    fn from(c: &app::model::PhaseChange) -> Self {
         Self {
             phase: c.phase.as_str().to_string(),
             at: rfc3339(c.at_ms),
@@ -372,7 +372,7 @@ impl From<&Task> for TaskStatus {
             timeline: Vec::new(),
             step_index: t.step_index,
             program: t.program.to_hex(),
-            kind: t.kind.clone(),
+            kind: t.kind.as_str().to_string(),
             phase: t.phase.as_str().to_string(),
             attempt: t.attempt,
             error: t.error.clone(),
@@ -458,7 +458,7 @@ impl From<&Program> for ProgramInfo {
                 gpus: r.gpus,
             },
             resources_defaulted: p.resource_requirements.is_none(),
-            role: p.role.clone(),
+            role: p.role.as_str().to_string(),
             deploy_tx: p.deploy_tx.to_hex(),
             created_at: rfc3339(p.created_at_ms),
         }
@@ -646,7 +646,7 @@ pub struct FileInfo {
 
 impl FileInfo {
     pub fn new(
-        f: &app::store::OutputFile,
+        f: &app::model::OutputFile,
         data_dir: &std::path::Path,
         file_base_url: &str,
     ) -> Self {

@@ -192,7 +192,7 @@ impl Metrics {
         match state.store().count_tasks_by_phase().await {
             Ok(counts) => {
                 let mut waiting = 0;
-                for phase in app::store::Phase::ALL {
+                for phase in app::model::Phase::ALL {
                     let n = counts
                         .iter()
                         .find(|(p, _)| *p == phase)
@@ -204,9 +204,9 @@ impl Metrics {
                         .set(n);
                     if matches!(
                         phase,
-                        app::store::Phase::Queued
-                            | app::store::Phase::WaitingForProgram
-                            | app::store::Phase::WaitingForResources
+                        app::model::Phase::Queued
+                            | app::model::Phase::WaitingForProgram
+                            | app::model::Phase::WaitingForResources
                     ) {
                         waiting += n;
                     }

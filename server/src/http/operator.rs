@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt as _;
 use utoipa::{IntoParams, ToSchema};
 
 use app::auth::Role;
-use app::store::Source;
+use app::model::Source;
 use app::tx::{
     Hash, Payload, ProgramData, ProgramMetadata, ResourceRequest, Workflow, WorkflowStep,
 };

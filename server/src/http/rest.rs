@@ -14,7 +14,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use app::store::Source;
+use app::model::Source;
 use app::tx::Transaction;
 
 use super::dto::{

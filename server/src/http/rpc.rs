@@ -18,8 +18,8 @@ use jsonrpsee::types::{ErrorObjectOwned, Params};
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt as _;
 
+use app::model::Source;
 use app::node::SubmitError;
-use app::store::Source;
 use app::tx::rpc::{RpcTransaction, TransactionTree};
 use app::tx::{Hash, Transaction};
 
@@ -257,7 +257,7 @@ pub mod calls {
     pub async fn query_transactions(
         state: &AppState,
         query: &TransactionQuery,
-    ) -> Result<app::store::Page<app::store::StoredTransaction>, ApiError> {
+    ) -> Result<app::model::Page<app::model::StoredTransaction>, ApiError> {
         let (filter, before, limit) = query.to_filter()?;
         Ok(state
             .store()

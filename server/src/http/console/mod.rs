@@ -18,7 +18,7 @@ use leptos::prelude::IntoAny as _;
 use serde::Deserialize;
 
 use app::auth::{Role, User};
-use app::store::{Phase, Source};
+use app::model::{Phase, Source};
 use app::tx::rpc::TransactionTree;
 use app::tx::{Hash, Kind, Payload, ProgramData};
 

@@ -39,7 +39,7 @@ pub(super) fn time_param(text: &str) -> Option<String> {
     }
 }
 
-pub(super) fn tx_row(stored: &app::store::StoredTransaction) -> pages::TxRow {
+pub(super) fn tx_row(stored: &app::model::StoredTransaction) -> pages::TxRow {
     let s = crate::http::dto::TransactionSummary::from(stored);
     pages::TxRow {
         hash: s.hash,

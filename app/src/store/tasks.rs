@@ -1,0 +1,255 @@
+//! Tasks (the execution state of workflow steps) and their phase timelines.
+
+use sqlx::AssertSqlSafe;
+
+use super::{Backend, Result, Store, StoreError, now_ms};
+use crate::model::{NewTask, Phase, PhaseChange, Task, TaskKind};
+use crate::tx::Hash;
+
+/// A `tasks` row in [`TASK_COLUMNS`] order.
+type TaskTuple = (
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
+
+const TASK_COLUMNS: &str = "id, tx, step_index, program, kind, phase, attempt, error, created_at, updated_at, started_at, finished_at";
+
+fn decode_task(t: TaskTuple) -> Result<Task> {
+    let (
+        id,
+        tx,
+        step_index,
+        program,
+        kind,
+        phase,
+        attempt,
+        error,
+        created_at,
+        updated_at,
+        started_at,
+        finished_at,
+    ) = t;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("task {id}: {what}"));
+    Ok(Task {
+        id,
+        tx: Hash::from_hex(&tx).ok_or_else(|| corrupt("bad tx"))?,
+        step_index,
+        program: Hash::from_hex(&program).ok_or_else(|| corrupt("bad program"))?,
+        kind: TaskKind::parse(&kind).ok_or_else(|| corrupt("bad kind"))?,
+        phase: Phase::parse(&phase).ok_or_else(|| corrupt("bad phase"))?,
+        attempt,
+        error,
+        created_at_ms: created_at,
+        updated_at_ms: updated_at,
+        started_at_ms: started_at,
+        finished_at_ms: finished_at,
+    })
+}
+
+impl Store {
+    /// Creates a task in phase `queued`, or returns the existing one for the same step.
+    pub async fn create_task(&self, new: &NewTask) -> Result<Task> {
+        let now = now_ms();
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE tx = $1 AND step_index = $2");
+        let row: TaskTuple = dispatch!(self, pool => {
+            let mut t = pool.begin().await?;
+            let created: Option<(i64,)> = sqlx::query_as(
+                "INSERT INTO tasks (tx, step_index, program, kind, phase, attempt, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, 0, $6, $6) ON CONFLICT (tx, step_index) DO NOTHING RETURNING id",
+            )
+            .bind(new.tx.to_hex())
+            .bind(new.step_index)
+            .bind(new.program.to_hex())
+            .bind(new.kind.as_str())
+            .bind(Phase::Queued.as_str())
+            .bind(now)
+            .fetch_optional(&mut *t)
+            .await?;
+            if let Some((id,)) = created {
+                sqlx::query("INSERT INTO task_phases (task_id, phase, note, at) VALUES ($1, $2, NULL, $3)")
+                    .bind(id)
+                    .bind(Phase::Queued.as_str())
+                    .bind(now)
+                    .execute(&mut *t)
+                    .await?;
+            }
+            let row = sqlx::query_as(AssertSqlSafe(sql))
+                .bind(new.tx.to_hex())
+                .bind(new.step_index)
+                .fetch_one(&mut *t)
+                .await?;
+            t.commit().await?;
+            row
+        });
+        decode_task(row)
+    }
+
+    /// Moves a task to `phase`, recording the time it started running, when it ended, and the
+    /// error (or what it waits for), and adds the change to the task's timeline in the same
+    /// database transaction. Entering `booting` counts a new attempt. A task already in a
+    /// terminal phase is not changed; returns whether the task changed.
+    pub async fn set_task_phase(&self, id: i64, phase: Phase, error: Option<&str>) -> Result<bool> {
+        let now = now_ms();
+        let terminal: Vec<&str> = Phase::ALL
+            .iter()
+            .filter(|p| p.is_terminal())
+            .map(|p| p.as_str())
+            .collect();
+        let done = dispatch!(self, pool => {
+            let mut t = pool.begin().await?;
+            let done = sqlx::query(
+                "UPDATE tasks SET phase = $1, error = $2, updated_at = $3, \
+                 attempt = attempt + CASE WHEN $1 = 'booting' THEN 1 ELSE 0 END, \
+                 started_at = CASE WHEN $1 = 'running' AND started_at IS NULL THEN $3 ELSE started_at END, \
+                 finished_at = CASE WHEN $1 IN ($5, $6, $7, $8) THEN $3 ELSE finished_at END \
+                 WHERE id = $4 AND phase NOT IN ($5, $6, $7, $8)",
+            )
+            .bind(phase.as_str())
+            .bind(error)
+            .bind(now)
+            .bind(id)
+            .bind(terminal[0])
+            .bind(terminal[1])
+            .bind(terminal[2])
+            .bind(terminal[3])
+            .execute(&mut *t)
+            .await?
+            .rows_affected();
+            if done == 1 {
+                sqlx::query("INSERT INTO task_phases (task_id, phase, note, at) VALUES ($1, $2, $3, $4)")
+                    .bind(id)
+                    .bind(phase.as_str())
+                    .bind(error)
+                    .bind(now)
+                    .execute(&mut *t)
+                    .await?;
+            }
+            t.commit().await?;
+            done
+        });
+        Ok(done == 1)
+    }
+
+    /// The timelines of the tasks of `tx`: every phase each entered, oldest first.
+    pub async fn task_timelines(&self, tx: &Hash) -> Result<Vec<PhaseChange>> {
+        let rows: Vec<(i64, String, Option<String>, i64)> = dispatch!(self, pool => {
+            sqlx::query_as(
+                "SELECT p.task_id, p.phase, p.note, p.at FROM task_phases p \
+                 JOIN tasks k ON k.id = p.task_id WHERE k.tx = $1 ORDER BY p.task_id, p.seq",
+            )
+            .bind(tx.to_hex())
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|(task_id, phase, note, at_ms)| {
+                Ok(PhaseChange {
+                    task_id,
+                    phase: Phase::parse(&phase)
+                        .ok_or_else(|| StoreError::Corrupt(format!("bad phase {phase}")))?,
+                    note,
+                    at_ms,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn tasks_for_tx(&self, tx: &Hash) -> Result<Vec<Task>> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE tx = $1 ORDER BY step_index");
+        let rows: Vec<TaskTuple> = dispatch!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql)).bind(tx.to_hex()).fetch_all(pool).await?
+        });
+        rows.into_iter().map(decode_task).collect()
+    }
+
+    /// How many tasks are in each phase (phases without tasks are absent).
+    pub async fn count_tasks_by_phase(&self) -> Result<Vec<(Phase, i64)>> {
+        let rows: Vec<(String, i64)> = dispatch!(self, pool => {
+            sqlx::query_as("SELECT phase, COUNT(*) FROM tasks GROUP BY phase")
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter()
+            .map(|(p, n)| {
+                Phase::parse(&p)
+                    .map(|p| (p, n))
+                    .ok_or_else(|| StoreError::Corrupt(format!("bad phase {p}")))
+            })
+            .collect()
+    }
+
+    /// Tasks in `phase`, oldest first.
+    pub async fn tasks_in_phase(&self, phase: Phase, limit: u32) -> Result<Vec<Task>> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE phase = $1 ORDER BY id LIMIT $2");
+        let rows: Vec<TaskTuple> = dispatch!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(phase.as_str())
+                .bind(i64::from(limit.clamp(1, 10_000)))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(decode_task).collect()
+    }
+
+    /// The most recently ended tasks that failed or timed out, newest first.
+    pub async fn recent_failures(&self, limit: u32) -> Result<Vec<Task>> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE phase IN ('failed', 'timed_out') \
+             ORDER BY updated_at DESC, id DESC LIMIT $1"
+        );
+        let rows: Vec<TaskTuple> = dispatch!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(i64::from(limit.clamp(1, 1000)))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(decode_task).collect()
+    }
+
+    /// Records what a task produces (`proof` or `verification`), once its program is known.
+    pub async fn set_task_kind(&self, id: i64, kind: TaskKind) -> Result<()> {
+        dispatch!(self, pool => {
+            sqlx::query("UPDATE tasks SET kind = $1 WHERE id = $2")
+                .bind(kind.as_str())
+                .bind(id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Runs with unfinished business, oldest first: those without tasks yet and those with a
+    /// task not in a terminal phase. What the pipeline picks up when it starts. A Run relayed by
+    /// a peer is not this node's to execute (the node its client gave it to runs it), so it never
+    /// gets tasks here.
+    pub async fn runs_to_plan(&self) -> Result<Vec<Hash>> {
+        let rows: Vec<(String,)> = dispatch!(self, pool => {
+            sqlx::query_as(
+                "SELECT hash FROM (\
+                   SELECT t.hash, t.seq FROM transactions t WHERE t.kind = 'run' AND t.source <> 'p2p' \
+                     AND NOT EXISTS (SELECT 1 FROM tasks k WHERE k.tx = t.hash) \
+                   UNION \
+                   SELECT t.hash, t.seq FROM transactions t JOIN tasks k ON k.tx = t.hash \
+                     WHERE k.phase NOT IN ('succeeded', 'failed', 'cancelled', 'timed_out')\
+                 ) AS open_runs ORDER BY seq",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|(h,)| {
+                Hash::from_hex(&h).ok_or_else(|| StoreError::Corrupt(format!("bad run hash {h}")))
+            })
+            .collect()
+    }
+}
