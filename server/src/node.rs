@@ -94,7 +94,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         max_proof_bytes: args.max_proof_bytes,
         ..Limits::default()
     };
-    let (outbox, outbox_receiver) = app::p2p::Outbox::new();
+    let (outbox, outbox_receiver) = app::node::Outbox::new();
     let intake = Intake::new(store.clone(), limits, acl)
         .with_node_author(key.public_key())
         .with_gossip(outbox);

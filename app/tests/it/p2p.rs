@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use app::crypto::SecretKey;
 use app::model::Source;
+use app::node::Outbox;
 use app::node::{AclPolicy, Intake};
-use app::p2p::{Config, Network, Outbox, P2p};
+use app::p2p::{Config, Network, P2p};
 use app::store::Store;
 use app::tx::Hash;
 use app::validate::Limits;

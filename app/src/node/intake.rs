@@ -1,5 +1,5 @@
-//! The core API that every front door (JSON-RPC, REST, console, P2P) calls. It knows nothing
-//! of HTTP: a handler extracts its input, calls a method here, and maps the result.
+//! The one intake path: every transaction, from a client, a peer or the node itself, is
+//! validated and stored here before anything else sees it.
 
 use crate::events::{Event, Events};
 use crate::model::{Phase, Source};
@@ -51,7 +51,7 @@ pub struct Intake {
     /// The node's own key: what it signs (results, operator actions) is never held to the ACL.
     node_author: Option<crate::crypto::PublicKey>,
     /// Where new transactions that did not come from a peer go to be gossiped.
-    gossip: Option<crate::p2p::Outbox>,
+    gossip: Option<super::Outbox>,
 }
 
 impl Intake {
@@ -67,7 +67,7 @@ impl Intake {
     }
 
     /// Hands every newly stored transaction that did not come from a peer to the P2P network.
-    pub fn with_gossip(mut self, outbox: crate::p2p::Outbox) -> Self {
+    pub fn with_gossip(mut self, outbox: super::Outbox) -> Self {
         self.gossip = Some(outbox);
         self
     }

@@ -1,0 +1,15 @@
+//! The one composed libp2p behaviour: who may connect, gossip, identify, discovery.
+
+use libp2p::allow_block_list::{self, AllowedPeers};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{gossipsub, identify, kad};
+
+#[derive(NetworkBehaviour)]
+pub(super) struct Behaviour {
+    /// In whitelist mode, the peers allowed to connect; absent (everyone) otherwise.
+    pub(super) allow: Toggle<allow_block_list::Behaviour<AllowedPeers>>,
+    pub(super) gossipsub: gossipsub::Behaviour,
+    pub(super) identify: identify::Behaviour,
+    pub(super) kad: kad::Behaviour<kad::store::MemoryStore>,
+}

@@ -1,0 +1,162 @@
+//! What an attempt needs before its VM starts: the program's image and the step's inputs, in
+//! place under the data directory.
+
+use std::path::PathBuf;
+
+use crate::model::{Program, Task, TaskKind};
+use crate::tx::{Hash, Kind, Payload, ProgramData, Transaction, Workflow};
+
+use super::driver::{Failure, download_failure};
+use super::{Execute, Pipeline};
+
+/// What an attempt needs in the VM.
+pub(super) struct Prepared {
+    pub(super) image: PathBuf,
+    pub(super) inputs: Vec<(String, PathBuf)>,
+    /// The transaction the program executes (the Run, or the Proof it verifies).
+    pub(super) executes: Hash,
+    /// The Proof a verifier step verifies.
+    pub(super) verifies: Option<Hash>,
+}
+
+impl<E: Execute> Pipeline<E> {
+    /// Downloads `url` for `task`, showing its progress meanwhile.
+    pub(super) async fn fetch(
+        &self,
+        task: i64,
+        url: &str,
+        checksum: &str,
+    ) -> Result<PathBuf, Failure> {
+        if let Some(hash) = Hash::from_hex(checksum) {
+            self.state().downloading.insert(task, hash);
+        }
+        let fetched = self.inner.downloader.fetch(url, checksum).await;
+        self.state().downloading.remove(&task);
+        fetched.map_err(download_failure)
+    }
+
+    /// Downloads the image and inputs and resolves earlier steps' outputs.
+    pub(super) async fn prepare(
+        &self,
+        task: &Task,
+        run: &Transaction,
+        workflow: &Workflow,
+        program: &Program,
+    ) -> Result<Prepared, Failure> {
+        let data = &self.inner.config.data_dir;
+        let dl = &self.inner.downloader;
+        let image = self
+            .fetch(
+                task.id,
+                &program.image_file_url,
+                &program.image_file_checksum,
+            )
+            .await?;
+        // Served to peers at the original's path.
+        if !program.image_file_name.contains('/') {
+            let served = data
+                .join("images")
+                .join(program.hash.to_hex())
+                .join(&program.image_file_name);
+            dl.place(&image, &served).map_err(download_failure)?;
+        }
+        let index = task.step_index as usize;
+        let step = &workflow.steps[index];
+        let mut inputs = Vec::with_capacity(step.inputs.len());
+        for input in &step.inputs {
+            match input {
+                ProgramData::Input {
+                    file_name,
+                    file_url,
+                    checksum,
+                } => {
+                    let content = self.fetch(task.id, file_url, checksum).await?;
+                    let served = data
+                        .join("txfiles")
+                        .join(run.hash.to_hex())
+                        .join(file_name.trim_start_matches('/'));
+                    dl.place(&content, &served).map_err(download_failure)?;
+                    inputs.push((file_name.clone(), content));
+                }
+                ProgramData::Output {
+                    source_program,
+                    file_name,
+                } => {
+                    let Some(source) = workflow.steps[..index]
+                        .iter()
+                        .position(|s| s.program == *source_program)
+                    else {
+                        return Err(Failure::Fatal(format!(
+                            "no step before step {} runs program {source_program}",
+                            index + 1
+                        )));
+                    };
+                    let Some(result) = self.find_result(run, source as i64).await? else {
+                        return Err(Failure::Fatal(format!(
+                            "step {} has no result to take {file_name} from",
+                            source + 1
+                        )));
+                    };
+                    let files = match &result.payload {
+                        Payload::Proof { files, .. } | Payload::Verification { files, .. } => {
+                            files.as_slice()
+                        }
+                        _ => &[],
+                    };
+                    let Some(file) = files.iter().find(|f| f.name == *file_name) else {
+                        let produced: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+                        return Err(Failure::Fatal(format!(
+                            "step {} produced no {file_name} (it produced: {})",
+                            source + 1,
+                            if produced.is_empty() {
+                                "nothing".to_string()
+                            } else {
+                                produced.join(", ")
+                            }
+                        )));
+                    };
+                    let path = data
+                        .join("txfiles")
+                        .join(result.hash.to_hex())
+                        .join(file.checksum.to_hex())
+                        .join(file.basename());
+                    if !path.is_file() {
+                        return Err(Failure::Fatal(format!(
+                            "{file_name} of step {} is not on this node (expected at {})",
+                            source + 1,
+                            path.display()
+                        )));
+                    }
+                    inputs.push((file_name.clone(), path));
+                }
+            }
+        }
+        let (executes, verifies) = if task.kind == TaskKind::Verification {
+            // The Proof of the nearest prover step before this one.
+            let mut proof = None;
+            for j in (0..index).rev() {
+                if let Some(r) = self.find_result(run, j as i64).await?
+                    && r.kind() == Kind::Proof
+                {
+                    proof = Some(r.hash);
+                    break;
+                }
+            }
+            let Some(proof) = proof else {
+                return Err(Failure::Fatal(format!(
+                    "step {} runs a verifier, but no earlier step produced a Proof to verify",
+                    index + 1
+                )));
+            };
+            (proof, Some(proof))
+        } else {
+            (run.hash, None)
+        };
+        Ok(Prepared {
+            image,
+            inputs,
+            executes,
+            verifies,
+        })
+    }
+}
