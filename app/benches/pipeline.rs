@@ -57,7 +57,7 @@ impl Execute for Stub {
     fn store_outputs(
         &self,
         _: &[AcceptedOutput],
-        _: &Path,
+        _: &app::data_dir::DataDir,
         _: &Hash,
     ) -> std::io::Result<Vec<PathBuf>> {
         Ok(vec![])
@@ -174,7 +174,11 @@ async fn main() {
     let user = SecretKey::generate().expect("key");
     let intake =
         Intake::new(store, Limits::default(), AclPolicy::Open).with_node_author(node.public_key());
-    let downloader = Downloader::new(dir.path(), DownloadLimits::default()).expect("downloader");
+    let downloader = Downloader::new(
+        &app::data_dir::DataDir::new(dir.path()),
+        DownloadLimits::default(),
+    )
+    .expect("downloader");
     // The image is already in the content cache: no download is measured.
     let image = b"stub image".to_vec();
     let checksum = blake3::hash(&image).to_hex().to_string();
@@ -185,7 +189,7 @@ async fn main() {
     let (spawned_tx, mut spawned) = mpsc::channel(4096);
     let pipeline = Pipeline::new(
         Config {
-            data_dir: dir.path().to_path_buf(),
+            data_dir: app::data_dir::DataDir::new(dir.path()),
             file_base_url: "http://127.0.0.1:9995".into(),
             cpus: 64,
             mem_mib: TOTAL_MEM_MIB,

@@ -398,6 +398,24 @@ impl Auth {
         }
     }
 
+    /// The API tokens of user `user_id` (their records, never the tokens).
+    pub async fn api_tokens(
+        &self,
+        user_id: i64,
+    ) -> Result<Vec<crate::store::ApiTokenRow>, AuthError> {
+        Ok(self.store.list_api_tokens(user_id).await?)
+    }
+
+    /// Deletes token `id` of user `user_id`; false when the user has no such token.
+    pub async fn delete_token(&self, id: i64, user_id: i64) -> Result<bool, AuthError> {
+        Ok(self.store.delete_api_token(id, user_id).await?)
+    }
+
+    /// Gives user `id` the role `role`; false when there is no such user.
+    pub async fn set_role(&self, id: i64, role: Role) -> Result<bool, AuthError> {
+        Ok(self.store.set_user_role(id, role.as_str()).await?)
+    }
+
     pub async fn list_users(&self) -> Result<Vec<User>, AuthError> {
         self.store
             .list_users()

@@ -115,16 +115,16 @@ pub(crate) fn http_client() -> reqwest::ClientBuilder {
 }
 
 impl Downloader {
-    /// A downloader storing content under `data_dir/content` (temporary files in `data_dir/tmp`).
-    pub fn new(data_dir: &Path, limits: Limits) -> Result<Self, DownloadError> {
+    /// A downloader storing content under `content/` (temporary files in `tmp/`).
+    pub fn new(data_dir: &crate::data_dir::DataDir, limits: Limits) -> Result<Self, DownloadError> {
         let client = http_client()
             .read_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| DownloadError::Io(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
             client,
-            content: data_dir.join("content"),
-            tmp: data_dir.join("tmp"),
+            content: data_dir.content(),
+            tmp: data_dir.tmp(),
             permits: Arc::new(tokio::sync::Semaphore::new(limits.concurrency.max(1))),
             limits,
             locks: Arc::default(),

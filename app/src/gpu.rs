@@ -271,6 +271,71 @@ impl Sysfs {
     }
 }
 
+/// An operator's decision about a GPU's place in the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PoolDecision {
+    /// Added to the pool.
+    Assigned,
+    /// Taken out of the pool.
+    Released,
+    /// Kept in the pool but not scheduled (a reason is required).
+    Reserved,
+    /// Kept in the pool but under maintenance (a reason is required).
+    Maintenance,
+}
+
+impl PoolDecision {
+    pub const ALL: [PoolDecision; 4] = [
+        PoolDecision::Assigned,
+        PoolDecision::Released,
+        PoolDecision::Reserved,
+        PoolDecision::Maintenance,
+    ];
+
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolDecision::Assigned => "assigned",
+            PoolDecision::Released => "released",
+            PoolDecision::Reserved => "reserved",
+            PoolDecision::Maintenance => "maintenance",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.as_str() == text)
+    }
+
+    /// The verb an operator uses for it (`assign`, `release`, `reserve`, `maintenance`).
+    pub fn action(self) -> &'static str {
+        match self {
+            PoolDecision::Assigned => "assign",
+            PoolDecision::Released => "release",
+            PoolDecision::Reserved => "reserve",
+            PoolDecision::Maintenance => "maintenance",
+        }
+    }
+
+    pub fn from_action(action: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.action() == action)
+    }
+
+    /// Whether the operator must say why.
+    pub fn needs_reason(self) -> bool {
+        matches!(self, PoolDecision::Reserved | PoolDecision::Maintenance)
+    }
+}
+
+/// A pool decision about a GPU, as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GpuAssignment {
+    pub address: String,
+    pub state: PoolDecision,
+    pub reason: Option<String>,
+    pub updated_by: String,
+    pub updated_at_ms: i64,
+}
+
 /// Where a GPU stands for scheduling.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PoolState {
@@ -310,7 +375,7 @@ pub struct GpuStatus {
     pub in_pool: bool,
     pub state: PoolState,
     /// The last pool decision made through the API.
-    pub assignment: Option<crate::store::GpuAssignment>,
+    pub assignment: Option<GpuAssignment>,
 }
 
 /// The host's GPUs and configured addresses with their pool state: in the pool when configured
@@ -319,7 +384,7 @@ pub struct GpuStatus {
 pub fn pool(
     sysfs: &Sysfs,
     configured: &[String],
-    assignments: &[crate::store::GpuAssignment],
+    assignments: &[GpuAssignment],
     busy: &std::collections::HashMap<String, i64>,
 ) -> Result<Vec<GpuStatus>, SysfsError> {
     let mut gpus = sysfs.gpus()?;
@@ -340,9 +405,9 @@ pub fn pool(
             .position(|g| g.function.address == address)
             .map(|i| gpus.swap_remove(i));
         let assignment = assignments.iter().find(|a| a.address == address).cloned();
-        let decided = assignment.as_ref().map(|a| a.state.as_str());
+        let decided = assignment.as_ref().map(|a| a.state);
         let in_pool = match decided {
-            Some("released") => false,
+            Some(PoolDecision::Released) => false,
             Some(_) => true,
             None => configured.contains(&address),
         };
@@ -363,8 +428,8 @@ pub fn pool(
                 }]),
                 (Some(g), _) if !g.ready() => PoolState::NotReady(g.problems.clone()),
                 (Some(_), _) if busy.contains_key(&address) => PoolState::Busy(busy[&address]),
-                (Some(_), Some("reserved")) => PoolState::Reserved(reason()),
-                (Some(_), Some("maintenance")) => PoolState::Maintenance(reason()),
+                (Some(_), Some(PoolDecision::Reserved)) => PoolState::Reserved(reason()),
+                (Some(_), Some(PoolDecision::Maintenance)) => PoolState::Maintenance(reason()),
                 (Some(_), _) => PoolState::Free,
             }
         };
@@ -585,13 +650,12 @@ mod tests {
 
     #[test]
     fn pool_membership_and_states() {
-        use crate::store::GpuAssignment;
         let tmp = tempfile::tempdir().expect("tmp");
         fixture::workstation(tmp.path()).expect("fixture");
         let sysfs = Sysfs::new(tmp.path());
-        let decision = |address: &str, state: &str, reason: Option<&str>| GpuAssignment {
+        let decision = |address: &str, state: PoolDecision, reason: Option<&str>| GpuAssignment {
             address: address.into(),
-            state: state.into(),
+            state,
             reason: reason.map(str::to_string),
             updated_by: "ops".into(),
             updated_at_ms: 0,
@@ -623,8 +687,12 @@ mod tests {
 
         // API decisions override the configuration.
         let decisions = [
-            decision("0000:01:00.0", "maintenance", Some("fan replacement")),
-            decision("0000:0a:00.0", "released", None),
+            decision(
+                "0000:01:00.0",
+                PoolDecision::Maintenance,
+                Some("fan replacement"),
+            ),
+            decision("0000:0a:00.0", PoolDecision::Released, None),
         ];
         let statuses = pool(&sysfs, &configured, &decisions, &Default::default()).expect("pool");
         assert_eq!(state(&statuses, "0000:01:00.0"), (true, "maintenance"));

@@ -6,6 +6,7 @@
 pub mod acl;
 pub mod auth;
 pub mod crypto;
+pub mod data_dir;
 pub mod doctor;
 pub mod download;
 pub mod events;

@@ -6,9 +6,11 @@ use anyhow::Context;
 use app::crypto::{PublicKey, SecretKey};
 use app::store::{PoolOptions, Store, redact_url};
 
+use crate::setup::open_store;
+
 use crate::config::{
-    Command, DbArgs, GenerateCommand, KeyFileArgs, PeerAction, PeerArgs, Secret, ShowCommand,
-    TokenCommand, TokenCreateArgs, UserCommand, UserCreateArgs,
+    Command, DbArgs, GenerateCommand, KeyFileArgs, PeerAction, PeerArgs, ShowCommand, TokenCommand,
+    TokenCreateArgs, UserCommand, UserCreateArgs,
 };
 
 pub async fn dispatch(command: Command) -> anyhow::Result<()> {
@@ -29,30 +31,6 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// Connects to the configured database and brings its schema up to date.
-pub async fn open_store(args: &DbArgs) -> anyhow::Result<Store> {
-    let url = args.resolve_url()?;
-    connect(&url, args.db_max_connections).await
-}
-
-/// Connects to `url` and brings the schema up to date; errors show the URL without its password.
-pub async fn connect(url: &Secret, max_connections: u32) -> anyhow::Result<Store> {
-    let options = PoolOptions {
-        max_connections,
-        ..PoolOptions::default()
-    };
-    let shown = redact_url(url.expose());
-    let store = Store::connect(url.expose(), &options)
-        .await
-        .with_context(|| format!("cannot connect to the database {shown}"))?;
-    store
-        .migrate()
-        .await
-        .with_context(|| format!("cannot migrate the database {shown}"))?;
-    tracing::info!(target: "gevulot", database = %shown, backend = store.backend().as_str(), "database schema is up to date");
-    Ok(store)
 }
 
 async fn migrate(args: &DbArgs) -> anyhow::Result<()> {
@@ -192,7 +170,7 @@ async fn doctor(args: &crate::config::DoctorArgs) -> anyhow::Result<()> {
         data_dir: data.path.clone(),
         vm_memory_mib: args
             .mem_gb
-            .map_or_else(crate::node::host_mem_mib, |g| g * 1024),
+            .map_or_else(crate::setup::host_mem_mib, |g| g * 1024),
     };
     let mut checks = tokio::task::spawn_blocking(move || host.run()).await?;
     let url = args.db.resolve_url()?;

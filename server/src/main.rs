@@ -5,6 +5,7 @@ mod config;
 mod http;
 mod logging;
 mod node;
+mod setup;
 
 use std::process::ExitCode;
 

@@ -3,27 +3,18 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use app::crypto::SecretKey;
-use app::node::{AclPolicy, Intake};
+use app::data_dir::DataDir;
+use app::node::{AclPolicy, Node};
 use app::store::redact_url;
 use app::validate::Limits;
 use tracing::{info, warn};
 
 use crate::config::{AclMode, RunArgs, WELL_KNOWN_PSK_PASSPHRASE};
 use crate::http::{self, AppState};
-
-/// Loads the node key, creating it (mode 0600) on first run.
-fn load_or_create_key(path: &Path) -> anyhow::Result<SecretKey> {
-    if path.exists() {
-        return Ok(SecretKey::read_file(path)?);
-    }
-    let key = SecretKey::generate_file(path)?;
-    info!(target: "gevulot", key_file = %path.display(), public_key = %key.public_key(), "created a new node key");
-    Ok(key)
-}
 
 /// A PCI address in the `DDDD:BB:DD.F` form.
 fn check_pci_address(text: &str) -> anyhow::Result<()> {
@@ -49,10 +40,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         warn!(target: "gevulot", "{reason}; using {} instead (set GEVULOT_DATA_DIRECTORY to choose)", data.path.display());
     }
     info!(target: "gevulot", data_directory = %data.path.display(), "data directory (images, transaction files, database, logs)");
-    let log_directory = args
-        .log_directory
-        .clone()
-        .unwrap_or_else(|| data.path.join("log"));
+    let data_dir = DataDir::new(&data.path);
+    let log_directory = args.log_directory.clone().unwrap_or_else(|| data_dir.log());
     std::fs::create_dir_all(&log_directory).with_context(|| {
         format!(
             "cannot create the log directory {}",
@@ -67,8 +56,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let key_file = args
         .node_key_file
         .clone()
-        .unwrap_or_else(|| data.path.join("node.key"));
-    let key = load_or_create_key(&key_file)?;
+        .unwrap_or_else(|| data_dir.node_key());
+    let key = crate::setup::load_or_create_key(&key_file)?;
 
     if let Some(url) = &args.acl_whitelist_url {
         app::acl::check_url(url).map_err(|e| anyhow::anyhow!("GEVULOT_ACL_WHITELIST_URL: {e}"))?;
@@ -85,21 +74,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
 
-    let store = crate::commands::connect(&db_url, args.db.db_max_connections).await?;
+    let store = crate::setup::connect(&db_url, args.db.db_max_connections).await?;
     let acl = match (args.acl_mode, &args.acl_whitelist_url) {
         (AclMode::Whitelist, _) | (AclMode::Auto, Some(_)) => AclPolicy::Whitelist,
         (AclMode::Open, _) | (AclMode::Auto, None) => AclPolicy::Open,
     };
-    let limits = Limits {
-        max_proof_bytes: args.max_proof_bytes,
-        ..Limits::default()
-    };
-    let (outbox, outbox_receiver) = app::node::Outbox::new();
-    let intake = Intake::new(store.clone(), limits, acl)
-        .with_node_author(key.public_key())
-        .with_gossip(outbox);
-    let auth = app::auth::Auth::new(store.clone())?;
-    first_admin(&auth, &args).await?;
 
     // Bind every listener before announcing readiness; a taken port is a clear startup error.
     let main_listener =
@@ -116,47 +95,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(addr) => Some(http::bind(addr, "GEVULOT_METRICS_LISTEN_ADDR").await?),
         None => None,
     };
-    let accel = if args.no_execution {
+    let execution = if args.no_execution {
         None
     } else {
-        // VMs a previous run left behind (the node was killed) are ended and their directories
-        // removed before anything new starts.
-        let reaped =
-            app::vm::runner::reap_orphans(&data.path.join("vms"), std::path::Path::new("/"));
-        if !reaped.is_empty() {
-            warn!(target: "gevulot", vms = ?reaped, "ended VMs left over by a previous run");
-        }
-        let choice = app::vm::accel::AccelChoice::parse(&args.vm_accel)
-            .unwrap_or(app::vm::accel::AccelChoice::Auto);
-        let decision = app::vm::accel::decide(
-            choice,
-            &args.qemu_path,
-            std::path::Path::new("/"),
-            &data.path.join("tmp"),
-        )
-        .await;
-        info!(target: "gevulot", accel = decision.accel.as_str(), reason = %decision.reason, "VM accelerator");
-        Some(decision.accel)
+        Some(execution(&args, &data_dir, &log_directory).await)
     };
-    let acl_sync = args
-        .acl_whitelist_url
-        .as_ref()
-        .map(|url| (redact_url(url), app::acl::SyncStatus::default()));
-    let (network, p2p) = app::p2p::Network::start(
-        app::p2p::Config {
-            listen: args.p2p_listen_addr,
-            advertised: args.p2p_advertised_listen_addr,
-            bootstrap: args.p2p_discovery_addrs.clone(),
-            passphrase,
-            whitelist_peers: acl == AclPolicy::Whitelist,
-            whitelist_sync: acl_sync.as_ref().map(|(_, status)| status.clone()),
-            max_message_bytes: max_request_bytes(&args),
-        },
-        &key,
-        intake.clone(),
-        outbox_receiver,
-    )
-    .await?;
     let main_addr = main_listener.local_addr()?;
     let files_addr = files_listener.local_addr()?;
     let health_addr = health_listener.local_addr()?;
@@ -165,81 +108,59 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .map(|l| l.local_addr())
         .transpose()?;
     let file_base_url = file_base_url(args.p2p_advertised_listen_addr, files_addr);
-
-    let resources = http::dto::NodeResources {
-        cpus: args.cpus.unwrap_or_else(host_cpus),
-        mem_mib: args.mem_gb.map_or_else(host_mem_mib, |g| g * 1024),
-        gpu_devices: args.gpu_devices.clone(),
-        execution: !args.no_execution,
-        usage: None,
-    };
-    let pipeline = match accel {
-        Some(accel) => Some(pipeline(
-            &args,
-            accel,
-            &data.path,
-            &log_directory,
-            &file_base_url,
-            &resources,
-            intake.clone(),
-            key.clone(),
-        )?),
-        None => None,
-    };
-
-    let state = AppState::new(http::Inner {
-        intake,
-        auth: auth.clone(),
-        secure_cookies: args.secure_cookies,
-        node_key: key.clone(),
+    let metrics = Arc::new(http::metrics::Metrics::default());
+    let node = Node::start(app::node::Config {
+        data: data_dir.clone(),
+        store: store.clone(),
+        key: key.clone(),
+        limits: Limits {
+            max_proof_bytes: args.max_proof_bytes,
+            ..Limits::default()
+        },
+        acl,
+        acl_whitelist_url: args.acl_whitelist_url.clone(),
+        p2p: Some(app::p2p::Config {
+            listen: args.p2p_listen_addr,
+            advertised: args.p2p_advertised_listen_addr,
+            bootstrap: args.p2p_discovery_addrs.clone(),
+            passphrase,
+            whitelist_peers: false,
+            whitelist_sync: None,
+            max_message_bytes: max_request_bytes(&args),
+        }),
         file_base_url: file_base_url.clone(),
-        started_at: SystemTime::now(),
-        execution: !args.no_execution,
-        metrics: http::metrics::Metrics::default(),
-        max_request_bytes: max_request_bytes(&args),
+        resources: app::node::Resources {
+            cpus: args.cpus.unwrap_or_else(crate::setup::host_cpus),
+            mem_mib: args
+                .mem_gb
+                .map_or_else(crate::setup::host_mem_mib, |g| g * 1024),
+            gpu_devices: args.gpu_devices.clone(),
+            execution: !args.no_execution,
+        },
+        sysfs_root: args.sysfs_root.clone(),
         max_upload_bytes: args.max_upload_bytes,
-        data_dir: data.path.clone(),
-        resources,
-        sysfs: app::gpu::Sysfs::new(&args.sysfs_root),
-        pipeline: pipeline.clone(),
-        p2p: Some(p2p.clone()),
-        acl_sync,
+        execution,
+        observer: Some(metrics.clone()),
+    })
+    .await?;
+    first_admin(node.auth(), &args).await?;
+    let p2p = node
+        .p2p()
+        .cloned()
+        .context("the P2P network did not start")?;
+    let state = AppState::new(http::Inner {
+        node: node.clone(),
+        secure_cookies: args.secure_cookies,
+        metrics,
+        max_request_bytes: max_request_bytes(&args),
     });
-    tokio::spawn(network.run());
-    if let (Some(url), Some((_, status))) = (&args.acl_whitelist_url, &state.acl_sync) {
-        tokio::spawn(app::acl::keep_synced(
-            store.clone(),
-            url.clone(),
-            app::acl::SYNC_EVERY,
-            status.clone(),
-        ));
-    }
-    if let Some(pipeline) = pipeline {
-        if let Err(e) = http::gpus::refresh_pool(&state).await {
-            warn!(target: "gevulot", error = %e.detail, "cannot read the GPU pool; programs get no GPU until it is changed through the API");
-        }
-        tokio::spawn(pipeline.run());
-    }
     let (main_router, rpc_handle) = http::main_router(state.clone())?;
-    // Expired console sessions are purged hourly (they are refused at once anyway).
-    let purge_store = store.clone();
-    let purge = tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(3600));
-        loop {
-            every.tick().await;
-            match purge_store.delete_expired_sessions().await {
-                Ok(0) => {}
-                Ok(n) => info!(target: "gevulot", sessions = n, "purged expired sessions"),
-                Err(e) => warn!(target: "gevulot", error = %e, "cannot purge expired sessions"),
-            }
-        }
-    });
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     servers.spawn(http::serve(main_listener, main_router, stopped.clone()));
     servers.spawn(http::serve(
         files_listener,
-        http::files::FileServer::new(data.path.clone()).router(),
+        http::files::FileServer::new(data_dir.clone()).router(),
         stopped.clone(),
     ));
     servers.spawn(http::serve(
@@ -271,13 +192,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics_listen_addr = %metrics_addr.map_or_else(|| "disabled".to_string(), |a| a.to_string()),
         p2p_listen_addr = %p2p.listen_addr(),
         p2p_bootstrap = %args.p2p_discovery_addrs.join(","),
-        execution = !args.no_execution,
+        execution = node.executes(),
         gpus = args.gpu_devices.len(),
         log_directory = %log_directory.display(),
         "node ready"
     );
     info!(target: "gevulot", "JSON-RPC at http://{main_addr}/, REST at http://{main_addr}/api/v1, API docs at http://{main_addr}/api-docs/ui/");
-    if let Some(token) = auth.setup_token_if_needed().await? {
+    if let Some(token) = node.auth().setup_token_if_needed().await? {
         // The one-time link goes to standard output, never into the log stream.
         println!(
             "No console users yet. Open http://{main_addr}/console/setup and create the first admin with this one-time token \
@@ -317,8 +238,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         warn!(target: "gevulot", "requests still in flight after 30 s; stopping anyway");
     }
     drop(rpc_handle);
-    purge.abort();
-    store.close().await;
+    node.shutdown().await;
     info!(target: "gevulot", "stopped");
     Ok(())
 }
@@ -331,63 +251,41 @@ fn max_request_bytes(args: &RunArgs) -> usize {
         .saturating_add(1 << 20)
 }
 
-/// The prover pipeline over a real executor, configured from the directives.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "each is a separate piece of the node"
-)]
-fn pipeline(
-    args: &RunArgs,
-    accel: app::vm::qemu::Accel,
-    data: &Path,
-    log_directory: &Path,
-    file_base_url: &str,
-    resources: &http::dto::NodeResources,
-    intake: Intake,
-    key: SecretKey,
-) -> anyhow::Result<app::pipeline::Pipeline> {
-    use app::vm::executor::{Executor, ExecutorConfig};
+/// How this node runs programs, from the directives: the accelerator (decided by a check and a
+/// canary boot, never by `/dev/kvm` alone), the vsock transport, downloads and the pipeline's
+/// limits.
+async fn execution(args: &RunArgs, data: &DataDir, log_directory: &Path) -> app::node::Execution {
+    let choice = app::vm::accel::AccelChoice::parse(&args.vm_accel)
+        .unwrap_or(app::vm::accel::AccelChoice::Auto);
+    let decision =
+        app::vm::accel::decide(choice, &args.qemu_path, Path::new("/"), &data.tmp()).await;
+    info!(target: "gevulot", accel = decision.accel.as_str(), reason = %decision.reason, "VM accelerator");
     let vsock = vsock_mode(args);
     if let app::vm::executor::VsockMode::Unavailable { reason } = &vsock {
         warn!(target: "gevulot", "{reason}");
     }
-    let executor = Executor::new(ExecutorConfig {
-        qemu: args.qemu_path.clone(),
-        vms_dir: data.join("vms"),
-        log_dir: log_directory.join("vms"),
-        accel,
-        vsock,
-        port: args.vsock_listen_port,
-        timeouts: app::vm::runner::Timeouts::default(),
-        max_output_bytes: args.max_file_bytes,
-    });
-    let downloader = app::download::Downloader::new(
-        data,
-        app::download::Limits {
+    app::node::Execution {
+        executor: app::vm::executor::ExecutorConfig {
+            qemu: args.qemu_path.clone(),
+            vms_dir: data.vms(),
+            log_dir: log_directory.join("vms"),
+            accel: decision.accel,
+            vsock,
+            port: args.vsock_listen_port,
+            timeouts: app::vm::runner::Timeouts::default(),
+            max_output_bytes: args.max_file_bytes,
+        },
+        downloads: app::download::Limits {
             max_bytes: args.max_file_bytes,
             concurrency: usize::try_from(args.download_concurrency).unwrap_or(4),
             ..Default::default()
         },
-    )
-    .context("cannot prepare downloads")?;
-    Ok(app::pipeline::Pipeline::new(
-        app::pipeline::Config {
-            data_dir: data.to_path_buf(),
-            file_base_url: file_base_url.to_string(),
-            cpus: resources.cpus,
-            mem_mib: resources.mem_mib,
-            max_run_time: Duration::from_secs(args.max_vm_run_time),
-            max_attempts: args.task_max_attempts,
-            retry_backoff: Duration::from_secs(args.task_retry_delay),
-            program_wait: Duration::from_secs(args.program_wait),
-            per_program_limit: (args.max_tasks_per_program > 0)
-                .then_some(args.max_tasks_per_program),
-        },
-        intake,
-        key,
-        downloader,
-        executor,
-    ))
+        max_run_time: Duration::from_secs(args.max_vm_run_time),
+        max_attempts: args.task_max_attempts,
+        retry_backoff: Duration::from_secs(args.task_retry_delay),
+        program_wait: Duration::from_secs(args.program_wait),
+        per_program_limit: (args.max_tasks_per_program > 0).then_some(args.max_tasks_per_program),
+    }
 }
 
 /// The vsock transport from `GEVULOT_VSOCK_MODE`, or why there is none.
@@ -429,23 +327,6 @@ fn vsock_mode(args: &RunArgs) -> app::vm::executor::VsockMode {
             ),
         },
     }
-}
-
-fn host_cpus() -> u64 {
-    std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
-}
-
-/// Total memory from /proc/meminfo, in MiB (0 when unknown).
-pub fn host_mem_mib() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse::<u64>().ok())
-        })
-        .map_or(0, |kib| kib / 1024)
 }
 
 /// On a node without users, creates the first admin from GEVULOT_ADMIN_PASSWORD when set.

@@ -1,10 +1,11 @@
 //! The seam between the pipeline and the VM executor.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use tokio::sync::{oneshot, watch};
 
+use crate::data_dir::DataDir;
 use crate::tx::Hash;
 use crate::vm::executor::{ExecError, Executor, Outcome, TaskSpec};
 use crate::vm::outputs::AcceptedOutput;
@@ -19,11 +20,12 @@ pub trait Execute: Send + Sync + 'static {
         started: oneshot::Sender<()>,
     ) -> impl Future<Output = Result<Outcome, ExecError>> + Send;
 
-    /// Moves accepted outputs to `data_dir/txfiles/<tx>/<checksum>/<name>`.
+    /// Moves accepted outputs to where the download server serves them
+    /// ([`DataDir::output_file`]).
     fn store_outputs(
         &self,
         outputs: &[AcceptedOutput],
-        data_dir: &Path,
+        data_dir: &DataDir,
         tx: &Hash,
     ) -> std::io::Result<Vec<PathBuf>>;
 
@@ -49,7 +51,7 @@ impl Execute for Executor {
     fn store_outputs(
         &self,
         outputs: &[AcceptedOutput],
-        data_dir: &Path,
+        data_dir: &DataDir,
         tx: &Hash,
     ) -> std::io::Result<Vec<PathBuf>> {
         Executor::store_outputs(self, outputs, data_dir, tx)

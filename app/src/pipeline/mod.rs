@@ -25,7 +25,6 @@ mod results;
 pub use execute::Execute;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -34,6 +33,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use tracing::warn;
 
 use crate::crypto::SecretKey;
+use crate::data_dir::DataDir;
 use crate::download::{Downloader, Progress};
 use crate::events::Event;
 use crate::model::{Program, Source, TaskKind};
@@ -46,8 +46,8 @@ use crate::vm::qemu::GpuPassthrough;
 
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Images go to `images/`, inputs and outputs to `txfiles/` below this.
-    pub data_dir: PathBuf,
+    /// Images, inputs and outputs go where the download server serves them.
+    pub data_dir: DataDir,
     /// This node's download server as peers reach it (`http://host:port`): the `url` of every
     /// output file in the node's results.
     pub file_base_url: String,

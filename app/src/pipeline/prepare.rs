@@ -54,10 +54,7 @@ impl<E: Execute> Pipeline<E> {
             .await?;
         // Served to peers at the original's path.
         if !program.image_file_name.contains('/') {
-            let served = data
-                .join("images")
-                .join(program.hash.to_hex())
-                .join(&program.image_file_name);
+            let served = data.image(&program.hash, &program.image_file_name);
             dl.place(&image, &served).map_err(download_failure)?;
         }
         let index = task.step_index as usize;
@@ -71,10 +68,7 @@ impl<E: Execute> Pipeline<E> {
                     checksum,
                 } => {
                     let content = self.fetch(task.id, file_url, checksum).await?;
-                    let served = data
-                        .join("txfiles")
-                        .join(run.hash.to_hex())
-                        .join(file_name.trim_start_matches('/'));
+                    let served = data.run_input(&run.hash, file_name);
                     dl.place(&content, &served).map_err(download_failure)?;
                     inputs.push((file_name.clone(), content));
                 }
@@ -115,11 +109,7 @@ impl<E: Execute> Pipeline<E> {
                             }
                         )));
                     };
-                    let path = data
-                        .join("txfiles")
-                        .join(result.hash.to_hex())
-                        .join(file.checksum.to_hex())
-                        .join(file.basename());
+                    let path = data.output_file(&result.hash, &file.checksum, file.basename());
                     if !path.is_file() {
                         return Err(Failure::Fatal(format!(
                             "{file_name} of step {} is not on this node (expected at {})",

@@ -1,5 +1,5 @@
 //! Storage: every SQL statement of the node lives in this module, one file per aggregate
-//! (`transactions`, `programs`, `files`, `acl`, `tasks`, `auth`); this file holds the
+//! (`transactions`, `programs`, `files`, `acl`, `tasks`, `gpus`, `auth`); this file holds the
 //! connection, the backends and what the queries share.
 //!
 //! One [`Store`] speaks to PostgreSQL (production) or SQLite (the embedded default), chosen by
@@ -24,7 +24,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use auth::{ApiTokenRow, GpuAssignment, UserRow};
+pub use auth::{ApiTokenRow, UserRow};
 pub use migrations::MIGRATIONS;
 pub use schema::{SchemaColumn, SchemaDescription, SchemaIndex};
 pub use transactions::Inserted;
@@ -176,6 +176,7 @@ const ROWS_PER_STATEMENT: usize = 200;
 mod acl;
 mod auth;
 mod files;
+mod gpus;
 mod programs;
 mod tasks;
 mod transactions;

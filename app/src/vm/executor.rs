@@ -178,21 +178,18 @@ impl Executor {
     }
 
     /// Stores a finished task's outputs where the file server serves them for the transaction
-    /// `tx` that records them: `<data>/txfiles/<tx hex>/<checksum hex>/<basename>`, each
+    /// `tx` that records them ([`crate::data_dir::DataDir::output_file`]), each
     /// appearing under its final name only when complete. Returns the stored paths, in order.
     pub fn store_outputs(
         &self,
         outputs: &[AcceptedOutput],
-        data_dir: &Path,
+        data_dir: &crate::data_dir::DataDir,
         tx: &crate::tx::Hash,
     ) -> std::io::Result<Vec<PathBuf>> {
         let mut stored = Vec::with_capacity(outputs.len());
         for o in outputs {
             let basename = o.vm_path.rsplit('/').next().unwrap_or("output");
-            let dir = data_dir
-                .join("txfiles")
-                .join(tx.to_hex())
-                .join(o.checksum.to_hex());
+            let dir = data_dir.output_dir(tx, &o.checksum);
             std::fs::create_dir_all(&dir)?;
             let target = dir.join(basename);
             let staging = dir.join(format!(".{basename}.storing"));

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use app::data_dir::DataDir;
 use app::download::{DownloadError, Downloader, Limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -94,7 +95,7 @@ async fn resumes_retries_and_refuses() {
     let sum = blake3::hash(&content).to_hex().to_string();
     let (base, requests) = server(Arc::new(content.clone())).await;
     let dir = testkit::tempdir();
-    let d = Downloader::new(dir.path(), quick()).expect("downloader");
+    let d = Downloader::new(&DataDir::new(dir.path()), quick()).expect("downloader");
 
     // Broken off halfway, resumed with Range: the result is whole and checked.
     let path = d
@@ -121,7 +122,7 @@ async fn resumes_retries_and_refuses() {
     assert_eq!(std::fs::read(&served).expect("read"), content);
 
     let dir2 = testkit::tempdir();
-    let d2 = Downloader::new(dir2.path(), quick()).expect("downloader");
+    let d2 = Downloader::new(&DataDir::new(dir2.path()), quick()).expect("downloader");
     // A server error is retried.
     d2.fetch(&format!("{base}/busy"), &sum)
         .await
@@ -151,8 +152,9 @@ async fn resumes_retries_and_refuses() {
     );
 
     // Over the size limit.
+    let small_dir = testkit::tempdir();
     let small = Downloader::new(
-        testkit::tempdir().path(),
+        &DataDir::new(small_dir.path()),
         Limits {
             max_bytes: 1000,
             ..quick()
@@ -175,7 +177,7 @@ async fn the_same_content_is_downloaded_once() {
     let sum = blake3::hash(&content).to_hex().to_string();
     let (base, requests) = server(Arc::new(content)).await;
     let dir = testkit::tempdir();
-    let d = Downloader::new(dir.path(), quick()).expect("downloader");
+    let d = Downloader::new(&DataDir::new(dir.path()), quick()).expect("downloader");
     let mut tasks = Vec::new();
     for i in 0..6 {
         let (d, url, sum) = (d.clone(), format!("{base}/file{i}"), sum.clone());

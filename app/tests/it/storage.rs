@@ -709,11 +709,21 @@ async fn batch_insert(db: Db) {
 async fn gpu_assignments(db: Db) {
     assert!(db.store.gpu_assignments().await.expect("list").is_empty());
     db.store
-        .set_gpu_assignment("0000:01:00.0", "assigned", None, "alice")
+        .set_gpu_assignment(
+            "0000:01:00.0",
+            app::gpu::PoolDecision::Assigned,
+            None,
+            "alice",
+        )
         .await
         .expect("assign");
     db.store
-        .set_gpu_assignment("0000:01:00.0", "maintenance", Some("fan"), "bob")
+        .set_gpu_assignment(
+            "0000:01:00.0",
+            app::gpu::PoolDecision::Maintenance,
+            Some("fan"),
+            "bob",
+        )
         .await
         .expect("replace");
     let all = db.store.gpu_assignments().await.expect("list");

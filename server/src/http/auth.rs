@@ -107,7 +107,7 @@ fn unauthorized() -> ApiError {
 /// The caller, if any, without requiring one.
 pub async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
     if let Some(token) = bearer(headers) {
-        return match state.auth.token_user(&token).await? {
+        return match state.auth().token_user(&token).await? {
             Some(user) => Ok(Some(Caller {
                 user,
                 via: Via::Token,
@@ -120,7 +120,7 @@ pub async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Option<Ca
         };
     }
     if let Some(token) = cookie(headers, SESSION_COOKIE)
-        && let Some((user, csrf)) = state.auth.session(&token).await?
+        && let Some((user, csrf)) = state.auth().session(&token).await?
     {
         return Ok(Some(Caller {
             user,
@@ -229,7 +229,7 @@ pub async fn login(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let creds: Credentials = json_body(&body)?;
-    match state.auth.login(&creds.username, &creds.password).await {
+    match state.auth().login(&creds.username, &creds.password).await {
         Ok(session) => {
             tracing::info!(target: "gevulot", user = %session.user.username, "signed in");
             let mut response = Json(SessionInfo {
@@ -293,7 +293,7 @@ pub async fn whoami(caller: Caller) -> Json<SessionInfo> {
 )]
 pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     if let Via::Session { token, .. } = &caller.via {
-        state.auth.logout(token).await?;
+        state.auth().logout(token).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
@@ -327,7 +327,7 @@ pub async fn change_password(
 ) -> Result<StatusCode, ApiError> {
     let change: PasswordChange = json_body(&body)?;
     state
-        .auth
+        .auth()
         .change_password(&caller.user, &change.current_password, &change.new_password)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -354,7 +354,7 @@ pub async fn list_users(
     caller: Caller,
 ) -> Result<Json<UserList>, ApiError> {
     caller.require(Role::Admin)?;
-    let users = state.auth.list_users().await?;
+    let users = state.auth().list_users().await?;
     Ok(Json(UserList {
         items: users.iter().map(UserInfo::from).collect(),
     }))
@@ -397,7 +397,7 @@ pub async fn create_user(
         )
     })?;
     let user = state
-        .auth
+        .auth()
         .create_user(&new.username, &new.password, role)
         .await?;
     tracing::info!(target: "gevulot", by = %caller.user.username, user = %user.username, role = %user.role, "user created");
@@ -442,7 +442,7 @@ pub async fn create_token(
             "name: 1 to 128 characters",
         ));
     }
-    let token = state.auth.create_token(&caller.user, &new.name).await?;
+    let token = state.auth().create_token(&caller.user, &new.name).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -478,7 +478,7 @@ pub async fn setup(
 ) -> Result<(StatusCode, Json<UserInfo>), ApiError> {
     let setup: Setup = json_body(&body)?;
     let user = state
-        .auth
+        .auth()
         .setup(&setup.token, &setup.username, &setup.password)
         .await?;
     tracing::info!(target: "gevulot", user = %user.username, "first admin created with the setup token");

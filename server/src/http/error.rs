@@ -8,8 +8,7 @@ use jsonrpsee::types::ErrorObjectOwned;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use app::node::SubmitError;
-use app::store::StoreError;
+use app::node::NodeError;
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -53,8 +52,8 @@ impl ApiError {
     }
 
     /// The storage layer failed: logged with its cause, reported without internals.
-    pub fn unavailable(error: &StoreError) -> Self {
-        tracing::error!(target: "gevulot", error = %error, source = ?std::error::Error::source(error), "database request failed");
+    pub fn unavailable(error: &dyn std::error::Error) -> Self {
+        tracing::error!(target: "gevulot", error = %error, source = ?error.source(), "database request failed");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "database_unavailable",
@@ -92,20 +91,25 @@ impl ApiError {
     }
 }
 
-impl From<SubmitError> for ApiError {
-    fn from(e: SubmitError) -> Self {
-        match e {
-            SubmitError::Invalid(v) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, v.code(), v.to_string())
+/// The core's errors with their HTTP status; the code and message are the core's own.
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        let status = match &e {
+            NodeError::Database(source) => return ApiError::unavailable(source),
+            NodeError::NotFound(_) => StatusCode::NOT_FOUND,
+            NodeError::Invalid(_)
+            | NodeError::WrongKind(_)
+            | NodeError::InvalidParameter(_)
+            | NodeError::BadFileName(_)
+            | NodeError::UnknownUpload(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            NodeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            NodeError::UploadBroken(_) => StatusCode::BAD_REQUEST,
+            NodeError::P2pUnavailable | NodeError::SysfsUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
             }
-            SubmitError::Store(s) => ApiError::unavailable(&s),
-        }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        ApiError::unavailable(&e)
+            NodeError::Io { .. } | NodeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.code(), e.to_string())
     }
 }
 

@@ -48,9 +48,9 @@ pub struct FileServer {
 }
 
 impl FileServer {
-    pub fn new(data_dir: PathBuf) -> Self {
+    pub fn new(data_dir: app::data_dir::DataDir) -> Self {
         Self {
-            data_dir,
+            data_dir: data_dir.root().to_path_buf(),
             etags: Arc::default(),
         }
     }

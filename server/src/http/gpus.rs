@@ -10,10 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use app::auth::Role;
-use std::collections::BTreeMap;
-
-use app::gpu::{GpuStatus, PoolState};
-use app::vm::qemu::GpuPassthrough;
+use app::gpu::{GpuStatus, PoolDecision, PoolState};
 
 use super::AppState;
 use super::auth::Caller;
@@ -119,63 +116,6 @@ pub struct GpuList {
     pub items: Vec<GpuInfo>,
 }
 
-pub(crate) async fn statuses(state: &AppState) -> Result<Vec<GpuStatus>, ApiError> {
-    let assignments = state.store().gpu_assignments().await?;
-    let sysfs = state.sysfs.clone();
-    let configured = state.resources.gpu_devices.clone();
-    let busy = state
-        .pipeline
-        .as_ref()
-        .map(|p| p.busy_gpus())
-        .unwrap_or_default();
-    tokio::task::spawn_blocking(move || app::gpu::pool(&sysfs, &configured, &assignments, &busy))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "GPU inventory failed",
-            )
-        })?
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "sysfs_unavailable",
-                format!("{e}; check GEVULOT_SYSFS_ROOT"),
-            )
-        })
-}
-
-/// The GPUs programs may get: in the pool, ready, and neither reserved nor in maintenance (a busy
-/// one stays: it is free again when its task ends), each with the functions it passes through.
-pub fn usable(statuses: &[GpuStatus]) -> BTreeMap<String, GpuPassthrough> {
-    statuses
-        .iter()
-        .filter(|s| matches!(s.state, PoolState::Free | PoolState::Busy(_)))
-        .filter_map(|s| {
-            let gpu = s.gpu.as_ref()?;
-            Some((
-                s.address.clone(),
-                GpuPassthrough {
-                    functions: gpu
-                        .passthrough_functions()
-                        .into_iter()
-                        .map(str::to_string)
-                        .collect(),
-                },
-            ))
-        })
-        .collect()
-}
-
-/// Tells the pipeline which GPUs it may use now.
-pub async fn refresh_pool(state: &AppState) -> Result<(), ApiError> {
-    if let Some(pipeline) = &state.pipeline {
-        pipeline.set_gpu_pool(usable(&statuses(state).await?));
-    }
-    Ok(())
-}
-
 /// The host's GPUs, their IOMMU groups and drivers, and the node's pool.
 #[utoipa::path(
     get,
@@ -184,7 +124,7 @@ pub async fn refresh_pool(state: &AppState) -> Result<(), ApiError> {
     responses((status = 200, description = "GPUs and configured addresses", body = GpuList))
 )]
 pub async fn list(State(state): State<AppState>) -> Result<Json<GpuList>, ApiError> {
-    let items = statuses(&state).await?.iter().map(GpuInfo::from).collect();
+    let items = state.node.gpus().await?.iter().map(GpuInfo::from).collect();
     Ok(Json(GpuList { items }))
 }
 
@@ -235,48 +175,18 @@ pub async fn apply_change(
     change: &PoolChange,
     by: &str,
 ) -> Result<Vec<GpuStatus>, ApiError> {
-    let known = statuses(state)
-        .await?
-        .iter()
-        .any(|s| s.address == address && s.gpu.is_some());
-    let stored_state = match change.action.as_str() {
-        "assign" => "assigned",
-        "release" => "released",
-        "reserve" => "reserved",
-        "maintenance" => "maintenance",
-        other => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_parameter",
-                format!("action {other:?} is not one of assign, release, reserve, maintenance"),
-            ));
-        }
-    };
-    if !known && stored_state != "released" {
-        return Err(ApiError::not_found(format!(
-            "there is no GPU at {address} on this host (see GET /api/v1/gpus)"
-        )));
-    }
-    let reason = change
-        .reason
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty());
-    if matches!(stored_state, "reserved" | "maintenance") && reason.is_none() {
+    let Some(decision) = PoolDecision::from_action(&change.action) else {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_parameter",
-            "reason: say why the GPU is set aside, for the other operators",
+            format!(
+                "action {:?} is not one of assign, release, reserve, maintenance",
+                change.action
+            ),
         ));
-    }
-    state
-        .store()
-        .set_gpu_assignment(address, stored_state, reason, by)
-        .await?;
-    tracing::info!(target: "gevulot", by = %by, gpu = %address, state = stored_state, "GPU pool changed");
-    let updated = statuses(state).await?;
-    if let Some(pipeline) = &state.pipeline {
-        pipeline.set_gpu_pool(usable(&updated));
-    }
-    Ok(updated)
+    };
+    Ok(state
+        .node
+        .change_gpu(address, decision, change.reason.as_deref(), by)
+        .await?)
 }

@@ -36,7 +36,7 @@ struct Report {
 
 async fn database(state: &AppState) -> Check {
     let start = Instant::now();
-    let outcome = tokio::time::timeout(CHECK_TIMEOUT, state.store().ping()).await;
+    let outcome = tokio::time::timeout(CHECK_TIMEOUT, state.node.database_ready()).await;
     let latency_ms = start.elapsed().as_millis() as u64;
     match outcome {
         Ok(Ok(())) => Check {
@@ -82,7 +82,7 @@ fn p2p(network: &app::p2p::P2p) -> Check {
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let mut checks = std::collections::BTreeMap::new();
     checks.insert("database", database(&state).await);
-    if let Some(network) = &state.p2p {
+    if let Some(network) = state.node.p2p() {
         checks.insert("p2p", p2p(network));
     }
     let ok = checks.values().all(|c| c.status == "ok");

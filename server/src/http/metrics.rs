@@ -150,6 +150,13 @@ impl Default for Metrics {
     }
 }
 
+/// The node reports each submission's outcome here.
+impl app::node::SubmitObserver for Metrics {
+    fn submitted(&self, kind: &str, outcome: &str) {
+        Metrics::submitted(self, kind, outcome);
+    }
+}
+
 impl Metrics {
     /// Counts a submitted transaction by kind and outcome.
     pub fn submitted(&self, kind: &str, outcome: &str) {
@@ -189,7 +196,7 @@ impl Metrics {
 
     /// The text exposition, after refreshing the gauges read from the database.
     pub async fn render(&self, state: &AppState) -> String {
-        match state.store().count_tasks_by_phase().await {
+        match state.node.task_counts().await {
             Ok(counts) => {
                 let mut waiting = 0;
                 for phase in app::model::Phase::ALL {
@@ -217,9 +224,8 @@ impl Metrics {
                 tracing::warn!(target: "gevulot", error = %e, "metrics: cannot read task counts");
             }
         }
-        if let Some(pipeline) = &state.pipeline {
-            let u = pipeline.usage();
-            let r = &state.resources;
+        if let Some(u) = state.node.usage() {
+            let r = state.node.resources();
             let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
             self.vms_running.set(int(u.running as u64));
             self.cpus_in_use
@@ -231,7 +237,7 @@ impl Metrics {
             self.gpus_in_use.set(int(u.busy_gpus as u64));
             self.downloads_in_progress.set(int(u.downloads as u64));
         }
-        if let Some(p2p) = &state.p2p {
+        if let Some(p2p) = state.node.p2p() {
             self.peers_connected
                 .set(i64::try_from(p2p.peer_count()).unwrap_or(i64::MAX));
             let c = p2p.counters();

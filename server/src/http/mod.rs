@@ -21,11 +21,12 @@ pub mod metrics;
 pub mod operator;
 pub mod rest;
 pub mod rpc;
+mod state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
@@ -36,61 +37,7 @@ use tower_http::request_id::{
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
-use app::crypto::SecretKey;
-use app::node::Intake;
-use app::store::Store;
-
-/// Everything a handler may use. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct AppState(Arc<Inner>);
-
-#[derive(Debug)]
-pub struct Inner {
-    pub intake: Intake,
-    pub auth: app::auth::Auth,
-    /// Mark the session cookie `Secure` (the node is reached over HTTPS).
-    pub secure_cookies: bool,
-    pub node_key: SecretKey,
-    /// This node's download base, e.g. `http://127.0.0.1:9995` (no trailing slash).
-    pub file_base_url: String,
-    pub started_at: SystemTime,
-    pub execution: bool,
-    pub metrics: metrics::Metrics,
-    /// Largest request body the main server reads.
-    pub max_request_bytes: usize,
-    /// Largest upload (streamed to disk).
-    pub max_upload_bytes: u64,
-    /// The data directory (uploads are stored under it).
-    pub data_dir: std::path::PathBuf,
-    /// What this node offers to programs.
-    pub resources: dto::NodeResources,
-    /// The host's sysfs (GPU inventory).
-    pub sysfs: app::gpu::Sysfs,
-    /// The prover pipeline; absent on a node that does not execute (`GEVULOT_NODE_NO_EXECUTION`).
-    pub pipeline: Option<app::pipeline::Pipeline>,
-    /// The P2P network; absent only where a test builds the server without one.
-    pub p2p: Option<app::p2p::P2p>,
-    /// The published whitelist (`GEVULOT_ACL_WHITELIST_URL`, any password redacted) and how its
-    /// latest sync went; absent when none is configured.
-    pub acl_sync: Option<(String, app::acl::SyncStatus)>,
-}
-
-impl AppState {
-    pub fn new(inner: Inner) -> Self {
-        Self(Arc::new(inner))
-    }
-
-    pub fn store(&self) -> &Store {
-        self.0.intake.store()
-    }
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
+pub use state::{AppState, Inner};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

@@ -5,53 +5,26 @@
 //! at `<file base URL>/txfiles/<blake3>/<name>`, which is the URL the node puts into the Deploy or
 //! Run it signs (peers fetch it from there, or from any peer at the same path).
 
-use std::path::{Path, PathBuf};
-
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt as _;
 use utoipa::{IntoParams, ToSchema};
 
 use app::auth::Role;
 use app::model::Source;
-use app::tx::{
-    Hash, Payload, ProgramData, ProgramMetadata, ResourceRequest, Workflow, WorkflowStep,
-};
-use app::validate::file_name_problem;
+use app::node::{ImageSource, InputSource};
+use app::tx::ResourceRequest;
 
 use super::AppState;
 use super::auth::Caller;
 use super::dto::{Submitted, parse_hash};
 use super::error::{ApiError, Problem};
-use super::rpc::calls;
 
 fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
-}
-
-fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
-    if let Some(problem) = file_name_problem(name) {
-        return Err(unprocessable(
-            "bad_file_name",
-            format!("{field}: {problem}"),
-        ));
-    }
-    if name.starts_with('.') {
-        return Err(unprocessable(
-            "bad_file_name",
-            format!("{field}: a file name must not start with '.'"),
-        ));
-    }
-    Ok(())
-}
-
-fn upload_path(data_dir: &Path, checksum: &str, name: &str) -> PathBuf {
-    data_dir.join("txfiles").join(checksum).join(name)
 }
 
 #[derive(Debug, Clone, Deserialize, IntoParams)]
@@ -93,129 +66,32 @@ pub async fn upload(
 ) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
     caller.require(Role::Operator)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))?;
-    let (new, uploaded) = save_upload(
-        &state,
-        "name",
-        &q.name,
-        body.into_data_stream(),
-        &caller.user.username,
-    )
-    .await?;
+    let (new, uploaded) = state
+        .node
+        .save_upload(
+            "name",
+            &q.name,
+            body.into_data_stream(),
+            &caller.user.username,
+        )
+        .await?;
     let status = if new {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(uploaded)))
+    Ok((status, Json(Uploaded::from(&uploaded))))
 }
 
-/// Streams an upload named `name` to disk, hashing it, and stores it where the node serves it
-/// (`txfiles/<checksum>/<name>`) and where downloads look first (`content/<checksum>`). Returns
-/// whether it is new. `field` names the name's origin in errors.
-pub async fn save_upload<S, E>(
-    state: &AppState,
-    field: &str,
-    name: &str,
-    stream: S,
-    by: &str,
-) -> Result<(bool, Uploaded), ApiError>
-where
-    S: futures::Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
-{
-    check_name(field, name)?;
-    let tmp_dir = state.data_dir.join("tmp");
-    tokio::fs::create_dir_all(&tmp_dir)
-        .await
-        .map_err(|e| io_error("cannot create the upload directory", &e))?;
-    let mut suffix = [0u8; 8];
-    let _ = getrandom::fill(&mut suffix);
-    let tmp = tmp_dir.join(format!(".upload-{}", hex::encode(suffix)));
-    let result = receive(state, stream, &tmp).await;
-    let (checksum, size) = match result {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(e);
+impl From<&app::node::Uploaded> for Uploaded {
+    fn from(u: &app::node::Uploaded) -> Self {
+        Self {
+            name: u.name.clone(),
+            checksum: u.checksum.to_hex(),
+            size: u.size,
+            url: u.url.clone(),
         }
-    };
-    let dest = upload_path(&state.data_dir, &checksum, name);
-    let uploaded = Uploaded {
-        url: format!("{}/txfiles/{checksum}/{name}", state.file_base_url),
-        name: name.to_string(),
-        checksum,
-        size,
-    };
-    if tokio::fs::metadata(&dest).await.is_ok_and(|m| m.is_file()) {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Ok((false, uploaded));
     }
-    if let Some(dir) = dest.parent() {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| io_error("cannot create the upload's directory", &e))?;
-    }
-    // The file appears under its final name only once complete and verified.
-    tokio::fs::rename(&tmp, &dest)
-        .await
-        .map_err(|e| io_error("cannot move the upload into place", &e))?;
-    // Programs and inputs naming this content find it without downloading it from the node itself.
-    let content = state.data_dir.join("content");
-    if tokio::fs::create_dir_all(&content).await.is_ok() {
-        let _ = tokio::fs::hard_link(&dest, content.join(&uploaded.checksum)).await;
-    }
-    tracing::info!(target: "gevulot", by = %by, name = %uploaded.name, checksum = %uploaded.checksum, size_bytes = uploaded.size, "upload stored");
-    Ok((true, uploaded))
-}
-
-fn io_error(what: &str, e: &std::io::Error) -> ApiError {
-    tracing::error!(target: "gevulot", error = %e, "{what}");
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal_error",
-        format!("{what}; check the data directory's free space and permissions"),
-    )
-}
-
-/// Streams `stream` into `tmp`, hashing as it goes; returns the hex BLAKE3 and the size.
-async fn receive<S, E>(
-    state: &AppState,
-    mut stream: S,
-    tmp: &Path,
-) -> Result<(String, u64), ApiError>
-where
-    S: futures::Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
-{
-    let mut file = tokio::fs::File::create(tmp)
-        .await
-        .map_err(|e| io_error("cannot create the upload file", &e))?;
-    let mut hasher = blake3::Hasher::new();
-    let mut size: u64 = 0;
-    while let Some(chunk) = stream.next().await {
-        let chunk: Bytes = chunk.map_err(|e| {
-            ApiError::bad_request("malformed_body", format!("the upload broke off: {e}"))
-        })?;
-        size += chunk.len() as u64;
-        if size > state.max_upload_bytes {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!(
-                    "the upload is larger than {} bytes (GEVULOT_MAX_UPLOAD_BYTES)",
-                    state.max_upload_bytes
-                ),
-            ));
-        }
-        hasher.update(&chunk);
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| io_error("cannot write the upload", &e))?;
-    }
-    file.sync_all()
-        .await
-        .map_err(|e| io_error("cannot write the upload", &e))?;
-    Ok((hasher.finalize().to_hex().to_string(), size))
 }
 
 /// Resources a program asks for.
@@ -263,75 +139,39 @@ pub struct Deployed {
     pub verifier: String,
 }
 
-fn program_metadata(
-    state: &AppState,
-    field: &str,
-    spec: &ProgramSpec,
-) -> Result<ProgramMetadata, ApiError> {
-    let (image_file_name, image_file_url, image_file_checksum) =
-        match (&spec.upload, &spec.image_url, &spec.image_checksum) {
-            (Some(checksum), None, None) => {
-                let name = spec.image_file_name.clone().ok_or_else(|| {
-                    unprocessable(
-                        "invalid_parameter",
-                        format!("{field}.image_file_name: name the uploaded file"),
-                    )
-                })?;
-                check_name(&format!("{field}.image_file_name"), &name)?;
-                let checksum = checksum.to_ascii_lowercase();
-                uploaded(state, field, &checksum, &name)?;
-                let url = format!("{}/txfiles/{checksum}/{name}", state.file_base_url);
-                (name, url, checksum)
-            }
-            (None, Some(url), Some(checksum)) => {
-                let name = match &spec.image_file_name {
-                    Some(n) => n.clone(),
-                    None => url
-                        .rsplit('/')
-                        .next()
-                        .filter(|n| !n.is_empty())
-                        .unwrap_or("image")
-                        .to_string(),
-                };
-                (name, url.clone(), checksum.to_ascii_lowercase())
-            }
-            _ => {
-                return Err(unprocessable(
+/// The core's program spec from the request's, whose shape is checked here.
+fn program_spec(field: &str, spec: &ProgramSpec) -> Result<app::node::ProgramSpec, ApiError> {
+    let image = match (&spec.upload, &spec.image_url, &spec.image_checksum) {
+        (Some(checksum), None, None) => ImageSource::Upload {
+            checksum: checksum.clone(),
+            file_name: spec.image_file_name.clone().ok_or_else(|| {
+                unprocessable(
                     "invalid_parameter",
-                    format!(
-                        "{field}: give either `upload` or both `image_url` and `image_checksum`"
-                    ),
-                ));
-            }
-        };
-    let mut meta = ProgramMetadata {
+                    format!("{field}.image_file_name: name the uploaded file"),
+                )
+            })?,
+        },
+        (None, Some(url), Some(checksum)) => ImageSource::Url {
+            url: url.clone(),
+            checksum: checksum.clone(),
+            file_name: spec.image_file_name.clone(),
+        },
+        _ => {
+            return Err(unprocessable(
+                "invalid_parameter",
+                format!("{field}: give either `upload` or both `image_url` and `image_checksum`"),
+            ));
+        }
+    };
+    Ok(app::node::ProgramSpec {
         name: spec.name.clone(),
-        hash: Hash::default(),
-        image_file_name,
-        image_file_url,
-        image_file_checksum,
-        resource_requirements: spec.resources.as_ref().map(|r| ResourceRequest {
+        image,
+        resources: spec.resources.as_ref().map(|r| ResourceRequest {
             mem: r.mem_mib,
             cpus: r.cpus,
             gpus: r.gpus,
         }),
-    };
-    meta.hash = meta.compute_hash();
-    Ok(meta)
-}
-
-/// Checks that an upload exists on this node.
-fn uploaded(state: &AppState, field: &str, checksum: &str, name: &str) -> Result<(), ApiError> {
-    let is_hash = Hash::from_hex(checksum).is_some();
-    if !is_hash || !upload_path(&state.data_dir, checksum, name).is_file() {
-        return Err(unprocessable(
-            "unknown_upload",
-            format!(
-                "{field}: no upload {name:?} with checksum {checksum} on this node; upload it first"
-            ),
-        ));
-    }
-    Ok(())
+    })
 }
 
 /// Deploy a prover and a verifier, signed by the node (operator).
@@ -352,40 +192,26 @@ pub async fn deploy(
 ) -> Result<(StatusCode, Json<Deployed>), ApiError> {
     caller.require(Role::Operator)?;
     let request: DeployRequest = super::dto::json_body(&body)?;
-    let deployed = deploy_programs(&state, request, Source::Rest, &caller.user.username).await?;
-    Ok((StatusCode::CREATED, Json(deployed)))
-}
-
-/// Signs and submits a Deploy of `request` (the REST API's and the console's deploy).
-pub async fn deploy_programs(
-    state: &AppState,
-    request: DeployRequest,
-    source: Source,
-    by: &str,
-) -> Result<Deployed, ApiError> {
-    let state = state.clone();
-    let prover = program_metadata(&state, "prover", &request.prover)?;
-    let verifier = program_metadata(&state, "verifier", &request.verifier)?;
-    let deployed = Deployed {
-        hash: String::new(),
-        prover: prover.hash.to_hex(),
-        verifier: verifier.hash.to_hex(),
-    };
-    let (tx, _) = calls::sign_and_submit(
-        &state,
-        Payload::Deploy {
-            name: request.name,
-            prover,
-            verifier,
-        },
-        source,
-    )
-    .await?;
-    tracing::info!(target: "gevulot", by = %by, deploy = %tx.hash, "programs deployed");
-    Ok(Deployed {
-        hash: tx.hash.to_hex(),
-        ..deployed
-    })
+    let prover = program_spec("prover", &request.prover)?;
+    let verifier = program_spec("verifier", &request.verifier)?;
+    let deployed = state
+        .node
+        .deploy(
+            request.name,
+            &prover,
+            &verifier,
+            Source::Rest,
+            &caller.user.username,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Deployed {
+            hash: deployed.hash.to_hex(),
+            prover: deployed.prover.to_hex(),
+            verifier: deployed.verifier.to_hex(),
+        }),
+    ))
 }
 
 /// An input file of a workflow step: by URL, by upload, or from an earlier step's program.
@@ -422,40 +248,56 @@ pub struct RunRequest {
     pub steps: Vec<StepSpec>,
 }
 
-fn input(state: &AppState, field: &str, spec: &InputSpec) -> Result<ProgramData, ApiError> {
-    let bad = || {
-        unprocessable(
-            "invalid_parameter",
-            format!(
-                "{field}: give `url` and `checksum`, or `upload` and `upload_name`, or `from_program`"
-            ),
-        )
-    };
-    match (
+/// The core's step specs from the request's, whose shape is checked here.
+fn step_specs(request: &RunRequest) -> Result<Vec<app::node::StepSpec>, ApiError> {
+    let mut steps = Vec::with_capacity(request.steps.len());
+    for (i, step) in request.steps.iter().enumerate() {
+        let field = format!("steps[{i}]");
+        let inputs = step
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(j, spec)| input(&format!("{field}.inputs[{j}]"), spec))
+            .collect::<Result<Vec<_>, _>>()?;
+        steps.push(app::node::StepSpec {
+            program: parse_hash(&format!("{field}.program"), &step.program)?,
+            args: step.args.clone(),
+            inputs,
+        });
+    }
+    Ok(steps)
+}
+
+fn input(field: &str, spec: &InputSpec) -> Result<app::node::InputSpec, ApiError> {
+    let source = match (
         (&spec.url, &spec.checksum),
         (&spec.upload, &spec.upload_name),
         &spec.from_program,
     ) {
-        ((Some(url), Some(checksum)), (None, None), None) => Ok(ProgramData::Input {
-            file_name: spec.file_name.clone(),
-            file_url: url.clone(),
-            checksum: checksum.to_ascii_lowercase(),
-        }),
-        ((None, None), (Some(checksum), Some(name)), None) => {
-            let checksum = checksum.to_ascii_lowercase();
-            uploaded(state, field, &checksum, name)?;
-            Ok(ProgramData::Input {
-                file_name: spec.file_name.clone(),
-                file_url: format!("{}/txfiles/{checksum}/{name}", state.file_base_url),
-                checksum,
-            })
+        ((Some(url), Some(checksum)), (None, None), None) => InputSource::Url {
+            url: url.clone(),
+            checksum: checksum.clone(),
+        },
+        ((None, None), (Some(checksum), Some(name)), None) => InputSource::Upload {
+            checksum: checksum.clone(),
+            name: name.clone(),
+        },
+        ((None, None), (None, None), Some(program)) => {
+            InputSource::FromProgram(parse_hash(&format!("{field}.from_program"), program)?)
         }
-        ((None, None), (None, None), Some(program)) => Ok(ProgramData::Output {
-            source_program: parse_hash(&format!("{field}.from_program"), program)?,
-            file_name: spec.file_name.clone(),
-        }),
-        _ => Err(bad()),
-    }
+        _ => {
+            return Err(unprocessable(
+                "invalid_parameter",
+                format!(
+                    "{field}: give `url` and `checksum`, or `upload` and `upload_name`, or `from_program`"
+                ),
+            ));
+        }
+    };
+    Ok(app::node::InputSpec {
+        file_name: spec.file_name.clone(),
+        source,
+    })
 }
 
 /// Start a workflow on deployed programs, signed by the node (operator).
@@ -476,7 +318,11 @@ pub async fn run(
 ) -> Result<(StatusCode, Json<Submitted>), ApiError> {
     caller.require(Role::Operator)?;
     let request: RunRequest = super::dto::json_body(&body)?;
-    let hash = start_run(&state, &request, Source::Rest, &caller.user.username).await?;
+    let steps = step_specs(&request)?;
+    let hash = state
+        .node
+        .start_run(&steps, Source::Rest, &caller.user.username)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(Submitted {
@@ -484,39 +330,4 @@ pub async fn run(
             new: true,
         }),
     ))
-}
-
-/// Signs and submits a Run of `request` (the REST API's and the console's run).
-pub async fn start_run(
-    state: &AppState,
-    request: &RunRequest,
-    source: Source,
-    by: &str,
-) -> Result<Hash, ApiError> {
-    let state = state.clone();
-    let mut steps = Vec::with_capacity(request.steps.len());
-    for (i, step) in request.steps.iter().enumerate() {
-        let field = format!("steps[{i}]");
-        let inputs = step
-            .inputs
-            .iter()
-            .enumerate()
-            .map(|(j, spec)| input(&state, &format!("{field}.inputs[{j}]"), spec))
-            .collect::<Result<Vec<_>, _>>()?;
-        steps.push(WorkflowStep {
-            program: parse_hash(&format!("{field}.program"), &step.program)?,
-            args: step.args.clone(),
-            inputs,
-        });
-    }
-    let (tx, _) = calls::sign_and_submit(
-        &state,
-        Payload::Run {
-            workflow: Workflow { steps },
-        },
-        source,
-    )
-    .await?;
-    tracing::info!(target: "gevulot", by = %by, run = %tx.hash, "run started");
-    Ok(tx.hash)
 }

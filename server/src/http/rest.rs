@@ -22,7 +22,6 @@ use super::dto::{
     TransactionPage, TransactionQuery, TransactionStatus, TreeNode, parse_hash,
 };
 use super::error::{ApiError, Problem};
-use super::rpc::calls;
 use super::{AppState, auth, gpus, operator};
 
 #[derive(OpenApi)]
@@ -162,7 +161,7 @@ async fn submit_transaction(
             format!("the body is not a transaction in the original JSON input form: {e}"),
         )
     })?;
-    let s = calls::submit(&state, &tx, Source::Rest).await?;
+    let s = state.node.submit(&tx, Source::Rest).await?;
     let status = if s.new {
         StatusCode::CREATED
     } else {
@@ -193,7 +192,9 @@ async fn list_transactions(
     q: Result<Query<TransactionQuery>, QueryRejection>,
 ) -> Result<Json<TransactionPage>, ApiError> {
     let q = query(q)?;
-    Ok(Json(calls::list_transactions(&state, &q).await?))
+    let (filter, before, limit) = q.to_filter()?;
+    let page = state.node.transactions(&filter, before, limit).await?;
+    Ok(Json((&page).into()))
 }
 
 /// Get a transaction.
@@ -213,13 +214,11 @@ async fn get_transaction(
     Path(hash): Path<String>,
 ) -> Result<Json<TransactionDetail>, ApiError> {
     let hash = parse_hash("hash", &hash)?;
-    match state.store().get_transaction(&hash).await? {
-        Some(stored) => Ok(Json(TransactionDetail::new(&stored, &state.file_base_url))),
-        None => Err(ApiError::not_found(format!(
-            "no transaction {} on this node",
-            hash.to_hex()
-        ))),
-    }
+    let stored = state.node.transaction(&hash).await?;
+    Ok(Json(TransactionDetail::new(
+        &stored,
+        state.node.file_base_url(),
+    )))
 }
 
 /// The Run → Proof → Verification tree containing a transaction.
@@ -238,7 +237,7 @@ async fn transaction_tree(
     Path(hash): Path<String>,
 ) -> Result<Json<TreeNode>, ApiError> {
     let hash = parse_hash("hash", &hash)?;
-    match state.store().transaction_tree(&hash).await? {
+    match state.node.tree(&hash).await? {
         Some(tree) => Ok(Json(TreeNode::from_tree(&tree, 0))),
         None => Err(ApiError::not_found(format!(
             "{} is not a Run, Proof or Verification known to this node",
@@ -263,7 +262,7 @@ async fn transaction_status(
     Path(hash): Path<String>,
 ) -> Result<Json<TransactionStatus>, ApiError> {
     let hash = parse_hash("hash", &hash)?;
-    Ok(Json(calls::transaction_status(&state, &hash).await?))
+    Ok(Json((&state.node.status(&hash).await?).into()))
 }
 
 /// List deployed programs.
@@ -274,7 +273,7 @@ async fn transaction_status(
     responses((status = 200, description = "Programs by name", body = ProgramList))
 )]
 async fn list_programs(State(state): State<AppState>) -> Result<Json<ProgramList>, ApiError> {
-    let programs = state.store().list_programs(1000).await?;
+    let programs = state.node.programs(1000).await?;
     Ok(Json(ProgramList {
         items: programs.iter().map(ProgramInfo::from).collect(),
     }))
@@ -296,14 +295,8 @@ async fn get_program(
     Path(hash): Path<String>,
 ) -> Result<Json<ProgramDetail>, ApiError> {
     let hash = parse_hash("hash", &hash)?;
-    let store = state.store();
-    let Some(program) = store.get_program(&hash).await? else {
-        return Err(ApiError::not_found(format!(
-            "no program {} is deployed on this node",
-            hash.to_hex()
-        )));
-    };
-    let runs = store.runs_using_program(&hash, 50).await?;
+    let program = state.node.program(&hash).await?;
+    let runs = state.node.runs_using(&hash, 50).await?;
     Ok(Json(ProgramDetail {
         program: (&program).into(),
         runs: runs.iter().map(|h| h.to_hex()).collect(),
@@ -318,7 +311,7 @@ async fn get_program(
     responses((status = 200, description = "Node information", body = NodeInfo))
 )]
 async fn node_info(State(state): State<AppState>) -> Result<Json<NodeInfo>, ApiError> {
-    Ok(Json(calls::node_info(&state).await?))
+    Ok(Json((&state.node.info().await?).into()))
 }
 
 /// Cancel a Run (operator): the node signs a `Cancel` naming it.
@@ -345,7 +338,11 @@ async fn cancel_transaction(
 ) -> Result<(StatusCode, Json<Submitted>), ApiError> {
     caller.require(app::auth::Role::Operator)?;
     let hash = parse_hash("hash", &hash)?;
-    let submitted = calls::cancel(&state, &hash, Source::Rest).await?;
+    let submitted = state.node.cancel(&hash, Source::Rest).await?;
+    let submitted = Submitted {
+        hash: submitted.hash.to_hex(),
+        new: submitted.new,
+    };
     tracing::info!(target: "gevulot", by = %caller.user.username, run = %hash, cancel = %submitted.hash, "run cancelled");
     let status = if submitted.new {
         StatusCode::CREATED
@@ -425,7 +422,7 @@ async fn live_events(
     use tokio::sync::broadcast::error::RecvError;
     let q = query(q)?;
     let filter = q.tx.as_deref().map(|t| parse_hash("tx", t)).transpose()?;
-    let receiver = state.intake.events().subscribe();
+    let receiver = state.node.events().subscribe();
     let stream = futures::stream::unfold(receiver, move |mut rx| async move {
         loop {
             let live = match rx.recv().await {
@@ -467,7 +464,7 @@ async fn node_peers(
     caller: auth::Caller,
 ) -> Result<Json<super::dto::PeerNetwork>, ApiError> {
     caller.require(app::auth::Role::Viewer)?;
-    Ok(Json(calls::peer_network(&state).await?))
+    Ok(Json((&state.node.network().await?).into()))
 }
 
 /// What this node offers to programs.
@@ -478,18 +475,10 @@ async fn node_peers(
     responses((status = 200, description = "Offered resources", body = super::dto::NodeResources))
 )]
 async fn node_resources(State(state): State<AppState>) -> Json<super::dto::NodeResources> {
-    let mut resources = state.resources.clone();
-    resources.usage = state.pipeline.as_ref().map(|p| {
-        let u = p.usage();
-        super::dto::ResourceUsage {
-            free_cpus: u.free_cpus,
-            free_mem_mib: u.free_mem_mib,
-            free_gpus: u.free_gpus,
-            running_tasks: u.running,
-            waiting_tasks: u.waiting,
-        }
-    });
-    Json(resources)
+    Json(super::dto::NodeResources::new(
+        state.node.resources(),
+        state.node.usage(),
+    ))
 }
 
 /// List output files, newest first.
@@ -517,12 +506,9 @@ async fn list_files(
         .as_deref()
         .map(super::dto::decode_file_cursor)
         .transpose()?;
-    let (files, next) = state.store().list_output_files(after, limit).await?;
+    let (files, next) = state.node.output_files(after, limit).await?;
     Ok(Json(super::dto::FilePage {
-        items: files
-            .iter()
-            .map(|f| super::dto::FileInfo::new(f, &state.data_dir, &state.file_base_url))
-            .collect(),
+        items: files.iter().map(super::dto::FileInfo::from).collect(),
         next_cursor: next.map(super::dto::encode_file_cursor),
     }))
 }
@@ -549,15 +535,6 @@ async fn file_info(
     let index: i64 = index
         .parse()
         .map_err(|_| ApiError::bad_request("invalid_parameter", "index: a number"))?;
-    match state.store().output_file(&tx, index).await? {
-        Some(f) => Ok(Json(super::dto::FileInfo::new(
-            &f,
-            &state.data_dir,
-            &state.file_base_url,
-        ))),
-        None => Err(ApiError::not_found(format!(
-            "no output file {index} of {}",
-            tx.to_hex()
-        ))),
-    }
+    let file = state.node.output_file(&tx, index).await?;
+    Ok(Json(super::dto::FileInfo::from(&file)))
 }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tower::ServiceExt as _;
 
 use app::model::Source;
-use app::node::SubmitError;
+use app::node::NodeError;
 use app::tx::rpc::{RpcTransaction, TransactionTree};
 use app::tx::{Hash, Transaction};
 
@@ -50,7 +50,7 @@ fn invalid<T>(message: String) -> Original<T> {
     Ok(Envelope::Err(RpcError::InvalidRequest(message)))
 }
 
-fn internal<T>(error: &app::store::StoreError) -> Original<T> {
+fn internal<T>(error: &NodeError) -> Original<T> {
     let _ = ApiError::unavailable(error);
     Ok(Envelope::Err(RpcError::InternalError(
         "the database is unavailable or failed; retry later".into(),
@@ -82,10 +82,10 @@ async fn send_transaction(params: Params<'static>, state: &AppState) -> Original
             return invalid(message);
         }
     };
-    match calls::submit(state, &tx, Source::Rpc).await {
+    match state.node.submit(&tx, Source::Rpc).await {
         Ok(_) => Ok(Envelope::Ok(())),
-        Err(SubmitError::Invalid(e)) => invalid(e.to_string()),
-        Err(SubmitError::Store(e)) => internal(&e),
+        Err(NodeError::Invalid(e)) => invalid(e.to_string()),
+        Err(e) => internal(&e),
     }
 }
 
@@ -94,10 +94,10 @@ async fn get_transaction(params: Params<'static>, state: &AppState) -> Original<
         Ok(h) => h,
         Err(message) => return invalid(message),
     };
-    match state.store().get_transaction(&hash).await {
+    match state.node.find_transaction(&hash).await {
         Ok(Some(stored)) => Ok(Envelope::Ok(RpcTransaction::from_transaction(
             &stored.tx,
-            &state.file_base_url,
+            state.node.file_base_url(),
         ))),
         Ok(None) => Ok(Envelope::Err(RpcError::NotFound(hash.to_hex()))),
         Err(e) => internal(&e),
@@ -112,7 +112,7 @@ async fn get_transaction_tree(
         Ok(h) => h,
         Err(message) => return invalid(message),
     };
-    match state.store().transaction_tree(&hash).await {
+    match state.node.tree(&hash).await {
         Ok(Some(tree)) => Ok(Envelope::Ok(tree)),
         Ok(None) => Ok(Envelope::Err(RpcError::NotFound(format!(
             "no root tx found for {}: it is not a Run, Proof or Verification known to this node",
@@ -158,206 +158,34 @@ fn hex_hash_param(params: &Params<'_>) -> Result<Hash, ApiError> {
     dto::parse_hash("hash", &text)
 }
 
-/// The core calls behind the new methods and the REST routes.
-pub mod calls {
-    use super::*;
+/// The page of transactions `query` asks for (its filters checked): `gevulot_listTransactions`
+/// and `GET /api/v1/transactions`.
+pub(crate) async fn list_transactions(
+    state: &AppState,
+    query: &TransactionQuery,
+) -> Result<dto::TransactionPage, ApiError> {
+    let (filter, before, limit) = query.to_filter()?;
+    let page = state.node.transactions(&filter, before, limit).await?;
+    Ok((&page).into())
+}
 
-    pub async fn node_info(state: &AppState) -> Result<dto::NodeInfo, ApiError> {
-        let store = state.store();
-        let uptime = state.started_at.elapsed().map(|d| d.as_secs()).unwrap_or(0);
-        let started = state
-            .started_at
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        Ok(dto::NodeInfo {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            public_key: state.node_key.public_key().to_hex(),
-            database: store.backend().as_str().to_string(),
-            database_version: store.server_version().await?,
-            started_at: dto::rfc3339(started),
-            uptime_seconds: uptime,
-            execution: state.execution,
-            file_base_url: state.file_base_url.clone(),
-            transactions: store.count_transactions().await?,
-        })
-    }
+pub(crate) async fn transaction_status(
+    state: &AppState,
+    hash: &Hash,
+) -> Result<dto::TransactionStatus, ApiError> {
+    Ok((&state.node.status(hash).await?).into())
+}
 
-    /// This node in the peer network (a signed-in caller's view: peer addresses are not public).
-    pub async fn peer_network(state: &AppState) -> Result<dto::PeerNetwork, ApiError> {
-        let Some(p2p) = &state.p2p else {
-            return Err(ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "p2p_unavailable",
-                "this node runs without its P2P network",
-            ));
-        };
-        let counters = p2p.counters();
-        let last_sync = state
-            .acl_sync
-            .as_ref()
-            .and_then(|(_, status)| status.last());
-        Ok(dto::PeerNetwork {
-            peer_id: p2p.peer_id(),
-            listen_addr: p2p.listen_addr().to_string(),
-            advertised_addr: p2p.advertised().map(|a| a.to_string()),
-            psk_fingerprint: p2p.psk_fingerprint().to_string(),
-            bootstrap: p2p.bootstrap().to_vec(),
-            peers: p2p
-                .peers()
-                .into_iter()
-                .map(|p| dto::PeerInfo {
-                    peer_id: p.peer_id,
-                    public_key: p.public_key,
-                    address: p.address,
-                    direction: p.direction.as_str().to_string(),
-                    connected_at: dto::system_rfc3339(p.connected_at),
-                    agent_version: p.agent_version,
-                    listen_addresses: p.listen_addresses,
-                })
-                .collect(),
-            acl: dto::AclState {
-                mode: state.intake.acl().as_str().to_string(),
-                whitelisted_keys: state.store().acl_count().await?,
-                url: state.acl_sync.as_ref().map(|(url, _)| url.clone()),
-                last_sync: last_sync.map(|last| {
-                    let (synced, error) = match last.outcome {
-                        Ok(s) => (s, None),
-                        Err(e) => (Default::default(), Some(e)),
-                    };
-                    dto::AclSync {
-                        at: dto::system_rfc3339(last.at),
-                        succeeded: error.is_none(),
-                        added: synced.added,
-                        removed: synced.removed,
-                        bad_lines: synced.bad_lines,
-                        error,
-                    }
-                }),
-            },
-            messages: dto::P2pMessages {
-                published: counters.published,
-                accepted: counters.accepted,
-                rejected: counters.rejected,
-                ignored: counters.ignored,
-                dropped: counters.dropped,
-                peers_refused: counters.peers_refused,
-            },
-        })
-    }
-
-    pub async fn list_transactions(
-        state: &AppState,
-        query: &TransactionQuery,
-    ) -> Result<dto::TransactionPage, ApiError> {
-        Ok((&query_transactions(state, query).await?).into())
-    }
-
-    /// The page of stored transactions `query` asks for (its filters checked).
-    pub async fn query_transactions(
-        state: &AppState,
-        query: &TransactionQuery,
-    ) -> Result<app::model::Page<app::model::StoredTransaction>, ApiError> {
-        let (filter, before, limit) = query.to_filter()?;
-        Ok(state
-            .store()
-            .list_transactions(&filter, before, limit)
-            .await?)
-    }
-
-    /// Submits `tx` through intake and counts the outcome, whichever API it arrived on.
-    pub async fn submit(
-        state: &AppState,
-        tx: &Transaction,
-        source: Source,
-    ) -> Result<app::node::Submitted, SubmitError> {
-        let result = state.intake.submit(tx, source).await;
-        let outcome = match &result {
-            Ok(s) if s.new => "accepted",
-            Ok(_) => "duplicate",
-            Err(SubmitError::Invalid(e)) => e.code(),
-            Err(SubmitError::Store(_)) => "database_unavailable",
-        };
-        state.metrics.submitted(tx.kind().as_str(), outcome);
-        result
-    }
-
-    /// The node signs `payload` with its own key and submits it like any transaction. The
-    /// nonce is the clock in milliseconds, so the same request twice in one millisecond is
-    /// one transaction (a replay), not two.
-    pub async fn sign_and_submit(
-        state: &AppState,
-        payload: app::tx::Payload,
-        source: Source,
-    ) -> Result<(Transaction, app::node::Submitted), SubmitError> {
-        let nonce = u64::try_from(app::store::now_ms()).unwrap_or(0);
-        let tx = Transaction::new_signed(payload, nonce, &state.node_key);
-        let submitted = submit(state, &tx, source).await?;
-        Ok((tx, submitted))
-    }
-
-    /// Cancels a Run: the node signs a `Cancel` naming it with its own key and submits it.
-    /// (A Run's author can instead sign and submit a Cancel through the public paths.)
-    pub async fn cancel(
-        state: &AppState,
-        run: &Hash,
-        source: Source,
-    ) -> Result<dto::Submitted, ApiError> {
-        use app::tx::{Kind, Payload};
-        match state.store().transaction_kind(run).await? {
-            None => {
-                return Err(ApiError::not_found(format!(
-                    "no transaction {} on this node",
-                    run.to_hex()
-                )));
-            }
-            Some(Kind::Run) => {}
-            Some(other) => {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                    "parent_wrong_kind",
-                    format!("only a Run can be cancelled; {} is a {other}", run.to_hex()),
-                ));
-            }
-        }
-        let (_, submitted) =
-            sign_and_submit(state, Payload::Cancel { parent: *run }, source).await?;
-        Ok(dto::Submitted {
-            hash: submitted.hash.to_hex(),
-            new: submitted.new,
-        })
-    }
-
-    pub async fn transaction_status(
-        state: &AppState,
-        hash: &Hash,
-    ) -> Result<dto::TransactionStatus, ApiError> {
-        let store = state.store();
-        let Some(kind) = store.transaction_kind(hash).await? else {
-            return Err(ApiError::not_found(format!(
-                "no transaction {} on this node",
-                hash.to_hex()
-            )));
-        };
-        let tasks = store.tasks_for_tx(hash).await?;
-        let timelines = store.task_timelines(hash).await?;
-        Ok(dto::TransactionStatus {
-            hash: hash.to_hex(),
-            kind: kind.as_str().to_string(),
-            tasks: tasks
-                .iter()
-                .map(|t| {
-                    let mut status = dto::TaskStatus::new(t, state.pipeline.as_ref());
-                    status.timeline = timelines
-                        .iter()
-                        .filter(|c| c.task_id == t.id)
-                        .map(dto::PhaseEntry::from)
-                        .collect();
-                    status
-                })
-                .collect(),
-        })
-    }
+pub(crate) async fn cancel(
+    state: &AppState,
+    run: &Hash,
+    source: Source,
+) -> Result<dto::Submitted, ApiError> {
+    let submitted = state.node.cancel(run, source).await?;
+    Ok(dto::Submitted {
+        hash: submitted.hash.to_hex(),
+        new: submitted.new,
+    })
 }
 
 /// Registers `$name` with a body that gets the params `$p` and state `$st`, timing each call.
@@ -437,7 +265,7 @@ async fn send_status(
     state: &AppState,
     hash: &Hash,
 ) -> Result<(), String> {
-    let status = calls::transaction_status(state, hash)
+    let status = transaction_status(state, hash)
         .await
         .map_err(|e| e.detail)?;
     let raw = serde_json::value::to_raw_value(&status).map_err(|e| e.to_string())?;
@@ -453,11 +281,14 @@ pub fn module(state: AppState) -> anyhow::Result<RpcModule<AppState>> {
     )
     .await);
     method!(m, "gevulot_nodeInfo", |_p, st| {
-        calls::node_info(&st).await.map_err(ErrorObjectOwned::from)
+        match st.node.info().await {
+            Ok(info) => Ok(dto::NodeInfo::from(&info)),
+            Err(e) => Err(ErrorObjectOwned::from(ApiError::from(e))),
+        }
     });
     method!(m, "gevulot_listTransactions", |p, st| {
         match optional_object::<TransactionQuery>(&p) {
-            Ok(query) => calls::list_transactions(&st, &query)
+            Ok(query) => list_transactions(&st, &query)
                 .await
                 .map_err(ErrorObjectOwned::from),
             Err(e) => Err(ErrorObjectOwned::from(e)),
@@ -465,7 +296,7 @@ pub fn module(state: AppState) -> anyhow::Result<RpcModule<AppState>> {
     });
     method!(m, "gevulot_getTransactionStatus", |p, st| {
         match hex_hash_param(&p) {
-            Ok(hash) => calls::transaction_status(&st, &hash)
+            Ok(hash) => transaction_status(&st, &hash)
                 .await
                 .map_err(ErrorObjectOwned::from),
             Err(e) => Err(ErrorObjectOwned::from(e)),
@@ -475,7 +306,7 @@ pub fn module(state: AppState) -> anyhow::Result<RpcModule<AppState>> {
         let start = std::time::Instant::now();
         let out = match (require(&ext, app::auth::Role::Operator), hex_hash_param(&p)) {
             (Err(e), _) | (_, Err(e)) => Err(ErrorObjectOwned::from(e)),
-            (Ok(_), Ok(run)) => calls::cancel(&st, &run, Source::Rpc)
+            (Ok(_), Ok(run)) => cancel(&st, &run, Source::Rpc)
                 .await
                 .map_err(ErrorObjectOwned::from),
         };
@@ -487,9 +318,10 @@ pub fn module(state: AppState) -> anyhow::Result<RpcModule<AppState>> {
         let start = std::time::Instant::now();
         let out = match require(&ext, app::auth::Role::Viewer) {
             Err(e) => Err(ErrorObjectOwned::from(e)),
-            Ok(_) => calls::peer_network(&st)
-                .await
-                .map_err(ErrorObjectOwned::from),
+            Ok(_) => match st.node.network().await {
+                Ok(network) => Ok(dto::PeerNetwork::from(&network)),
+                Err(e) => Err(ErrorObjectOwned::from(ApiError::from(e))),
+            },
         };
         st.metrics
             .rpc_call("gevulot_peers", start.elapsed().as_secs_f64());
@@ -507,12 +339,12 @@ pub fn module(state: AppState) -> anyhow::Result<RpcModule<AppState>> {
                     return Ok(());
                 }
             };
-            if let Err(e) = calls::transaction_status(&st, &hash).await {
+            if let Err(e) = transaction_status(&st, &hash).await {
                 pending.reject(ErrorObjectOwned::from(e)).await;
                 return Ok(());
             }
             // Subscribe before the first read, so that no change falls between the two.
-            let mut events = st.intake.events().subscribe();
+            let mut events = st.node.events().subscribe();
             let sink = pending.accept().await?;
             send_status(&sink, &st, &hash).await?;
             loop {
@@ -586,37 +418,11 @@ mod tests {
     /// method is a deliberate change to `server/tests/snapshots/rpc-methods.txt`.
     #[tokio::test]
     async fn registered_methods_snapshot() {
-        let store = app::store::Store::connect("sqlite::memory:", &Default::default())
-            .await
-            .expect("store");
-        store.migrate().await.expect("migrate");
         let state = AppState::new(crate::http::Inner {
-            intake: app::node::Intake::new(
-                store.clone(),
-                Default::default(),
-                app::node::AclPolicy::Open,
-            ),
-            auth: app::auth::Auth::new(store).expect("auth"),
+            node: crate::setup::lone_node().await.expect("node"),
             secure_cookies: false,
-            node_key: app::crypto::SecretKey::from_bytes(&[1; 32]).expect("key"),
-            file_base_url: "http://127.0.0.1:9995".into(),
-            started_at: std::time::SystemTime::now(),
-            execution: true,
             metrics: Default::default(),
             max_request_bytes: 1 << 20,
-            max_upload_bytes: 1 << 20,
-            data_dir: std::env::temp_dir(),
-            resources: dto::NodeResources {
-                cpus: 1,
-                mem_mib: 1,
-                gpu_devices: vec![],
-                execution: true,
-                usage: None,
-            },
-            sysfs: app::gpu::Sysfs::new("/"),
-            pipeline: None,
-            p2p: None,
-            acl_sync: None,
         });
         let module = module(state).expect("module");
         let mut names: Vec<&str> = module.method_names().collect();

@@ -18,9 +18,9 @@ pub(super) async fn gpus_render(
     error: Option<String>,
     status: StatusCode,
 ) -> Response {
-    let (gpus, error) = match crate::http::gpus::statuses(state).await {
+    let (gpus, error) = match state.node.gpus().await {
         Ok(g) => (g, error),
-        Err(e) => (Vec::new(), Some(e.detail)),
+        Err(e) => (Vec::new(), Some(e.to_string())),
     };
     let view = pages::GpusView {
         gpus,
@@ -98,7 +98,7 @@ pub(super) async fn account_render(
     errors: FormErrors,
     status: StatusCode,
 ) -> Response {
-    let tokens = match state.store().list_api_tokens(s.user.id).await {
+    let tokens = match state.auth().api_tokens(s.user.id).await {
         Ok(t) => t,
         Err(e) => return problem(state, Some(s), headers, e.into()).await,
     };
@@ -162,7 +162,7 @@ pub(super) async fn change_password(
         Err(r) => return r,
     };
     match state
-        .auth
+        .auth()
         .change_password(&s.user, &form.current, &form.new)
         .await
     {
@@ -206,7 +206,7 @@ pub(super) async fn create_token(
         )
         .await;
     }
-    match state.auth.create_token(&s.user, name).await {
+    match state.auth().create_token(&s.user, name).await {
         // Shown once, on this page (not through a redirect).
         Ok(token) => {
             account_render(&state, &s, &headers, Some(token), errors, StatusCode::OK).await
@@ -230,7 +230,7 @@ pub(super) async fn delete_token(
         Ok(s) => s,
         Err(r) => return r,
     };
-    match state.store().delete_api_token(id, s.user.id).await {
+    match state.auth().delete_token(id, s.user.id).await {
         Ok(true) => see_other_with("/console/account", Flash::Ok("Token deleted.".into())),
         Ok(false) => see_other_with(
             "/console/account",
@@ -249,7 +249,7 @@ pub(super) async fn users_render(
     errors: FormErrors,
     status: StatusCode,
 ) -> Response {
-    let users = match state.auth.list_users().await {
+    let users = match state.auth().list_users().await {
         Ok(u) => u,
         Err(e) => return problem(state, Some(s), headers, e.into()).await,
     };
@@ -331,7 +331,7 @@ pub(super) async fn create_user(
         .await;
     };
     match state
-        .auth
+        .auth()
         .create_user(form.username.trim(), &form.password, role)
         .await
     {
@@ -398,7 +398,7 @@ pub(super) async fn set_role(
             Flash::Error("You cannot take the admin role from yourself; ask another admin.".into()),
         );
     }
-    match state.store().set_user_role(id, role.as_str()).await {
+    match state.auth().set_role(id, role).await {
         Ok(true) => see_other_with("/console/users", Flash::Ok("Role changed.".into())),
         Ok(false) => see_other_with(
             "/console/users",

@@ -17,11 +17,11 @@ pub(super) async fn programs_view(
     form: pages::DeployForm,
 ) -> Result<pages::ProgramsView, ApiError> {
     Ok(pages::ProgramsView {
-        programs: state.store().list_programs(500).await?,
+        programs: state.node.programs(500).await?,
         can_deploy: s.user.role.allows(Role::Operator),
         csrf: s.csrf.clone(),
         form,
-        max_upload: state.max_upload_bytes,
+        max_upload: state.node.max_upload_bytes(),
     })
 }
 
@@ -119,20 +119,16 @@ pub(super) async fn read_multipart(
                     .next()
                     .unwrap_or(&file_name)
                     .to_string();
-                match crate::http::operator::save_upload(
-                    state,
-                    &name,
-                    &base,
-                    field,
-                    &s.user.username,
-                )
-                .await
+                match state
+                    .node
+                    .save_upload(&name, &base, field, &s.user.username)
+                    .await
                 {
                     Ok((_, up)) if up.size > 0 => {
-                        files.insert(name, (up.name, up.checksum));
+                        files.insert(name, (up.name, up.checksum.to_hex()));
                     }
                     Ok(_) => errors.add(name, "the chosen file is empty"),
-                    Err(e) => errors.add(name, e.detail),
+                    Err(e) => errors.add(name, e.to_string()),
                 }
             }
             Some(_) => {
@@ -203,8 +199,11 @@ pub(super) fn program_spec(
         errors.add(format!("{role}_name"), format!("Name the {label} program."));
     }
     let file = m.files.get(&format!("{role}_image"));
-    let (upload, image_file_name, image_url, image_checksum) = match file {
-        Some((name, checksum)) => (Some(checksum.clone()), Some(name.clone()), None, None),
+    let image = match file {
+        Some((name, checksum)) => ImageSource::Upload {
+            checksum: checksum.clone(),
+            file_name: name.clone(),
+        },
         None => {
             if form.url.is_empty() {
                 errors.add(
@@ -217,12 +216,11 @@ pub(super) fn program_spec(
                     "The checksum must be the image's BLAKE3 as 64 hexadecimal characters (`b3sum image`).",
                 );
             }
-            (
-                None,
-                None,
-                Some(form.url.clone()),
-                Some(form.checksum.clone()),
-            )
+            ImageSource::Url {
+                url: form.url.clone(),
+                checksum: form.checksum.clone(),
+                file_name: None,
+            }
         }
     };
     let mem = number(
@@ -236,16 +234,9 @@ pub(super) fn program_spec(
     let gpus = number(errors, format!("{role}_gpus"), &form.gpus, "GPUs", "0");
     ProgramSpec {
         name: form.name.clone(),
-        image_file_name,
-        upload,
-        image_url,
-        image_checksum,
+        image,
         resources: match (mem, cpus, gpus) {
-            (Some(mem_mib), Some(cpus), Some(gpus)) => Some(ResourceSpec {
-                mem_mib,
-                cpus,
-                gpus,
-            }),
+            (Some(mem), Some(cpus), Some(gpus)) => Some(ResourceRequest { mem, cpus, gpus }),
             _ => None,
         },
     }
@@ -277,18 +268,16 @@ pub(super) async fn deploy(
     let prover = program_spec(&m, "prover", &form.prover, &mut errors);
     let verifier = program_spec(&m, "verifier", &form.verifier, &mut errors);
     if errors.is_empty() {
-        let request = DeployRequest {
-            name: form.name.clone(),
-            prover,
-            verifier,
-        };
-        match crate::http::operator::deploy_programs(
-            &state,
-            request,
-            Source::Console,
-            &s.user.username,
-        )
-        .await
+        match state
+            .node
+            .deploy(
+                form.name.clone(),
+                &prover,
+                &verifier,
+                Source::Console,
+                &s.user.username,
+            )
+            .await
         {
             Ok(d) => {
                 return after_upload(
@@ -300,7 +289,7 @@ pub(super) async fn deploy(
                     )),
                 );
             }
-            Err(e) => errors.add("", e.detail),
+            Err(e) => errors.add("", e.to_string()),
         }
     }
     let form = pages::DeployForm { errors, ..form };
@@ -324,22 +313,17 @@ pub(super) async fn program_page(
     let s = signed_in!(state, headers, uri);
     let result = async {
         let hash = crate::http::dto::parse_hash("hash", &hash)?;
-        let program = state.store().get_program(&hash).await?.ok_or_else(|| {
-            ApiError::not_found(format!(
-                "no program {} is deployed on this node",
-                hash.to_hex()
-            ))
-        })?;
+        let program = state.node.program(&hash).await?;
         let runs = state
-            .store()
-            .runs_using_program(&hash, 50)
+            .node
+            .runs_using(&hash, 50)
             .await?
             .iter()
             .map(Hash::to_hex)
             .collect();
         let image_url = format!(
             "{}/images/{}/{}",
-            state.file_base_url,
+            state.node.file_base_url(),
             program.hash.to_hex(),
             program.image_file_name
         );
@@ -374,7 +358,7 @@ pub(super) async fn runs_view(
     form: pages::RunForm,
 ) -> Result<pages::RunsView, ApiError> {
     Ok(pages::RunsView {
-        programs: state.store().list_programs(500).await?,
+        programs: state.node.programs(500).await?,
         can_run: s.user.role.allows(Role::Operator),
         csrf: s.csrf.clone(),
         form,
@@ -401,7 +385,7 @@ pub(super) async fn new_run_page(
 pub(super) fn run_request(
     m: &Multi,
     errors: &mut FormErrors,
-) -> (Vec<pages::StepForm>, RunRequest) {
+) -> (Vec<pages::StepForm>, Vec<StepSpec>) {
     let mut forms = Vec::new();
     let mut steps: Vec<StepSpec> = Vec::new();
     for i in 0..pages::RUN_FORM_STEPS {
@@ -439,11 +423,10 @@ pub(super) fn run_request(
         match (file, f.input_url.is_empty()) {
             (Some((name, checksum)), _) => inputs.push(InputSpec {
                 file_name: f.input_path.clone(),
-                url: None,
-                checksum: None,
-                upload: Some(checksum.clone()),
-                upload_name: Some(name.clone()),
-                from_program: None,
+                source: InputSource::Upload {
+                    checksum: checksum.clone(),
+                    name: name.clone(),
+                },
             }),
             (None, false) => {
                 if !is_checksum(&f.input_checksum) {
@@ -454,11 +437,10 @@ pub(super) fn run_request(
                 }
                 inputs.push(InputSpec {
                     file_name: f.input_path.clone(),
-                    url: Some(f.input_url.clone()),
-                    checksum: Some(f.input_checksum.clone()),
-                    upload: None,
-                    upload_name: None,
-                    from_program: None,
+                    source: InputSource::Url {
+                        url: f.input_url.clone(),
+                        checksum: f.input_checksum.clone(),
+                    },
                 });
             }
             (None, true) => {}
@@ -467,11 +449,7 @@ pub(super) fn run_request(
             match steps.last() {
                 Some(prev) => inputs.push(InputSpec {
                     file_name: f.previous_output.clone(),
-                    url: None,
-                    checksum: None,
-                    upload: None,
-                    upload_name: None,
-                    from_program: Some(prev.program.clone()),
+                    source: InputSource::FromProgram(prev.program),
                 }),
                 None => errors.add(
                     key("previous_output"),
@@ -479,8 +457,13 @@ pub(super) fn run_request(
                 ),
             }
         }
+        let Some(program) = Hash::from_hex(&f.program) else {
+            errors.add(key("program"), "Choose a deployed program.");
+            forms.push(f);
+            continue;
+        };
         steps.push(StepSpec {
-            program: f.program.clone(),
+            program,
             args: f
                 .args
                 .lines()
@@ -492,7 +475,7 @@ pub(super) fn run_request(
         });
         forms.push(f);
     }
-    (forms, RunRequest { steps })
+    (forms, steps)
 }
 
 pub(super) async fn start_run(
@@ -506,9 +489,11 @@ pub(super) async fn start_run(
             Ok(v) => v,
             Err(r) => return r,
         };
-    let (forms, request) = run_request(&m, &mut errors);
+    let (forms, steps) = run_request(&m, &mut errors);
     if errors.is_empty() {
-        match crate::http::operator::start_run(&state, &request, Source::Console, &s.user.username)
+        match state
+            .node
+            .start_run(&steps, Source::Console, &s.user.username)
             .await
         {
             Ok(hash) => {
@@ -520,7 +505,7 @@ pub(super) async fn start_run(
                     ),
                 );
             }
-            Err(e) => errors.add("", e.detail),
+            Err(e) => errors.add("", e.to_string()),
         }
     }
     let form = pages::RunForm {

@@ -25,8 +25,8 @@ use app::tx::{Hash, Kind, Payload, ProgramData};
 use super::AppState;
 use super::auth::{Via, constant_time_eq, cookie, identify};
 use super::error::ApiError;
-use super::operator::{DeployRequest, InputSpec, ProgramSpec, ResourceSpec, RunRequest, StepSpec};
-use super::rpc::calls;
+use app::node::{ImageSource, InputSource, InputSpec, ProgramSpec, StepSpec};
+use app::tx::ResourceRequest;
 
 const FLASH_COOKIE: &str = "gevulot_flash";
 const FRAGMENT_HEADER: &str = "x-console-fragment";
@@ -240,9 +240,9 @@ async fn chrome(
             role: s.user.role,
         }),
         node: NodeBadge {
-            public_key: state.node_key.public_key().to_hex(),
+            public_key: state.node.public_key().to_hex(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            ready: state.store().ping().await.is_ok(),
+            ready: state.node.database_ready().await.is_ok(),
         },
         csrf: session.map(|s| s.csrf.clone()).unwrap_or_default(),
         flash: read_flash(headers),
@@ -401,29 +401,32 @@ fn epoch_ms(t: std::time::SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// The dashboard's peer panel: the network handle's peers and the whitelist's state.
+/// The dashboard's peer panel: the network's peers and the whitelist's state.
 async fn network_summary(state: &AppState) -> Result<Option<pages::NetworkSummary>, ApiError> {
-    let Some(p2p) = &state.p2p else {
-        return Ok(None);
+    let network = match state.node.network().await {
+        Ok(n) => n,
+        Err(app::node::NodeError::P2pUnavailable) => return Ok(None),
+        Err(e) => return Err(e.into()),
     };
-    let acl = match state.intake.acl() {
+    let acl = match network.acl.policy {
         app::node::AclPolicy::Open => {
             "Open: any node with the pre-shared key may join, and any valid signature may submit."
                 .to_string()
         }
         app::node::AclPolicy::Whitelist => format!(
             "Whitelist: only the {} whitelisted keys (and this node) may join and submit.",
-            state.store().acl_count().await?
+            network.acl.whitelisted_keys
         ),
     };
-    let acl_sync = state
-        .acl_sync
+    let acl_sync = network
+        .acl
+        .url
         .as_ref()
-        .map(|(url, status)| match status.last() {
+        .map(|url| match &network.acl.last_sync {
             None => format!("Follows {url}; the first sync has not ended yet."),
             Some(app::acl::LastSync { at, outcome: Ok(s) }) => format!(
                 "Follows {url}; synced {} UTC: {} added, {} removed{}.",
-                frontend::time(epoch_ms(at)),
+                frontend::time(epoch_ms(*at)),
                 s.added,
                 s.removed,
                 if s.bad_lines.is_empty() {
@@ -437,17 +440,17 @@ async fn network_summary(state: &AppState) -> Result<Option<pages::NetworkSummar
                 outcome: Err(e),
             }) => format!(
                 "Follows {url}; the sync at {} UTC failed: {e}",
-                frontend::time(epoch_ms(at))
+                frontend::time(epoch_ms(*at))
             ),
         });
     Ok(Some(pages::NetworkSummary {
-        peer_id: p2p.peer_id(),
-        listen_addr: p2p.listen_addr().to_string(),
-        psk_fingerprint: p2p.psk_fingerprint().to_string(),
+        peer_id: network.peer_id,
+        listen_addr: network.listen_addr.to_string(),
+        psk_fingerprint: network.psk_fingerprint,
         acl,
         acl_sync,
-        peers: p2p
-            .peers()
+        peers: network
+            .peers
             .into_iter()
             .map(|p| pages::PeerRow {
                 peer_id: p.peer_id,
@@ -462,34 +465,34 @@ async fn network_summary(state: &AppState) -> Result<Option<pages::NetworkSummar
 }
 
 async fn dashboard_view(state: &AppState) -> Result<pages::DashboardView, ApiError> {
-    let store = state.store();
-    let started_at_ms = epoch_ms(state.started_at);
-    let mut queue = store.count_tasks_by_phase().await?;
+    let node = &state.node;
+    let mut queue = node.task_counts().await?;
     queue.sort_by_key(|(p, _)| Phase::ALL.iter().position(|x| x == p));
+    let info = node.info().await?;
     Ok(pages::DashboardView {
         node: pages::NodeSummary {
-            public_key: state.node_key.public_key().to_hex(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            database: store.backend().as_str().to_string(),
-            started_at_ms,
-            transactions: store.count_transactions().await?,
-            execution: state.execution,
-            file_base_url: state.file_base_url.clone(),
+            public_key: info.public_key.to_hex(),
+            version: info.version.to_string(),
+            database: info.database.to_string(),
+            started_at_ms: epoch_ms(info.started_at),
+            transactions: info.transactions,
+            execution: info.execution,
+            file_base_url: info.file_base_url,
         },
-        resources: state.pipeline.as_ref().map(|p| {
-            let u = p.usage();
+        resources: node.usage().map(|u| {
+            let r = node.resources();
             pages::ResourceSummary {
-                cpus: state.resources.cpus,
-                mem_mib: state.resources.mem_mib,
+                cpus: r.cpus,
+                mem_mib: r.mem_mib,
                 free_cpus: u.free_cpus,
                 free_mem_mib: u.free_mem_mib,
                 running: u.running,
                 waiting: u.waiting,
             }
         }),
-        gpus: super::gpus::statuses(state).await.unwrap_or_default(),
+        gpus: node.gpus().await.unwrap_or_default(),
         queue,
-        failures: store.recent_failures(10).await?,
+        failures: node.recent_failures(10).await?,
         network: network_summary(state).await?,
     })
 }

@@ -34,7 +34,7 @@ pub(super) async fn sign_in_page(
     if session(&state, &headers).await.is_some() {
         return see_other(&safe_next(q.next.as_deref()));
     }
-    let first_run = state.auth.list_users().await.is_ok_and(|u| u.is_empty());
+    let first_run = state.auth().list_users().await.is_ok_and(|u| u.is_empty());
     let (csrf, set) = form_token(&headers);
     let view = pages::SignInView {
         next: safe_next(q.next.as_deref()),
@@ -70,7 +70,7 @@ pub(super) async fn sign_in(
     let next = safe_next(form.next.as_deref());
     let login = if form_token_ok(&headers, &form.csrf) {
         state
-            .auth
+            .auth()
             .login(&form.username, &form.password)
             .await
             .map_err(Some)
@@ -161,12 +161,12 @@ pub(super) async fn setup(
     let username = form.username.trim().to_string();
     let login = if form_token_ok(&headers, &form.csrf) {
         let created = state
-            .auth
+            .auth()
             .setup(form.token.trim(), &username, &form.password)
             .await;
         match created {
             Ok(_) => state
-                .auth
+                .auth()
                 .login(&username, &form.password)
                 .await
                 .map_err(Some),
@@ -236,7 +236,7 @@ pub(super) async fn sign_out(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let _ = state.auth.logout(&s.token).await;
+    let _ = state.auth().logout(&s.token).await;
     let mut response = see_other_with("/console/sign-in", Flash::Ok("Signed out.".into()));
     response.headers_mut().append(
         header::SET_COOKIE,

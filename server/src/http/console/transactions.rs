@@ -8,7 +8,6 @@ use frontend::{Flash, Nav};
 use serde::Deserialize;
 
 use super::*;
-use crate::http::dto;
 
 // --- transactions --------------------------------------------------------------------------
 
@@ -70,7 +69,15 @@ pub(super) async fn transactions_page(
         limit: Some(50),
     };
     let mut errors = FormErrors::default();
-    let (items, next) = match calls::query_transactions(&state, &query).await {
+    let page = match query.to_filter() {
+        Ok((filter, before, limit)) => state
+            .node
+            .transactions(&filter, before, limit)
+            .await
+            .map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    let (items, next) = match page {
         Ok(page) => {
             let next = page.next.map(|seq| {
                 let c = crate::http::dto::encode_cursor(seq);
@@ -297,7 +304,7 @@ pub(super) async fn outputs(
     }
     let mut rows = Vec::new();
     for hash in hashes {
-        let Some(stored) = state.store().get_transaction(&hash).await? else {
+        let Some(stored) = state.node.find_transaction(&hash).await? else {
             continue;
         };
         let files = match &stored.tx.payload {
@@ -305,12 +312,9 @@ pub(super) async fn outputs(
             _ => continue,
         };
         for f in files {
-            let (size, url) = dto::file_location(
-                &state.data_dir,
-                &app::tx::rpc::output_file_path(&hash, &f),
-                &f.url,
-                &state.file_base_url,
-            );
+            let (size, url) = state
+                .node
+                .locate(&app::tx::rpc::output_file_path(&hash, &f), &f.url);
             rows.push(pages::OutputRow {
                 name: f.basename().to_string(),
                 url,
@@ -326,36 +330,28 @@ pub(super) async fn task_rows(
     state: &AppState,
     hash: &Hash,
 ) -> Result<Vec<pages::TaskRow>, ApiError> {
-    let tasks = state.store().tasks_for_tx(hash).await?;
-    let timelines = state.store().task_timelines(hash).await?;
-    let mut rows = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        let program_name = state.store().get_program(&t.program).await?.map(|p| p.name);
-        let (log_tail, progress) = match &state.pipeline {
-            Some(p) => (
-                (t.attempt > 0).then(|| p.log_tail(t.id, 2048)).flatten(),
-                p.download_progress(t.id).map(|d| match d.total {
-                    Some(total) => format!(
-                        "{} of {}",
-                        frontend::bytes(d.received),
-                        frontend::bytes(total)
-                    ),
-                    None => frontend::bytes(d.received),
-                }),
+    let status = state.node.status(hash).await?;
+    let mut rows = Vec::with_capacity(status.tasks.len());
+    for t in status.tasks {
+        let program_name = state
+            .node
+            .find_program(&t.task.program)
+            .await?
+            .map(|p| p.name);
+        let progress = t.progress.map(|d| match d.total {
+            Some(total) => format!(
+                "{} of {}",
+                frontend::bytes(d.received),
+                frontend::bytes(total)
             ),
-            None => (None, None),
-        };
-        let timeline = timelines
-            .iter()
-            .filter(|c| c.task_id == t.id)
-            .cloned()
-            .collect();
+            None => frontend::bytes(d.received),
+        });
         rows.push(pages::TaskRow {
-            task: t,
+            task: t.task,
             program_name,
-            log_tail,
+            log_tail: t.log_tail,
             progress,
-            timeline,
+            timeline: t.timeline,
         });
     }
     Ok(rows)
@@ -367,13 +363,13 @@ pub(super) async fn transaction_view(
     hash: &str,
 ) -> Result<pages::TransactionView, ApiError> {
     let hash = crate::http::dto::parse_hash("hash", hash)?;
-    let stored = state.store().get_transaction(&hash).await?.ok_or_else(|| {
+    let stored = state.node.find_transaction(&hash).await?.ok_or_else(|| {
         ApiError::not_found(format!(
             "no transaction {} on this node; check the hash, or search on the Transactions page",
             hash.to_hex()
         ))
     })?;
-    let tree = state.store().transaction_tree(&hash).await?;
+    let tree = state.node.tree(&hash).await?;
     let tasks = task_rows(state, &hash).await?;
     let outputs = outputs(state, tree.as_ref(), &stored.tx).await?;
     let can_cancel = stored.tx.kind() == Kind::Run
@@ -441,7 +437,7 @@ pub(super) async fn cancel(
     let back = format!("/console/transactions/{hash}");
     let result = async {
         let run = crate::http::dto::parse_hash("hash", &hash)?;
-        calls::cancel(&state, &run, Source::Console).await
+        Ok::<_, ApiError>(state.node.cancel(&run, Source::Console).await?)
     }
     .await;
     match result {
@@ -478,38 +474,24 @@ pub(super) async fn files_page(
         Some((seq.parse().ok()?, index.parse().ok()?))
     });
     let result = async {
-        let (files, next) = state.store().list_output_files(after, 100).await?;
+        let (files, next) = state.node.output_files(after, 100).await?;
         let files = files
             .into_iter()
-            .map(|file| {
-                // The same URL and size as the REST file list.
-                let info = dto::FileInfo::new(&file, &state.data_dir, &state.file_base_url);
-                pages::FileRow {
-                    url: info.url,
-                    size: info.size,
-                    file,
-                }
+            .map(|v| pages::FileRow {
+                url: v.url,
+                size: v.size,
+                file: v.file,
             })
             .collect();
         let images = state
-            .store()
-            .list_programs(500)
+            .node
+            .images(500)
             .await?
             .into_iter()
-            .map(|program| {
-                let path = format!(
-                    "images/{}/{}",
-                    program.hash.to_hex(),
-                    program.image_file_name
-                );
-                let size = std::fs::metadata(state.data_dir.join(&path))
-                    .ok()
-                    .map(|m| m.len());
-                pages::ImageRow {
-                    url: format!("{}/{path}", state.file_base_url),
-                    size,
-                    program,
-                }
+            .map(|v| pages::ImageRow {
+                url: v.url,
+                size: v.size,
+                program: v.file,
             })
             .collect();
         Ok::<_, ApiError>(pages::FilesView {

@@ -1,0 +1,67 @@
+//! The node itself: identity, database, uptime, what it offers to programs, readiness.
+
+use std::time::SystemTime;
+
+use crate::pipeline::Usage;
+
+use super::{Node, NodeError};
+
+/// Who and what this node is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub version: &'static str,
+    pub public_key: crate::crypto::PublicKey,
+    /// `postgres` or `sqlite`.
+    pub database: &'static str,
+    pub database_version: String,
+    pub started_at: SystemTime,
+    pub execution: bool,
+    pub file_base_url: String,
+    pub transactions: i64,
+}
+
+/// What this node offers to programs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resources {
+    pub cpus: u64,
+    pub mem_mib: u64,
+    /// PCI addresses of the GPUs configured for programs (`GEVULOT_GPU_DEVICES`).
+    pub gpu_devices: Vec<String>,
+    /// False when the node never executes (`GEVULOT_NODE_NO_EXECUTION`).
+    pub execution: bool,
+}
+
+impl Node {
+    pub async fn info(&self) -> Result<NodeInfo, NodeError> {
+        let store = self.store();
+        Ok(NodeInfo {
+            version: env!("CARGO_PKG_VERSION"),
+            public_key: self.public_key(),
+            database: store.backend().as_str(),
+            database_version: store.server_version().await?,
+            started_at: self.started_at(),
+            execution: self.parts().resources.execution,
+            file_base_url: self.file_base_url().to_string(),
+            transactions: store.count_transactions().await?,
+        })
+    }
+
+    pub fn resources(&self) -> &Resources {
+        &self.parts().resources
+    }
+
+    /// What the node's tasks hold and wait for now; `None` when it never executes.
+    pub fn usage(&self) -> Option<Usage> {
+        self.parts().pipeline.as_ref().map(|p| p.usage())
+    }
+
+    /// Whether the database answers.
+    pub async fn database_ready(&self) -> Result<(), NodeError> {
+        Ok(self.store().ping().await?)
+    }
+
+    /// Deletes expired console sessions; returns how many.
+    pub async fn purge_sessions(&self) -> Result<u64, NodeError> {
+        Ok(self.store().delete_expired_sessions().await?)
+    }
+}

@@ -1,0 +1,163 @@
+//! Transactions: submit, read, list, trees, execution status, cancel.
+
+use crate::download::Progress;
+use crate::model::{Page, PhaseChange, Source, StoredTransaction, Task, TxFilter};
+use crate::tx::rpc::TransactionTree;
+use crate::tx::{Hash, Kind, Payload, Transaction};
+
+use super::{Node, NodeError, SubmitError, Submitted};
+
+/// A transaction's execution: its tasks, each with what the pipeline knows now.
+#[derive(Clone, Debug)]
+pub struct TxStatus {
+    pub hash: Hash,
+    pub kind: Kind,
+    pub tasks: Vec<TaskView>,
+}
+
+/// A task as stored, its timeline, and its live state on this node.
+#[derive(Clone, Debug)]
+pub struct TaskView {
+    pub task: Task,
+    /// Every phase it entered, oldest first.
+    pub timeline: Vec<PhaseChange>,
+    /// The download under way, if any.
+    pub progress: Option<Progress>,
+    /// The end of its VM's console, once it booted.
+    pub log_tail: Option<String>,
+}
+
+/// How much of a VM's console a status shows.
+const LOG_TAIL_BYTES: usize = 2048;
+
+impl Node {
+    /// Validates and stores `tx` durably before returning (see [`super::Intake::submit`]), and
+    /// tells the observer how it went.
+    pub async fn submit(&self, tx: &Transaction, source: Source) -> Result<Submitted, NodeError> {
+        let result = self.parts().intake.submit(tx, source).await;
+        if let Some(observer) = &self.parts().observer {
+            let outcome = match &result {
+                Ok(s) if s.new => "accepted",
+                Ok(_) => "duplicate",
+                Err(SubmitError::Invalid(e)) => e.code(),
+                Err(SubmitError::Store(_)) => "database_unavailable",
+            };
+            observer.submitted(tx.kind().as_str(), outcome);
+        }
+        Ok(result?)
+    }
+
+    /// Signs `payload` with the node key and submits it. The nonce is the clock in
+    /// milliseconds, so the same request twice in one millisecond is one transaction (a
+    /// replay), not two.
+    pub async fn sign_and_submit(
+        &self,
+        payload: Payload,
+        source: Source,
+    ) -> Result<(Transaction, Submitted), NodeError> {
+        let nonce = u64::try_from(crate::store::now_ms()).unwrap_or(0);
+        let tx = Transaction::new_signed(payload, nonce, &self.parts().key);
+        let submitted = self.submit(&tx, source).await?;
+        Ok((tx, submitted))
+    }
+
+    /// A stored transaction, if this node has it.
+    pub async fn find_transaction(
+        &self,
+        hash: &Hash,
+    ) -> Result<Option<StoredTransaction>, NodeError> {
+        Ok(self.store().get_transaction(hash).await?)
+    }
+
+    /// A stored transaction.
+    pub async fn transaction(&self, hash: &Hash) -> Result<StoredTransaction, NodeError> {
+        self.find_transaction(hash)
+            .await?
+            .ok_or_else(|| not_on_this_node(hash))
+    }
+
+    /// Newest first; `before` is the previous page's `next`.
+    pub async fn transactions(
+        &self,
+        filter: &TxFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<StoredTransaction>, NodeError> {
+        Ok(self
+            .store()
+            .list_transactions(filter, before, limit)
+            .await?)
+    }
+
+    pub async fn count_transactions(&self) -> Result<i64, NodeError> {
+        Ok(self.store().count_transactions().await?)
+    }
+
+    /// The Run → Proof → Verification tree containing `hash`, if it is part of one here.
+    pub async fn tree(&self, hash: &Hash) -> Result<Option<TransactionTree>, NodeError> {
+        Ok(self.store().transaction_tree(hash).await?)
+    }
+
+    /// The tasks of a transaction with their timelines, download progress and VM console.
+    pub async fn status(&self, hash: &Hash) -> Result<TxStatus, NodeError> {
+        let store = self.store();
+        let Some(kind) = store.transaction_kind(hash).await? else {
+            return Err(not_on_this_node(hash));
+        };
+        let tasks = store.tasks_for_tx(hash).await?;
+        let timelines = store.task_timelines(hash).await?;
+        let pipeline = self.parts().pipeline.as_ref();
+        Ok(TxStatus {
+            hash: *hash,
+            kind,
+            tasks: tasks
+                .into_iter()
+                .map(|task| TaskView {
+                    timeline: timelines
+                        .iter()
+                        .filter(|c| c.task_id == task.id)
+                        .cloned()
+                        .collect(),
+                    progress: pipeline.and_then(|p| p.download_progress(task.id)),
+                    log_tail: pipeline
+                        .filter(|_| task.attempt > 0)
+                        .and_then(|p| p.log_tail(task.id, LOG_TAIL_BYTES)),
+                    task,
+                })
+                .collect(),
+        })
+    }
+
+    /// Cancels a Run: the node signs a `Cancel` naming it. (A Run's author can instead sign and
+    /// submit a Cancel through the public paths.)
+    pub async fn cancel(&self, run: &Hash, source: Source) -> Result<Submitted, NodeError> {
+        match self.store().transaction_kind(run).await? {
+            None => return Err(not_on_this_node(run)),
+            Some(Kind::Run) => {}
+            Some(other) => {
+                return Err(NodeError::WrongKind(format!(
+                    "only a Run can be cancelled; {} is a {other}",
+                    run.to_hex()
+                )));
+            }
+        }
+        let (_, submitted) = self
+            .sign_and_submit(Payload::Cancel { parent: *run }, source)
+            .await?;
+        Ok(submitted)
+    }
+
+    /// Tasks by phase (phases without tasks are absent).
+    pub async fn task_counts(&self) -> Result<Vec<(crate::model::Phase, i64)>, NodeError> {
+        Ok(self.store().count_tasks_by_phase().await?)
+    }
+
+    /// The most recently ended tasks that failed or timed out, newest first.
+    pub async fn recent_failures(&self, limit: u32) -> Result<Vec<Task>, NodeError> {
+        Ok(self.store().recent_failures(limit).await?)
+    }
+}
+
+fn not_on_this_node(hash: &Hash) -> NodeError {
+    NodeError::NotFound(format!("no transaction {} on this node", hash.to_hex()))
+}

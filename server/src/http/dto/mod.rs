@@ -1,0 +1,70 @@
+//! Wire types of the REST API and the new JSON-RPC methods: snake_case JSON, RFC 3339 times,
+//! hashes and keys as lowercase hex. (The original JSON-RPC methods use the transaction model's
+//! own forms from `app::tx`.)
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use app::tx::Hash;
+
+use super::error::ApiError;
+
+mod files;
+mod network;
+mod programs;
+mod transactions;
+
+pub use files::*;
+pub use network::*;
+pub use programs::*;
+pub use transactions::*;
+
+/// A time as RFC 3339 (UTC, millisecond precision).
+pub fn system_rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Milliseconds since the epoch as RFC 3339 (UTC, millisecond precision).
+pub fn rfc3339(ms: i64) -> String {
+    system_rfc3339(UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+}
+
+pub(crate) fn parse_rfc3339(field: &str, text: &str) -> Result<i64, ApiError> {
+    let t = humantime::parse_rfc3339_weak(text).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_parameter",
+            format!("{field}: {text:?} is not an RFC 3339 time ({e}), e.g. 2026-01-31T12:00:00Z"),
+        )
+    })?;
+    let ms = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    Ok(i64::try_from(ms).unwrap_or(i64::MAX))
+}
+
+/// Decodes a JSON request body, with the decoder's words on failure (`malformed_json`).
+pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            "malformed_json",
+            format!("the body is not the expected JSON: {e}"),
+        )
+    })
+}
+
+/// Parses a 64-character hex hash from a path or parameter.
+pub fn parse_hash(field: &str, text: &str) -> Result<Hash, ApiError> {
+    Hash::from_hex(text).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_parameter",
+            format!(
+                "{field}: {:?} is not a hash (64 hexadecimal characters)",
+                truncate(text)
+            ),
+        )
+    })
+}
+
+pub(crate) fn truncate(text: &str) -> String {
+    text.chars().take(80).collect()
+}

@@ -1,0 +1,240 @@
+//! The node, its resources and its peer network.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::*;
+
+/// What this node is.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NodeInfo {
+    pub version: String,
+    /// The node's public key (hex): the author of its Proof and Verification transactions.
+    pub public_key: String,
+    /// `postgres` or `sqlite`.
+    pub database: String,
+    pub database_version: String,
+    pub started_at: String,
+    pub uptime_seconds: u64,
+    /// False when the node accepts and relays but never executes.
+    pub execution: bool,
+    /// Base URL of this node's file download server.
+    pub file_base_url: String,
+    pub transactions: i64,
+}
+
+/// The answer to a submission.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Submitted {
+    /// The transaction hash (hex).
+    pub hash: String,
+    /// False when the node already had this transaction (nothing changed).
+    pub new: bool,
+}
+
+/// What this node offers to programs.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NodeResources {
+    pub cpus: u64,
+    pub mem_mib: u64,
+    /// PCI addresses of the GPUs configured for programs (`GEVULOT_GPU_DEVICES`).
+    pub gpu_devices: Vec<String>,
+    /// False when the node never executes (`GEVULOT_NODE_NO_EXECUTION`).
+    pub execution: bool,
+    /// What is free now and how many tasks run and wait (absent when the node never executes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<ResourceUsage>,
+}
+
+/// This node in the peer network: who it is there, who it is connected to now, who may join,
+/// and what crossed the network since it started.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PeerNetwork {
+    /// The node's libp2p peer id, derived from its node key.
+    pub peer_id: String,
+    /// Where the node listens for peers (`GEVULOT_P2P_LISTEN_ADDR`).
+    pub listen_addr: String,
+    /// The address given to peers behind NAT (`GEVULOT_P2P_ADVERTISED_LISTEN_ADDR`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertised_addr: Option<String>,
+    /// A fingerprint of the pre-shared key: nodes of one network show the same one. It reveals
+    /// nothing of the passphrase.
+    pub psk_fingerprint: String,
+    /// The peers this node joins through (`GEVULOT_P2P_DISCOVERY_ADDR`), dialled again while
+    /// not connected.
+    pub bootstrap: Vec<String>,
+    /// Connected (and, in whitelist mode, admitted) peers, oldest connection first.
+    pub peers: Vec<PeerInfo>,
+    pub acl: AclState,
+    pub messages: P2pMessages,
+}
+
+/// A connected peer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PeerInfo {
+    pub peer_id: String,
+    /// The peer's node key (hex, uncompressed): the author of its Proofs and Verifications.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// The remote address of the connection.
+    pub address: String,
+    /// `inbound` (the peer dialled this node) or `outbound`.
+    pub direction: String,
+    pub connected_at: String,
+    /// What the peer runs, once it said so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<String>,
+    /// Where the peer says it listens.
+    pub listen_addresses: Vec<String>,
+}
+
+/// Who may author transactions and connect as a peer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AclState {
+    /// `open` (anyone with a valid signature or the pre-shared key) or `whitelist` (only keys on
+    /// the whitelist, besides this node's own).
+    pub mode: String,
+    pub whitelisted_keys: i64,
+    /// The published list the whitelist follows (any password redacted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The latest sync with that list; absent before the first one ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<AclSync>,
+}
+
+/// The latest whitelist sync.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AclSync {
+    pub at: String,
+    pub succeeded: bool,
+    /// Keys added and removed by it.
+    pub added: usize,
+    pub removed: usize,
+    /// Lines of the list that are not keys (1-based), skipped.
+    pub bad_lines: Vec<usize>,
+    /// Why nothing changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Transaction messages over the peer network since the node started.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct P2pMessages {
+    /// Transactions this node published.
+    pub published: u64,
+    /// Transactions from peers that were accepted (stored, or already stored) and forwarded.
+    pub accepted: u64,
+    /// Messages from peers that were not valid transactions or not allowed: not stored, not
+    /// forwarded.
+    pub rejected: u64,
+    /// Messages not judged: while overloaded (the validation queue is full) or while the
+    /// database failed.
+    pub ignored: u64,
+    /// Transactions that could not be handed to the network.
+    pub dropped: u64,
+    /// Connections refused because the peer's key is not on the whitelist.
+    pub peers_refused: u64,
+}
+
+/// What the node's tasks hold and wait for now.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ResourceUsage {
+    pub free_cpus: u64,
+    pub free_mem_mib: u64,
+    /// GPUs of the pool that no task holds.
+    pub free_gpus: usize,
+    /// Tasks holding resources (booting, running or submitting).
+    pub running_tasks: usize,
+    /// Tasks waiting for resources.
+    pub waiting_tasks: usize,
+}
+
+impl From<&app::node::NodeInfo> for NodeInfo {
+    fn from(i: &app::node::NodeInfo) -> Self {
+        Self {
+            version: i.version.to_string(),
+            public_key: i.public_key.to_hex(),
+            database: i.database.to_string(),
+            database_version: i.database_version.clone(),
+            started_at: system_rfc3339(i.started_at),
+            uptime_seconds: i.started_at.elapsed().map_or(0, |d| d.as_secs()),
+            execution: i.execution,
+            file_base_url: i.file_base_url.clone(),
+            transactions: i.transactions,
+        }
+    }
+}
+
+impl NodeResources {
+    pub fn new(r: &app::node::Resources, usage: Option<app::pipeline::Usage>) -> Self {
+        Self {
+            cpus: r.cpus,
+            mem_mib: r.mem_mib,
+            gpu_devices: r.gpu_devices.clone(),
+            execution: r.execution,
+            usage: usage.map(|u| ResourceUsage {
+                free_cpus: u.free_cpus,
+                free_mem_mib: u.free_mem_mib,
+                free_gpus: u.free_gpus,
+                running_tasks: u.running,
+                waiting_tasks: u.waiting,
+            }),
+        }
+    }
+}
+
+impl From<&app::p2p::Peer> for PeerInfo {
+    fn from(p: &app::p2p::Peer) -> Self {
+        Self {
+            peer_id: p.peer_id.clone(),
+            public_key: p.public_key.clone(),
+            address: p.address.clone(),
+            direction: p.direction.as_str().to_string(),
+            connected_at: system_rfc3339(p.connected_at),
+            agent_version: p.agent_version.clone(),
+            listen_addresses: p.listen_addresses.clone(),
+        }
+    }
+}
+
+impl From<&app::node::NetworkView> for PeerNetwork {
+    fn from(n: &app::node::NetworkView) -> Self {
+        let c = &n.counters;
+        Self {
+            peer_id: n.peer_id.clone(),
+            listen_addr: n.listen_addr.to_string(),
+            advertised_addr: n.advertised_addr.map(|a| a.to_string()),
+            psk_fingerprint: n.psk_fingerprint.clone(),
+            bootstrap: n.bootstrap.clone(),
+            peers: n.peers.iter().map(PeerInfo::from).collect(),
+            acl: AclState {
+                mode: n.acl.policy.as_str().to_string(),
+                whitelisted_keys: n.acl.whitelisted_keys,
+                url: n.acl.url.clone(),
+                last_sync: n.acl.last_sync.as_ref().map(|last| {
+                    let (synced, error) = match &last.outcome {
+                        Ok(s) => (s.clone(), None),
+                        Err(e) => (Default::default(), Some(e.clone())),
+                    };
+                    AclSync {
+                        at: system_rfc3339(last.at),
+                        succeeded: error.is_none(),
+                        added: synced.added,
+                        removed: synced.removed,
+                        bad_lines: synced.bad_lines,
+                        error,
+                    }
+                }),
+            },
+            messages: P2pMessages {
+                published: c.published,
+                accepted: c.accepted,
+                rejected: c.rejected,
+                ignored: c.ignored,
+                dropped: c.dropped,
+                peers_refused: c.peers_refused,
+            },
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! Transactions: listings, details, trees, execution status.
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use app::model::{Page, StoredTransaction, Task, TxFilter};
+use app::tx::Kind;
+use app::tx::rpc::RpcTransaction;
+
+use super::*;
+use crate::http::error::ApiError;
+
+/// A transaction in a listing.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TransactionSummary {
+    /// Transaction hash (hex).
+    pub hash: String,
+    /// `empty`, `transfer`, `stake`, `unstake`, `deploy`, `run`, `proof`, `proofkey`,
+    /// `verification` or `cancel`.
+    pub kind: String,
+    /// Author public key (hex, 130 characters).
+    pub author: String,
+    /// The transaction this one refers to (Proof, Verification, ProofKey, Cancel).
+    pub parent: Option<String>,
+    pub nonce: String,
+    /// How the transaction reached this node: `rpc`, `rest`, `console`, `p2p` or `node`.
+    pub source: String,
+    /// When this node stored it (RFC 3339).
+    pub received_at: String,
+}
+
+impl From<&StoredTransaction> for TransactionSummary {
+    fn from(s: &StoredTransaction) -> Self {
+        Self {
+            hash: s.tx.hash.to_hex(),
+            kind: s.tx.kind().as_str().to_string(),
+            author: s.tx.author.to_hex(),
+            parent: s.tx.payload.parent().map(|p| p.to_hex()),
+            nonce: s.tx.nonce.to_string(),
+            source: s.source.as_str().to_string(),
+            received_at: rfc3339(s.received_at_ms),
+        }
+    }
+}
+
+/// A transaction with its original JSON forms.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TransactionDetail {
+    #[serde(flatten)]
+    pub summary: TransactionSummary,
+    /// The transaction exactly as a client submits it (the original JSON input form).
+    #[schema(value_type = Object)]
+    pub input_form: serde_json::Value,
+    /// The original `getTransaction` output form.
+    #[schema(value_type = Object)]
+    pub output_form: serde_json::Value,
+}
+
+impl TransactionDetail {
+    pub fn new(s: &StoredTransaction, file_base_url: &str) -> Self {
+        let output = RpcTransaction::from_transaction(&s.tx, file_base_url);
+        Self {
+            summary: s.into(),
+            input_form: serde_json::to_value(&s.tx).unwrap_or_default(),
+            output_form: serde_json::to_value(&output).unwrap_or_default(),
+        }
+    }
+}
+
+/// One page of transactions, newest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TransactionPage {
+    pub items: Vec<TransactionSummary>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl From<&Page<StoredTransaction>> for TransactionPage {
+    fn from(p: &Page<StoredTransaction>) -> Self {
+        Self {
+            items: p.items.iter().map(TransactionSummary::from).collect(),
+            next_cursor: p.next.map(encode_cursor),
+        }
+    }
+}
+
+pub(super) const CURSOR_PREFIX: &str = "v1:";
+
+/// An opaque cursor: the keyset of the last item, versioned.
+pub fn encode_cursor(seq: i64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{seq}"))
+}
+
+pub fn decode_cursor(cursor: &str) -> Result<i64, ApiError> {
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_cursor",
+            "the cursor is not one this server issued; start again without a cursor",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    text.strip_prefix(CURSOR_PREFIX)
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(bad)
+}
+
+/// Filters for listing transactions.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TransactionQuery {
+    /// Only this kind (`run`, `proof`, …).
+    pub kind: Option<String>,
+    /// Only this author (hex public key).
+    pub author: Option<String>,
+    /// Only hashes starting with this hex prefix.
+    pub hash_prefix: Option<String>,
+    /// Only transactions with a task in this phase (`queued`, `running`, `failed`, …).
+    pub status: Option<String>,
+    /// Received at or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Received before this time (RFC 3339).
+    pub until: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 1000 (default 50).
+    pub limit: Option<u32>,
+}
+
+impl TransactionQuery {
+    /// The store filter, keyset and limit this query asks for.
+    pub fn to_filter(&self) -> Result<(TxFilter, Option<i64>, u32), ApiError> {
+        let kind = match &self.kind {
+            None => None,
+            Some(k) => Some(Kind::parse(k).ok_or_else(|| {
+                let all: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+                ApiError::bad_request(
+                    "invalid_parameter",
+                    format!("kind: {:?} is not one of {}", truncate(k), all.join(", ")),
+                )
+            })?),
+        };
+        let author =
+            match &self.author {
+                None => None,
+                Some(a) => Some(app::crypto::PublicKey::from_hex(a).map_err(|e| {
+                    ApiError::bad_request("invalid_parameter", format!("author: {e}"))
+                })?),
+            };
+        if let Some(p) = &self.hash_prefix
+            && (p.len() > 64 || !p.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                "hash_prefix: at most 64 hexadecimal characters",
+            ));
+        }
+        let phase = match &self.status {
+            None => None,
+            Some(s) => Some(app::model::Phase::parse(s).ok_or_else(|| {
+                let all: Vec<&str> = app::model::Phase::ALL.iter().map(|p| p.as_str()).collect();
+                ApiError::bad_request(
+                    "invalid_parameter",
+                    format!("status: {:?} is not one of {}", truncate(s), all.join(", ")),
+                )
+            })?),
+        };
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=1000).contains(&limit) {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                "limit: between 1 and 1000",
+            ));
+        }
+        let filter = TxFilter {
+            kind,
+            author,
+            hash_prefix: self.hash_prefix.as_ref().map(|p| p.to_ascii_lowercase()),
+            parent: None,
+            phase,
+            since_ms: self
+                .since
+                .as_deref()
+                .map(|t| parse_rfc3339("since", t))
+                .transpose()?,
+            until_ms: self
+                .until
+                .as_deref()
+                .map(|t| parse_rfc3339("until", t))
+                .transpose()?,
+        };
+        let before = self.cursor.as_deref().map(decode_cursor).transpose()?;
+        Ok((filter, before, limit))
+    }
+}
+
+/// Where a transaction's execution stands.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TransactionStatus {
+    pub hash: String,
+    pub kind: String,
+    /// The tasks executing this transaction's workflow steps, in step order.
+    pub tasks: Vec<TaskStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TaskStatus {
+    /// The task's id on this node.
+    pub id: i64,
+    pub step_index: i64,
+    /// Program hash (hex).
+    pub program: String,
+    /// `proof` or `verification`.
+    pub kind: String,
+    /// `queued`, `waiting_for_program`, `downloading`, `waiting_for_resources`, `booting`,
+    /// `running`, `submitting`, `succeeded`, `failed`, `cancelled` or `timed_out`.
+    pub phase: String,
+    /// Boots so far (retries count).
+    pub attempt: i64,
+    /// Why the task failed, was cancelled or is retried, or what it waits for.
+    pub error: Option<String>,
+    /// The running download, while the task downloads its image or inputs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<DownloadProgress>,
+    /// The end of its VM's serial console (the latest attempt), once it booted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_tail: Option<String>,
+    /// Every phase it entered, oldest first.
+    pub timeline: Vec<PhaseEntry>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+/// A phase a task entered.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PhaseEntry {
+    pub phase: String,
+    pub at: String,
+    /// Why (a failure or retry), or what the task waits for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl From<&app::model::PhaseChange> for PhaseEntry {
+    fn from(c: &app::model::PhaseChange) -> Self {
+        Self {
+            phase: c.phase.as_str().to_string(),
+            at: rfc3339(c.at_ms),
+            note: c.note.clone(),
+        }
+    }
+}
+
+/// How far a download has come.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DownloadProgress {
+    pub received_bytes: u64,
+    /// When the server said how large the file is.
+    pub total_bytes: Option<u64>,
+    /// The download's attempt (retries count).
+    pub attempt: u32,
+}
+
+/// A task with its timeline and what the pipeline knows now (download progress, VM log tail).
+impl From<&app::node::TaskView> for TaskStatus {
+    fn from(v: &app::node::TaskView) -> Self {
+        let mut status = Self::from(&v.task);
+        status.progress = v.progress.as_ref().map(|p| DownloadProgress {
+            received_bytes: p.received,
+            total_bytes: p.total,
+            attempt: p.attempt,
+        });
+        status.log_tail = v.log_tail.clone();
+        status.timeline = v.timeline.iter().map(PhaseEntry::from).collect();
+        status
+    }
+}
+
+impl From<&app::node::TxStatus> for TransactionStatus {
+    fn from(s: &app::node::TxStatus) -> Self {
+        Self {
+            hash: s.hash.to_hex(),
+            kind: s.kind.as_str().to_string(),
+            tasks: s.tasks.iter().map(TaskStatus::from).collect(),
+        }
+    }
+}
+
+impl From<&Task> for TaskStatus {
+    fn from(t: &Task) -> Self {
+        Self {
+            id: t.id,
+            progress: None,
+            log_tail: None,
+            timeline: Vec::new(),
+            step_index: t.step_index,
+            program: t.program.to_hex(),
+            kind: t.kind.as_str().to_string(),
+            phase: t.phase.as_str().to_string(),
+            attempt: t.attempt,
+            error: t.error.clone(),
+            created_at: rfc3339(t.created_at_ms),
+            updated_at: rfc3339(t.updated_at_ms),
+            started_at: t.started_at_ms.map(rfc3339),
+            finished_at: t.finished_at_ms.map(rfc3339),
+        }
+    }
+}
+
+/// A node of a Run → Proof → Verification tree.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TreeNode {
+    pub hash: String,
+    /// `run`, `proof` or `verification`.
+    pub kind: String,
+    #[schema(no_recursion)]
+    pub children: Vec<TreeNode>,
+}
+
+impl TreeNode {
+    pub fn from_tree(tree: &app::tx::rpc::TransactionTree, depth: usize) -> Self {
+        use app::tx::rpc::TransactionTree as T;
+        let kind = ["run", "proof", "verification"]
+            .get(depth)
+            .copied()
+            .unwrap_or("unknown");
+        let children = match tree {
+            T::Root { children, .. } | T::Node { children, .. } => children
+                .iter()
+                .map(|c| Self::from_tree(c, depth + 1))
+                .collect(),
+            T::Leaf { .. } => Vec::new(),
+        };
+        Self {
+            hash: tree.hash().to_hex(),
+            kind: kind.to_string(),
+            children,
+        }
+    }
+}
