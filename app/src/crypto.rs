@@ -16,7 +16,7 @@ use std::path::Path;
 
 use secp256k1::ecdsa;
 
-use crate::tx::Hash;
+use crate::hash::Hash;
 
 /// Length of a public key in its uncompressed SEC1 form (`04 ‖ X ‖ Y`).
 pub const PUBLIC_KEY_LEN: usize = 65;

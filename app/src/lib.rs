@@ -11,6 +11,8 @@ pub mod doctor;
 pub mod download;
 pub mod events;
 pub mod gpu;
+pub mod hash;
+pub mod intake;
 pub mod model;
 pub mod node;
 pub mod p2p;

@@ -2,7 +2,7 @@
 //!
 //! [`validate`] checks what can be decided from the transaction alone: the `hash` field equals
 //! the recomputed hash, the signature, and the payload rules and size limits below. Rules that
-//! need the database (the parent's kind, the ACL whitelist) are checked by [`crate::node`].
+//! need the database (the parent's kind, the ACL whitelist) are checked by [`crate::intake`].
 //!
 //! | rule | error code |
 //! |---|---|

@@ -6,15 +6,13 @@
 //!
 //! One file per area: `transactions`, `programs` (deploy and run, signed by the node),
 //! `uploads`, `files`, `gpus`, `network`, `info`; `start` wires a running node from its
-//! configuration; `intake` is the one path by which transactions enter the database.
+//! configuration. Transactions enter the database only through [`crate::intake`].
 
 mod error;
 mod files;
 mod gpus;
 mod info;
-mod intake;
 mod network;
-mod outbox;
 mod programs;
 mod start;
 mod transactions;
@@ -23,12 +21,11 @@ mod uploads;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+pub use crate::intake::{AclPolicy, Intake, Outbox, OutboxReceiver, SubmitError, Submitted};
 pub use error::NodeError;
 pub use files::FileView;
 pub use info::{NodeInfo, Resources};
-pub use intake::{AclPolicy, Intake, SubmitError, Submitted};
 pub use network::{AclView, NetworkView};
-pub use outbox::{OUTBOX_CAPACITY, Outbox, OutboxReceiver};
 pub use programs::{Deployed, ImageSource, InputSource, InputSpec, ProgramSpec, StepSpec};
 pub use start::{Config, Execution, StartError};
 pub use transactions::{TaskView, TxStatus};

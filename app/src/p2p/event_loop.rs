@@ -29,8 +29,8 @@ use super::{
 };
 
 use crate::crypto::SecretKey;
-use crate::node::Intake;
-use crate::node::OutboxReceiver;
+use crate::intake::Intake;
+use crate::intake::OutboxReceiver;
 use crate::store::Store;
 use crate::tx::Transaction;
 

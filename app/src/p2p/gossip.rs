@@ -7,8 +7,8 @@ use tracing::{debug, info, warn};
 use super::{
     BACKLOG_CAPACITY, BACKLOG_MAX_BYTES, MAX_VALIDATING, MAX_WAITING, MAX_WAITING_BYTES, Network,
 };
+use crate::intake::SubmitError;
 use crate::model::Source;
-use crate::node::SubmitError;
 use crate::tx::Transaction;
 
 impl Network {

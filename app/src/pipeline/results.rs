@@ -3,8 +3,8 @@
 
 use tracing::info;
 
+use crate::intake::SubmitError;
 use crate::model::{Program, Source};
-use crate::node::SubmitError;
 use crate::store::{StoreError, now_ms};
 use crate::tx::{Hash, Marker, Payload, Transaction, TxFile};
 use crate::vm::outputs::AcceptedOutput;

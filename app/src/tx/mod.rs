@@ -18,43 +18,7 @@ pub use bigint::BigInt;
 
 use crate::crypto::{PublicKey, SecretKey, Signature, SignatureError};
 
-/// A 32-byte hash (transaction hash, program hash, file checksum in `TxFile`).
-/// JSON: an array of 32 numbers. Text: lowercase hex.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Hash(pub [u8; 32]);
-
-impl Hash {
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    /// Parses 64 hexadecimal characters (either case).
-    pub fn from_hex(text: &str) -> Option<Self> {
-        if text.len() != 64 {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(text, &mut out).ok()?;
-        Some(Self(out))
-    }
-
-    /// SHA3-256 of `data`.
-    pub fn sha3(data: &[u8]) -> Self {
-        Self(Sha3_256::digest(data).into())
-    }
-}
-
-impl fmt::Debug for Hash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Hash({})", self.to_hex())
-    }
-}
-
-impl fmt::Display for Hash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
+pub use crate::hash::Hash;
 
 /// A unit marker that appears as `null` in JSON: the original's `state` type-state field and
 /// the `extention` field of output files. Required on input, as in the original.

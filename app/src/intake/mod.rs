@@ -1,6 +1,10 @@
 //! The one intake path: every transaction, from a client, a peer or the node itself, is
 //! validated and stored here before anything else sees it.
 
+mod outbox;
+
+pub use outbox::{OUTBOX_CAPACITY, Outbox, OutboxReceiver};
+
 use crate::events::{Event, Events};
 use crate::model::{Phase, Source};
 use crate::store::{Inserted, Store, StoreError};
@@ -51,7 +55,7 @@ pub struct Intake {
     /// The node's own key: what it signs (results, operator actions) is never held to the ACL.
     node_author: Option<crate::crypto::PublicKey>,
     /// Where new transactions that did not come from a peer go to be gossiped.
-    gossip: Option<super::Outbox>,
+    gossip: Option<Outbox>,
 }
 
 impl Intake {
@@ -67,7 +71,7 @@ impl Intake {
     }
 
     /// Hands every newly stored transaction that did not come from a peer to the P2P network.
-    pub fn with_gossip(mut self, outbox: super::Outbox) -> Self {
+    pub fn with_gossip(mut self, outbox: Outbox) -> Self {
         self.gossip = Some(outbox);
         self
     }

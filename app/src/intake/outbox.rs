@@ -20,7 +20,7 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// An outbox and its receiving end, for [`crate::p2p::Network::start`].
+    /// An outbox and its receiving end (for the P2P network's event loop).
     pub fn new() -> (Self, OutboxReceiver) {
         let (sender, receiver) = mpsc::channel(OUTBOX_CAPACITY);
         let dropped = Arc::new(AtomicU64::new(0));
