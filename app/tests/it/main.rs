@@ -7,6 +7,7 @@ mod executor;
 mod fuzz;
 mod guest_protocol;
 mod p2p;
+mod pipeline_rules;
 mod props;
 mod schema;
 mod storage;

@@ -21,7 +21,7 @@ use app::auth::{AuthError, Role, User};
 
 use super::AppState;
 use super::dto::{json_body, rfc3339};
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, ErrorCode, Problem};
 
 pub const SESSION_COOKIE: &str = "gevulot_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -39,7 +39,7 @@ impl From<AuthError> for ApiError {
             AuthError::Hashing => StatusCode::INTERNAL_SERVER_ERROR,
             AuthError::Store(s) => return ApiError::unavailable(s),
         };
-        ApiError::new(status, e.code(), e.to_string())
+        ApiError::new(status, ErrorCode::of_core(e.code()), e.to_string())
     }
 }
 
@@ -66,7 +66,7 @@ impl Caller {
         } else {
             Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "forbidden",
+                ErrorCode::Forbidden,
                 format!(
                     "this needs the {role} role; {} is {}",
                     self.user.username, self.user.role
@@ -99,7 +99,7 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 fn unauthorized() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
-        "unauthorized",
+        ErrorCode::Unauthorized,
         "sign in (POST /api/v1/session) or send an API token as `Authorization: Bearer …`",
     )
 }
@@ -114,7 +114,7 @@ pub async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Option<Ca
             })),
             None => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                ErrorCode::Unauthorized,
                 "the API token is unknown or was deleted",
             )),
         };
@@ -149,7 +149,7 @@ impl FromRequestParts<AppState> for Caller {
             if !constant_time_eq(sent.as_bytes(), csrf.as_bytes()) {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
-                    "csrf_required",
+                    ErrorCode::CsrfRequired,
                     "a signed-in change needs the session's CSRF token in the X-CSRF-Token header",
                 ));
             }
@@ -392,7 +392,7 @@ pub async fn create_user(
     let role = Role::parse(&new.role).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "bad_role",
+            ErrorCode::BadRole,
             format!("role {:?} is not one of viewer, operator, admin", new.role),
         )
     })?;
@@ -438,7 +438,7 @@ pub async fn create_token(
     if new.name.is_empty() || new.name.len() > 128 {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_parameter",
+            ErrorCode::InvalidParameter,
             "name: 1 to 128 characters",
         ));
     }

@@ -26,16 +26,112 @@ pub struct Problem {
     pub code: String,
 }
 
+/// Declares [`ErrorCode`]: each variant with its stable code and default HTTP status.
+macro_rules! error_codes {
+    ($($variant:ident => ($code:literal, $status:literal),)*) => {
+        /// Every code the APIs return, each with its default status. `docs/API-DESIGN.md` lists
+        /// the same codes with the same statuses (a test holds the two together).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($variant,)*
+        }
+
+        impl ErrorCode {
+            pub const ALL: &[ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The stable snake_case code.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)*
+                }
+            }
+
+            /// The status this code is answered with unless a route says otherwise.
+            pub fn status(self) -> StatusCode {
+                let status: u16 = match self {
+                    $(ErrorCode::$variant => $status,)*
+                };
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+    };
+}
+
+error_codes! {
+    MalformedJson => ("malformed_json", 400),
+    MalformedTransaction => ("malformed_transaction", 400),
+    UnsupportedMediaType => ("unsupported_media_type", 415),
+    PayloadTooLarge => ("payload_too_large", 413),
+    InvalidParameter => ("invalid_parameter", 400),
+    UnknownParameter => ("unknown_parameter", 400),
+    InvalidCursor => ("invalid_cursor", 400),
+    NotFound => ("not_found", 404),
+    DatabaseUnavailable => ("database_unavailable", 503),
+    InternalError => ("internal_error", 500),
+    HashMismatch => ("hash_mismatch", 422),
+    BadSignature => ("bad_signature", 422),
+    EmptyWorkflow => ("empty_workflow", 422),
+    DuplicateProgram => ("duplicate_program", 422),
+    OutputWithoutSource => ("output_without_source", 422),
+    BadFileName => ("bad_file_name", 422),
+    BadUrl => ("bad_url", 422),
+    BadChecksum => ("bad_checksum", 422),
+    ProgramHashMismatch => ("program_hash_mismatch", 422),
+    BadResourceRequest => ("bad_resource_request", 422),
+    FieldTooLong => ("field_too_long", 422),
+    TooManyItems => ("too_many_items", 422),
+    ValueTooLarge => ("value_too_large", 422),
+    ParentWrongKind => ("parent_wrong_kind", 422),
+    AuthorNotWhitelisted => ("author_not_whitelisted", 422),
+    CancelNotAuthorized => ("cancel_not_authorized", 422),
+    Unauthorized => ("unauthorized", 401),
+    Forbidden => ("forbidden", 403),
+    CsrfRequired => ("csrf_required", 403),
+    BadCredentials => ("bad_credentials", 401),
+    TooManyAttempts => ("too_many_attempts", 429),
+    UsernameTaken => ("username_taken", 409),
+    BadUsername => ("bad_username", 422),
+    WeakPassword => ("weak_password", 422),
+    SetupUnavailable => ("setup_unavailable", 403),
+    BadRole => ("bad_role", 422),
+    UnknownUpload => ("unknown_upload", 422),
+    MalformedBody => ("malformed_body", 400),
+    P2pUnavailable => ("p2p_unavailable", 503),
+    SysfsUnavailable => ("sysfs_unavailable", 503),
+    Timeout => ("timeout", 408),
+}
+
+impl ErrorCode {
+    /// The code named `text` (the core's errors carry their codes as text).
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|c| c.as_str() == text)
+    }
+
+    /// A code of the core: unknown ones (which a test rules out) are reported as internal errors.
+    pub fn of_core(text: &str) -> Self {
+        Self::parse(text).unwrap_or_else(|| {
+            tracing::error!(target: "gevulot", code = text, "an error code missing from the catalogue");
+            ErrorCode::InternalError
+        })
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An API failure: a status, a stable code and a precise message.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub detail: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, detail: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -43,20 +139,24 @@ impl ApiError {
         }
     }
 
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+    /// `code` with its default status.
+    pub fn of(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self::new(code.status(), code, detail)
+    }
+
+    pub fn bad_request(code: ErrorCode, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, detail)
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+        Self::of(ErrorCode::NotFound, detail)
     }
 
     /// The storage layer failed: logged with its cause, reported without internals.
     pub fn unavailable(error: &dyn std::error::Error) -> Self {
         tracing::error!(target: "gevulot", error = %error, source = ?error.source(), "database request failed");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
+        Self::of(
+            ErrorCode::DatabaseUnavailable,
             "the database is unavailable or failed; nothing was changed, retry later",
         )
     }
@@ -109,7 +209,7 @@ impl From<NodeError> for ApiError {
             }
             NodeError::Io { .. } | NodeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError::new(status, e.code(), e.to_string())
+        ApiError::new(status, ErrorCode::of_core(e.code()), e.to_string())
     }
 }
 
@@ -118,7 +218,7 @@ impl From<ApiError> for ErrorObjectOwned {
         ErrorObjectOwned::owned(
             e.rpc_code(),
             e.detail.clone(),
-            Some(serde_json::json!({ "code": e.code })),
+            Some(serde_json::json!({ "code": e.code.as_str() })),
         )
     }
 }
@@ -135,98 +235,51 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Every code the APIs return (also in `docs/API-DESIGN.md`); a test keeps it complete.
-#[cfg(test)]
-const CODES: &[(&str, &str)] = &[
-    (
-        "malformed_json",
-        "the body is not valid JSON, or not the expected shape",
-    ),
-    (
-        "malformed_transaction",
-        "the body is not a transaction in the original JSON input form",
-    ),
-    (
-        "unsupported_media_type",
-        "the request body must be application/json",
-    ),
-    (
-        "payload_too_large",
-        "the request body is larger than the server accepts",
-    ),
-    (
-        "invalid_parameter",
-        "a path or query parameter is malformed",
-    ),
-    (
-        "unknown_parameter",
-        "a query parameter is not one this route knows",
-    ),
-    (
-        "invalid_cursor",
-        "the pagination cursor is not one this server issued",
-    ),
-    ("not_found", "no such transaction, program, file or route"),
-    (
-        "database_unavailable",
-        "the database is down or failed; retry later",
-    ),
-    (
-        "internal_error",
-        "an unexpected failure; the node logged it",
-    ),
-    (
-        "hash_mismatch",
-        "the hash field does not match the transaction's content",
-    ),
-    ("bad_signature", "the signature does not verify"),
-    ("empty_workflow", "a Run has no steps"),
-    ("duplicate_program", "a Run names the same program twice"),
-    (
-        "output_without_source",
-        "an Output input names no earlier step's program",
-    ),
-    (
-        "bad_file_name",
-        "a file name is not a VM path under /workspace or a plain file name",
-    ),
-    ("bad_url", "a URL is not an absolute http(s) URL"),
-    ("bad_checksum", "a checksum is not 64 hex characters"),
-    (
-        "program_hash_mismatch",
-        "a program hash does not match its metadata",
-    ),
-    (
-        "bad_resource_request",
-        "a resource request is out of bounds",
-    ),
-    ("field_too_long", "a string or byte field is over its limit"),
-    ("too_many_items", "a list is over its limit"),
-    ("value_too_large", "a big integer is over its limit"),
-    (
-        "parent_wrong_kind",
-        "the parent transaction is of the wrong kind",
-    ),
-    (
-        "author_not_whitelisted",
-        "the author is not on this node's ACL whitelist",
-    ),
-    (
-        "cancel_not_authorized",
-        "only the Run's author or the node's operator may cancel it",
-    ),
-    ("p2p_unavailable", "the node runs without its P2P network"),
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The catalogue in `docs/API-DESIGN.md`: (code, status) of each row of its table.
+    fn documented() -> Vec<(String, u16)> {
+        include_str!("../../../docs/API-DESIGN.md")
+            .lines()
+            .filter_map(|line| {
+                let mut cells = line.split('|').map(str::trim).skip(1);
+                let code = cells.next()?.strip_prefix('`')?.strip_suffix('`')?;
+                let status = cells.next()?.parse().ok()?;
+                code.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                    .then(|| (code.to_string(), status))
+            })
+            .collect()
+    }
+
     #[test]
-    fn every_validation_code_is_catalogued() {
+    fn the_catalogue_and_the_document_agree() {
+        let documented = documented();
+        for code in ErrorCode::ALL {
+            assert!(
+                documented
+                    .iter()
+                    .any(|(c, s)| c == code.as_str() && *s == code.status().as_u16()),
+                "{code} ({}) is not in docs/API-DESIGN.md's table with that status",
+                code.status()
+            );
+        }
+        for (code, status) in &documented {
+            assert_eq!(
+                ErrorCode::parse(code).map(|c| c.status().as_u16()),
+                Some(*status),
+                "docs/API-DESIGN.md lists {code} ({status}), which the server does not know"
+            );
+        }
+    }
+
+    #[test]
+    fn every_core_code_is_catalogued() {
         use app::validate::ValidationError as V;
         let h = app::tx::Hash::default();
-        let samples = [
+        let validation = [
             V::HashMismatch {
                 claimed: h,
                 computed: h,
@@ -286,20 +339,42 @@ mod tests {
                 expected: "",
             },
             V::AuthorNotWhitelisted(String::new()),
+            V::CancelNotAuthorized {
+                run: h,
+                author: String::new(),
+            },
         ];
-        for v in samples {
-            assert!(
-                CODES.iter().any(|(c, _)| *c == v.code()),
-                "{} is not catalogued",
-                v.code()
-            );
-        }
-        let doc = include_str!("../../../docs/API-DESIGN.md");
-        for (code, _) in CODES {
-            assert!(
-                doc.contains(&format!("`{code}`")),
-                "{code} is not in docs/API-DESIGN.md"
-            );
+        let node = [
+            NodeError::NotFound(String::new()),
+            NodeError::WrongKind(String::new()),
+            NodeError::InvalidParameter(String::new()),
+            NodeError::BadFileName(String::new()),
+            NodeError::UnknownUpload(String::new()),
+            NodeError::TooLarge(String::new()),
+            NodeError::UploadBroken(String::new()),
+            NodeError::P2pUnavailable,
+            NodeError::SysfsUnavailable(String::new()),
+            NodeError::Internal(String::new()),
+        ];
+        use app::auth::AuthError as A;
+        let auth = [
+            A::BadCredentials,
+            A::Throttled {
+                retry_after_secs: 1,
+            },
+            A::UsernameTaken(String::new()),
+            A::BadUsername(""),
+            A::WeakPassword(""),
+            A::SetupUnavailable,
+            A::Hashing,
+        ];
+        let codes = validation
+            .iter()
+            .map(|v| v.code())
+            .chain(node.iter().map(NodeError::code))
+            .chain(auth.iter().map(A::code));
+        for code in codes {
+            assert!(ErrorCode::parse(code).is_some(), "{code} is not catalogued");
         }
     }
 }

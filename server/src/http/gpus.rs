@@ -15,7 +15,7 @@ use app::gpu::{GpuStatus, PoolDecision, PoolState};
 use super::AppState;
 use super::auth::Caller;
 use super::dto::rfc3339;
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, ErrorCode, Problem};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PciFunctionInfo {
@@ -178,7 +178,7 @@ pub async fn apply_change(
     let Some(decision) = PoolDecision::from_action(&change.action) else {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_parameter",
+            ErrorCode::InvalidParameter,
             format!(
                 "action {:?} is not one of assign, release, reserve, maintenance",
                 change.action

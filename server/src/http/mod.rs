@@ -39,6 +39,8 @@ use tower_http::trace::TraceLayer;
 
 pub use state::{AppState, Inner};
 
+use error::ErrorCode;
+
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Request ids: a per-process random prefix and a counter (`3f9a1c2b-17`).
@@ -94,7 +96,7 @@ pub fn common_layers(router: Router) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             error::ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
+                ErrorCode::InternalError,
                 "the node failed while handling this request; it logged the failure",
             )
             .into_response_parts()
@@ -168,7 +170,7 @@ async fn request_timeout(
         Ok(response) => response,
         Err(_) => axum::response::IntoResponse::into_response(error::ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
-            "timeout",
+            ErrorCode::Timeout,
             "the request took longer than 60 s and was abandoned; nothing is half-done, retry",
         )),
     }

@@ -21,9 +21,9 @@ use app::tx::ResourceRequest;
 use super::AppState;
 use super::auth::Caller;
 use super::dto::{Submitted, parse_hash};
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, ErrorCode, Problem};
 
-fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
+fn unprocessable(code: ErrorCode, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
 }
 
@@ -65,7 +65,8 @@ pub async fn upload(
     body: Body,
 ) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
     caller.require(Role::Operator)?;
-    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))?;
+    let Query(q) =
+        q.map_err(|e| ApiError::bad_request(ErrorCode::InvalidParameter, e.body_text()))?;
     let (new, uploaded) = state
         .node
         .save_upload(
@@ -146,7 +147,7 @@ fn program_spec(field: &str, spec: &ProgramSpec) -> Result<app::node::ProgramSpe
             checksum: checksum.clone(),
             file_name: spec.image_file_name.clone().ok_or_else(|| {
                 unprocessable(
-                    "invalid_parameter",
+                    ErrorCode::InvalidParameter,
                     format!("{field}.image_file_name: name the uploaded file"),
                 )
             })?,
@@ -158,7 +159,7 @@ fn program_spec(field: &str, spec: &ProgramSpec) -> Result<app::node::ProgramSpe
         },
         _ => {
             return Err(unprocessable(
-                "invalid_parameter",
+                ErrorCode::InvalidParameter,
                 format!("{field}: give either `upload` or both `image_url` and `image_checksum`"),
             ));
         }
@@ -287,7 +288,7 @@ fn input(field: &str, spec: &InputSpec) -> Result<app::node::InputSpec, ApiError
         }
         _ => {
             return Err(unprocessable(
-                "invalid_parameter",
+                ErrorCode::InvalidParameter,
                 format!(
                     "{field}: give `url` and `checksum`, or `upload` and `upload_name`, or `from_program`"
                 ),

@@ -21,7 +21,7 @@ use super::dto::{
     NodeInfo, ProgramDetail, ProgramInfo, ProgramList, Submitted, TransactionDetail,
     TransactionPage, TransactionQuery, TransactionStatus, TreeNode, parse_hash,
 };
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, ErrorCode, Problem};
 use super::{AppState, auth, gpus, operator};
 
 #[derive(OpenApi)]
@@ -88,9 +88,9 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
         Err(e) => {
             let text = e.body_text();
             let code = if text.contains("unknown field") {
-                "unknown_parameter"
+                ErrorCode::UnknownParameter
             } else {
-                "invalid_parameter"
+                ErrorCode::InvalidParameter
             };
             Err(ApiError::bad_request(code, text))
         }
@@ -137,27 +137,27 @@ async fn submit_transaction(
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 format!(
                     "the body is larger than this node accepts ({} bytes; see GEVULOT_MAX_PROOF_BYTES)",
                     state.max_request_bytes
                 ),
             )
         } else {
-            ApiError::bad_request("malformed_transaction", e.body_text())
+            ApiError::bad_request(ErrorCode::MalformedTransaction, e.body_text())
         }
     })?;
     if !is_json(&headers) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "send the transaction as JSON with Content-Type: application/json",
         ));
     }
     let tx: Transaction = serde_json::from_slice(&body).map_err(|e| {
         state.metrics.submitted("unknown", "malformed");
         ApiError::bad_request(
-            "malformed_transaction",
+            ErrorCode::MalformedTransaction,
             format!("the body is not a transaction in the original JSON input form: {e}"),
         )
     })?;
@@ -497,7 +497,7 @@ async fn list_files(
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request(
-            "invalid_parameter",
+            ErrorCode::InvalidParameter,
             "limit: between 1 and 1000",
         ));
     }
@@ -534,7 +534,7 @@ async fn file_info(
     let tx = parse_hash("tx", &tx)?;
     let index: i64 = index
         .parse()
-        .map_err(|_| ApiError::bad_request("invalid_parameter", "index: a number"))?;
+        .map_err(|_| ApiError::bad_request(ErrorCode::InvalidParameter, "index: a number"))?;
     let file = state.node.output_file(&tx, index).await?;
     Ok(Json(super::dto::FileInfo::from(&file)))
 }

@@ -25,7 +25,7 @@ use app::tx::{Hash, Transaction};
 
 use super::AppState;
 use super::dto::{self, TransactionQuery};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 
 /// The original's result envelope.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -129,12 +129,12 @@ fn optional_object<T: serde::de::DeserializeOwned + Default>(
     if params.is_object() {
         return params
             .parse::<T>()
-            .map_err(|e| ApiError::bad_request("malformed_json", reason(&e)));
+            .map_err(|e| ApiError::bad_request(ErrorCode::MalformedJson, reason(&e)));
     }
     let mut seq = params.sequence();
     seq.optional_next::<T>()
         .map(Option::unwrap_or_default)
-        .map_err(|e| ApiError::bad_request("malformed_json", reason(&e)))
+        .map_err(|e| ApiError::bad_request(ErrorCode::MalformedJson, reason(&e)))
 }
 
 fn hex_hash_param(params: &Params<'_>) -> Result<Hash, ApiError> {
@@ -146,11 +146,11 @@ fn hex_hash_param(params: &Params<'_>) -> Result<Hash, ApiError> {
         params
             .parse::<Named>()
             .map(|n| n.hash)
-            .map_err(|e| ApiError::bad_request("invalid_parameter", reason(&e)))?
+            .map_err(|e| ApiError::bad_request(ErrorCode::InvalidParameter, reason(&e)))?
     } else {
         params.one::<String>().map_err(|e| {
             ApiError::bad_request(
-                "invalid_parameter",
+                ErrorCode::InvalidParameter,
                 format!("expected a hex transaction hash: {}", reason(&e)),
             )
         })?
@@ -244,14 +244,14 @@ fn require(
     else {
         return Err(ApiError::new(
             axum::http::StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "this method needs an API token (`Authorization: Bearer …`) or a signed-in session",
         ));
     };
     if !csrf_ok {
         return Err(ApiError::new(
             axum::http::StatusCode::FORBIDDEN,
-            "csrf_required",
+            ErrorCode::CsrfRequired,
             "a session-authenticated call needs the session's CSRF token in the X-CSRF-Token header",
         ));
     }

@@ -345,7 +345,7 @@ pub(super) async fn create_user(
         Err(e) => {
             let e = ApiError::from(e);
             errors.add(
-                if e.code == "weak_password" {
+                if e.code == ErrorCode::WeakPassword {
                     "password"
                 } else {
                     "username"

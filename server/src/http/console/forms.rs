@@ -85,7 +85,7 @@ pub(super) async fn read_multipart(
     let mut files = HashMap::new();
     let mut errors = FormErrors::default();
     let mut session_ok: Option<Session> = None;
-    let bad = |detail: String| ApiError::bad_request("malformed_body", detail);
+    let bad = |detail: String| ApiError::bad_request(ErrorCode::MalformedBody, detail);
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(f)) => f,

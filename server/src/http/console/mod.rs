@@ -24,7 +24,7 @@ use app::tx::{Hash, Kind, Payload, ProgramData};
 
 use super::AppState;
 use super::auth::{Via, constant_time_eq, cookie, identify};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use app::node::{ImageSource, InputSource, InputSpec, ProgramSpec, StepSpec};
 use app::tx::ResourceRequest;
 
@@ -327,7 +327,7 @@ async fn problem(
 fn forbidden(needed: Role) -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
-        "forbidden",
+        ErrorCode::Forbidden,
         format!("this needs the {needed} role; ask an admin to change your role on the Users page"),
     )
 }
@@ -345,7 +345,7 @@ fn csrf_ok(session: &Session, sent: &str) -> bool {
 fn csrf_refused() -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
-        "csrf_required",
+        ErrorCode::CsrfRequired,
         "this form is stale or came from another site; reload the page and submit it again",
     )
 }

@@ -199,8 +199,8 @@ pub(super) async fn setup(
                 Some(e) => {
                     let e = ApiError::from(e);
                     let field = match e.code {
-                        "weak_password" => "password",
-                        "bad_username" => "username",
+                        ErrorCode::WeakPassword => "password",
+                        ErrorCode::BadUsername => "username",
                         _ => "token",
                     };
                     errors.add(field, e.detail.clone());

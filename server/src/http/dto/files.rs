@@ -6,7 +6,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::transactions::CURSOR_PREFIX;
 
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorCode};
 
 /// An output file of a Proof or Verification.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -57,7 +57,7 @@ pub fn encode_file_cursor((seq, index): (i64, i64)) -> String {
 pub fn decode_file_cursor(cursor: &str) -> Result<(i64, i64), ApiError> {
     let bad = || {
         ApiError::bad_request(
-            "invalid_cursor",
+            ErrorCode::InvalidCursor,
             "the cursor is not one this server issued; start again without a cursor",
         )
     };

@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use app::tx::Hash;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 
 mod files;
 mod network;
@@ -31,7 +31,7 @@ pub fn rfc3339(ms: i64) -> String {
 pub(crate) fn parse_rfc3339(field: &str, text: &str) -> Result<i64, ApiError> {
     let t = humantime::parse_rfc3339_weak(text).map_err(|e| {
         ApiError::bad_request(
-            "invalid_parameter",
+            ErrorCode::InvalidParameter,
             format!("{field}: {text:?} is not an RFC 3339 time ({e}), e.g. 2026-01-31T12:00:00Z"),
         )
     })?;
@@ -46,7 +46,7 @@ pub(crate) fn parse_rfc3339(field: &str, text: &str) -> Result<i64, ApiError> {
 pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(
-            "malformed_json",
+            ErrorCode::MalformedJson,
             format!("the body is not the expected JSON: {e}"),
         )
     })
@@ -56,7 +56,7 @@ pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiEr
 pub fn parse_hash(field: &str, text: &str) -> Result<Hash, ApiError> {
     Hash::from_hex(text).ok_or_else(|| {
         ApiError::bad_request(
-            "invalid_parameter",
+            ErrorCode::InvalidParameter,
             format!(
                 "{field}: {:?} is not a hash (64 hexadecimal characters)",
                 truncate(text)

@@ -9,7 +9,7 @@ use app::tx::Kind;
 use app::tx::rpc::RpcTransaction;
 
 use super::*;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorCode};
 
 /// A transaction in a listing.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -95,7 +95,7 @@ pub fn encode_cursor(seq: i64) -> String {
 pub fn decode_cursor(cursor: &str) -> Result<i64, ApiError> {
     let bad = || {
         ApiError::bad_request(
-            "invalid_cursor",
+            ErrorCode::InvalidCursor,
             "the cursor is not one this server issued; start again without a cursor",
         )
     };
@@ -139,23 +139,22 @@ impl TransactionQuery {
             Some(k) => Some(Kind::parse(k).ok_or_else(|| {
                 let all: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
                 ApiError::bad_request(
-                    "invalid_parameter",
+                    ErrorCode::InvalidParameter,
                     format!("kind: {:?} is not one of {}", truncate(k), all.join(", ")),
                 )
             })?),
         };
-        let author =
-            match &self.author {
-                None => None,
-                Some(a) => Some(app::crypto::PublicKey::from_hex(a).map_err(|e| {
-                    ApiError::bad_request("invalid_parameter", format!("author: {e}"))
-                })?),
-            };
+        let author = match &self.author {
+            None => None,
+            Some(a) => Some(app::crypto::PublicKey::from_hex(a).map_err(|e| {
+                ApiError::bad_request(ErrorCode::InvalidParameter, format!("author: {e}"))
+            })?),
+        };
         if let Some(p) = &self.hash_prefix
             && (p.len() > 64 || !p.bytes().all(|b| b.is_ascii_hexdigit()))
         {
             return Err(ApiError::bad_request(
-                "invalid_parameter",
+                ErrorCode::InvalidParameter,
                 "hash_prefix: at most 64 hexadecimal characters",
             ));
         }
@@ -164,7 +163,7 @@ impl TransactionQuery {
             Some(s) => Some(app::model::Phase::parse(s).ok_or_else(|| {
                 let all: Vec<&str> = app::model::Phase::ALL.iter().map(|p| p.as_str()).collect();
                 ApiError::bad_request(
-                    "invalid_parameter",
+                    ErrorCode::InvalidParameter,
                     format!("status: {:?} is not one of {}", truncate(s), all.join(", ")),
                 )
             })?),
@@ -172,7 +171,7 @@ impl TransactionQuery {
         let limit = self.limit.unwrap_or(50);
         if !(1..=1000).contains(&limit) {
             return Err(ApiError::bad_request(
-                "invalid_parameter",
+                ErrorCode::InvalidParameter,
                 "limit: between 1 and 1000",
             ));
         }
