@@ -12,31 +12,33 @@ use std::time::{Duration, Instant};
 use app::crypto::SecretKey;
 use app::events::Event;
 use app::model::Source;
-use app::node::Outbox;
-use app::node::{AclPolicy, Intake};
-use app::p2p::{Config, Network, P2p};
+use app::node::AclPolicy;
+use app::p2p::{Config, P2p};
 use app::store::Store;
 use app::tx::{Hash, Payload, Transaction};
 use app::validate::Limits;
 
 struct Node {
     _dir: tempfile::TempDir,
-    intake: Intake,
+    core: app::node::Node,
+    store: Store,
     p2p: P2p,
 }
 
+/// A node started as `gevulot run` starts one (without execution), on its own SQLite store.
 async fn node(seed: u8, bootstrap: Vec<String>) -> anyhow::Result<Node> {
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let store = Store::connect(&url, &Default::default()).await?;
     store.migrate().await?;
-    let key = SecretKey::from_bytes(&[seed; 32])?;
-    let (outbox, receiver) = Outbox::new();
-    let intake = Intake::new(store, Limits::default(), AclPolicy::Open)
-        .with_node_author(key.public_key())
-        .with_gossip(outbox);
-    let (network, p2p) = Network::start(
-        Config {
+    let core = app::node::Node::start(app::node::Config {
+        data: app::data_dir::DataDir::new(dir.path()),
+        store: store.clone(),
+        key: SecretKey::from_bytes(&[seed; 32])?,
+        limits: Limits::default(),
+        acl: AclPolicy::Open,
+        acl_whitelist_url: None,
+        p2p: Some(Config {
             listen: "127.0.0.1:0".parse()?,
             advertised: None,
             bootstrap,
@@ -44,16 +46,23 @@ async fn node(seed: u8, bootstrap: Vec<String>) -> anyhow::Result<Node> {
             whitelist_peers: false,
             whitelist_sync: None,
             max_message_bytes: 1 << 20,
-        },
-        &key,
-        intake.clone(),
-        receiver,
-    )
+        }),
+        file_base_url: "http://127.0.0.1:9".into(),
+        resources: Default::default(),
+        sysfs_root: dir.path().join("sys"),
+        max_upload_bytes: 1 << 20,
+        execution: None,
+        observer: None,
+    })
     .await?;
-    tokio::spawn(network.run());
+    let p2p = core
+        .p2p()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no network"))?;
     Ok(Node {
         _dir: dir,
-        intake,
+        core,
+        store,
         p2p,
     })
 }
@@ -99,11 +108,11 @@ async fn main() -> anyhow::Result<()> {
     let a = node(1, vec![]).await?;
     let b = node(2, vec![a.p2p.listen_addr().to_string()]).await?;
     let author = SecretKey::from_bytes(&[9; 32])?;
-    let mut b_events = b.intake.events().subscribe();
+    let mut b_events = b.core.events().subscribe();
 
     // Warm up: the first transaction also waits for the connection and the subscription.
     let warm = empty(&author, 0);
-    a.intake.submit(&warm, Source::Rpc).await?;
+    a.core.submit(&warm, Source::Rpc).await?;
     stored(&mut b_events, &warm.hash).await?;
 
     let mut local = Vec::with_capacity(samples);
@@ -111,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
     for n in 0..samples {
         let tx = empty(&author, 1 + n as u64);
         let start = Instant::now();
-        a.intake.submit(&tx, Source::Rpc).await?;
+        a.core.submit(&tx, Source::Rpc).await?;
         local.push(start.elapsed());
         stored(&mut b_events, &tx.hash).await?;
         network.push(start.elapsed());
@@ -124,19 +133,19 @@ async fn main() -> anyhow::Result<()> {
     let txs: Vec<Transaction> = (0..burst as u64)
         .map(|n| empty(&author, first + n))
         .collect();
-    let before = b.intake.store().count_transactions().await?;
+    let before = b.store.count_transactions().await?;
     let start = Instant::now();
     for tx in &txs {
-        a.intake.submit(tx, Source::Rpc).await?;
+        a.core.submit(tx, Source::Rpc).await?;
     }
     let submitted = start.elapsed();
     let target = before + burst as i64;
     let deadline = Instant::now() + Duration::from_secs(120);
-    while b.intake.store().count_transactions().await? < target {
+    while b.store.count_transactions().await? < target {
         anyhow::ensure!(
             Instant::now() < deadline,
             "the burst did not arrive within 120 s: {} of {burst} on B; A {:?}, B {:?}",
-            b.intake.store().count_transactions().await? - before,
+            b.store.count_transactions().await? - before,
             a.p2p.counters(),
             b.p2p.counters()
         );

@@ -47,6 +47,25 @@ impl Node {
         Ok(result?)
     }
 
+    /// Validates and stores `txs` in one database commit (all or none: the first invalid one
+    /// refuses the batch); see [`super::Intake::submit_batch`].
+    pub async fn submit_batch(
+        &self,
+        txs: &[Transaction],
+        source: Source,
+    ) -> Result<Vec<Submitted>, NodeError> {
+        let result = self.parts().intake.submit_batch(txs, source).await;
+        if let (Some(observer), Ok(outcomes)) = (&self.parts().observer, &result) {
+            for (tx, s) in txs.iter().zip(outcomes) {
+                observer.submitted(
+                    tx.kind().as_str(),
+                    if s.new { "accepted" } else { "duplicate" },
+                );
+            }
+        }
+        Ok(result?)
+    }
+
     /// Signs `payload` with the node key and submits it. The nonce is the clock in
     /// milliseconds, so the same request twice in one millisecond is one transaction (a
     /// replay), not two.

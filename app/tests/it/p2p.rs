@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use app::crypto::SecretKey;
+use app::data_dir::DataDir;
 use app::model::Source;
-use app::node::Outbox;
-use app::node::{AclPolicy, Intake};
+use app::node::{AclPolicy, Intake, Outbox};
 use app::p2p::{Config, Network, P2p};
 use app::store::Store;
 use app::tx::Hash;
@@ -17,13 +17,15 @@ use crate::support::{empty, key};
 struct Node {
     _dir: tempfile::TempDir,
     key: SecretKey,
-    intake: Intake,
+    /// The node's core API, as `gevulot run` builds it.
+    core: app::node::Node,
+    store: Store,
     p2p: P2p,
 }
 
 impl Node {
     fn store(&self) -> &Store {
-        self.intake.store()
+        &self.store
     }
 
     fn addr(&self) -> String {
@@ -43,27 +45,20 @@ async fn node(seed: u8, passphrase: &str, bootstrap: &[String], acl: AclPolicy) 
     node_with(seed, passphrase, bootstrap, acl, &[]).await
 }
 
-/// A node whose whitelist holds `whitelisted` before its network starts.
-async fn node_with(
-    seed: u8,
-    passphrase: &str,
-    bootstrap: &[String],
-    acl: AclPolicy,
-    whitelisted: &[&SecretKey],
-) -> Node {
-    let (node, network) = unstarted(seed, passphrase, bootstrap, acl, whitelisted).await;
-    tokio::spawn(network.run());
-    node
+fn network_config(passphrase: &str, bootstrap: &[String]) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        advertised: None,
+        bootstrap: bootstrap.to_vec(),
+        passphrase: passphrase.to_string(),
+        whitelist_peers: false,
+        whitelist_sync: None,
+        max_message_bytes: 1 << 20,
+    }
 }
 
-/// A node whose network is bound but whose event loop is not running yet.
-async fn unstarted(
-    seed: u8,
-    passphrase: &str,
-    bootstrap: &[String],
-    acl: AclPolicy,
-    whitelisted: &[&SecretKey],
-) -> (Node, Network) {
+/// A store whose whitelist holds `whitelisted`.
+async fn store(whitelisted: &[&SecretKey]) -> (tempfile::TempDir, Store) {
     let dir = testkit::tempdir();
     let store = Store::connect(&testkit::sqlite_url(dir.path()), &Default::default())
         .await
@@ -72,31 +67,83 @@ async fn unstarted(
     for k in whitelisted {
         store.acl_add(&k.public_key()).await.expect("whitelist");
     }
+    (dir, store)
+}
+
+/// A running node (started like `gevulot run`, without execution) whose whitelist holds
+/// `whitelisted` before its network starts.
+async fn node_with(
+    seed: u8,
+    passphrase: &str,
+    bootstrap: &[String],
+    acl: AclPolicy,
+    whitelisted: &[&SecretKey],
+) -> Node {
+    let (dir, store) = store(whitelisted).await;
+    let key = key(seed);
+    let core = app::node::Node::start(app::node::Config {
+        data: DataDir::new(dir.path()),
+        store: store.clone(),
+        key: key.clone(),
+        limits: Limits::default(),
+        acl,
+        acl_whitelist_url: None,
+        p2p: Some(network_config(passphrase, bootstrap)),
+        file_base_url: "http://127.0.0.1:9".into(),
+        resources: Default::default(),
+        sysfs_root: dir.path().join("sys"),
+        max_upload_bytes: 1 << 20,
+        execution: None,
+        observer: None,
+    })
+    .await
+    .expect("node starts");
+    let p2p = core.p2p().cloned().expect("a network");
+    Node {
+        _dir: dir,
+        key,
+        core,
+        store,
+        p2p,
+    }
+}
+
+/// A node whose network is bound but whose event loop is not running yet (wired by hand: the
+/// test drives the loop itself).
+async fn unstarted(seed: u8, passphrase: &str) -> (Node, Network) {
+    let (dir, store) = store(&[]).await;
     let key = key(seed);
     let (outbox, receiver) = Outbox::new();
-    let intake = Intake::new(store, Limits::default(), acl)
+    let intake = Intake::new(store.clone(), Limits::default(), AclPolicy::Open)
         .with_node_author(key.public_key())
         .with_gossip(outbox);
     let (network, p2p) = Network::start(
-        Config {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            advertised: None,
-            bootstrap: bootstrap.to_vec(),
-            passphrase: passphrase.to_string(),
-            whitelist_peers: acl == AclPolicy::Whitelist,
-            whitelist_sync: None,
-            max_message_bytes: 1 << 20,
-        },
+        network_config(passphrase, &[]),
         &key,
         intake.clone(),
         receiver,
     )
     .await
     .expect("network starts");
+    let core = app::node::Node::from_parts(app::node::Parts {
+        auth: app::auth::Auth::new(store.clone()).expect("auth"),
+        intake,
+        key: key.clone(),
+        data: DataDir::new(dir.path()),
+        file_base_url: "http://127.0.0.1:9".into(),
+        resources: Default::default(),
+        sysfs: app::gpu::Sysfs::new(dir.path()),
+        pipeline: None,
+        p2p: Some(p2p.clone()),
+        acl_sync: None,
+        max_upload_bytes: 1 << 20,
+        observer: None,
+    });
     let node = Node {
         _dir: dir,
         key,
-        intake,
+        core,
+        store,
         p2p,
     };
     (node, network)
@@ -130,7 +177,7 @@ async fn transactions_spread_and_peers_find_each_other() {
     let a = node(1, "net", &[], AclPolicy::Open).await;
     // Stored before anyone listens: gossiped once a peer subscribes.
     let early = empty(&key(50), 0);
-    a.intake.submit(&early, Source::Rpc).await.expect("stored");
+    a.core.submit(&early, Source::Rpc).await.expect("stored");
 
     let b = node(2, "net", &[a.addr()], AclPolicy::Open).await;
     let c = node(3, "net", &[a.addr()], AclPolicy::Open).await;
@@ -163,7 +210,7 @@ async fn transactions_spread_and_peers_find_each_other() {
 
     // A client's transaction on C reaches every node; each stores it once.
     let tx = empty(&key(51), 0);
-    c.intake.submit(&tx, Source::Rpc).await.expect("stored");
+    c.core.submit(&tx, Source::Rpc).await.expect("stored");
     eventually(WAIT, "a and b have c's transaction", || async {
         a.has(&tx.hash).await && b.has(&tx.hash).await
     })
@@ -174,7 +221,7 @@ async fn transactions_spread_and_peers_find_each_other() {
 
     // A burst stored in one commit, more than a peer validates at once: none is lost.
     let burst: Vec<_> = (1..=300).map(|n| empty(&key(53), n)).collect();
-    c.intake
+    c.core
         .submit_batch(&burst, Source::Rpc)
         .await
         .expect("stored");
@@ -189,7 +236,7 @@ async fn transactions_spread_and_peers_find_each_other() {
 /// Readiness follows the event loop: up from start, down once it is gone.
 #[tokio::test]
 async fn the_network_reports_whether_it_runs() {
-    let (node, network) = unstarted(30, "net", &[], AclPolicy::Open, &[]).await;
+    let (node, network) = unstarted(30, "net").await;
     let p2p = &node.p2p;
     assert!(p2p.is_running());
     let task = tokio::spawn(network.run());
@@ -207,7 +254,7 @@ async fn a_node_with_another_passphrase_is_kept_out() {
     assert_ne!(a.p2p.psk_fingerprint(), intruder.p2p.psk_fingerprint());
     let tx = empty(&key(52), 0);
     intruder
-        .intake
+        .core
         .submit(&tx, Source::Rpc)
         .await
         .expect("stored");
@@ -255,12 +302,12 @@ async fn the_whitelist_admits_peers_and_authors() {
     let allowed = empty(&author, 0);
     let refused = empty(&key(61), 0);
     friend
-        .intake
+        .core
         .submit(&refused, Source::Rpc)
         .await
         .expect("open node");
     friend
-        .intake
+        .core
         .submit(&allowed, Source::Rpc)
         .await
         .expect("open node");
