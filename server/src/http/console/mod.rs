@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::extract::{DefaultBodyLimit, Form, FromRequest, FromRequestParts};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,6 +17,7 @@ use frontend::pages;
 use frontend::{Chrome, Flash, Nav, NodeBadge, Viewer};
 use leptos::prelude::IntoAny as _;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use app::auth::{Role, User};
 use app::model::{Phase, Source};
@@ -338,6 +340,12 @@ struct CsrfForm {
     csrf: String,
 }
 
+/// The cancel button's form (an operator's).
+#[derive(Debug, Deserialize)]
+struct CancelForm {
+    csrf: String,
+}
+
 fn csrf_ok(session: &Session, sent: &str) -> bool {
     constant_time_eq(session.csrf.as_bytes(), sent.as_bytes())
 }
@@ -370,152 +378,99 @@ async fn form_session(
     Ok(s)
 }
 
-macro_rules! signed_in {
-    ($state:expr, $headers:expr, $uri:expr) => {
-        match session(&$state, &$headers).await {
-            Some(s) => s,
-            None => return to_sign_in(&$uri),
+/// The signed-in session of a page request; a signed-out visitor is sent to sign in, and back
+/// to the page afterwards.
+impl FromRequestParts<AppState> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        match session(state, &parts.headers).await {
+            Some(s) => Ok(s),
+            None => Err(to_sign_in(&parts.uri)),
         }
+    }
+}
+
+/// A console form: its CSRF field and the role it needs.
+trait ConsoleForm: DeserializeOwned + Send {
+    const ROLE: Role;
+    fn csrf(&self) -> &str;
+}
+
+/// Declares which role each form needs.
+macro_rules! console_forms {
+    ($($form:ty => $role:ident),* $(,)?) => {
+        $(impl ConsoleForm for $form {
+            const ROLE: Role = Role::$role;
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        })*
     };
 }
 
-// The page groups (after `signed_in!`, which they use); they share this module's imports.
+console_forms! {
+    CsrfForm => Viewer,
+    CancelForm => Operator,
+    account::PasswordForm => Viewer,
+    account::TokenForm => Viewer,
+    gpus::GpuForm => Operator,
+    users::UserForm => Admin,
+    users::RoleForm => Admin,
+}
+
+/// A signed-in form post whose CSRF token is the session's and whose user has the form's role;
+/// otherwise the sign-in redirect or the page that says what is wrong. Nothing is changed for
+/// a refused post.
+struct Posted<T> {
+    session: Session,
+    form: T,
+}
+
+impl<T: ConsoleForm> FromRequest<AppState> for Posted<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let session = Session::from_request_parts(&mut parts, state).await?;
+        let headers = parts.headers.clone();
+        let req = axum::extract::Request::from_parts(parts, body);
+        let form = match Form::<T>::from_request(req, state).await {
+            Ok(Form(form)) => form,
+            Err(e) => {
+                let bad = ApiError::bad_request(ErrorCode::InvalidParameter, e.body_text());
+                return Err(problem(state, Some(&session), &headers, bad).await);
+            }
+        };
+        if !csrf_ok(&session, form.csrf()) {
+            return Err(problem(state, Some(&session), &headers, csrf_refused()).await);
+        }
+        if !session.user.role.allows(T::ROLE) {
+            return Err(problem(state, Some(&session), &headers, forbidden(T::ROLE)).await);
+        }
+        Ok(Posted { session, form })
+    }
+}
+
+// The page groups; they share this module's imports.
 mod account;
-mod forms;
+mod dashboard;
+mod files;
+mod gpus;
+mod multipart;
+mod programs;
+mod runs;
 mod sign_in;
 mod transactions;
+mod users;
 
-use account::{
-    account_page, change_gpu, change_password, create_token, create_user, delete_token, gpus_page,
-    set_role, users_page,
-};
-use forms::{deploy, new_run_page, program_page, programs_page, start_run};
+use account::{account_page, change_password, create_token, delete_token};
+use dashboard::dashboard;
+use files::files_page;
+use gpus::{change_gpu, gpus_page};
+use multipart::{Multi, is_checksum, number, read_multipart};
+use programs::{deploy, program_page, programs_page};
+use runs::{new_run_page, start_run};
 use sign_in::{setup, setup_page, sign_in, sign_in_page, sign_out};
-use transactions::{cancel, files_page, transaction_page, transactions_page};
-
-// --- dashboard -----------------------------------------------------------------------------
-
-/// Milliseconds since the epoch, as the pages show times.
-fn epoch_ms(t: std::time::SystemTime) -> i64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// The dashboard's peer panel: the network's peers and the whitelist's state.
-async fn network_summary(state: &AppState) -> Result<Option<pages::NetworkSummary>, ApiError> {
-    let network = match state.node.network().await {
-        Ok(n) => n,
-        Err(app::node::NodeError::P2pUnavailable) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let acl = match network.acl.policy {
-        app::node::AclPolicy::Open => {
-            "Open: any node with the pre-shared key may join, and any valid signature may submit."
-                .to_string()
-        }
-        app::node::AclPolicy::Whitelist => format!(
-            "Whitelist: only the {} whitelisted keys (and this node) may join and submit.",
-            network.acl.whitelisted_keys
-        ),
-    };
-    let acl_sync = network
-        .acl
-        .url
-        .as_ref()
-        .map(|url| match &network.acl.last_sync {
-            None => format!("Follows {url}; the first sync has not ended yet."),
-            Some(app::acl::LastSync { at, outcome: Ok(s) }) => format!(
-                "Follows {url}; synced {} UTC: {} added, {} removed{}.",
-                frontend::time(epoch_ms(*at)),
-                s.added,
-                s.removed,
-                if s.bad_lines.is_empty() {
-                    String::new()
-                } else {
-                    format!(", lines {:?} skipped (not keys)", s.bad_lines)
-                }
-            ),
-            Some(app::acl::LastSync {
-                at,
-                outcome: Err(e),
-            }) => format!(
-                "Follows {url}; the sync at {} UTC failed: {e}",
-                frontend::time(epoch_ms(*at))
-            ),
-        });
-    Ok(Some(pages::NetworkSummary {
-        peer_id: network.peer_id,
-        listen_addr: network.listen_addr.to_string(),
-        psk_fingerprint: network.psk_fingerprint,
-        acl,
-        acl_sync,
-        peers: network
-            .peers
-            .into_iter()
-            .map(|p| pages::PeerRow {
-                peer_id: p.peer_id,
-                public_key: p.public_key,
-                address: p.address,
-                direction: p.direction.as_str().to_string(),
-                connected_at_ms: epoch_ms(p.connected_at),
-                agent_version: p.agent_version,
-            })
-            .collect(),
-    }))
-}
-
-async fn dashboard_view(state: &AppState) -> Result<pages::DashboardView, ApiError> {
-    let node = &state.node;
-    let mut queue = node.task_counts().await?;
-    queue.sort_by_key(|(p, _)| Phase::ALL.iter().position(|x| x == p));
-    let info = node.info().await?;
-    Ok(pages::DashboardView {
-        node: pages::NodeSummary {
-            public_key: info.public_key.to_hex(),
-            version: info.version.to_string(),
-            database: info.database.to_string(),
-            started_at_ms: epoch_ms(info.started_at),
-            transactions: info.transactions,
-            execution: info.execution,
-            file_base_url: info.file_base_url,
-        },
-        resources: node.usage().map(|u| {
-            let r = node.resources();
-            pages::ResourceSummary {
-                cpus: r.cpus,
-                mem_mib: r.mem_mib,
-                free_cpus: u.free_cpus,
-                free_mem_mib: u.free_mem_mib,
-                running: u.running,
-                waiting: u.waiting,
-            }
-        }),
-        gpus: node.gpus().await.unwrap_or_default(),
-        queue,
-        failures: node.recent_failures(10).await?,
-        network: network_summary(state).await?,
-    })
-}
-
-async fn dashboard(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let s = signed_in!(state, headers, uri);
-    let view = match dashboard_view(&state).await {
-        Ok(v) => v,
-        Err(e) => return problem(&state, Some(&s), &headers, e).await,
-    };
-    let live = headers.contains_key(FRAGMENT_HEADER);
-    render(
-        &state,
-        Some(&s),
-        &headers,
-        Page::new("Dashboard", Nav::Dashboard),
-        move || {
-            if live {
-                pages::dashboard_live(view).into_any()
-            } else {
-                pages::dashboard(view).into_any()
-            }
-        },
-    )
-    .await
-}
+use transactions::{cancel, transaction_page, transactions_page};
+use users::{create_user, set_role, users_page};

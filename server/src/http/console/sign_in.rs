@@ -1,7 +1,7 @@
 //! Signing in and out, and creating the first admin with the setup token.
 
 use axum::extract::{Form, Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use frontend::pages::{self, FormErrors};
 use frontend::{Flash, Nav};
@@ -228,14 +228,12 @@ pub(super) async fn setup(
 
 pub(super) async fn sign_out(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    Form(form): Form<CsrfForm>,
+    _headers: HeaderMap,
+    Posted {
+        session: s,
+        form: _,
+    }: Posted<CsrfForm>,
 ) -> Response {
-    let s = match form_session(&state, &headers, &uri, &form.csrf, Role::Viewer).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let _ = state.auth().logout(&s.token).await;
     let mut response = see_other_with("/console/sign-in", Flash::Ok("Signed out.".into()));
     response.headers_mut().append(

@@ -1,15 +1,14 @@
-//! Transactions (search, detail with its live tasks and outputs, cancel) and downloads.
+//! Transactions: search with keyset pages, and one transaction with its fields, tree, tasks,
+//! outputs and the cancel button.
 
-use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use frontend::pages::{self, FormErrors};
 use frontend::{Flash, Nav};
 use serde::Deserialize;
 
 use super::*;
-
-// --- transactions --------------------------------------------------------------------------
 
 #[derive(Debug, Deserialize, Default)]
 pub(super) struct TxSearch {
@@ -53,10 +52,9 @@ pub(super) fn tx_row(stored: &app::model::StoredTransaction) -> pages::TxRow {
 pub(super) async fn transactions_page(
     State(state): State<AppState>,
     headers: HeaderMap,
-    uri: Uri,
+    s: Session,
     Query(q): Query<TxSearch>,
 ) -> Response {
-    let s = signed_in!(state, headers, uri);
     let nonempty = |v: &str| (!v.trim().is_empty()).then(|| v.trim().to_ascii_lowercase());
     let query = crate::http::dto::TransactionQuery {
         kind: nonempty(&q.kind),
@@ -390,10 +388,9 @@ pub(super) async fn transaction_view(
 pub(super) async fn transaction_page(
     State(state): State<AppState>,
     headers: HeaderMap,
-    uri: Uri,
+    s: Session,
     Path(hash): Path<String>,
 ) -> Response {
-    let s = signed_in!(state, headers, uri);
     let view = match transaction_view(&state, &s, &hash).await {
         Ok(v) => v,
         Err(e) => return problem(&state, Some(&s), &headers, e).await,
@@ -425,15 +422,13 @@ pub(super) async fn transaction_page(
 
 pub(super) async fn cancel(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
+    _headers: HeaderMap,
     Path(hash): Path<String>,
-    Form(form): Form<CsrfForm>,
+    Posted {
+        session: s,
+        form: _,
+    }: Posted<CancelForm>,
 ) -> Response {
-    let s = match form_session(&state, &headers, &uri, &form.csrf, Role::Operator).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let back = format!("/console/transactions/{hash}");
     let result = async {
         let run = crate::http::dto::parse_hash("hash", &hash)?;
@@ -453,61 +448,4 @@ pub(super) async fn cancel(
         }
         Err(e) => see_other_with(&back, Flash::Error(e.detail)),
     }
-}
-
-// --- downloads -----------------------------------------------------------------------------
-
-#[derive(Debug, Deserialize, Default)]
-pub(super) struct FilesQuery {
-    after: Option<String>,
-}
-
-pub(super) async fn files_page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    Query(q): Query<FilesQuery>,
-) -> Response {
-    let s = signed_in!(state, headers, uri);
-    let after = q.after.as_deref().and_then(|a| {
-        let (seq, index) = a.split_once('.')?;
-        Some((seq.parse().ok()?, index.parse().ok()?))
-    });
-    let result = async {
-        let (files, next) = state.node.output_files(after, 100).await?;
-        let files = files
-            .into_iter()
-            .map(|v| pages::FileRow {
-                url: v.url,
-                size: v.size,
-                file: v.file,
-            })
-            .collect();
-        let images = state
-            .node
-            .images(500)
-            .await?
-            .into_iter()
-            .map(|v| pages::ImageRow {
-                url: v.url,
-                size: v.size,
-                program: v.file,
-            })
-            .collect();
-        Ok::<_, ApiError>(pages::FilesView {
-            files,
-            images,
-            next: next.map(|(seq, index)| format!("/console/files?after={seq}.{index}")),
-        })
-    }
-    .await;
-    show(
-        &state,
-        &s,
-        &headers,
-        Page::new("Downloads", Nav::Files),
-        result,
-        pages::files,
-    )
-    .await
 }

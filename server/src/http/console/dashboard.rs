@@ -1,0 +1,137 @@
+//! The dashboard: the node, its resources, GPUs, queue, recent failures and peers.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use frontend::Nav;
+use frontend::pages::{self};
+
+use super::*;
+
+/// Milliseconds since the epoch, as the pages show times.
+pub(super) fn epoch_ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The dashboard's peer panel: the network's peers and the whitelist's state.
+async fn network_summary(state: &AppState) -> Result<Option<pages::NetworkSummary>, ApiError> {
+    let network = match state.node.network().await {
+        Ok(n) => n,
+        Err(app::node::NodeError::P2pUnavailable) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let acl = match network.acl.policy {
+        app::node::AclPolicy::Open => {
+            "Open: any node with the pre-shared key may join, and any valid signature may submit."
+                .to_string()
+        }
+        app::node::AclPolicy::Whitelist => format!(
+            "Whitelist: only the {} whitelisted keys (and this node) may join and submit.",
+            network.acl.whitelisted_keys
+        ),
+    };
+    let acl_sync = network
+        .acl
+        .url
+        .as_ref()
+        .map(|url| match &network.acl.last_sync {
+            None => format!("Follows {url}; the first sync has not ended yet."),
+            Some(app::acl::LastSync { at, outcome: Ok(s) }) => format!(
+                "Follows {url}; synced {} UTC: {} added, {} removed{}.",
+                frontend::time(epoch_ms(*at)),
+                s.added,
+                s.removed,
+                if s.bad_lines.is_empty() {
+                    String::new()
+                } else {
+                    format!(", lines {:?} skipped (not keys)", s.bad_lines)
+                }
+            ),
+            Some(app::acl::LastSync {
+                at,
+                outcome: Err(e),
+            }) => format!(
+                "Follows {url}; the sync at {} UTC failed: {e}",
+                frontend::time(epoch_ms(*at))
+            ),
+        });
+    Ok(Some(pages::NetworkSummary {
+        peer_id: network.peer_id,
+        listen_addr: network.listen_addr.to_string(),
+        psk_fingerprint: network.psk_fingerprint,
+        acl,
+        acl_sync,
+        peers: network
+            .peers
+            .into_iter()
+            .map(|p| pages::PeerRow {
+                peer_id: p.peer_id,
+                public_key: p.public_key,
+                address: p.address,
+                direction: p.direction.as_str().to_string(),
+                connected_at_ms: epoch_ms(p.connected_at),
+                agent_version: p.agent_version,
+            })
+            .collect(),
+    }))
+}
+
+async fn dashboard_view(state: &AppState) -> Result<pages::DashboardView, ApiError> {
+    let node = &state.node;
+    let mut queue = node.task_counts().await?;
+    queue.sort_by_key(|(p, _)| Phase::ALL.iter().position(|x| x == p));
+    let info = node.info().await?;
+    Ok(pages::DashboardView {
+        node: pages::NodeSummary {
+            public_key: info.public_key.to_hex(),
+            version: info.version.to_string(),
+            database: info.database.to_string(),
+            started_at_ms: epoch_ms(info.started_at),
+            transactions: info.transactions,
+            execution: info.execution,
+            file_base_url: info.file_base_url,
+        },
+        resources: node.usage().map(|u| {
+            let r = node.resources();
+            pages::ResourceSummary {
+                cpus: r.cpus,
+                mem_mib: r.mem_mib,
+                free_cpus: u.free_cpus,
+                free_mem_mib: u.free_mem_mib,
+                running: u.running,
+                waiting: u.waiting,
+            }
+        }),
+        gpus: node.gpus().await.unwrap_or_default(),
+        queue,
+        failures: node.recent_failures(10).await?,
+        network: network_summary(state).await?,
+    })
+}
+
+pub(super) async fn dashboard(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    s: Session,
+) -> Response {
+    let view = match dashboard_view(&state).await {
+        Ok(v) => v,
+        Err(e) => return problem(&state, Some(&s), &headers, e).await,
+    };
+    let live = headers.contains_key(FRAGMENT_HEADER);
+    render(
+        &state,
+        Some(&s),
+        &headers,
+        Page::new("Dashboard", Nav::Dashboard),
+        move || {
+            if live {
+                pages::dashboard_live(view).into_any()
+            } else {
+                pages::dashboard(view).into_any()
+            }
+        },
+    )
+    .await
+}
