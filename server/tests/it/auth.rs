@@ -4,7 +4,7 @@
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
-use crate::process::{Running, gevulot, output, sign_in, stderr, stdout};
+use crate::support::{Running, gevulot, output, sign_in, stderr, stdout};
 
 const ADMIN_PASSWORD: &str = "admin-Pa55word-xyz";
 

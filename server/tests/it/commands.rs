@@ -3,7 +3,7 @@
 use app::crypto::PublicKey;
 use app::store::Store;
 
-use crate::process::{gevulot, output, stderr, stdout};
+use crate::support::{gevulot, output, stderr, stdout};
 
 /// Every directive of the product's configuration table, and the ones this node adds.
 const DIRECTIVES: &[&str] = &[

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use crate::process::{Running, raw_http};
+use crate::support::{Running, raw_http};
 
 const SECRET_MARKER: &str = "do-not-serve";
 

@@ -3,7 +3,7 @@
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
-use crate::process::{Running, api_token, gevulot, output, stdout};
+use crate::support::{Running, api_token, gevulot, output, stdout};
 
 fn find<'a>(list: &'a Value, address: &str) -> &'a Value {
     list["items"]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::process::{Running, api_token, raw_http_body};
+use crate::support::{Running, api_token, raw_http_body};
 
 /// A minimal WebSocket client (text frames, masked as RFC 6455 requires of clients).
 struct Ws {

@@ -9,8 +9,8 @@ use app::crypto::SecretKey;
 use app::tx::{Payload, Transaction};
 use serde_json::{Value, json};
 
-use crate::pipeline::rpc;
-use crate::process::{Running, api_token, gevulot, output, sign_in, stdout};
+use crate::support::rpc;
+use crate::support::{Running, api_token, gevulot, output, sign_in, stdout};
 
 const ADMIN: (&str, &str) = ("admin", "network-admin-pass");
 const WAIT: Duration = Duration::from_secs(30);

@@ -4,7 +4,7 @@
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
-use crate::process::{Running, api_token};
+use crate::support::{Running, api_token};
 
 const ADMIN: (&str, &str) = ("admin", "operator-actions-pw");
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::process::{Running, api_token, gevulot, output, stderr, stdout};
+use crate::support::{Running, api_token, gevulot, output, stderr, stdout};
 
 async fn readyz(node: &Running) -> (u16, Value) {
     let r = reqwest::Client::new()

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::process::{gevulot, output, stdout};
+use crate::support::{gevulot, output, stdout};
 
 fn repo(path: &str) -> String {
     std::fs::read_to_string(

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::process::Running;
+use crate::support::Running;
 
 fn input(name: &str) -> String {
     testkit::vector(name)["input_json"]

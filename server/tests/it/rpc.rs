@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::process::Running;
+use crate::support::Running;
 
 /// POSTs a raw JSON-RPC request and returns the raw text of `result` (key order preserved).
 async fn call_raw(base: &str, path: &str, method: &str, params: &str) -> String {

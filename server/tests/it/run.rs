@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::process::{Node, gevulot, is_root, output, stderr};
+use crate::support::{Node, gevulot, is_root, output, stderr};
 
 const STARTUP: Duration = Duration::from_secs(60);
 

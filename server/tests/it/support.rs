@@ -1,4 +1,18 @@
-//! Running the `gevulot` binary and watching its log.
+//! Helpers shared by the process tests: running the `gevulot` binary and watching its log, a
+//! lab node with the VM fixtures (`Lab`), and JSON-RPC and REST calls.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use app::crypto::SecretKey;
+use app::tx::{
+    Hash, Payload, ProgramData, ProgramMetadata, ResourceRequest, Transaction, Workflow,
+    WorkflowStep,
+};
+use axum::response::IntoResponse as _;
+use futures::StreamExt as _;
+use serde_json::{Value, json};
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
@@ -351,4 +365,311 @@ pub async fn api_token(c: &reqwest::Client, base: &str, user: &str, password: &s
 /// clients need one installed before they are built.
 pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+// --- a node with VM fixtures, and JSON-RPC / REST helpers --------------------------------------
+
+/// Program images and input files, served over HTTP by the test.
+pub struct Lab {
+    pub fx: testkit::vm::Fixtures,
+    pub qemu: PathBuf,
+    pub daemon: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub base: String,
+    files: Arc<std::sync::Mutex<HashMap<String, Vec<u8>>>>,
+    initrd: Vec<u8>,
+}
+
+/// A deployable program: its metadata, ready for a Deploy.
+#[derive(Clone, Debug)]
+pub struct Image {
+    pub url: String,
+    pub checksum: String,
+}
+
+impl Lab {
+    /// `None` (the test skips) outside CI when QEMU, the vsock daemon or the fixtures are missing.
+    pub async fn new() -> Option<Lab> {
+        let qemu = testkit::vm::require("qemu-system-x86_64")?;
+        let daemon = testkit::vm::require("vhost-device-vsock")?;
+        let fx = testkit::vm::fixtures()?;
+        let initrd = testkit::vm::initramfs(&fx).expect("initramfs");
+        let files: Arc<std::sync::Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+        let served = files.clone();
+        let slow = files.clone();
+        let app = axum::Router::new()
+            .route(
+                "/{name}",
+                axum::routing::get(
+                    move |axum::extract::Path(name): axum::extract::Path<String>| {
+                        let served = served.clone();
+                        async move {
+                            let body = served.lock().expect("lock").get(&name).cloned();
+                            match body {
+                                Some(b) => (axum::http::StatusCode::OK, b),
+                                None => (axum::http::StatusCode::NOT_FOUND, Vec::new()),
+                            }
+                        }
+                    },
+                ),
+            )
+            // The same files, 64 KiB every 100 ms (a slow server, to watch a download).
+            .route(
+                "/slow/{name}",
+                axum::routing::get(
+                    move |axum::extract::Path(name): axum::extract::Path<String>| {
+                        let slow = slow.clone();
+                        async move {
+                            let body = slow.lock().expect("lock").get(&name).cloned();
+                            let Some(body) = body else {
+                                return axum::http::StatusCode::NOT_FOUND.into_response();
+                            };
+                            let length = body.len();
+                            let chunks: Vec<Vec<u8>> =
+                                body.chunks(64 << 10).map(<[u8]>::to_vec).collect();
+                            let stream = futures::stream::iter(chunks).then(|chunk| async move {
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                                Ok::<_, std::io::Error>(chunk)
+                            });
+                            (
+                                [(axum::http::header::CONTENT_LENGTH, length.to_string())],
+                                axum::body::Body::from_stream(stream),
+                            )
+                                .into_response()
+                        }
+                    },
+                ),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Some(Lab {
+            fx,
+            qemu,
+            daemon,
+            dir: testkit::tempdir(),
+            base,
+            files,
+            initrd,
+        })
+    }
+
+    /// Serves `content` at `/<name>`.
+    pub fn serve(&self, name: &str, content: Vec<u8>) -> Image {
+        let checksum = blake3::hash(&content).to_hex().to_string();
+        self.files
+            .lock()
+            .expect("lock")
+            .insert(name.to_string(), content);
+        Image {
+            url: format!("{}/{name}", self.base),
+            checksum,
+        }
+    }
+
+    /// A kernel-bundle image running `program` (e.g. `/bin/test-prover`), served as `<name>`.
+    pub fn program_image(&self, name: &str, program: &str) -> Image {
+        let out = self.dir.path().join(name);
+        testkit::vm::kernel_bundle(
+            &self.fx,
+            &self.initrd,
+            &format!("quiet gevulot.program={program}"),
+            &out,
+        )
+        .expect("bundle");
+        self.serve(name, std::fs::read(&out).expect("image"))
+    }
+
+    /// Environment for a node that runs VMs under TCG with the hybrid vsock.
+    pub fn node_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("GEVULOT_VM_ACCEL", "tcg".into()),
+            ("GEVULOT_VSOCK_MODE", "hybrid".into()),
+            ("GEVULOT_VSOCK_DAEMON", self.daemon.display().to_string()),
+            ("GEVULOT_QEMU_PATH", self.qemu.display().to_string()),
+            ("GEVULOT_CPUS", "4".into()),
+            ("GEVULOT_MEM_GB", "4".into()),
+            ("GEVULOT_TASK_RETRY_DELAY", "1".into()),
+        ]
+    }
+
+    pub fn start(&self, extra: &[(&'static str, &str)]) -> Running {
+        self.start_in(testkit::tempdir(), extra)
+    }
+
+    /// Starts a node on an existing data directory (a restart).
+    pub fn start_in(&self, data: tempfile::TempDir, extra: &[(&'static str, &str)]) -> Running {
+        let mut env = self.node_env();
+        for (k, v) in extra {
+            env.retain(|(key, _)| key != k);
+            env.push((k, (*v).to_string()));
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Running::start_in(data, None, &env)
+    }
+}
+
+pub fn program(name: &str, image: &Image, mem: u64, cpus: u64) -> ProgramMetadata {
+    let mut meta = ProgramMetadata {
+        name: name.into(),
+        hash: Hash([0; 32]),
+        image_file_name: format!("{name}.img"),
+        image_file_url: image.url.clone(),
+        image_file_checksum: image.checksum.clone(),
+        resource_requirements: Some(ResourceRequest { mem, cpus, gpus: 0 }),
+    };
+    meta.hash = meta.compute_hash();
+    meta
+}
+
+pub fn deploy(
+    key: &SecretKey,
+    name: &str,
+    prover: ProgramMetadata,
+    verifier: ProgramMetadata,
+) -> Transaction {
+    Transaction::new_signed(
+        Payload::Deploy {
+            name: name.into(),
+            prover,
+            verifier,
+        },
+        nonce(),
+        key,
+    )
+}
+
+pub fn run(key: &SecretKey, steps: Vec<WorkflowStep>) -> Transaction {
+    Transaction::new_signed(
+        Payload::Run {
+            workflow: Workflow { steps },
+        },
+        nonce(),
+        key,
+    )
+}
+
+pub fn nonce() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+}
+
+pub fn step(program: &ProgramMetadata, args: &[&str], inputs: Vec<ProgramData>) -> WorkflowStep {
+    WorkflowStep {
+        program: program.hash,
+        args: args.iter().map(|a| a.to_string()).collect(),
+        inputs,
+    }
+}
+
+pub fn input(name: &str, image: &Image) -> ProgramData {
+    ProgramData::Input {
+        file_name: name.into(),
+        file_url: image.url.clone(),
+        checksum: image.checksum.clone(),
+    }
+}
+
+pub fn output_of(program: &ProgramMetadata, name: &str) -> ProgramData {
+    ProgramData::Output {
+        source_program: program.hash,
+        file_name: name.into(),
+    }
+}
+
+/// The original client's call: `sendTransaction` with the transaction's JSON input form.
+pub async fn send_rpc(base: &str, tx: &Transaction) -> Value {
+    rpc(base, "sendTransaction", json!([tx])).await
+}
+
+/// Sends `tx` with `sendTransaction` and checks that the node accepted it.
+pub async fn accepted(base: &str, tx: &Transaction) {
+    let r = send_rpc(base, tx).await;
+    assert_eq!(r["result"], json!({"Ok": null}), "{r}");
+}
+
+pub async fn rpc(base: &str, method: &str, params: Value) -> Value {
+    reqwest::Client::new()
+        .post(format!("{base}/"))
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json")
+}
+
+pub async fn get(url: &str) -> Value {
+    let r = reqwest::get(url).await.expect("get");
+    assert!(r.status().is_success(), "{url}: {}", r.status());
+    r.json().await.expect("json")
+}
+
+/// The tasks of `hash` from the REST status.
+pub async fn tasks(base: &str, hash: &Hash) -> Vec<Value> {
+    get(&format!("{base}/api/v1/transactions/{hash}/status")).await["tasks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Waits until `check` holds for the tasks of `hash`, failing with the last tasks seen.
+pub async fn wait_tasks(
+    base: &str,
+    hash: &Hash,
+    timeout: Duration,
+    what: &str,
+    check: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let start = Instant::now();
+    loop {
+        let t = tasks(base, hash).await;
+        if check(&t) {
+            return t;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "{what}: not within {timeout:?}; tasks: {}",
+            serde_json::to_string_pretty(&t).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits (at most `secs`) until every task of `hash` has ended, and returns them.
+pub async fn all_end(base: &str, hash: &Hash, secs: u64) -> Vec<Value> {
+    wait_tasks(
+        base,
+        hash,
+        Duration::from_secs(secs),
+        "the tasks end",
+        all_ended,
+    )
+    .await
+}
+
+pub fn phases(tasks: &[Value]) -> Vec<String> {
+    tasks
+        .iter()
+        .map(|t| t["phase"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+pub fn all_ended(tasks: &[Value]) -> bool {
+    !tasks.is_empty()
+        && phases(tasks)
+            .iter()
+            .all(|p| ["succeeded", "failed", "cancelled", "timed_out"].contains(&p.as_str()))
+}
+
+/// Downloads `url` and returns the BLAKE3 of its content.
+pub async fn blake3_of(url: &str) -> String {
+    let r = reqwest::get(url).await.expect("download");
+    assert!(r.status().is_success(), "{url}: {}", r.status());
+    blake3::hash(&r.bytes().await.expect("body"))
+        .to_hex()
+        .to_string()
 }
