@@ -46,9 +46,10 @@ async fn migrate(args: &DbArgs) -> anyhow::Result<()> {
 fn key_file(args: &KeyFileArgs) -> anyhow::Result<std::path::PathBuf> {
     match &args.key_file {
         Some(path) => Ok(path.clone()),
-        None => Ok(crate::config::resolve_data_dir(&args.data)?
-            .path
-            .join("node.key")),
+        None => Ok(
+            app::data_dir::DataDir::new(crate::config::resolve_data_dir(&args.data)?.path)
+                .node_key(),
+        ),
     }
 }
 

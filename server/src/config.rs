@@ -556,7 +556,7 @@ impl DbArgs {
             Some(url) => url,
             None => Secret(format!(
                 "sqlite://{}",
-                data.path.join("gevulot.db").display()
+                app::data_dir::DataDir::new(&data.path).database().display()
             )),
         };
         Ok((url, data))

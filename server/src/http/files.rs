@@ -30,6 +30,8 @@ use axum::response::{IntoResponse, Response};
 use tower::ServiceExt as _;
 use tower_http::services::ServeFile;
 
+use app::data_dir::DataDir;
+
 /// Longest accepted request path, in segments.
 const MAX_SEGMENTS: usize = 32;
 
@@ -43,14 +45,14 @@ const ETAG_CACHE_ENTRIES: usize = 4096;
 
 #[derive(Clone, Debug)]
 pub struct FileServer {
-    data_dir: PathBuf,
+    data_dir: DataDir,
     etags: Arc<EtagCache>,
 }
 
 impl FileServer {
-    pub fn new(data_dir: app::data_dir::DataDir) -> Self {
+    pub fn new(data_dir: DataDir) -> Self {
         Self {
-            data_dir: data_dir.root().to_path_buf(),
+            data_dir,
             etags: Arc::default(),
         }
     }
@@ -99,9 +101,11 @@ fn segments(raw_path: &str) -> Option<Vec<String>> {
     ok.then_some(out)
 }
 
-/// Resolves `segments` under the data directory, refusing symlinks anywhere on the way.
-fn resolve(data_dir: &Path, segments: &[String]) -> Option<PathBuf> {
-    let mut path = data_dir.to_path_buf();
+/// Resolves `segments` under the data directory (confined by [`DataDir::served`]), refusing
+/// symlinks anywhere on the way.
+fn resolve(data_dir: &DataDir, segments: &[String]) -> Option<PathBuf> {
+    let target = data_dir.served(&segments.join("/"))?;
+    let mut path = data_dir.root().to_path_buf();
     let last = segments.len() - 1;
     for (i, segment) in segments.iter().enumerate() {
         path.push(segment);
@@ -118,7 +122,7 @@ fn resolve(data_dir: &Path, segments: &[String]) -> Option<PathBuf> {
             return None;
         }
     }
-    Some(path)
+    (path == target).then_some(path)
 }
 
 /// The checksum an output file's path names (`txfiles/<tx>/<checksum>/<basename>`).
