@@ -21,7 +21,7 @@ use app::auth::{AuthError, Role, User};
 
 use super::AppState;
 use super::dto::{json_body, rfc3339};
-use super::error::{ApiError, ErrorCode, Problem};
+use super::error::{ApiError, ErrorCode, NotSignedIn, Problem};
 
 pub const SESSION_COOKIE: &str = "gevulot_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -269,7 +269,7 @@ pub async fn login(
     tag = "auth",
     responses(
         (status = 200, description = "The caller", body = SessionInfo),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        NotSignedIn,
     )
 )]
 pub async fn whoami(caller: Caller) -> Json<SessionInfo> {
@@ -345,7 +345,7 @@ pub struct UserList {
     tag = "auth",
     responses(
         (status = 200, description = "Users", body = UserList),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        NotSignedIn,
         (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -426,7 +426,7 @@ pub struct CreatedToken {
     request_body = NewToken,
     responses(
         (status = 201, description = "Created", body = CreatedToken),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        NotSignedIn,
     )
 )]
 pub async fn create_token(

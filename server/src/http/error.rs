@@ -122,6 +122,34 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
+/// The standard problem responses of the OpenAPI document, one type each, so a route lists them
+/// by name instead of spelling them out (`responses(..., NotSignedIn, Unknown)`).
+/// No session cookie or API token (or an unknown token).
+#[derive(Debug, utoipa::IntoResponses)]
+#[response(
+    status = 401,
+    description = "Not signed in",
+    content_type = "application/problem+json"
+)]
+#[expect(
+    dead_code,
+    reason = "it only describes a response in the OpenAPI document"
+)]
+pub struct NotSignedIn(Problem);
+
+/// The transaction, program or file named is not on this node.
+#[derive(Debug, utoipa::IntoResponses)]
+#[response(
+    status = 404,
+    description = "Unknown",
+    content_type = "application/problem+json"
+)]
+#[expect(
+    dead_code,
+    reason = "it only describes a response in the OpenAPI document"
+)]
+pub struct Unknown(Problem);
+
 /// An API failure: a status, a stable code and a precise message.
 #[derive(Debug, Clone)]
 pub struct ApiError {

@@ -21,7 +21,7 @@ use super::dto::{
     NodeInfo, ProgramDetail, ProgramInfo, ProgramList, Submitted, TransactionDetail,
     TransactionPage, TransactionQuery, TransactionStatus, TreeNode, parse_hash,
 };
-use super::error::{ApiError, ErrorCode, Problem};
+use super::error::{ApiError, ErrorCode, NotSignedIn, Problem, Unknown};
 use super::{AppState, auth, gpus, operator};
 
 #[derive(OpenApi)]
@@ -206,7 +206,7 @@ async fn list_transactions(
     responses(
         (status = 200, description = "The transaction", body = TransactionDetail),
         (status = 400, description = "Not a hash", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown", body = Problem, content_type = "application/problem+json"),
+        Unknown,
     )
 )]
 async fn get_transaction(
@@ -254,7 +254,7 @@ async fn transaction_tree(
     params(("hash" = String, Path, description = "Transaction hash")),
     responses(
         (status = 200, description = "Status", body = TransactionStatus),
-        (status = 404, description = "Unknown", body = Problem, content_type = "application/problem+json"),
+        Unknown,
     )
 )]
 async fn transaction_status(
@@ -287,7 +287,7 @@ async fn list_programs(State(state): State<AppState>) -> Result<Json<ProgramList
     params(("hash" = String, Path, description = "Program hash")),
     responses(
         (status = 200, description = "The program", body = ProgramDetail),
-        (status = 404, description = "Unknown", body = Problem, content_type = "application/problem+json"),
+        Unknown,
     )
 )]
 async fn get_program(
@@ -325,9 +325,9 @@ async fn node_info(State(state): State<AppState>) -> Result<Json<NodeInfo>, ApiE
     responses(
         (status = 201, description = "The Cancel transaction was stored", body = Submitted),
         (status = 200, description = "The same Cancel was already stored", body = Submitted),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        NotSignedIn,
         (status = 403, description = "Not an operator, or no CSRF token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown", body = Problem, content_type = "application/problem+json"),
+        Unknown,
         (status = 422, description = "Not a Run", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -456,7 +456,7 @@ async fn live_events(
     tag = "node",
     responses(
         (status = 200, description = "The peer network", body = super::dto::PeerNetwork),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        NotSignedIn,
     )
 )]
 async fn node_peers(
@@ -524,7 +524,7 @@ async fn list_files(
     ),
     responses(
         (status = 200, description = "The file", body = super::dto::FileInfo),
-        (status = 404, description = "Unknown", body = Problem, content_type = "application/problem+json"),
+        Unknown,
     )
 )]
 async fn file_info(
