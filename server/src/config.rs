@@ -27,6 +27,11 @@ pub const WELL_KNOWN_PSK_PASSPHRASE: &str = "Pack my box with five dozen liquor 
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// How log lines are written to standard error: `text` (key=value, for people and
+    /// journald) or `json` (one object per line, with the request id, transaction hash and task
+    /// id where they apply, for log collectors).
+    #[arg(long, global = true, env = "GEVULOT_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -141,3 +141,49 @@ fn run_cleans_vm_leftovers_on_start() {
     assert!(!stale.exists(), "the leftover VM directory is removed");
     node.terminate();
 }
+
+/// `GEVULOT_LOG_FORMAT=json`: every line is one JSON object; the ready line carries its fields and
+/// the lines of an HTTP request carry the request's id.
+#[test]
+fn json_log_lines_carry_their_fields_and_the_request_id() {
+    let dir = testkit::tempdir();
+    let mut cmd = gevulot();
+    cmd.arg("run")
+        .env("GEVULOT_DATA_DIRECTORY", dir.path())
+        .env("GEVULOT_JSON_RPC_LISTEN_ADDR", "127.0.0.1:0")
+        .env("GEVULOT_HTTP_PORT", "0")
+        .env("GEVULOT_P2P_LISTEN_ADDR", "127.0.0.1:0")
+        .env("GEVULOT_HEALTHCHECK_LISTEN_ADDR", "127.0.0.1:0")
+        .env("GEVULOT_NODE_NO_EXECUTION", "true")
+        .env("GEVULOT_ADMIN_PASSWORD", "first-admin-password")
+        .env("GEVULOT_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info,tower_http=debug");
+    let mut node = Node::spawn(cmd);
+    let ready = node.wait_for("node ready", STARTUP);
+    let ready: serde_json::Value = serde_json::from_str(&ready).expect("the ready line is JSON");
+    assert_eq!(ready["level"], "INFO");
+    assert_eq!(ready["target"], "gevulot");
+    let addr = ready["json_rpc_listen_addr"]
+        .as_str()
+        .expect("the listen address is a field")
+        .to_string();
+    let (status, _) = crate::support::raw_http(
+        addr.parse().expect("addr"),
+        "GET /api/v1/node HTTP/1.1",
+        &[],
+    );
+    assert_eq!(status, 200);
+    let answered = node.wait_for("/api/v1/node", STARTUP);
+    let answered: serde_json::Value = serde_json::from_str(&answered).expect("JSON");
+    let id = answered["span"]["request_id"]
+        .as_str()
+        .expect("the request's id is in its span");
+    assert!(!id.is_empty());
+    let log = node.terminate();
+    for line in log.lines() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| v.is_object()),
+            "not a JSON object: {line}"
+        );
+    }
+}
