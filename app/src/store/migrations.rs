@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str, &str, &str)] = &[
     ),
 ];
 
+/// The newest schema version this binary knows.
+pub(super) fn latest() -> i64 {
+    MIGRATIONS.iter().map(|m| m.0).max().unwrap_or(0)
+}
+
 pub(super) fn migrator(backend: BackendKind) -> Migrator {
     let migrations = MIGRATIONS
         .iter()

@@ -72,6 +72,11 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("database migration failed; the schema is unchanged where the failing step began")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "the database's schema is at version {found}, newer than this release knows (up to {known}): \
+         a newer gevulot upgraded it; run that release or a later one, or restore a backup taken before the upgrade"
+    )]
+    NewerSchema { found: i64, known: i64 },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
@@ -236,9 +241,20 @@ impl Store {
     }
 
     /// Creates or upgrades the schema. Safe to run repeatedly and from several processes.
+    /// A database that a newer release migrated further than this binary knows is refused
+    /// unchanged ([`StoreError::NewerSchema`]).
     pub async fn migrate(&self) -> Result<()> {
-        dispatch!(self, pool => migrations::migrator(self.backend()).run(pool).await?);
-        Ok(())
+        let outcome = dispatch!(self, pool => migrations::migrator(self.backend()).run(pool).await);
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(sqlx::migrate::MigrateError::VersionMissing(found)) => {
+                Err(StoreError::NewerSchema {
+                    found,
+                    known: migrations::latest(),
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Checks that the database answers.

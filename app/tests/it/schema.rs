@@ -60,3 +60,54 @@ fn every_migration_file_is_embedded() {
         );
     }
 }
+
+/// A schema that a newer release migrated further is refused, unchanged, with what to do; the
+/// current schema migrates again as a no-op.
+async fn newer_schema_is_refused(store: Store) -> anyhow::Result<()> {
+    store.migrate().await?;
+    store.migrate().await?;
+    let checksum = match store.backend() {
+        app::store::BackendKind::Postgres => "'\\x00'::bytea",
+        app::store::BackendKind::Sqlite => "X'00'",
+    };
+    store
+        .execute_raw(&format!(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (9999, 'from the future', TRUE, {checksum}, 0)"
+        ))
+        .await?;
+    let refused = store
+        .migrate()
+        .await
+        .expect_err("a newer schema is refused");
+    let message = refused.to_string();
+    assert!(
+        matches!(
+            refused,
+            app::store::StoreError::NewerSchema { found: 9999, .. }
+        ),
+        "{refused:?}"
+    );
+    assert!(
+        message.contains("9999") && message.contains("newer"),
+        "{message}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn newer_schema_is_refused_on_sqlite() -> anyhow::Result<()> {
+    let dir = testkit::tempdir();
+    newer_schema_is_refused(
+        Store::connect(&testkit::sqlite_url(dir.path()), &Default::default()).await?,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn newer_schema_is_refused_on_postgres() -> anyhow::Result<()> {
+    newer_schema_is_refused(
+        Store::connect(&testkit::postgres_url().await?, &Default::default()).await?,
+    )
+    .await
+}
