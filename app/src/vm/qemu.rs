@@ -123,6 +123,12 @@ impl VmSpec {
             "none",
             "-no-reboot",
         ]);
+        // QEMU's seccomp filter: a guest that takes over the emulator still cannot spawn
+        // processes, gain privileges, change resource limits or use obsolete system calls.
+        push(&[
+            "-sandbox",
+            "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+        ]);
         push(&["-serial", &format!("file:{}", path(&self.serial_log))]);
         push(&[
             "-qmp",

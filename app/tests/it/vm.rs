@@ -63,6 +63,14 @@ async fn lifecycle_over_qmp() {
         panic!("{started:?}")
     };
     assert!(alive(pid));
+    // QEMU runs under its seccomp sandbox (mode 2: a filter is installed).
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    assert!(
+        status
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Seccomp:", "2"]),
+        "QEMU is not sandboxed: {status}"
+    );
     assert_eq!(
         vms.handle("a", VmCommand::Query).await.expect("query"),
         VmResponse::State(VmState::Running)
