@@ -8,6 +8,7 @@
 //! `uploads`, `files`, `gpus`, `network`, `info`; `start` wires a running node from its
 //! configuration. Transactions enter the database only through [`crate::intake`].
 
+mod cache;
 mod error;
 mod files;
 mod gpus;
@@ -80,6 +81,8 @@ pub struct Node {
 struct Inner {
     parts: Parts,
     started_at: SystemTime,
+    /// `getTransaction`'s answers, serialised once.
+    outputs: cache::OutputCache,
     /// What [`Node::start`] spawned, ended by [`Node::shutdown`].
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -90,6 +93,7 @@ impl Node {
             inner: Arc::new(Inner {
                 parts,
                 started_at: SystemTime::now(),
+                outputs: cache::OutputCache::default(),
                 tasks: Mutex::default(),
             }),
         }

@@ -2,7 +2,9 @@
 
 use crate::download::Progress;
 use crate::model::{Page, PhaseChange, Source, StoredTransaction, Task, TxFilter};
-use crate::tx::rpc::TransactionTree;
+use std::sync::Arc;
+
+use crate::tx::rpc::{RpcTransaction, TransactionTree};
 use crate::tx::{Hash, Kind, Payload, Transaction};
 
 use super::{Node, NodeError, SubmitError, Submitted};
@@ -35,6 +37,10 @@ impl Node {
     /// tells the observer how it went.
     pub async fn submit(&self, tx: &Transaction, source: Source) -> Result<Submitted, NodeError> {
         let result = self.parts().intake.submit(tx, source).await;
+        if matches!(&result, Ok(s) if s.new) {
+            // Recently stored transactions are the ones most likely to be asked for next.
+            let _ = self.cache_output(tx);
+        }
         if let Some(observer) = &self.parts().observer {
             let outcome = match &result {
                 Ok(s) if s.new => "accepted",
@@ -86,6 +92,32 @@ impl Node {
         hash: &Hash,
     ) -> Result<Option<StoredTransaction>, NodeError> {
         Ok(self.store().get_transaction(hash).await?)
+    }
+
+    /// `getTransaction`'s result for `hash`: the transaction's original output form as JSON,
+    /// naming its files on this node's download server; serialised once and then served from a
+    /// bounded cache.
+    pub async fn transaction_output(&self, hash: &Hash) -> Result<Option<Arc<str>>, NodeError> {
+        if let Some(output) = self.inner.outputs.get(hash) {
+            return Ok(Some(output));
+        }
+        match self.find_transaction(hash).await? {
+            Some(stored) => self.cache_output(&stored.tx).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Serialises `tx`'s output form into the cache.
+    fn cache_output(&self, tx: &Transaction) -> Result<Arc<str>, NodeError> {
+        let output = RpcTransaction::from_transaction(tx, self.file_base_url());
+        let json: Arc<str> = serde_json::to_string(&output)
+            .map_err(|e| {
+                tracing::error!(target: "gevulot", tx = %tx.hash, error = %e, "cannot encode a transaction's output form");
+                NodeError::Internal(format!("cannot encode the output form of {}", tx.hash))
+            })?
+            .into();
+        self.inner.outputs.put(tx.hash, json.clone());
+        Ok(json)
     }
 
     /// A stored transaction.

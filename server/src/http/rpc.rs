@@ -20,7 +20,7 @@ use tower::ServiceExt as _;
 
 use app::model::Source;
 use app::node::NodeError;
-use app::tx::rpc::{RpcTransaction, TransactionTree};
+use app::tx::rpc::TransactionTree;
 use app::tx::{Hash, Transaction};
 
 use super::AppState;
@@ -89,16 +89,21 @@ async fn send_transaction(params: Params<'static>, state: &AppState) -> Original
     }
 }
 
-async fn get_transaction(params: Params<'static>, state: &AppState) -> Original<RpcTransaction> {
+/// The original output form, from the node's cache of serialised answers (byte for byte what
+/// serialising `RpcTransaction` gives).
+async fn get_transaction(
+    params: Params<'static>,
+    state: &AppState,
+) -> Original<Box<serde_json::value::RawValue>> {
     let hash: Hash = match one(&params, "a transaction hash (an array of 32 numbers)") {
         Ok(h) => h,
         Err(message) => return invalid(message),
     };
-    match state.node.find_transaction(&hash).await {
-        Ok(Some(stored)) => Ok(Envelope::Ok(RpcTransaction::from_transaction(
-            &stored.tx,
-            state.node.file_base_url(),
-        ))),
+    match state.node.transaction_output(&hash).await {
+        Ok(Some(json)) => match serde_json::value::RawValue::from_string(json.to_string()) {
+            Ok(raw) => Ok(Envelope::Ok(raw)),
+            Err(e) => internal(&NodeError::Internal(e.to_string())),
+        },
         Ok(None) => Ok(Envelope::Err(RpcError::NotFound(hash.to_hex()))),
         Err(e) => internal(&e),
     }
