@@ -10,7 +10,8 @@ use crate::tx::Hash;
 use crate::vm::executor::{ExecError, Executor, Outcome, TaskSpec};
 use crate::vm::outputs::AcceptedOutput;
 
-/// What runs a task in a VM. The node uses [`Executor`]; only the pipeline benchmark stubs it.
+/// What runs a task in a VM. The node uses [`Executor`]; the pipeline's rule tests script it and
+/// its benchmark stubs it.
 pub trait Execute: Send + Sync + 'static {
     /// Runs `spec` to its end; `started` is told when the program first asks for its task.
     fn execute(
