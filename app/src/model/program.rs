@@ -48,3 +48,10 @@ pub struct Program {
     pub deploy_tx: Hash,
     pub created_at_ms: i64,
 }
+
+impl Program {
+    /// The image's path on the download server and under the data directory.
+    pub fn image_path(&self) -> String {
+        format!("images/{}/{}", self.hash.to_hex(), self.image_file_name)
+    }
+}

@@ -54,11 +54,7 @@ impl Node {
             .await?
             .into_iter()
             .map(|program| {
-                let relative = format!(
-                    "images/{}/{}",
-                    program.hash.to_hex(),
-                    program.image_file_name
-                );
+                let relative = program.image_path();
                 FileView {
                     size: self.held_size(&relative),
                     url: format!("{}/{relative}", self.file_base_url()),

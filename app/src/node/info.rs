@@ -37,13 +37,18 @@ impl Node {
         Ok(NodeInfo {
             version: env!("CARGO_PKG_VERSION"),
             public_key: self.public_key(),
-            database: store.backend().as_str(),
+            database: self.database(),
             database_version: store.server_version().await?,
             started_at: self.started_at(),
             execution: self.parts().resources.execution,
             file_base_url: self.file_base_url().to_string(),
             transactions: store.count_transactions().await?,
         })
+    }
+
+    /// `postgres` or `sqlite`.
+    pub fn database(&self) -> &'static str {
+        self.store().backend().as_str()
     }
 
     pub fn resources(&self) -> &Resources {

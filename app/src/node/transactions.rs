@@ -1,9 +1,9 @@
 //! Transactions: submit, read, list, trees, execution status, cancel.
 
+use serde_json::value::RawValue;
+
 use crate::download::Progress;
 use crate::model::{Page, PhaseChange, Source, StoredTransaction, Task, TxFilter};
-use std::sync::Arc;
-
 use crate::tx::rpc::{RpcTransaction, TransactionTree};
 use crate::tx::{Hash, Kind, Payload, Transaction};
 
@@ -37,20 +37,19 @@ impl Node {
     /// tells the observer how it went.
     pub async fn submit(&self, tx: &Transaction, source: Source) -> Result<Submitted, NodeError> {
         let result = self.parts().intake.submit(tx, source).await;
-        if matches!(&result, Ok(s) if s.new) {
-            // Recently stored transactions are the ones most likely to be asked for next.
-            let _ = self.cache_output(tx);
-        }
+        let outcome = match &result {
+            Ok(s) => outcome(s),
+            Err(SubmitError::Invalid(e)) => e.code(),
+            Err(SubmitError::Store(_)) => "database_unavailable",
+        };
+        self.observe(tx, outcome);
+        Ok(result?)
+    }
+
+    fn observe(&self, tx: &Transaction, outcome: &str) {
         if let Some(observer) = &self.parts().observer {
-            let outcome = match &result {
-                Ok(s) if s.new => "accepted",
-                Ok(_) => "duplicate",
-                Err(SubmitError::Invalid(e)) => e.code(),
-                Err(SubmitError::Store(_)) => "database_unavailable",
-            };
             observer.submitted(tx.kind().as_str(), outcome);
         }
-        Ok(result?)
     }
 
     /// Validates and stores `txs` in one database commit (all or none: the first invalid one
@@ -61,12 +60,9 @@ impl Node {
         source: Source,
     ) -> Result<Vec<Submitted>, NodeError> {
         let result = self.parts().intake.submit_batch(txs, source).await;
-        if let (Some(observer), Ok(outcomes)) = (&self.parts().observer, &result) {
+        if let Ok(outcomes) = &result {
             for (tx, s) in txs.iter().zip(outcomes) {
-                observer.submitted(
-                    tx.kind().as_str(),
-                    if s.new { "accepted" } else { "duplicate" },
-                );
+                self.observe(tx, outcome(s));
             }
         }
         Ok(result?)
@@ -95,29 +91,24 @@ impl Node {
     }
 
     /// `getTransaction`'s result for `hash`: the transaction's original output form as JSON,
-    /// naming its files on this node's download server; serialised once and then served from a
-    /// bounded cache.
-    pub async fn transaction_output(&self, hash: &Hash) -> Result<Option<Arc<str>>, NodeError> {
+    /// naming its files on this node's download server; serialised on the first read and then
+    /// served from a bounded cache.
+    pub async fn transaction_output(
+        &self,
+        hash: &Hash,
+    ) -> Result<Option<Box<RawValue>>, NodeError> {
         if let Some(output) = self.inner.outputs.get(hash) {
             return Ok(Some(output));
         }
-        match self.find_transaction(hash).await? {
-            Some(stored) => self.cache_output(&stored.tx).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// Serialises `tx`'s output form into the cache.
-    fn cache_output(&self, tx: &Transaction) -> Result<Arc<str>, NodeError> {
-        let output = RpcTransaction::from_transaction(tx, self.file_base_url());
-        let json: Arc<str> = serde_json::to_string(&output)
-            .map_err(|e| {
-                tracing::error!(target: "gevulot", tx = %tx.hash, error = %e, "cannot encode a transaction's output form");
-                NodeError::Internal(format!("cannot encode the output form of {}", tx.hash))
-            })?
-            .into();
-        self.inner.outputs.put(tx.hash, json.clone());
-        Ok(json)
+        let Some(stored) = self.find_transaction(hash).await? else {
+            return Ok(None);
+        };
+        let output = RpcTransaction::from_transaction(&stored.tx, self.file_base_url());
+        let json = serde_json::value::to_raw_value(&output).map_err(|e| {
+            NodeError::Internal(format!("cannot encode the output form of {hash}: {e}"))
+        })?;
+        self.inner.outputs.put(*hash, json.clone());
+        Ok(Some(json))
     }
 
     /// A stored transaction.
@@ -207,6 +198,11 @@ impl Node {
     pub async fn recent_failures(&self, limit: u32) -> Result<Vec<Task>, NodeError> {
         Ok(self.store().recent_failures(limit).await?)
     }
+}
+
+/// How a stored submission is counted: new, or a replay.
+fn outcome(s: &Submitted) -> &'static str {
+    if s.new { "accepted" } else { "duplicate" }
 }
 
 fn not_on_this_node(hash: &Hash) -> NodeError {

@@ -441,10 +441,13 @@ impl Store {
 
     /// The first stored Cancel of `run` signed by one of `authors` (the Run's author, the node).
     pub async fn cancel_of(&self, run: &Hash, authors: &[PublicKey]) -> Result<Option<Hash>> {
+        if authors.is_empty() {
+            return Ok(None);
+        }
         let mut sql = String::from(
             "SELECT hash FROM transactions WHERE parent = $1 AND kind = 'cancel' AND author IN (",
         );
-        for i in 0..authors.len().max(1) {
+        for i in 0..authors.len() {
             if i > 0 {
                 sql.push_str(", ");
             }
@@ -453,9 +456,6 @@ impl Store {
         sql.push_str(") ORDER BY seq LIMIT 1");
         let found: Option<String> = dispatch!(self, pool => {
             let mut q = sqlx::query_scalar(AssertSqlSafe(sql)).bind(run.to_hex());
-            if authors.is_empty() {
-                q = q.bind(String::new());
-            }
             for key in authors {
                 q = q.bind(key.to_hex());
             }

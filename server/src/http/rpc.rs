@@ -100,10 +100,7 @@ async fn get_transaction(
         Err(message) => return invalid(message),
     };
     match state.node.transaction_output(&hash).await {
-        Ok(Some(json)) => match serde_json::value::RawValue::from_string(json.to_string()) {
-            Ok(raw) => Ok(Envelope::Ok(raw)),
-            Err(e) => internal(&NodeError::Internal(e.to_string())),
-        },
+        Ok(Some(json)) => Ok(Envelope::Ok(json)),
         Ok(None) => Ok(Envelope::Err(RpcError::NotFound(hash.to_hex()))),
         Err(e) => internal(&e),
     }

@@ -7,6 +7,18 @@ use crate::support::{Node, gevulot, is_root, output, stderr};
 
 const STARTUP: Duration = Duration::from_secs(60);
 
+/// `gevulot run` with its data in `dir` and every listener on a free loopback port.
+fn run_on_loopback(dir: &std::path::Path) -> std::process::Command {
+    let mut cmd = gevulot();
+    cmd.arg("run")
+        .env("GEVULOT_DATA_DIRECTORY", dir)
+        .env("GEVULOT_JSON_RPC_LISTEN_ADDR", "127.0.0.1:0")
+        .env("GEVULOT_HTTP_PORT", "0")
+        .env("GEVULOT_P2P_LISTEN_ADDR", "127.0.0.1:0")
+        .env("GEVULOT_HEALTHCHECK_LISTEN_ADDR", "127.0.0.1:0");
+    cmd
+}
+
 #[tokio::test]
 async fn migrate_then_run_on_postgres_without_leaking_secrets() {
     let url = testkit::postgres_url().await.expect("database");
@@ -19,14 +31,8 @@ async fn migrate_then_run_on_postgres_without_leaking_secrets() {
     let dir = testkit::tempdir();
     let psk_file = dir.path().join("psk");
     std::fs::write(&psk_file, "psk-from-file-secret\n").expect("write");
-    let mut cmd = gevulot();
-    cmd.arg("run")
-        .env("GEVULOT_DATA_DIRECTORY", dir.path())
-        .env("GEVULOT_JSON_RPC_LISTEN_ADDR", "127.0.0.1:0")
-        .env("GEVULOT_HTTP_PORT", "0")
-        .env("GEVULOT_P2P_LISTEN_ADDR", "127.0.0.1:0")
-        .env("GEVULOT_HEALTHCHECK_LISTEN_ADDR", "127.0.0.1:0")
-        .env("GEVULOT_DB_URL", &with_password)
+    let mut cmd = run_on_loopback(dir.path());
+    cmd.env("GEVULOT_DB_URL", &with_password)
         .env("GEVULOT_PSK_PASSPHRASE_FILE", &psk_file)
         .env("RUST_LOG", "warn,gevulot=debug,sqlx=error");
     let mut node = Node::spawn(cmd);
@@ -56,14 +62,8 @@ async fn migrate_then_run_on_postgres_without_leaking_secrets() {
 #[test]
 fn rust_log_filters_like_the_original() {
     let dir = testkit::tempdir();
-    let mut cmd = gevulot();
-    cmd.arg("run")
-        .env("GEVULOT_DATA_DIRECTORY", dir.path())
-        .env("GEVULOT_JSON_RPC_LISTEN_ADDR", "127.0.0.1:0")
-        .env("GEVULOT_HTTP_PORT", "0")
-        .env("GEVULOT_P2P_LISTEN_ADDR", "127.0.0.1:0")
-        .env("GEVULOT_HEALTHCHECK_LISTEN_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "warn");
+    let mut cmd = run_on_loopback(dir.path());
+    cmd.env("RUST_LOG", "warn");
     let mut node = Node::spawn(cmd);
     // At `warn`, the default-passphrase warning shows and the info-level "node ready" does not.
     node.wait_for("well-known passphrase", STARTUP);
@@ -129,13 +129,7 @@ fn run_cleans_vm_leftovers_on_start() {
     let stale = dir.path().join("vms/old-task");
     std::fs::create_dir_all(stale.join("workspace")).expect("mkdir");
     std::fs::write(stale.join("qemu.pid"), "999999999").expect("pid");
-    let mut cmd = gevulot();
-    cmd.arg("run")
-        .env("GEVULOT_DATA_DIRECTORY", dir.path())
-        .env("GEVULOT_JSON_RPC_LISTEN_ADDR", "127.0.0.1:0")
-        .env("GEVULOT_HTTP_PORT", "0")
-        .env("GEVULOT_P2P_LISTEN_ADDR", "127.0.0.1:0")
-        .env("GEVULOT_HEALTHCHECK_LISTEN_ADDR", "127.0.0.1:0");
+    let cmd = run_on_loopback(dir.path());
     let mut node = Node::spawn(cmd);
     node.wait_for("node ready", STARTUP);
     assert!(!stale.exists(), "the leftover VM directory is removed");
@@ -147,14 +141,8 @@ fn run_cleans_vm_leftovers_on_start() {
 #[test]
 fn json_log_lines_carry_their_fields_and_the_request_id() {
     let dir = testkit::tempdir();
-    let mut cmd = gevulot();
-    cmd.arg("run")
-        .env("GEVULOT_DATA_DIRECTORY", dir.path())
-        .env("GEVULOT_JSON_RPC_LISTEN_ADDR", "127.0.0.1:0")
-        .env("GEVULOT_HTTP_PORT", "0")
-        .env("GEVULOT_P2P_LISTEN_ADDR", "127.0.0.1:0")
-        .env("GEVULOT_HEALTHCHECK_LISTEN_ADDR", "127.0.0.1:0")
-        .env("GEVULOT_NODE_NO_EXECUTION", "true")
+    let mut cmd = run_on_loopback(dir.path());
+    cmd.env("GEVULOT_NODE_NO_EXECUTION", "true")
         .env("GEVULOT_ADMIN_PASSWORD", "first-admin-password")
         .env("GEVULOT_LOG_FORMAT", "json")
         .env("RUST_LOG", "info,tower_http=debug");

@@ -81,16 +81,15 @@ async fn dashboard_view(state: &AppState) -> Result<pages::DashboardView, ApiErr
     let node = &state.node;
     let mut queue = node.task_counts().await?;
     queue.sort_by_key(|(p, _)| Phase::ALL.iter().position(|x| x == p));
-    let info = node.info().await?;
     Ok(pages::DashboardView {
         node: pages::NodeSummary {
-            public_key: info.public_key.to_hex(),
-            version: info.version.to_string(),
-            database: info.database.to_string(),
-            started_at_ms: epoch_ms(info.started_at),
-            transactions: info.transactions,
-            execution: info.execution,
-            file_base_url: info.file_base_url,
+            public_key: node.public_key().to_hex(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            database: node.database().to_string(),
+            started_at_ms: epoch_ms(node.started_at()),
+            transactions: node.count_transactions().await?,
+            execution: node.resources().execution,
+            file_base_url: node.file_base_url().to_string(),
         },
         resources: node.usage().map(|u| {
             let r = node.resources();

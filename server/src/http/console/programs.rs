@@ -199,12 +199,7 @@ pub(super) async fn program_page(
             .iter()
             .map(Hash::to_hex)
             .collect();
-        let image_url = format!(
-            "{}/images/{}/{}",
-            state.node.file_base_url(),
-            program.hash.to_hex(),
-            program.image_file_name
-        );
+        let image_url = format!("{}/{}", state.node.file_base_url(), program.image_path());
         Ok::<_, ApiError>(pages::ProgramView {
             program,
             runs,
