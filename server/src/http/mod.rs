@@ -12,7 +12,7 @@
 
 pub mod auth;
 pub mod console;
-pub mod dto;
+pub use api::dto;
 pub mod error;
 pub mod files;
 pub mod gpus;

@@ -1,6 +1,7 @@
 //! Tests of the `gevulot` binary as an operator runs it: a real process, real databases.
 
 mod auth;
+mod cli;
 mod commands;
 mod console;
 mod files;

@@ -84,12 +84,7 @@ impl Member {
     }
 
     async fn metrics(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.node.metrics))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text")
+        self.node.metrics_text().await
     }
 }
 

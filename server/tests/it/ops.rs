@@ -112,14 +112,7 @@ async fn metrics_expose_the_series() {
         .send()
         .await
         .expect("rpc");
-    let text = c
-        .get(format!("http://{}/metrics", node.metrics))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = node.metrics_text().await;
     for series in [
         "gevulot_http_requests_total{route=\"/api/v1/transactions\",method=\"POST\",status=\"201\"} 1",
         "gevulot_http_request_duration_seconds_bucket{",

@@ -388,12 +388,7 @@ async fn cancel_during_boot_and_during_run_frees_the_resources() {
     assert!(refusal.contains("only the author"), "{refused}");
     assert_eq!(usage().await["running_tasks"], 1);
     // The metrics show the VM and what it holds.
-    let metrics = reqwest::get(format!("http://{}/metrics", node.metrics))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = node.metrics_text().await;
     for series in [
         "gevulot_vms_running 1",
         "gevulot_cpus_in_use 2",
@@ -721,20 +716,11 @@ async fn a_run_is_executed_once_by_the_node_its_client_chose() {
     let a = lab.start(&[]);
     let a_p2p = a.p2p.to_string();
     let b = lab.start(&[("GEVULOT_P2P_DISCOVERY_ADDR", &a_p2p)]);
-    let peers = |node: &Running| {
-        let url = format!("http://{}/metrics", node.metrics);
-        async move {
-            let text = reqwest::get(url)
-                .await
-                .expect("metrics")
-                .text()
-                .await
-                .expect("text");
-            text.contains("gevulot_peers_connected 1")
-        }
-    };
+    let connected = "gevulot_peers_connected 1";
     let start = Instant::now();
-    while !(peers(&a).await && peers(&b).await) {
+    while !(a.metrics_text().await.contains(connected)
+        && b.metrics_text().await.contains(connected))
+    {
         assert!(start.elapsed() < Duration::from_secs(30), "a and b connect");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

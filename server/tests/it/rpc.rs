@@ -35,6 +35,20 @@ async fn call(base: &str, method: &str, params: Value) -> Value {
         .expect("json")
 }
 
+/// Sends the named fixture vectors with `sendTransaction`, as the original client sends them.
+async fn send_vectors(base: &str, names: &[&str]) {
+    for name in names {
+        let v = testkit::vector(name);
+        call_raw(
+            base,
+            "/",
+            "sendTransaction",
+            &field(&v, "send_transaction_params_json"),
+        )
+        .await;
+    }
+}
+
 fn field(v: &Value, name: &str) -> String {
     v[name]
         .as_str()
@@ -185,16 +199,7 @@ async fn original_methods_say_precisely_why() {
 #[tokio::test]
 async fn new_methods() {
     let node = Running::start(None);
-    for name in ["deploy", "run", "proof", "empty", "stake"] {
-        let v = testkit::vector(name);
-        call_raw(
-            &node.base,
-            "/",
-            "sendTransaction",
-            &field(&v, "send_transaction_params_json"),
-        )
-        .await;
-    }
+    send_vectors(&node.base, &["deploy", "run", "proof", "empty", "stake"]).await;
     let info = call(&node.base, "gevulot_nodeInfo", json!([])).await;
     let info = &info["result"];
     assert_eq!(info["database"], "sqlite");
@@ -279,4 +284,135 @@ async fn new_methods() {
     assert_eq!(missing["error"]["data"]["code"], "not_found");
     let unknown = call(&node.base, "nope", json!([])).await;
     assert_eq!(unknown["error"]["code"], -32601);
+}
+
+/// The calls' `error.data.code`, from the generated client's error.
+fn catalogue_code(e: &jsonrpsee::core::ClientError) -> Option<api::ErrorCode> {
+    match e {
+        jsonrpsee::core::ClientError::Call(e) => api::rpc::error_code(e),
+        _ => None,
+    }
+}
+
+/// The `gevulot_*` methods through the client generated from `api::rpc::Gevulot` (HTTP and
+/// WebSocket): typed answers, the catalogue's codes in errors, authorisation by API token; and a
+/// batch, whose calls pass the middleware one by one (by-name query object, decoder errors as
+/// `malformed_json`, each call timed under its method).
+#[tokio::test]
+async fn the_typed_client() {
+    use api::ErrorCode;
+    use api::dto::TransactionQuery;
+    use api::rpc::GevulotClient as _;
+    use jsonrpsee::http_client::HttpClientBuilder;
+    use jsonrpsee::ws_client::WsClientBuilder;
+
+    crate::support::install_tls_provider();
+    let node = Running::start_with(None, &[("GEVULOT_ADMIN_PASSWORD", "admin-password-1")]);
+    send_vectors(&node.base, &["deploy", "run"]).await;
+    let run = field(&testkit::vector("run"), "hash_hex");
+    let client = HttpClientBuilder::default()
+        .build(format!("{}/rpc", node.base))
+        .expect("client");
+
+    let info = client.node_info().await.expect("nodeInfo");
+    assert_eq!((info.transactions, info.database.as_str()), (2, "sqlite"));
+    let all = client.list_transactions(None).await.expect("list");
+    assert_eq!(all.items.len(), 2);
+    let runs = client
+        .list_transactions(Some(TransactionQuery {
+            kind: Some("run".into()),
+            ..TransactionQuery::default()
+        }))
+        .await
+        .expect("list runs");
+    assert_eq!(runs.items.len(), 1);
+    assert_eq!(runs.items[0].hash, run);
+    let status = client
+        .transaction_status(run.clone())
+        .await
+        .expect("status");
+    assert_eq!((status.kind.as_str(), status.tasks.len()), ("run", 2));
+
+    let missing = client.transaction_status("ab".repeat(32)).await;
+    assert_eq!(
+        missing.as_ref().err().and_then(catalogue_code),
+        Some(ErrorCode::NotFound),
+        "{missing:?}"
+    );
+    let bad = client.transaction_status("nope".into()).await;
+    assert_eq!(
+        bad.as_ref().err().and_then(catalogue_code),
+        Some(ErrorCode::InvalidParameter),
+        "{bad:?}"
+    );
+    let anonymous = client.peers().await;
+    assert_eq!(
+        anonymous.as_ref().err().and_then(catalogue_code),
+        Some(ErrorCode::Unauthorized),
+        "{anonymous:?}"
+    );
+
+    let c = reqwest::Client::new();
+    let token = crate::support::api_token(&c, &node.base, "admin", "admin-password-1").await;
+    let mut headers = jsonrpsee::http_client::HeaderMap::new();
+    headers.insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    let operator = HttpClientBuilder::default()
+        .set_headers(headers)
+        .build(format!("{}/rpc", node.base))
+        .expect("client");
+    let network = operator.peers().await.expect("peers");
+    assert!(network.peers.is_empty(), "{network:?}");
+
+    // A subscription over WebSocket: the current status at once.
+    let ws = WsClientBuilder::default()
+        .build(format!("{}/rpc", node.base.replacen("http", "ws", 1)))
+        .await
+        .expect("ws client");
+    let mut statuses = ws
+        .subscribe_transaction_status(run.clone())
+        .await
+        .expect("subscribe");
+    let first = statuses.next().await.expect("a status").expect("decoded");
+    assert_eq!(first.hash, run);
+
+    let cancelled = operator.cancel(run.clone()).await.expect("cancel");
+    assert!(cancelled.new, "{cancelled:?}");
+
+    let batch: Value = c
+        .post(format!("{}/rpc", node.base))
+        .json(&json!([
+            {"jsonrpc": "2.0", "id": 1, "method": "gevulot_listTransactions", "params": {"kind": "run"}},
+            {"jsonrpc": "2.0", "id": 2, "method": "gevulot_nodeInfo"},
+            {"jsonrpc": "2.0", "id": 3, "method": "gevulot_getTransactionStatus", "params": [5]},
+        ]))
+        .send()
+        .await
+        .expect("batch")
+        .json()
+        .await
+        .expect("json");
+    let answer = |id: u64| {
+        batch
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["id"] == id))
+            .cloned()
+            .unwrap_or_else(|| panic!("no answer {id} in {batch}"))
+    };
+    assert_eq!(answer(1)["result"]["items"][0]["hash"], run.as_str());
+    assert_eq!(answer(2)["result"]["transactions"], 3, "the node's Cancel");
+    assert_eq!(answer(3)["error"]["code"], 4000);
+    assert_eq!(answer(3)["error"]["data"]["code"], "malformed_json");
+
+    let metrics = node.metrics_text().await;
+    for series in [
+        r#"gevulot_http_request_duration_seconds_count{route="jsonrpc",method="gevulot_listTransactions"} 3"#,
+        r#"gevulot_http_request_duration_seconds_count{route="jsonrpc",method="gevulot_nodeInfo"} 2"#,
+        r#"gevulot_http_request_duration_seconds_count{route="jsonrpc",method="gevulot_getTransactionStatus"} 4"#,
+        r#"gevulot_http_request_duration_seconds_count{route="jsonrpc",method="sendTransaction"} 2"#,
+    ] {
+        assert!(metrics.contains(series), "{series} missing from\n{metrics}");
+    }
 }

@@ -174,6 +174,16 @@ pub struct Running {
 }
 
 impl Running {
+    /// The node's Prometheus exposition (`/metrics` on its metrics port).
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.metrics))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+
     /// Waits for a line of the node's output containing `needle`.
     pub fn wait_for_line(&mut self, needle: &str) -> String {
         self._node.wait_for(needle, Duration::from_secs(30))

@@ -73,7 +73,7 @@ pub(super) async fn transactions_page(
             .transactions(&filter, before, limit)
             .await
             .map_err(ApiError::from),
-        Err(e) => Err(e),
+        Err(e) => Err(ApiError::from(e)),
     };
     let (items, next) = match page {
         Ok(page) => {

@@ -1,6 +1,6 @@
 //! Deployed programs.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use app::model::Program;
@@ -8,7 +8,7 @@ use app::model::Program;
 use super::*;
 
 /// Resources a program asks for.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Resources {
     pub mem_mib: u64,
     pub cpus: u64,
@@ -16,7 +16,7 @@ pub struct Resources {
 }
 
 /// A deployed program.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ProgramInfo {
     pub hash: String,
     pub name: String,
@@ -57,7 +57,7 @@ impl From<&Program> for ProgramInfo {
 }
 
 /// A program with the runs that use it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ProgramDetail {
     #[serde(flatten)]
     pub program: ProgramInfo,
@@ -65,7 +65,7 @@ pub struct ProgramDetail {
     pub runs: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ProgramList {
     pub items: Vec<ProgramInfo>,
 }

@@ -33,7 +33,7 @@ pub struct Submitted {
 }
 
 /// What this node offers to programs.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct NodeResources {
     pub cpus: u64,
     pub mem_mib: u64,
@@ -138,7 +138,7 @@ pub struct P2pMessages {
 }
 
 /// What the node's tasks hold and wait for now.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ResourceUsage {
     pub free_cpus: u64,
     pub free_mem_mib: u64,

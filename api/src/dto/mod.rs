@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use app::tx::Hash;
 
-use super::error::{ApiError, ErrorCode};
+use crate::error::{BadRequest, ErrorCode};
 
 mod files;
 mod network;
@@ -28,9 +28,9 @@ pub fn rfc3339(ms: i64) -> String {
     system_rfc3339(UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
 }
 
-pub(crate) fn parse_rfc3339(field: &str, text: &str) -> Result<i64, ApiError> {
+pub fn parse_rfc3339(field: &str, text: &str) -> Result<i64, BadRequest> {
     let t = humantime::parse_rfc3339_weak(text).map_err(|e| {
-        ApiError::bad_request(
+        BadRequest::new(
             ErrorCode::InvalidParameter,
             format!("{field}: {text:?} is not an RFC 3339 time ({e}), e.g. 2026-01-31T12:00:00Z"),
         )
@@ -43,9 +43,9 @@ pub(crate) fn parse_rfc3339(field: &str, text: &str) -> Result<i64, ApiError> {
 }
 
 /// Decodes a JSON request body, with the decoder's words on failure (`malformed_json`).
-pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, BadRequest> {
     serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(
+        BadRequest::new(
             ErrorCode::MalformedJson,
             format!("the body is not the expected JSON: {e}"),
         )
@@ -53,9 +53,9 @@ pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiEr
 }
 
 /// Parses a 64-character hex hash from a path or parameter.
-pub fn parse_hash(field: &str, text: &str) -> Result<Hash, ApiError> {
+pub fn parse_hash(field: &str, text: &str) -> Result<Hash, BadRequest> {
     Hash::from_hex(text).ok_or_else(|| {
-        ApiError::bad_request(
+        BadRequest::new(
             ErrorCode::InvalidParameter,
             format!(
                 "{field}: {:?} is not a hash (64 hexadecimal characters)",
@@ -65,6 +65,6 @@ pub fn parse_hash(field: &str, text: &str) -> Result<Hash, ApiError> {
     })
 }
 
-pub(crate) fn truncate(text: &str) -> String {
+pub fn truncate(text: &str) -> String {
     text.chars().take(80).collect()
 }

@@ -9,7 +9,7 @@ use app::tx::Kind;
 use app::tx::rpc::RpcTransaction;
 
 use super::*;
-use crate::http::error::{ApiError, ErrorCode};
+use crate::error::{BadRequest, ErrorCode};
 
 /// A transaction in a listing.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -45,7 +45,7 @@ impl From<&StoredTransaction> for TransactionSummary {
 }
 
 /// A transaction with its original JSON forms.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TransactionDetail {
     #[serde(flatten)]
     pub summary: TransactionSummary,
@@ -69,7 +69,7 @@ impl TransactionDetail {
 }
 
 /// One page of transactions, newest first.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TransactionPage {
     pub items: Vec<TransactionSummary>,
     /// Pass as `cursor` to get the next page; absent on the last page.
@@ -92,53 +92,67 @@ pub fn encode_cursor(seq: i64) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{seq}"))
 }
 
-pub fn decode_cursor(cursor: &str) -> Result<i64, ApiError> {
-    let bad = || {
-        ApiError::bad_request(
-            ErrorCode::InvalidCursor,
-            "the cursor is not one this server issued; start again without a cursor",
-        )
-    };
+pub fn decode_cursor(cursor: &str) -> Result<i64, BadRequest> {
+    cursor_text(cursor)?.parse().map_err(|_| bad_cursor())
+}
+
+pub(super) fn bad_cursor() -> BadRequest {
+    BadRequest::new(
+        ErrorCode::InvalidCursor,
+        "the cursor is not one this server issued; start again without a cursor",
+    )
+}
+
+/// What a cursor this server issued holds, after its version prefix.
+pub(super) fn cursor_text(cursor: &str) -> Result<String, BadRequest> {
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cursor)
-        .map_err(|_| bad())?;
-    let text = String::from_utf8(raw).map_err(|_| bad())?;
+        .map_err(|_| bad_cursor())?;
+    let text = String::from_utf8(raw).map_err(|_| bad_cursor())?;
     text.strip_prefix(CURSOR_PREFIX)
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(bad)
+        .map(str::to_string)
+        .ok_or_else(bad_cursor)
 }
 
 /// Filters for listing transactions.
-#[derive(Debug, Clone, Default, Deserialize, IntoParams, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct TransactionQuery {
     /// Only this kind (`run`, `proof`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// Only this author (hex public key).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
     /// Only hashes starting with this hex prefix.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hash_prefix: Option<String>,
     /// Only transactions with a task in this phase (`queued`, `running`, `failed`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     /// Received at or after this time (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
     /// Received before this time (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
     /// Page size, 1 to 1000 (default 50).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
 }
 
 impl TransactionQuery {
     /// The store filter, keyset and limit this query asks for.
-    pub fn to_filter(&self) -> Result<(TxFilter, Option<i64>, u32), ApiError> {
+    pub fn to_filter(&self) -> Result<(TxFilter, Option<i64>, u32), BadRequest> {
         let kind = match &self.kind {
             None => None,
             Some(k) => Some(Kind::parse(k).ok_or_else(|| {
                 let all: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
-                ApiError::bad_request(
+                BadRequest::new(
                     ErrorCode::InvalidParameter,
                     format!("kind: {:?} is not one of {}", truncate(k), all.join(", ")),
                 )
@@ -147,13 +161,13 @@ impl TransactionQuery {
         let author = match &self.author {
             None => None,
             Some(a) => Some(app::crypto::PublicKey::from_hex(a).map_err(|e| {
-                ApiError::bad_request(ErrorCode::InvalidParameter, format!("author: {e}"))
+                BadRequest::new(ErrorCode::InvalidParameter, format!("author: {e}"))
             })?),
         };
         if let Some(p) = &self.hash_prefix
             && (p.len() > 64 || !p.bytes().all(|b| b.is_ascii_hexdigit()))
         {
-            return Err(ApiError::bad_request(
+            return Err(BadRequest::new(
                 ErrorCode::InvalidParameter,
                 "hash_prefix: at most 64 hexadecimal characters",
             ));
@@ -162,7 +176,7 @@ impl TransactionQuery {
             None => None,
             Some(s) => Some(app::model::Phase::parse(s).ok_or_else(|| {
                 let all: Vec<&str> = app::model::Phase::ALL.iter().map(|p| p.as_str()).collect();
-                ApiError::bad_request(
+                BadRequest::new(
                     ErrorCode::InvalidParameter,
                     format!("status: {:?} is not one of {}", truncate(s), all.join(", ")),
                 )
@@ -170,7 +184,7 @@ impl TransactionQuery {
         };
         let limit = self.limit.unwrap_or(50);
         if !(1..=1000).contains(&limit) {
-            return Err(ApiError::bad_request(
+            return Err(BadRequest::new(
                 ErrorCode::InvalidParameter,
                 "limit: between 1 and 1000",
             ));
@@ -198,7 +212,7 @@ impl TransactionQuery {
 }
 
 /// Where a transaction's execution stands.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TransactionStatus {
     pub hash: String,
     pub kind: String,
@@ -206,7 +220,7 @@ pub struct TransactionStatus {
     pub tasks: Vec<TaskStatus>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TaskStatus {
     /// The task's id on this node.
     pub id: i64,
@@ -237,7 +251,7 @@ pub struct TaskStatus {
 }
 
 /// A phase a task entered.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PhaseEntry {
     pub phase: String,
     pub at: String,
@@ -257,7 +271,7 @@ impl From<&app::model::PhaseChange> for PhaseEntry {
 }
 
 /// How far a download has come.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DownloadProgress {
     pub received_bytes: u64,
     /// When the server said how large the file is.
@@ -313,7 +327,7 @@ impl From<&Task> for TaskStatus {
 }
 
 /// A node of a Run → Proof → Verification tree.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TreeNode {
     pub hash: String,
     /// `run`, `proof` or `verification`.

@@ -4,12 +4,12 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::transactions::CURSOR_PREFIX;
+use super::transactions::{CURSOR_PREFIX, bad_cursor, cursor_text};
 
-use crate::http::error::{ApiError, ErrorCode};
+use crate::error::BadRequest;
 
 /// An output file of a Proof or Verification.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct FileInfo {
     /// The Proof or Verification transaction (hex).
     pub tx: String,
@@ -43,7 +43,7 @@ impl From<&app::node::FileView<app::model::OutputFile>> for FileInfo {
     }
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct FilePage {
     pub items: Vec<FileInfo>,
     pub next_cursor: Option<String>,
@@ -54,24 +54,12 @@ pub fn encode_file_cursor((seq, index): (i64, i64)) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{seq}:{index}"))
 }
 
-pub fn decode_file_cursor(cursor: &str) -> Result<(i64, i64), ApiError> {
-    let bad = || {
-        ApiError::bad_request(
-            ErrorCode::InvalidCursor,
-            "the cursor is not one this server issued; start again without a cursor",
-        )
-    };
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|_| bad())?;
-    let text = String::from_utf8(raw).map_err(|_| bad())?;
-    let (seq, index) = text
-        .strip_prefix(CURSOR_PREFIX)
-        .and_then(|t| t.split_once(':'))
-        .ok_or_else(bad)?;
+pub fn decode_file_cursor(cursor: &str) -> Result<(i64, i64), BadRequest> {
+    let text = cursor_text(cursor)?;
+    let (seq, index) = text.split_once(':').ok_or_else(bad_cursor)?;
     Ok((
-        seq.parse().map_err(|_| bad())?,
-        index.parse().map_err(|_| bad())?,
+        seq.parse().map_err(|_| bad_cursor())?,
+        index.parse().map_err(|_| bad_cursor())?,
     ))
 }
 
