@@ -1,7 +1,13 @@
-//! HTTP throughput and latency of a real `gevulot run` process over loopback:
-//! JSON-RPC `sendTransaction` and `getTransaction` at several concurrencies on SQLite and
-//! PostgreSQL, and the file server against `python3 -m http.server` serving the same file in the
-//! same run (a ratio). Prints a table and writes `target/bench/http.txt`.
+//! HTTP throughput and latency of a real `gevulot run` process over loopback, each figure next to
+//! a baseline measured in the same run:
+//! - JSON-RPC `sendTransaction` at c = 1, 8, 32, 128 on SQLite and PostgreSQL, as a share of what
+//!   the machine allows: signature verification per second (this process, one core) and the same
+//!   storage code storing batches of 100 transactions on a fresh database of that backend;
+//! - `getTransaction` at c = 1, 8, 32, as a share of the HTTP + JSON-RPC floor (an unknown method
+//!   answered by the same server at the same concurrency);
+//! - the file server against `python3 -m http.server` serving the same file.
+//!
+//! Prints a table and writes `target/bench/http.txt`.
 //!
 //! `cargo bench -p server --bench http` (`GEVULOT_BENCH_REQUESTS` sets requests per scenario).
 
@@ -79,6 +85,56 @@ where
     })
 }
 
+/// Signatures verified per second (one core) over `txs`.
+fn verification_rate(txs: &[Transaction]) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    for tx in txs {
+        tx.verify_signature()?;
+    }
+    Ok(txs.len() as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Transactions stored per second in batches of 100 (one commit each) by the node's storage code
+/// on a fresh database at `url`.
+async fn batched_storage_rate(url: &str, txs: &[Transaction]) -> anyhow::Result<f64> {
+    let store = app::store::Store::connect(url, &Default::default()).await?;
+    store.migrate().await?;
+    let start = Instant::now();
+    for batch in txs.chunks(100) {
+        store
+            .insert_transactions(batch, app::model::Source::Rpc)
+            .await?;
+    }
+    let rate = txs.len() as f64 / start.elapsed().as_secs_f64();
+    store.close().await;
+    Ok(rate)
+}
+
+/// POSTs one JSON-RPC request; its answer's text.
+async fn post_rpc(client: &reqwest::Client, url: &str, body: String) -> anyhow::Result<String> {
+    let r = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await?;
+    Ok(r.text().await?)
+}
+
+/// The node's group-commit counters: (commits, transactions in them).
+async fn commits(client: &reqwest::Client, metrics: &str) -> anyhow::Result<(f64, f64)> {
+    let text = client.get(metrics).send().await?.text().await?;
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Ok((
+        value("gevulot_intake_commits_total "),
+        value("gevulot_intake_committed_transactions_total "),
+    ))
+}
+
 async fn rpc_scenarios(
     report: &mut Report,
     backend: &str,
@@ -86,29 +142,41 @@ async fn rpc_scenarios(
     txs: &Arc<Vec<String>>,
     requests: usize,
 ) -> anyhow::Result<()> {
+    // The baselines, on their own database and transactions.
+    let key = SecretKey::from_bytes(&[7u8; 32])?;
+    let spare: Vec<Transaction> = (0..requests.max(500) as u64)
+        .map(|n| Transaction::new_signed(Payload::Empty, n, &key))
+        .collect();
+    let verify = verification_rate(&spare)?;
+    let baseline_dir = testkit::tempdir();
+    let baseline_url = match db_url {
+        Some(_) => testkit::postgres_url().await?,
+        None => testkit::sqlite_url(baseline_dir.path()),
+    };
+    let batched = batched_storage_rate(&baseline_url, &spare).await?;
+    report.line(format!(
+        "{backend:<8} baseline: signatures verified {verify:>8.0} /s (one core); stored in batches of 100 {batched:>8.0} tx/s"
+    ));
+
     let data = testkit::tempdir();
     let node = start_node(data.path(), db_url, &[])?;
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
+        .pool_max_idle_per_host(256)
         .build()?;
+    let metrics_url = format!("{}/metrics", node.metrics);
     let mut offset = 0;
-    for concurrency in [1, 8, 32] {
-        let (client, url, txs) = (client.clone(), node.rpc.clone(), txs.clone());
+    for concurrency in [1, 8, 32, 128] {
+        let before = commits(&client, &metrics_url).await?;
+        let (http, url, txs) = (client.clone(), node.rpc.clone(), txs.clone());
         let base = offset;
         let stats = load(requests, concurrency, move |i| {
-            let (client, url, txs) = (client.clone(), url.clone(), txs.clone());
+            let (client, url, txs) = (http.clone(), url.clone(), txs.clone());
             async move {
                 let body = format!(
                     r#"{{"jsonrpc":"2.0","id":{i},"method":"sendTransaction","params":[{}]}}"#,
                     txs[base + i]
                 );
-                let r = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await?;
-                let text = r.text().await?;
+                let text = post_rpc(&client, &url, body).await?;
                 anyhow::ensure!(
                     text.contains(r#""result":{"Ok":null}"#),
                     "unexpected answer {text}"
@@ -118,9 +186,12 @@ async fn rpc_scenarios(
         })
         .await?;
         offset += requests;
+        let after = commits(&client, &metrics_url).await?;
+        let per_commit = (after.1 - before.1) / (after.0 - before.0).max(1.0);
         report.line(format!(
-            "{backend:<8} sendTransaction  c={concurrency:<3} {:>8.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms",
-            stats.per_second, stats.p50_ms, stats.p99_ms
+            "{backend:<8} sendTransaction  c={concurrency:<3} {:>8.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   {per_commit:>5.1} tx/commit   {:>4.2} of batched storage, {:>4.2} of verification",
+            stats.per_second, stats.p50_ms, stats.p99_ms,
+            stats.per_second / batched, stats.per_second / verify
         ));
     }
     let stored = offset;
@@ -134,21 +205,26 @@ async fn rpc_scenarios(
             .collect(),
     );
     for concurrency in [1, 8, 32] {
-        let (client, url, hashes) = (client.clone(), node.rpc.clone(), hashes.clone());
+        let (http, url) = (client.clone(), node.rpc.clone());
+        let floor = load(requests, concurrency, move |i| {
+            let (client, url) = (http.clone(), url.clone());
+            async move {
+                let body = format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"nope","params":[]}}"#);
+                let text = post_rpc(&client, &url, body).await?;
+                anyhow::ensure!(text.contains("-32601"), "unexpected answer {text}");
+                Ok(text.len())
+            }
+        })
+        .await?;
+        let (http, url, hashes) = (client.clone(), node.rpc.clone(), hashes.clone());
         let stats = load(requests, concurrency, move |i| {
-            let (client, url, hashes) = (client.clone(), url.clone(), hashes.clone());
+            let (client, url, hashes) = (http.clone(), url.clone(), hashes.clone());
             async move {
                 let body = format!(
                     r#"{{"jsonrpc":"2.0","id":{i},"method":"getTransaction","params":[{}]}}"#,
                     hashes[i % hashes.len()]
                 );
-                let r = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await?;
-                let text = r.text().await?;
+                let text = post_rpc(&client, &url, body).await?;
                 anyhow::ensure!(
                     text.contains(r#""result":{"Ok":{"#),
                     "unexpected answer {text}"
@@ -158,8 +234,9 @@ async fn rpc_scenarios(
         })
         .await?;
         report.line(format!(
-            "{backend:<8} getTransaction   c={concurrency:<3} {:>8.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms",
-            stats.per_second, stats.p50_ms, stats.p99_ms
+            "{backend:<8} getTransaction   c={concurrency:<3} {:>8.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   floor (unknown method) {:>8.0} req/s   {:>4.2} of the floor",
+            stats.per_second, stats.p50_ms, stats.p99_ms, floor.per_second,
+            stats.per_second / floor.per_second
         ));
     }
     Ok(())
@@ -250,7 +327,7 @@ fn main() -> anyhow::Result<()> {
     let key = SecretKey::from_bytes(&[9u8; 32])?;
     // Distinct signed transactions for every sendTransaction of every scenario.
     let txs: Arc<Vec<String>> = Arc::new(
-        (0..(requests * 3) as u64)
+        (0..(requests * 4) as u64)
             .map(|n| Transaction::new_signed(Payload::Empty, n, &key).to_json())
             .collect(),
     );

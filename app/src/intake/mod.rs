@@ -1,9 +1,15 @@
 //! The one intake path: every transaction, from a client, a peer or the node itself, is
 //! validated and stored here before anything else sees it.
 
+mod commit;
 mod outbox;
 
+pub use commit::{CommitStats, MAX_BATCH};
 pub use outbox::{OUTBOX_CAPACITY, Outbox, OutboxReceiver};
+
+use std::sync::{Arc, OnceLock};
+
+use commit::{Announce, Committer};
 
 use crate::events::{Event, Events};
 use crate::model::{Phase, Source};
@@ -51,11 +57,13 @@ pub struct Intake {
     store: Store,
     limits: Limits,
     acl: AclPolicy,
-    events: Events,
+    /// The events and gossip told of each new transaction.
+    announce: Announce,
     /// The node's own key: what it signs (results, operator actions) is never held to the ACL.
     node_author: Option<crate::crypto::PublicKey>,
-    /// Where new transactions that did not come from a peer go to be gossiped.
-    gossip: Option<Outbox>,
+    /// The group-commit writer, started by the first submission (on its runtime) and shared by
+    /// every clone.
+    committer: Arc<OnceLock<Committer>>,
 }
 
 impl Intake {
@@ -64,15 +72,19 @@ impl Intake {
             store,
             limits,
             acl,
-            events: Events::default(),
+            announce: Announce {
+                events: Events::default(),
+                gossip: None,
+            },
             node_author: None,
-            gossip: None,
+            committer: Arc::new(OnceLock::new()),
         }
     }
 
     /// Hands every newly stored transaction that did not come from a peer to the P2P network.
+    /// (Like the other `with_` settings, before the first submission.)
     pub fn with_gossip(mut self, outbox: Outbox) -> Self {
-        self.gossip = Some(outbox);
+        self.announce.gossip = Some(outbox);
         self
     }
 
@@ -84,22 +96,20 @@ impl Intake {
 
     /// The node's event bus.
     pub fn events(&self) -> &Events {
-        &self.events
+        &self.announce.events
     }
 
-    fn stored(&self, tx: &Transaction, source: Source) {
-        self.events.publish(Event::TransactionStored {
-            hash: tx.hash,
-            kind: tx.kind(),
-            parent: tx.payload.parent(),
-            source,
-        });
-        // What a peer sent is forwarded by gossip itself once accepted.
-        if source != Source::P2p
-            && let Some(outbox) = &self.gossip
-        {
-            outbox.push(tx);
-        }
+    fn committer(&self) -> &Committer {
+        self.committer
+            .get_or_init(|| Committer::start(self.store.clone(), self.announce.clone()))
+    }
+
+    /// How group commit has done: commits, the transactions in them, failed batches.
+    pub fn commit_stats(&self) -> CommitStats {
+        self.committer
+            .get()
+            .map(Committer::stats)
+            .unwrap_or_default()
     }
 
     /// Moves a task to `phase` (see [`Store::set_task_phase`]) and tells subscribers.
@@ -111,7 +121,7 @@ impl Intake {
     ) -> Result<bool, StoreError> {
         let changed = self.store.set_task_phase(task.id, phase, error).await?;
         if changed {
-            self.events.publish(Event::TaskChanged {
+            self.announce.events.publish(Event::TaskChanged {
                 tx: task.tx,
                 task_id: task.id,
                 phase,
@@ -133,14 +143,12 @@ impl Intake {
         &self.limits
     }
 
-    /// Validates `tx` and stores it durably before returning. A transaction already stored is
+    /// Validates `tx` and stores it durably before returning, in a commit shared with the
+    /// submissions that arrive meanwhile (see `commit.rs`). A transaction already stored is
     /// acknowledged again without any change (idempotent; no reset of execution state).
     pub async fn submit(&self, tx: &Transaction, source: Source) -> Result<Submitted, SubmitError> {
         self.check(tx, source).await?;
-        let outcome = self.store.insert_transaction(tx, source).await?;
-        if matches!(outcome, Inserted::New(_)) {
-            self.stored(tx, source);
-        }
+        let outcome = self.committer().insert(tx, source).await?;
         Ok(Submitted {
             hash: tx.hash,
             new: matches!(outcome, Inserted::New(_)),
@@ -160,7 +168,7 @@ impl Intake {
         let outcomes = self.store.insert_transactions(txs, source).await?;
         for (tx, outcome) in txs.iter().zip(&outcomes) {
             if matches!(outcome, Inserted::New(_)) {
-                self.stored(tx, source);
+                self.announce.stored(tx, source);
             }
         }
         Ok(txs

@@ -60,6 +60,11 @@ impl Node {
         self.parts().pipeline.as_ref().map(|p| p.usage())
     }
 
+    /// How the intake's group commit has done: commits and the transactions in them.
+    pub fn commit_stats(&self) -> crate::intake::CommitStats {
+        self.parts().intake.commit_stats()
+    }
+
     /// Whether the database answers.
     pub async fn database_ready(&self) -> Result<(), NodeError> {
         Ok(self.store().ping().await?)

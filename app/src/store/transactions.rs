@@ -195,11 +195,19 @@ impl Store {
         txs: &[Transaction],
         source: Source,
     ) -> Result<Vec<Inserted>> {
+        let items: Vec<(&Transaction, Source)> = txs.iter().map(|tx| (tx, source)).collect();
+        self.insert_from(&items).await
+    }
+
+    /// [`Self::insert_transactions`] for transactions that came from different sources (the
+    /// intake's group commit): one database transaction, one commit.
+    pub async fn insert_from(&self, items: &[(&Transaction, Source)]) -> Result<Vec<Inserted>> {
         let now = now_ms();
-        let rows = txs
+        let rows = items
             .iter()
-            .map(|tx| tx_insert_row(tx, source, now))
+            .map(|(tx, source)| tx_insert_row(tx, *source, now))
             .collect::<Result<Vec<_>>>()?;
+        let txs = items.iter().map(|(tx, _)| *tx);
         let mut new_seq: HashMap<String, i64> = HashMap::new();
         let _gate = match self.backend {
             Backend::Sqlite(_) => Some(self.write_gate.lock().await),
@@ -219,7 +227,7 @@ impl Store {
             }
             let mut derived = DerivedRows::new();
             let mut seen = HashSet::new();
-            for tx in txs {
+            for tx in txs.clone() {
                 let hash = tx.hash.to_hex();
                 if new_seq.contains_key(&hash) && seen.insert(hash.clone()) {
                     derived.add(tx, &hash, now);
@@ -241,7 +249,6 @@ impl Store {
         // The first occurrence of a new hash is the one that was stored.
         let mut reported = HashSet::new();
         Ok(txs
-            .iter()
             .map(|tx| {
                 let hash = tx.hash.to_hex();
                 match new_seq.get(&hash) {

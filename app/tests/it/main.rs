@@ -5,6 +5,7 @@ mod boot;
 mod download;
 mod executor;
 mod fuzz;
+mod group_commit;
 mod guest_protocol;
 mod p2p;
 mod pipeline_rules;

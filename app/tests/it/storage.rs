@@ -10,8 +10,8 @@ use app::validate::{Limits, ValidationError};
 use crate::support::*;
 
 /// A database for one test and what keeps it alive.
-struct Db {
-    store: Store,
+pub(crate) struct Db {
+    pub(crate) store: Store,
     url: String,
     _dir: Option<tempfile::TempDir>,
 }
@@ -33,7 +33,7 @@ impl Db {
     }
 }
 
-async fn sqlite() -> Db {
+pub(crate) async fn sqlite() -> Db {
     let dir = testkit::tempdir();
     let url = testkit::sqlite_url(dir.path());
     let store = Store::connect(&url, &Default::default())
@@ -47,7 +47,7 @@ async fn sqlite() -> Db {
     }
 }
 
-async fn postgres() -> Db {
+pub(crate) async fn postgres() -> Db {
     let url = testkit::postgres_url()
         .await
         .expect("a PostgreSQL database for the test");

@@ -13,6 +13,8 @@ pub struct NodeProcess {
     pub rpc: String,
     /// `http://<download server address>`
     pub files: String,
+    /// `http://<metrics server address>`
+    pub metrics: String,
 }
 
 impl Drop for NodeProcess {
@@ -41,6 +43,7 @@ pub fn start_node(
         .env("GEVULOT_HTTP_PORT", "0")
         .env("GEVULOT_P2P_LISTEN_ADDR", "127.0.0.1:0")
         .env("GEVULOT_HEALTHCHECK_LISTEN_ADDR", "127.0.0.1:0")
+        .env("GEVULOT_METRICS_LISTEN_ADDR", "127.0.0.1:0")
         .env("GEVULOT_PSK_PASSPHRASE", "bench")
         .env("RUST_LOG", "warn,gevulot=info")
         .env("NO_COLOR", "1")
@@ -77,5 +80,14 @@ pub fn start_node(
         "http://{}",
         field(&ready, "files_listen_addr").ok_or_else(|| anyhow::anyhow!("no address"))?
     );
-    Ok(NodeProcess { child, rpc, files })
+    let metrics = format!(
+        "http://{}",
+        field(&ready, "metrics_listen_addr").ok_or_else(|| anyhow::anyhow!("no address"))?
+    );
+    Ok(NodeProcess {
+        child,
+        rpc,
+        files,
+        metrics,
+    })
 }

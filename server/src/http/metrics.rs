@@ -72,6 +72,8 @@ pub struct Metrics {
     pub downloads_in_progress: Gauge,
     pub peers_connected: Gauge,
     p2p_messages: Family<P2pLabels, Counter>,
+    intake_commits: Counter,
+    intake_committed: Counter,
 }
 
 impl fmt::Debug for Metrics {
@@ -132,6 +134,21 @@ impl Default for Metrics {
             "P2P transaction messages: published by this node, or from peers accepted, rejected (invalid; not forwarded) or ignored; dropped when they could not be sent",
             p2p_messages.clone(),
         );
+        let counter = |registry: &mut Registry, name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        let intake_commits = counter(
+            &mut registry,
+            "intake_commits",
+            "Database commits of the intake's group commit (each stores one batch of submissions)",
+        );
+        let intake_committed = counter(
+            &mut registry,
+            "intake_committed_transactions",
+            "Transactions in those commits (their ratio is the mean batch size)",
+        );
         Self {
             registry,
             http_requests,
@@ -146,6 +163,8 @@ impl Default for Metrics {
             downloads_in_progress,
             peers_connected,
             p2p_messages,
+            intake_commits,
+            intake_committed,
         }
     }
 }
@@ -252,6 +271,14 @@ impl Metrics {
                 let counter = self.p2p_messages.get_or_create(&P2pLabels { outcome });
                 counter.inc_by(total.saturating_sub(counter.get()));
             }
+        }
+        // The intake keeps running totals; the counters follow them.
+        let commits = state.node.commit_stats();
+        for (counter, total) in [
+            (&self.intake_commits, commits.commits),
+            (&self.intake_committed, commits.transactions),
+        ] {
+            counter.inc_by(total.saturating_sub(counter.get()));
         }
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {

@@ -128,6 +128,9 @@ async fn metrics_expose_the_series() {
         "gevulot_peers_connected 0",
         "gevulot_p2p_transactions_total{outcome=\"published\"} 0",
         "gevulot_p2p_transactions_total{outcome=\"rejected\"} 0",
+        // One submission so far: one commit holding it.
+        "gevulot_intake_commits_total 1",
+        "gevulot_intake_committed_transactions_total 1",
     ] {
         assert!(text.contains(series), "{series} missing from:\n{text}");
     }

@@ -206,7 +206,11 @@ pub fn service(
         max_response_bytes,
     });
     let (stop_handle, server_handle) = jsonrpsee::server::stop_channel();
+    // jsonrpsee counts each HTTP request it is handed as a connection and refuses beyond its
+    // limit (100 by default) with "Too many connections"; connections are axum's, so that guard
+    // is lifted here.
     let config = ServerConfig::builder()
+        .max_connections(u32::MAX)
         .max_request_body_size(max)
         .max_response_body_size(max)
         .build();

@@ -1,0 +1,182 @@
+//! Group commit in the intake, on SQLite and PostgreSQL: concurrent submissions share commits,
+//! each keeps its own outcome, and a failed commit acknowledges nothing.
+//!
+//! The submissions of a case are polled together by `join_all` on the test's one-thread runtime,
+//! so all of them are validated and queued before the writer (another task) first runs: the batch
+//! they form is decided by the runtime, not by timing.
+
+use futures::future::join_all;
+
+use app::events::Event;
+use app::model::Source;
+use app::node::{AclPolicy, Intake, SubmitError};
+use app::tx::Transaction;
+use app::validate::{Limits, ValidationError};
+
+use crate::storage::{Db, postgres, sqlite};
+use crate::support::*;
+
+mod on_sqlite {
+    #[tokio::test]
+    async fn concurrent_submissions_share_a_commit() {
+        super::concurrent_submissions_share_a_commit(super::sqlite().await).await
+    }
+    #[tokio::test]
+    async fn a_failed_commit_acknowledges_nothing() {
+        super::a_failed_commit_acknowledges_nothing(super::sqlite().await, super::SQLITE_REFUSAL)
+            .await
+    }
+}
+
+mod on_postgres {
+    #[tokio::test]
+    async fn concurrent_submissions_share_a_commit() {
+        super::concurrent_submissions_share_a_commit(super::postgres().await).await
+    }
+    #[tokio::test]
+    async fn a_failed_commit_acknowledges_nothing() {
+        super::a_failed_commit_acknowledges_nothing(
+            super::postgres().await,
+            super::POSTGRES_REFUSAL,
+        )
+        .await
+    }
+}
+
+/// The hashes of the `TransactionStored` events received so far.
+fn stored_events(events: &mut tokio::sync::broadcast::Receiver<Event>) -> Vec<app::tx::Hash> {
+    let mut hashes = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let Event::TransactionStored { hash, .. } = event {
+            hashes.push(hash);
+        }
+    }
+    hashes
+}
+
+/// Thirty valid transactions, one of them twice, and one whose hash does not match, submitted
+/// together: one commit stores the valid ones; the duplicate is one transaction (one submitter
+/// is told it is new, the other that it was already there); the invalid one is refused alone;
+/// the events name each new transaction once, after the commit.
+async fn concurrent_submissions_share_a_commit(db: Db) {
+    let intake = Intake::new(db.store.clone(), Limits::default(), AclPolicy::Open);
+    let mut events = intake.events().subscribe();
+    let k = key(3);
+    let valid: Vec<Transaction> = (0..30).map(|n| empty(&k, n)).collect();
+    let mut forged = empty(&k, 100);
+    forged.nonce = 101;
+    let mut submitted: Vec<&Transaction> = valid.iter().collect();
+    submitted.push(&valid[7]);
+    submitted.push(&forged);
+
+    let outcomes = join_all(submitted.iter().map(|tx| intake.submit(tx, Source::Rpc))).await;
+
+    for (n, outcome) in outcomes[..30].iter().enumerate() {
+        let s = outcome.as_ref().expect("a valid transaction is stored");
+        assert_eq!(s.hash, valid[n].hash);
+        assert_eq!(s.new, n != 7 || !outcomes[30].as_ref().expect("dup").new);
+    }
+    assert_eq!(
+        outcomes[30]
+            .as_ref()
+            .expect("the duplicate is acknowledged")
+            .hash,
+        valid[7].hash
+    );
+    assert!(
+        matches!(
+            outcomes[31],
+            Err(SubmitError::Invalid(ValidationError::HashMismatch { .. }))
+        ),
+        "{:?}",
+        outcomes[31]
+    );
+    let stats = intake.commit_stats();
+    assert_eq!(
+        (stats.commits, stats.transactions, stats.failed_batches),
+        (1, 31, 0),
+        "{stats:?}"
+    );
+    assert_eq!(db.store.count_transactions().await.expect("count"), 30);
+    let mut announced = stored_events(&mut events);
+    announced.sort();
+    let mut expected: Vec<_> = valid.iter().map(|t| t.hash).collect();
+    expected.sort();
+    assert_eq!(announced, expected);
+}
+
+/// SQL that makes the database refuse one hash (`{hash}`), and SQL that lifts it.
+struct Refusal {
+    install: &'static str,
+    remove: &'static str,
+}
+
+/// SQLite: an insert of the doomed hash is refused inside the batch's database transaction.
+const SQLITE_REFUSAL: Refusal = Refusal {
+    install: "CREATE TRIGGER refuse BEFORE INSERT ON transactions \
+     WHEN NEW.hash = '{hash}' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    remove: "DROP TRIGGER refuse",
+};
+
+/// PostgreSQL: a deferred constraint trigger, so the batch fails at its COMMIT.
+const POSTGRES_REFUSAL: Refusal = Refusal {
+    install: "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN \
+     IF NEW.hash = '{hash}' THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; \
+     END $$ LANGUAGE plpgsql; \
+     CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON transactions \
+     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse()",
+    remove: "DROP TRIGGER refuse ON transactions",
+};
+
+/// A batch whose commit fails stores nothing and acknowledges nothing of itself; its
+/// transactions are then stored one by one, so only the one the database refuses fails (its
+/// submitter gets an error), and a retry of it succeeds once the database accepts it.
+async fn a_failed_commit_acknowledges_nothing(db: Db, refusal: Refusal) {
+    let intake = Intake::new(db.store.clone(), Limits::default(), AclPolicy::Open);
+    let mut events = intake.events().subscribe();
+    let k = key(4);
+    let txs: Vec<Transaction> = (0..20).map(|n| empty(&k, n)).collect();
+    let doomed = &txs[12];
+    db.store
+        .execute_raw(&refusal.install.replace("{hash}", &doomed.hash.to_hex()))
+        .await
+        .expect("install the refusal");
+
+    let outcomes = join_all(txs.iter().map(|tx| intake.submit(tx, Source::Rest))).await;
+
+    for (n, outcome) in outcomes.iter().enumerate() {
+        if n == 12 {
+            assert!(
+                matches!(outcome, Err(SubmitError::Store(_))),
+                "the refused one fails: {outcome:?}"
+            );
+        } else {
+            assert!(outcome.as_ref().expect("the others are stored").new, "{n}");
+        }
+    }
+    let stats = intake.commit_stats();
+    assert_eq!((stats.commits, stats.failed_batches), (1, 1), "{stats:?}");
+    assert!(
+        db.store
+            .get_transaction(&doomed.hash)
+            .await
+            .expect("read")
+            .is_none(),
+        "nothing of a refused transaction is stored"
+    );
+    let announced = stored_events(&mut events);
+    assert_eq!(announced.len(), 19);
+    assert!(!announced.contains(&doomed.hash));
+
+    db.store
+        .execute_raw(refusal.remove)
+        .await
+        .expect("remove the refusal");
+    let retried = intake
+        .submit(doomed, Source::Rest)
+        .await
+        .expect("the retry is stored");
+    assert!(retried.new);
+    assert_eq!(db.store.count_transactions().await.expect("count"), 20);
+    assert_eq!(stored_events(&mut events), vec![doomed.hash]);
+}
