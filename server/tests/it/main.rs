@@ -4,6 +4,7 @@ mod auth;
 mod cli;
 mod commands;
 mod console;
+mod faults;
 mod files;
 mod gpus;
 mod live;
