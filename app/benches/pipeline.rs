@@ -262,7 +262,7 @@ async fn main() {
         "pipeline benchmark (SQLite, stubbed executor, {samples} samples each)\n\
          {:<58} {:>8.2} ms median {:>8.2} ms p99\n\
          {:<58} {:>8.2} ms median {:>8.2} ms p99\n\
-         {:<58} {:>8.2}x median\n\
+         {:<58} {:>8.2}x median {:>8.2}x p99\n\
          {:<58} {:>8} waiting, {} running\n\
          {:<58} {:>8.0} decisions/s\n",
         "submit -> VM spawn, empty queue",
@@ -273,6 +273,7 @@ async fn main() {
         ms(p1),
         "ratio (queued / empty)",
         ms(m1) / ms(m0).max(1e-9),
+        ms(p1) / ms(p0).max(1e-9),
         "queue while measuring",
         usage.waiting,
         usage.running,

@@ -3,6 +3,11 @@
 //! without head-of-line blocking: a task that cannot start now never stops a later one that can.
 //! A task that can never start on this node (it asks for more than the node has) is refused at
 //! once with the reason. Pure logic: the pipeline persists tasks and calls this.
+//!
+//! A pass over the whole queue happens only when something was freed (a task ended, GPUs joined
+//! the pool). Otherwise free resources have only shrunk and per-program counts only grown since
+//! the last pass, so no task that did not fit then fits now: a pass after new submissions looks
+//! at those alone, and a submission costs the same with 10 or 10,000 tasks waiting.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -42,15 +47,66 @@ pub enum Refusal {
     Duplicate(i64),
 }
 
+/// What is free now, and how many tasks of each program run.
+#[derive(Clone, Debug)]
+struct Free {
+    cpus: u64,
+    mem_mib: u64,
+    /// GPUs in the pool that no task holds.
+    gpus: BTreeSet<String>,
+    per_program_limit: Option<usize>,
+    running_per_program: HashMap<String, usize>,
+}
+
+impl Free {
+    fn exhausted(&self) -> bool {
+        self.cpus == 0 && self.mem_mib == 0
+    }
+
+    fn fits(&self, r: &Request) -> bool {
+        r.cpus <= self.cpus
+            && r.mem_mib <= self.mem_mib
+            && r.gpus as usize <= self.gpus.len()
+            && self.per_program_limit.is_none_or(|limit| {
+                self.running_per_program
+                    .get(&r.program)
+                    .copied()
+                    .unwrap_or(0)
+                    < limit
+            })
+    }
+
+    /// Reserves what `r` needs, when it fits.
+    fn take(&mut self, r: &Request) -> Option<Allocation> {
+        if !self.fits(r) {
+            return None;
+        }
+        self.cpus -= r.cpus;
+        self.mem_mib -= r.mem_mib;
+        let gpus: Vec<String> = self.gpus.iter().take(r.gpus as usize).cloned().collect();
+        for g in &gpus {
+            self.gpus.remove(g);
+        }
+        *self
+            .running_per_program
+            .entry(r.program.clone())
+            .or_default() += 1;
+        Some(Allocation {
+            task: r.task,
+            program: r.program.clone(),
+            cpus: r.cpus,
+            mem_mib: r.mem_mib,
+            gpus,
+        })
+    }
+}
+
 /// The scheduler's state.
 #[derive(Clone, Debug)]
 pub struct Scheduler {
     total_cpus: u64,
     total_mem_mib: u64,
-    free_cpus: u64,
-    free_mem_mib: u64,
-    /// GPUs in the pool that no task holds.
-    free_gpus: BTreeSet<String>,
+    free: Free,
     /// Every GPU in the pool (free or held).
     pool: BTreeSet<String>,
     /// Waiting tasks in the order they may start: (-priority, arrival) → request.
@@ -58,8 +114,10 @@ pub struct Scheduler {
     position: HashMap<i64, (i32, u64)>,
     arrivals: u64,
     running: HashMap<i64, Allocation>,
-    per_program_limit: Option<usize>,
-    running_per_program: HashMap<String, usize>,
+    /// Keys queued since the last pass.
+    fresh: Vec<(i32, u64)>,
+    /// Something was freed since the last pass: the next one looks at the whole queue.
+    freed: bool,
 }
 
 impl Scheduler {
@@ -74,16 +132,20 @@ impl Scheduler {
         Self {
             total_cpus: cpus,
             total_mem_mib: mem_mib,
-            free_cpus: cpus,
-            free_mem_mib: mem_mib,
-            free_gpus: pool.clone(),
+            free: Free {
+                cpus,
+                mem_mib,
+                gpus: pool.clone(),
+                per_program_limit,
+                running_per_program: HashMap::new(),
+            },
             pool,
             queue: BTreeMap::new(),
             position: HashMap::new(),
             arrivals: 0,
             running: HashMap::new(),
-            per_program_limit,
-            running_per_program: HashMap::new(),
+            fresh: Vec::new(),
+            freed: true,
         }
     }
 
@@ -109,55 +171,40 @@ impl Scheduler {
         let key = (-request.priority, self.arrivals);
         self.position.insert(request.task, key);
         self.queue.insert(key, request);
+        self.fresh.push(key);
         Ok(())
-    }
-
-    fn fits(&self, r: &Request) -> bool {
-        r.cpus <= self.free_cpus
-            && r.mem_mib <= self.free_mem_mib
-            && r.gpus as usize <= self.free_gpus.len()
-            && self.per_program_limit.is_none_or(|limit| {
-                self.running_per_program
-                    .get(&r.program)
-                    .copied()
-                    .unwrap_or(0)
-                    < limit
-            })
     }
 
     /// Starts every waiting task that fits now, in queue order, skipping those that do not.
     pub fn schedule(&mut self) -> Vec<Allocation> {
         let mut started = Vec::new();
         let mut keys = Vec::new();
-        for (key, request) in &self.queue {
-            if self.free_cpus == 0 && self.free_mem_mib == 0 {
-                break;
-            }
-            if self.fits(request) {
-                keys.push(*key);
-                // Reserve now so later candidates in this pass see what is left.
-                self.free_cpus -= request.cpus;
-                self.free_mem_mib -= request.mem_mib;
-                let gpus: Vec<String> = self
-                    .free_gpus
-                    .iter()
-                    .take(request.gpus as usize)
-                    .cloned()
-                    .collect();
-                for g in &gpus {
-                    self.free_gpus.remove(g);
+        if std::mem::take(&mut self.freed) {
+            self.fresh.clear();
+            for (key, request) in &self.queue {
+                if self.free.exhausted() {
+                    break;
                 }
-                *self
-                    .running_per_program
-                    .entry(request.program.clone())
-                    .or_default() += 1;
-                started.push(Allocation {
-                    task: request.task,
-                    program: request.program.clone(),
-                    cpus: request.cpus,
-                    mem_mib: request.mem_mib,
-                    gpus,
-                });
+                if let Some(a) = self.free.take(request) {
+                    keys.push(*key);
+                    started.push(a);
+                }
+            }
+        } else {
+            let mut fresh = std::mem::take(&mut self.fresh);
+            fresh.sort_unstable();
+            for key in fresh {
+                // A new task may have been cancelled since.
+                let Some(request) = self.queue.get(&key) else {
+                    continue;
+                };
+                if self.free.exhausted() {
+                    break;
+                }
+                if let Some(a) = self.free.take(request) {
+                    keys.push(key);
+                    started.push(a);
+                }
             }
         }
         for key in keys {
@@ -176,15 +223,16 @@ impl Scheduler {
         let Some(a) = self.running.remove(&task) else {
             return false;
         };
-        self.free_cpus += a.cpus;
-        self.free_mem_mib += a.mem_mib;
+        self.freed = true;
+        self.free.cpus += a.cpus;
+        self.free.mem_mib += a.mem_mib;
         for g in a.gpus {
             // A GPU taken out of the pool while in use does not come back.
             if self.pool.contains(&g) {
-                self.free_gpus.insert(g);
+                self.free.gpus.insert(g);
             }
         }
-        if let Some(n) = self.running_per_program.get_mut(&a.program) {
+        if let Some(n) = self.free.running_per_program.get_mut(&a.program) {
             *n = n.saturating_sub(1);
         }
         true
@@ -207,8 +255,9 @@ impl Scheduler {
             .values()
             .flat_map(|a| a.gpus.iter().cloned())
             .collect();
-        self.free_gpus = pool.difference(&held).cloned().collect();
+        self.free.gpus = pool.difference(&held).cloned().collect();
         self.pool = pool;
+        self.freed = true;
     }
 
     /// What the running tasks hold.
@@ -226,7 +275,7 @@ impl Scheduler {
 
     /// Free CPUs, memory (MiB) and GPUs.
     pub fn free(&self) -> (u64, u64, usize) {
-        (self.free_cpus, self.free_mem_mib, self.free_gpus.len())
+        (self.free.cpus, self.free.mem_mib, self.free.gpus.len())
     }
 }
 
@@ -361,5 +410,66 @@ mod tests {
         assert!(s.cancel(1), "a running task");
         assert_eq!(s.free(), (2, 2048, 1));
         assert!(!s.cancel(1));
+    }
+
+    /// The passes that look only at new submissions start exactly what a pass over the whole
+    /// queue would, through a long pseudo-random mix of submissions (priorities, GPUs,
+    /// per-program limits), ends, cancels and pool changes.
+    #[test]
+    fn passes_over_new_submissions_decide_as_full_passes_do() {
+        let gpus = pool(&["0000:01:00.0", "0000:41:00.0", "0000:81:00.0"]);
+        let mut fast = Scheduler::new(16, 32_768, gpus.clone(), Some(2));
+        let mut full = fast.clone();
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut running: Vec<i64> = Vec::new();
+        let mut task = 0;
+        for step in 0..5_000 {
+            match next(10) {
+                0..=4 => {
+                    task += 1;
+                    let r = Request {
+                        task,
+                        program: format!("p{}", next(4)),
+                        priority: next(3) as i32,
+                        cpus: 1 + next(8),
+                        mem_mib: 1024 * (1 + next(16)),
+                        gpus: next(2),
+                    };
+                    assert_eq!(fast.submit(r.clone()), full.submit(r));
+                }
+                5..=7 if !running.is_empty() => {
+                    let t = running.swap_remove(next(running.len() as u64) as usize);
+                    assert_eq!(fast.finish(t), full.finish(t));
+                }
+                8 if task > 0 => {
+                    let t = 1 + next(task as u64) as i64;
+                    running.retain(|r| *r != t);
+                    assert_eq!(fast.cancel(t), full.cancel(t));
+                }
+                9 if next(20) == 0 => {
+                    let p: BTreeSet<String> =
+                        gpus.iter().filter(|_| next(3) > 0).cloned().collect();
+                    fast.set_gpu_pool(p.clone());
+                    full.set_gpu_pool(p);
+                }
+                _ => {}
+            }
+            full.freed = true;
+            let a = fast.schedule();
+            assert_eq!(a, full.schedule(), "step {step}");
+            running.extend(a.iter().map(|a| a.task));
+            assert_eq!(fast.free(), full.free(), "step {step}");
+            assert_eq!(fast.waiting(), full.waiting(), "step {step}");
+        }
+        assert!(
+            running.len() > 1 && fast.waiting() > 10,
+            "the mix exercised a busy queue"
+        );
     }
 }
