@@ -34,6 +34,41 @@ pub struct Cli {
     pub log_format: String,
 }
 
+impl Cli {
+    /// The command line and `GEVULOT_*` environment, where a variable set to the empty string
+    /// counts as unset (as systemd and Podman env files write an unset value: `GEVULOT_DB_URL=`).
+    pub fn from_env() -> Self {
+        let command = without_empty_env(<Self as clap::CommandFactory>::command());
+        let matches = command.get_matches();
+        <Self as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+}
+
+/// `command` (and its subcommands) reading no environment variable that is set but empty.
+fn without_empty_env(command: clap::Command) -> clap::Command {
+    let names: Vec<clap::Id> = command
+        .get_arguments()
+        .filter(|a| {
+            a.get_env()
+                .and_then(std::env::var_os)
+                .is_some_and(|v| v.is_empty())
+        })
+        .map(|a| a.get_id().clone())
+        .collect();
+    let mut command = command;
+    for name in names {
+        command = command.mut_arg(name, |a| a.env(None));
+    }
+    let subcommands: Vec<String> = command
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for name in subcommands {
+        command = command.mut_subcommand(name, without_empty_env);
+    }
+    command
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the node.

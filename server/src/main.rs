@@ -9,10 +9,8 @@ mod setup;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = config::Cli::parse();
+    let cli = config::Cli::from_env();
     logging::init(&cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

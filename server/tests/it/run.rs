@@ -121,6 +121,27 @@ fn run_with_no_configuration_on_sqlite() {
     assert!(data.join("log").is_dir());
 }
 
+/// An env file that writes unset values as `NAME=` (systemd, Podman): an empty `GEVULOT_*`
+/// variable counts as unset, for the node's settings and the global ones alike.
+#[test]
+fn empty_variables_count_as_unset() {
+    let dir = testkit::tempdir();
+    let mut cmd = run_on_loopback(dir.path());
+    cmd.env("GEVULOT_DB_URL", "")
+        .env("GEVULOT_LOG_FORMAT", "")
+        .env("GEVULOT_CPUS", "")
+        .env("GEVULOT_MAX_VM_RUN_TIME", "")
+        .env("NO_COLOR", "1");
+    let mut node = Node::spawn(cmd);
+    let ready = node.wait_for("node ready", STARTUP);
+    assert!(ready.contains("sqlite"), "{ready}");
+    node.terminate();
+    assert!(dir.path().join("gevulot.db").exists());
+    // An empty value given as a flag is still what the operator typed, and refused.
+    let out = output(gevulot().args(["run", "--db-url", ""]));
+    assert!(!out.status.success(), "{}", stderr(&out));
+}
+
 /// On start, leftovers of a killed node's VMs are cleaned up (the orphan reaping itself, with a
 /// real QEMU, is tested in app/tests/it/vm.rs).
 #[test]
