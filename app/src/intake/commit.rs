@@ -63,10 +63,15 @@ pub(super) struct Committer {
 pub(super) struct Announce {
     pub(super) events: Events,
     pub(super) gossip: Option<Outbox>,
+    /// New transactions that can change a transaction tree: those with a parent, and Runs.
+    pub(super) tree_changes: Arc<AtomicU64>,
 }
 
 impl Announce {
     pub(super) fn stored(&self, tx: &Transaction, source: Source) {
+        if tx.payload.parent().is_some() || tx.kind() == crate::tx::Kind::Run {
+            self.tree_changes.fetch_add(1, Ordering::SeqCst);
+        }
         self.events.publish(Event::TransactionStored {
             hash: tx.hash,
             kind: tx.kind(),

@@ -75,6 +75,7 @@ impl Intake {
             announce: Announce {
                 events: Events::default(),
                 gossip: None,
+                tree_changes: Arc::default(),
             },
             node_author: None,
             committer: Arc::new(OnceLock::new()),
@@ -102,6 +103,14 @@ impl Intake {
     fn committer(&self) -> &Committer {
         self.committer
             .get_or_init(|| Committer::start(self.store.clone(), self.announce.clone()))
+    }
+
+    /// How many stored transactions could have changed a transaction tree so far (see
+    /// `node::trees`); counted after their commit, before their events.
+    pub fn tree_changes(&self) -> u64 {
+        self.announce
+            .tree_changes
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// How group commit has done: commits, the transactions in them, failed batches.

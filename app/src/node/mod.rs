@@ -17,6 +17,7 @@ mod network;
 mod programs;
 mod start;
 mod transactions;
+mod trees;
 mod uploads;
 
 use std::sync::{Arc, Mutex};
@@ -83,6 +84,7 @@ struct Inner {
     started_at: SystemTime,
     /// `getTransaction`'s answers, serialised once.
     outputs: cache::OutputCache,
+    trees: trees::TreeCache,
     /// What [`Node::start`] spawned, ended by [`Node::shutdown`].
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -94,6 +96,7 @@ impl Node {
                 parts,
                 started_at: SystemTime::now(),
                 outputs: cache::OutputCache::default(),
+                trees: trees::TreeCache::default(),
                 tasks: Mutex::default(),
             }),
         }

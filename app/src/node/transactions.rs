@@ -136,8 +136,17 @@ impl Node {
     }
 
     /// The Run → Proof → Verification tree containing `hash`, if it is part of one here.
+    /// Served from a cache while no transaction that could change it was stored since.
     pub async fn tree(&self, hash: &Hash) -> Result<Option<TransactionTree>, NodeError> {
-        Ok(self.store().transaction_tree(hash).await?)
+        let stamp = self.parts().intake.tree_changes();
+        if let Some(tree) = self.inner.trees.get(hash, stamp) {
+            return Ok(Some(tree));
+        }
+        let tree = self.store().transaction_tree(hash).await?;
+        if let Some(tree) = &tree {
+            self.inner.trees.put(*hash, stamp, tree.clone());
+        }
+        Ok(tree)
     }
 
     /// The tasks of a transaction with their timelines, download progress and VM console.

@@ -196,6 +196,26 @@ async fn original_methods_say_precisely_why() {
     assert_eq!(info["result"]["transactions"], 0, "{info}");
 }
 
+/// A tree read (and cached) before its Proof and Verification arrive is never served after
+/// them: each answer is the tree as stored at that moment, ending with the original's bytes.
+#[tokio::test]
+async fn trees_follow_their_new_members() {
+    let node = Running::start(None);
+    send_vectors(&node.base, &["deploy", "run"]).await;
+    let tree = testkit::vector("tx_tree_run_proof_verification");
+    let run = hex::decode(field(&testkit::vector("run"), "hash_hex")).expect("hex");
+    let params = format!("[{}]", serde_json::to_string(&run).expect("json"));
+    let read = || call_raw(&node.base, "/", "getTransactionTree", &params);
+    let alone = read().await;
+    assert_eq!(read().await, alone, "read again (from the cache)");
+    send_vectors(&node.base, &["proof"]).await;
+    let with_proof = read().await;
+    assert_ne!(with_proof, alone, "the Proof joined the tree");
+    assert_eq!(read().await, with_proof);
+    send_vectors(&node.base, &["verification"]).await;
+    assert_eq!(read().await, field(&tree, "rpc_response_json"));
+}
+
 #[tokio::test]
 async fn new_methods() {
     let node = Running::start(None);
