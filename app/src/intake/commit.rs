@@ -6,9 +6,10 @@
 //! transaction: a batch closes when it is full or when nothing more is waiting, so at low load a
 //! submission is committed alone at once (no timer adds latency) and under load one commit
 //! carries many. A submitter waits for the commit that holds its transaction: an acknowledgement
-//! still means durably stored. When a batch fails, nothing of it was stored; each of its
-//! transactions is then tried alone, so one that the database refuses never fails the others and
-//! each submitter gets its own outcome. Events and gossip for the new transactions go out after
+//! still means durably stored. When a batch fails, nothing of it was stored. If the database
+//! refused it, each of its transactions is then tried alone, so one that the database refuses
+//! never fails the others and each submitter gets its own outcome; if the database cannot be
+//! reached, every submitter of the batch is told so at once. Events and gossip for the new transactions go out after
 //! their commit, from the writer, whether or not their submitter is still waiting.
 
 use std::sync::Arc;
@@ -124,6 +125,13 @@ impl Committer {
     }
 }
 
+/// Whether a failed batch was refused by a database that answered (a constraint, a trigger, a
+/// busy SQLite file), so that trying each transaction alone may store all but one; rather than a
+/// database that cannot be reached, where every attempt would wait to fail the same way.
+fn refused_by_database(e: &StoreError) -> bool {
+    matches!(e, StoreError::Database(sqlx::Error::Database(_)))
+}
+
 async fn write(
     store: Store,
     announce: Announce,
@@ -136,6 +144,15 @@ async fn write(
         let outcomes = match store.insert_from(&items).await {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
             Err(e) if batch.len() == 1 => vec![Err(e)],
+            // Unreachable, not refusing: each alone would wait to fail the same way.
+            Err(e) if !refused_by_database(&e) => {
+                counters.failed_batches.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(target: "gevulot", error = %e, transactions = batch.len(), "a group commit failed: the database cannot be reached");
+                let reason = e.to_string();
+                let mut all = vec![Err(e)];
+                all.extend((1..batch.len()).map(|_| Err(StoreError::Unavailable(reason.clone()))));
+                all
+            }
             Err(e) => {
                 counters.failed_batches.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(target: "gevulot", error = %e, transactions = batch.len(), "a group commit failed; storing its transactions one at a time");

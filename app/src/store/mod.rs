@@ -79,6 +79,9 @@ pub enum StoreError {
     NewerSchema { found: i64, known: i64 },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The database could not be reached for a request that shared its attempt with others.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;

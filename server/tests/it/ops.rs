@@ -66,6 +66,27 @@ async fn readiness_follows_postgres() {
     assert_eq!(r.status(), 503);
     let problem: Value = r.json().await.expect("json");
     assert_eq!(problem["code"], "database_unavailable");
+    // Many at once share a failed commit: each is refused together, not one after another
+    // (sixteen attempts in turn would each wait for the pool's connect timeout).
+    let key = app::crypto::SecretKey::from_bytes(&[8u8; 32]).expect("key");
+    let started = std::time::Instant::now();
+    let refusals = futures::future::join_all((0..16).map(|n| {
+        let tx = app::tx::Transaction::new_signed(app::tx::Payload::Empty, n, &key);
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/transactions", node.base))
+            .header("content-type", "application/json")
+            .body(tx.to_json())
+            .send()
+    }))
+    .await;
+    for r in refusals {
+        assert_eq!(r.expect("request").status(), 503);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "concurrent submissions were refused one after another: {:?}",
+        started.elapsed()
+    );
 
     cluster.resume().expect("start postgres");
     let mut ready = false;
