@@ -36,14 +36,14 @@ impl GevulotServer for Gevulot {
         &self,
         query: Option<TransactionQuery>,
     ) -> RpcResult<dto::TransactionPage> {
-        super::list_transactions(&self.state, &query.unwrap_or_default())
+        list_transactions(&self.state, &query.unwrap_or_default())
             .await
             .map_err(rpc_error)
     }
 
     async fn transaction_status(&self, hash: String) -> RpcResult<dto::TransactionStatus> {
         let hash = hash_param(&hash)?;
-        super::transaction_status(&self.state, &hash)
+        transaction_status(&self.state, &hash)
             .await
             .map_err(rpc_error)
     }
@@ -51,7 +51,7 @@ impl GevulotServer for Gevulot {
     async fn cancel(&self, ext: &Extensions, hash: String) -> RpcResult<dto::Submitted> {
         require(ext, app::auth::Role::Operator).map_err(rpc_error)?;
         let run = hash_param(&hash)?;
-        super::cancel(&self.state, &run, Source::Rpc)
+        cancel(&self.state, &run, Source::Rpc)
             .await
             .map_err(rpc_error)
     }
@@ -75,7 +75,7 @@ impl GevulotServer for Gevulot {
                 return Ok(());
             }
         };
-        if let Err(e) = super::transaction_status(state, &hash).await {
+        if let Err(e) = transaction_status(state, &hash).await {
             pending.reject(ErrorObjectOwned::from(e)).await;
             return Ok(());
         }
@@ -99,9 +99,34 @@ impl GevulotServer for Gevulot {
     }
 }
 
+/// The page of transactions `query` asks for (its filters checked).
+async fn list_transactions(
+    state: &AppState,
+    query: &TransactionQuery,
+) -> Result<dto::TransactionPage, ApiError> {
+    let (filter, before, limit) = query.to_filter()?;
+    let page = state.node.transactions(&filter, before, limit).await?;
+    Ok((&page).into())
+}
+
+async fn transaction_status(
+    state: &AppState,
+    hash: &Hash,
+) -> Result<dto::TransactionStatus, ApiError> {
+    Ok((&state.node.status(hash).await?).into())
+}
+
+async fn cancel(state: &AppState, run: &Hash, source: Source) -> Result<dto::Submitted, ApiError> {
+    let submitted = state.node.cancel(run, source).await?;
+    Ok(dto::Submitted {
+        hash: submitted.hash.to_hex(),
+        new: submitted.new,
+    })
+}
+
 /// Sends the current status of `hash` to a subscriber.
 async fn send_status(sink: &SubscriptionSink, state: &AppState, hash: &Hash) -> Result<(), String> {
-    let status = super::transaction_status(state, hash)
+    let status = transaction_status(state, hash)
         .await
         .map_err(|e| e.detail)?;
     let raw = serde_json::value::to_raw_value(&status).map_err(|e| e.to_string())?;

@@ -31,7 +31,6 @@ mod gevulot;
 pub use gevulot::identify_caller;
 
 use super::AppState;
-use super::dto::{self, TransactionQuery};
 use super::error::ApiError;
 
 /// The original's result envelope.
@@ -129,36 +128,6 @@ async fn get_transaction_tree(
         )))),
         Err(e) => internal(&e),
     }
-}
-
-/// The page of transactions `query` asks for (its filters checked): `gevulot_listTransactions`
-/// and `GET /api/v1/transactions`.
-pub(crate) async fn list_transactions(
-    state: &AppState,
-    query: &TransactionQuery,
-) -> Result<dto::TransactionPage, ApiError> {
-    let (filter, before, limit) = query.to_filter()?;
-    let page = state.node.transactions(&filter, before, limit).await?;
-    Ok((&page).into())
-}
-
-pub(crate) async fn transaction_status(
-    state: &AppState,
-    hash: &Hash,
-) -> Result<dto::TransactionStatus, ApiError> {
-    Ok((&state.node.status(hash).await?).into())
-}
-
-pub(crate) async fn cancel(
-    state: &AppState,
-    run: &Hash,
-    source: Source,
-) -> Result<dto::Submitted, ApiError> {
-    let submitted = state.node.cancel(run, source).await?;
-    Ok(dto::Submitted {
-        hash: submitted.hash.to_hex(),
-        new: submitted.new,
-    })
 }
 
 /// Every method: the original three, registered by hand to keep their exact envelope, and the
