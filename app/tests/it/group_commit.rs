@@ -10,38 +10,17 @@ use futures::future::join_all;
 use app::events::Event;
 use app::model::Source;
 use app::node::{AclPolicy, Intake, SubmitError};
+use app::store::BackendKind;
 use app::tx::Transaction;
 use app::validate::{Limits, ValidationError};
 
 use crate::storage::{Db, postgres, sqlite};
 use crate::support::*;
 
-mod on_sqlite {
-    #[tokio::test]
-    async fn concurrent_submissions_share_a_commit() {
-        super::concurrent_submissions_share_a_commit(super::sqlite().await).await
-    }
-    #[tokio::test]
-    async fn a_failed_commit_acknowledges_nothing() {
-        super::a_failed_commit_acknowledges_nothing(super::sqlite().await, super::SQLITE_REFUSAL)
-            .await
-    }
-}
-
-mod on_postgres {
-    #[tokio::test]
-    async fn concurrent_submissions_share_a_commit() {
-        super::concurrent_submissions_share_a_commit(super::postgres().await).await
-    }
-    #[tokio::test]
-    async fn a_failed_commit_acknowledges_nothing() {
-        super::a_failed_commit_acknowledges_nothing(
-            super::postgres().await,
-            super::POSTGRES_REFUSAL,
-        )
-        .await
-    }
-}
+crate::storage::conformance!(
+    concurrent_submissions_share_a_commit,
+    a_failed_commit_acknowledges_nothing,
+);
 
 /// The hashes of the `TransactionStored` events received so far.
 fn stored_events(events: &mut tokio::sync::broadcast::Receiver<Event>) -> Vec<app::tx::Hash> {
@@ -131,7 +110,11 @@ const POSTGRES_REFUSAL: Refusal = Refusal {
 /// A batch whose commit fails stores nothing and acknowledges nothing of itself; its
 /// transactions are then stored one by one, so only the one the database refuses fails (its
 /// submitter gets an error), and a retry of it succeeds once the database accepts it.
-async fn a_failed_commit_acknowledges_nothing(db: Db, refusal: Refusal) {
+async fn a_failed_commit_acknowledges_nothing(db: Db) {
+    let refusal = match db.store.backend() {
+        BackendKind::Sqlite => SQLITE_REFUSAL,
+        BackendKind::Postgres => POSTGRES_REFUSAL,
+    };
     let intake = Intake::new(db.store.clone(), Limits::default(), AclPolicy::Open);
     let mut events = intake.events().subscribe();
     let k = key(4);

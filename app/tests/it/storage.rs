@@ -62,7 +62,8 @@ pub(crate) async fn postgres() -> Db {
     }
 }
 
-/// Generates one test per backend for each case.
+/// Generates one test per backend for each case (`super::sqlite` and `super::postgres` must be in
+/// scope where it is used).
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod on_sqlite {
@@ -73,6 +74,7 @@ macro_rules! conformance {
         }
     };
 }
+pub(crate) use conformance;
 
 conformance!(
     fixtures_round_trip_exactly,
