@@ -46,6 +46,7 @@ impl<E: Execute> Pipeline<E> {
         };
         let mut tasks = store.tasks_for_tx(&run).await?;
         if tasks.len() < workflow.steps.len() {
+            let mut missing = Vec::new();
             for (i, step) in workflow.steps.iter().enumerate() {
                 let index = i as i64;
                 if tasks.iter().any(|t| t.step_index == index) {
@@ -55,14 +56,14 @@ impl<E: Execute> Pipeline<E> {
                     Some(p) => result_kind(&p),
                     None => TaskKind::Proof,
                 };
-                let task = store
-                    .create_task(&NewTask {
-                        tx: run,
-                        step_index: index,
-                        program: step.program,
-                        kind,
-                    })
-                    .await?;
+                missing.push(NewTask {
+                    tx: run,
+                    step_index: index,
+                    program: step.program,
+                    kind,
+                });
+            }
+            for task in store.create_tasks(&missing).await? {
                 self.inner.intake.events().publish(Event::TaskChanged {
                     tx: run,
                     task_id: task.id,

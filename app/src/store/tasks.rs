@@ -59,39 +59,52 @@ fn decode_task(t: TaskTuple) -> Result<Task> {
 impl Store {
     /// Creates a task in phase `queued`, or returns the existing one for the same step.
     pub async fn create_task(&self, new: &NewTask) -> Result<Task> {
+        let mut tasks = self.create_tasks(std::slice::from_ref(new)).await?;
+        tasks.pop().ok_or_else(|| {
+            StoreError::Corrupt(format!("task {} step {} vanished", new.tx, new.step_index))
+        })
+    }
+
+    /// Creates the tasks in phase `queued` in one database transaction (a reader sees all of a
+    /// Run's new steps or none), keeping any that exist for the same step; returns them in order.
+    pub async fn create_tasks(&self, new: &[NewTask]) -> Result<Vec<Task>> {
         let now = now_ms();
         let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE tx = $1 AND step_index = $2");
-        let row: TaskTuple = dispatch!(self, pool => {
+        let rows: Vec<TaskTuple> = dispatch!(self, pool => {
             let mut t = pool.begin().await?;
-            let created: Option<(i64,)> = sqlx::query_as(
-                "INSERT INTO tasks (tx, step_index, program, kind, phase, attempt, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, 0, $6, $6) ON CONFLICT (tx, step_index) DO NOTHING RETURNING id",
-            )
-            .bind(new.tx.to_hex())
-            .bind(new.step_index)
-            .bind(new.program.to_hex())
-            .bind(new.kind.as_str())
-            .bind(Phase::Queued.as_str())
-            .bind(now)
-            .fetch_optional(&mut *t)
-            .await?;
-            if let Some((id,)) = created {
-                sqlx::query("INSERT INTO task_phases (task_id, phase, note, at) VALUES ($1, $2, NULL, $3)")
-                    .bind(id)
-                    .bind(Phase::Queued.as_str())
-                    .bind(now)
-                    .execute(&mut *t)
-                    .await?;
-            }
-            let row = sqlx::query_as(AssertSqlSafe(sql))
+            let mut rows = Vec::with_capacity(new.len());
+            for new in new {
+                let created: Option<(i64,)> = sqlx::query_as(
+                    "INSERT INTO tasks (tx, step_index, program, kind, phase, attempt, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, 0, $6, $6) ON CONFLICT (tx, step_index) DO NOTHING RETURNING id",
+                )
                 .bind(new.tx.to_hex())
                 .bind(new.step_index)
-                .fetch_one(&mut *t)
+                .bind(new.program.to_hex())
+                .bind(new.kind.as_str())
+                .bind(Phase::Queued.as_str())
+                .bind(now)
+                .fetch_optional(&mut *t)
                 .await?;
+                if let Some((id,)) = created {
+                    sqlx::query("INSERT INTO task_phases (task_id, phase, note, at) VALUES ($1, $2, NULL, $3)")
+                        .bind(id)
+                        .bind(Phase::Queued.as_str())
+                        .bind(now)
+                        .execute(&mut *t)
+                        .await?;
+                }
+                let row: TaskTuple = sqlx::query_as(AssertSqlSafe(sql.clone()))
+                    .bind(new.tx.to_hex())
+                    .bind(new.step_index)
+                    .fetch_one(&mut *t)
+                    .await?;
+                rows.push(row);
+            }
             t.commit().await?;
-            row
+            rows
         });
-        decode_task(row)
+        rows.into_iter().map(decode_task).collect()
     }
 
     /// Moves a task to `phase`, recording the time it started running, when it ended, and the

@@ -528,6 +528,25 @@ async fn task_lifecycle(db: Db) {
         page.items.iter().map(|t| t.tx.hash).collect::<Vec<_>>(),
         vec![r.hash]
     );
+    // A Run's steps are created together; a step that exists is kept, not duplicated.
+    let second = NewTask {
+        step_index: 1,
+        ..new.clone()
+    };
+    let both = db
+        .store
+        .create_tasks(&[new.clone(), second])
+        .await
+        .expect("create both");
+    assert_eq!(
+        both.iter().map(|t| t.step_index).collect::<Vec<_>>(),
+        [0, 1]
+    );
+    assert_eq!(both[0].id, t.id, "the existing step is kept");
+    assert_eq!(
+        db.store.tasks_for_tx(&r.hash).await.expect("tasks").len(),
+        2
+    );
 }
 
 /// The Runs a starting pipeline picks up: this node's own, without tasks or unfinished; never

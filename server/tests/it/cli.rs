@@ -74,6 +74,7 @@ async fn the_node_commands() {
     let (ok, out, err) = cli(url, None, &["info"]);
     assert!(ok && out.contains("transactions  2"), "{out}{err}");
 
+    crate::support::wait_planned(&node.base, &run).await;
     let (ok, out, err) = cli(url, None, &["status", &run, "--json"]);
     assert!(ok, "{err}");
     let status = json(&out);

@@ -280,6 +280,7 @@ async fn new_methods() {
     assert_eq!(bad["error"]["data"]["code"], "malformed_json", "{bad}");
 
     let run_hash = field(&testkit::vector("run"), "hash_hex");
+    crate::support::wait_planned(&node.base, &run_hash).await;
     let status = call(
         &node.base,
         "gevulot_getTransactionStatus",
@@ -287,7 +288,7 @@ async fn new_methods() {
     )
     .await;
     assert_eq!(status["result"]["kind"], "run", "{status}");
-    // One task per workflow step (whatever phase the pipeline has them in by now).
+    // One task per workflow step, whatever phase the pipeline has them in by now.
     assert_eq!(
         status["result"]["tasks"].as_array().map(Vec::len),
         Some(2),
@@ -347,6 +348,7 @@ async fn the_typed_client() {
         .expect("list runs");
     assert_eq!(runs.items.len(), 1);
     assert_eq!(runs.items[0].hash, run);
+    crate::support::wait_planned(&node.base, &run).await;
     let status = client
         .transaction_status(run.clone())
         .await

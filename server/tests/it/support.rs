@@ -649,6 +649,20 @@ pub async fn wait_tasks(
     }
 }
 
+/// Waits until the pipeline has planned the Run `hash` (hex): it creates all of a Run's tasks in
+/// one database transaction, so once one is visible, all are.
+pub async fn wait_planned(base: &str, hash: &str) {
+    let hash = Hash::from_hex(hash).expect("a transaction hash");
+    wait_tasks(
+        base,
+        &hash,
+        Duration::from_secs(30),
+        "the Run is planned",
+        |t| !t.is_empty(),
+    )
+    .await;
+}
+
 /// Waits (at most `secs`) until every task of `hash` has ended, and returns them.
 pub async fn all_end(base: &str, hash: &Hash, secs: u64) -> Vec<Value> {
     wait_tasks(
