@@ -201,7 +201,7 @@ async fn every_route() {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    crate::support::wait_planned(&base, &hash("run")).await;
+    crate::support::wait_planned(base, &hash("run")).await;
     let (_, status_doc) = get(
         &c,
         format!("{base}/api/v1/transactions/{}/status", hash("run")),
