@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use app::crypto::SecretKey;
 use app::download::{Downloader, Limits as DownloadLimits};
-use app::model::Source;
+use app::model::{Phase, Source};
 use app::node::{AclPolicy, Intake};
 use app::pipeline::{Config, Execute, Pipeline};
 use app::scheduler::{Request, Scheduler};
@@ -251,6 +251,24 @@ async fn main() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Queued means recorded: the tasks' `waiting_for_resources` phases are in the database.
+    let store = intake.store().clone();
+    loop {
+        let counts = store.count_tasks_by_phase().await.expect("counts");
+        let waiting = counts
+            .iter()
+            .find(|(p, _)| *p == Phase::WaitingForResources)
+            .map_or(0, |(_, n)| *n);
+        if waiting >= 1000 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "queue not recorded: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let filled = start.elapsed();
     let busy = latencies(&intake, &user, &fast, &mut spawned, samples, 5_000_000).await;
     let usage = pipeline.usage();
 
@@ -264,6 +282,7 @@ async fn main() {
          {:<58} {:>8.2} ms median {:>8.2} ms p99\n\
          {:<58} {:>8.2}x median {:>8.2}x p99\n\
          {:<58} {:>8} waiting, {} running\n\
+         {:<58} {:>8.0} ms\n\
          {:<58} {:>8.0} decisions/s\n",
         "submit -> VM spawn, empty queue",
         ms(m0),
@@ -277,6 +296,8 @@ async fn main() {
         "queue while measuring",
         usage.waiting,
         usage.running,
+        "1,000 Runs stored -> all recorded waiting for resources",
+        ms(filled),
         "scheduler: schedule() passes with 10,000 queued",
         decisions,
     );

@@ -1,18 +1,21 @@
 //! The one intake path: every transaction, from a client, a peer or the node itself, is
 //! validated and stored here before anything else sees it.
 
+mod batch;
 mod commit;
 mod outbox;
 
-pub use commit::{CommitStats, MAX_BATCH};
+pub use batch::CommitStats;
+pub use commit::MAX_BATCH;
 pub use outbox::{OUTBOX_CAPACITY, Outbox, OutboxReceiver};
 
 use std::sync::{Arc, OnceLock};
 
+use batch::{Batcher, settle};
 use commit::{Announce, Committer};
 
 use crate::events::{Event, Events};
-use crate::model::{Phase, Source};
+use crate::model::{Phase, PhaseChangeOf, Source};
 use crate::store::{Inserted, Store, StoreError};
 use crate::tx::{Hash, Payload, Transaction};
 use crate::validate::{self, Limits, ValidationError};
@@ -64,7 +67,12 @@ pub struct Intake {
     /// The group-commit writer, started by the first submission (on its runtime) and shared by
     /// every clone.
     committer: Arc<OnceLock<Committer>>,
+    /// The task phases' writer (many phase changes to a commit), started like the committer.
+    phases: Arc<OnceLock<PhaseWriter>>,
 }
+
+/// The writer of task phase changes: one commit for whatever changes are waiting.
+type PhaseWriter = Batcher<PhaseChangeOf, Result<bool, StoreError>>;
 
 impl Intake {
     pub fn new(store: Store, limits: Limits, acl: AclPolicy) -> Self {
@@ -79,6 +87,7 @@ impl Intake {
             },
             node_author: None,
             committer: Arc::new(OnceLock::new()),
+            phases: Arc::new(OnceLock::new()),
         }
     }
 
@@ -121,14 +130,43 @@ impl Intake {
             .unwrap_or_default()
     }
 
-    /// Moves a task to `phase` (see [`Store::set_task_phase`]) and tells subscribers.
+    /// How the task phases' writer has done: commits, the phase changes in them, failed batches.
+    pub fn phase_commit_stats(&self) -> CommitStats {
+        self.phases.get().map(Batcher::stats).unwrap_or_default()
+    }
+
+    /// Moves a task to `phase` (see [`Store::set_task_phase`]) and tells subscribers. Changes
+    /// made meanwhile by other tasks share one commit, so a burst of tasks (a thousand queueing
+    /// for resources at once) does not queue a thousand commits in front of the next task.
     pub async fn set_task_phase(
         &self,
         task: &crate::model::Task,
         phase: Phase,
         error: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let changed = self.store.set_task_phase(task.id, phase, error).await?;
+        let writer = self.phases.get_or_init(|| {
+            let store = self.store.clone();
+            Batcher::start(MAX_BATCH, move |batch: Vec<PhaseChangeOf>| {
+                let store = store.clone();
+                async move {
+                    let written = store.set_task_phases(&batch).await;
+                    settle("task phases", batch.len(), written, |i| {
+                        let c = &batch[i];
+                        store.set_task_phase(c.task, c.phase, c.note.as_deref())
+                    })
+                    .await
+                }
+            })
+        });
+        let change = PhaseChangeOf {
+            task: task.id,
+            phase,
+            note: error.map(str::to_owned),
+        };
+        let changed = writer
+            .call(change)
+            .await
+            .unwrap_or(Err(StoreError::Database(sqlx::Error::PoolClosed)))?;
         if changed {
             self.announce.events.publish(Event::TaskChanged {
                 tx: task.tx,

@@ -7,7 +7,7 @@ mod task;
 
 pub use files::OutputFile;
 pub use program::{Program, ProgramRole};
-pub use task::{NewTask, Phase, PhaseChange, Task, TaskKind};
+pub use task::{NewTask, Phase, PhaseChange, PhaseChangeOf, Task, TaskKind};
 
 use crate::crypto::PublicKey;
 use crate::tx::{Hash, Kind, Transaction};

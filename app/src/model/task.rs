@@ -120,3 +120,12 @@ pub struct NewTask {
     pub program: Hash,
     pub kind: TaskKind,
 }
+
+/// A phase change to make: the task, the phase it enters, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PhaseChangeOf {
+    pub task: i64,
+    pub phase: Phase,
+    /// The reason for a failure or retry, or what the task waits for.
+    pub note: Option<String>,
+}

@@ -65,6 +65,11 @@ impl Node {
         self.parts().intake.commit_stats()
     }
 
+    /// How the task phases' writer has done: commits and the phase changes in them.
+    pub fn phase_commit_stats(&self) -> crate::intake::CommitStats {
+        self.parts().intake.phase_commit_stats()
+    }
+
     /// Whether the database answers.
     pub async fn database_ready(&self) -> Result<(), NodeError> {
         Ok(self.store().ping().await?)

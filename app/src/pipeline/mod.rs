@@ -269,9 +269,15 @@ impl<E: Execute> Pipeline<E> {
 
     /// Runs the pipeline until the event bus closes: picks up every unfinished Run, then follows
     /// new Runs, Deploys and Cancels as they are stored.
+    ///
+    /// A pass over every unfinished Run (at start, and after the pipeline fell behind the event
+    /// bus or the database failed) runs beside the event loop, one at a time, so a new Run is
+    /// planned at once however many wait in the queue.
     pub async fn run(self) {
         let mut events = self.inner.intake.events().subscribe();
-        let mut replan = !self.plan_open_runs().await;
+        let mut passes = tokio::task::JoinSet::new();
+        passes.spawn(self.clone().plan_open_runs_owned());
+        let mut replan = false;
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tokio::select! {
@@ -297,13 +303,25 @@ impl<E: Execute> Pipeline<E> {
                         self.inner.deployed.notify_waiters();
                         replan = true;
                     }
-                    Err(RecvError::Closed) => return,
+                    Err(RecvError::Closed) => {
+                        passes.abort_all();
+                        return;
+                    }
                 },
-                _ = tick.tick(), if replan => {
-                    replan = !self.plan_open_runs().await;
+                Some(done) = passes.join_next() => {
+                    // A pass that failed (the database) is repeated at the next tick.
+                    replan |= !done.unwrap_or(false);
+                }
+                _ = tick.tick(), if replan && passes.is_empty() => {
+                    replan = false;
+                    passes.spawn(self.clone().plan_open_runs_owned());
                 }
             }
         }
+    }
+
+    async fn plan_open_runs_owned(self) -> bool {
+        self.plan_open_runs().await
     }
 }
 

@@ -3,7 +3,7 @@
 use sqlx::AssertSqlSafe;
 
 use super::{Backend, Result, Store, StoreError, now_ms};
-use crate::model::{NewTask, Phase, PhaseChange, Task, TaskKind};
+use crate::model::{NewTask, Phase, PhaseChange, PhaseChangeOf, Task, TaskKind};
 use crate::tx::Hash;
 
 /// A `tasks` row in [`TASK_COLUMNS`] order.
@@ -112,6 +112,19 @@ impl Store {
     /// database transaction. Entering `booting` counts a new attempt. A task already in a
     /// terminal phase is not changed; returns whether the task changed.
     pub async fn set_task_phase(&self, id: i64, phase: Phase, error: Option<&str>) -> Result<bool> {
+        let changed = self
+            .set_task_phases(&[PhaseChangeOf {
+                task: id,
+                phase,
+                note: error.map(str::to_owned),
+            }])
+            .await?;
+        Ok(changed.first().copied().unwrap_or(false))
+    }
+
+    /// Applies many [`Store::set_task_phase`] changes, in order, in one database transaction;
+    /// returns for each whether its task changed.
+    pub async fn set_task_phases(&self, changes: &[PhaseChangeOf]) -> Result<Vec<bool>> {
         let now = now_ms();
         let terminal: Vec<&str> = Phase::ALL
             .iter()
@@ -120,37 +133,42 @@ impl Store {
             .collect();
         let done = dispatch!(self, pool => {
             let mut t = pool.begin().await?;
-            let done = sqlx::query(
-                "UPDATE tasks SET phase = $1, error = $2, updated_at = $3, \
-                 attempt = attempt + CASE WHEN $1 = 'booting' THEN 1 ELSE 0 END, \
-                 started_at = CASE WHEN $1 = 'running' AND started_at IS NULL THEN $3 ELSE started_at END, \
-                 finished_at = CASE WHEN $1 IN ($5, $6, $7, $8) THEN $3 ELSE finished_at END \
-                 WHERE id = $4 AND phase NOT IN ($5, $6, $7, $8)",
-            )
-            .bind(phase.as_str())
-            .bind(error)
-            .bind(now)
-            .bind(id)
-            .bind(terminal[0])
-            .bind(terminal[1])
-            .bind(terminal[2])
-            .bind(terminal[3])
-            .execute(&mut *t)
-            .await?
-            .rows_affected();
-            if done == 1 {
-                sqlx::query("INSERT INTO task_phases (task_id, phase, note, at) VALUES ($1, $2, $3, $4)")
-                    .bind(id)
-                    .bind(phase.as_str())
-                    .bind(error)
-                    .bind(now)
-                    .execute(&mut *t)
-                    .await?;
+            let mut done = Vec::with_capacity(changes.len());
+            for change in changes {
+                let changed = sqlx::query(
+                    "UPDATE tasks SET phase = $1, error = $2, updated_at = $3, \
+                     attempt = attempt + CASE WHEN $1 = 'booting' THEN 1 ELSE 0 END, \
+                     started_at = CASE WHEN $1 = 'running' AND started_at IS NULL THEN $3 ELSE started_at END, \
+                     finished_at = CASE WHEN $1 IN ($5, $6, $7, $8) THEN $3 ELSE finished_at END \
+                     WHERE id = $4 AND phase NOT IN ($5, $6, $7, $8)",
+                )
+                .bind(change.phase.as_str())
+                .bind(change.note.as_deref())
+                .bind(now)
+                .bind(change.task)
+                .bind(terminal[0])
+                .bind(terminal[1])
+                .bind(terminal[2])
+                .bind(terminal[3])
+                .execute(&mut *t)
+                .await?
+                .rows_affected()
+                    == 1;
+                if changed {
+                    sqlx::query("INSERT INTO task_phases (task_id, phase, note, at) VALUES ($1, $2, $3, $4)")
+                        .bind(change.task)
+                        .bind(change.phase.as_str())
+                        .bind(change.note.as_deref())
+                        .bind(now)
+                        .execute(&mut *t)
+                        .await?;
+                }
+                done.push(changed);
             }
             t.commit().await?;
             done
         });
-        Ok(done == 1)
+        Ok(done)
     }
 
     /// The timelines of the tasks of `tx`: every phase each entered, oldest first.

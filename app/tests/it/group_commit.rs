@@ -8,7 +8,7 @@
 use futures::future::join_all;
 
 use app::events::Event;
-use app::model::Source;
+use app::model::{NewTask, Phase, Source, TaskKind};
 use app::node::{AclPolicy, Intake, SubmitError};
 use app::store::BackendKind;
 use app::tx::Transaction;
@@ -20,6 +20,7 @@ use crate::support::*;
 crate::storage::conformance!(
     concurrent_submissions_share_a_commit,
     a_failed_commit_acknowledges_nothing,
+    concurrent_phase_changes_share_a_commit,
 );
 
 /// The hashes of the `TransactionStored` events received so far.
@@ -72,7 +73,7 @@ async fn concurrent_submissions_share_a_commit(db: Db) {
     );
     let stats = intake.commit_stats();
     assert_eq!(
-        (stats.commits, stats.transactions, stats.failed_batches),
+        (stats.commits, stats.items, stats.failed_batches),
         (1, 31, 0),
         "{stats:?}"
     );
@@ -162,4 +163,86 @@ async fn a_failed_commit_acknowledges_nothing(db: Db) {
     assert!(retried.new);
     assert_eq!(db.store.count_transactions().await.expect("count"), 20);
     assert_eq!(stored_events(&mut events), vec![doomed.hash]);
+}
+
+/// Task phase changes made together (a burst of tasks reaching the scheduler) share one commit:
+/// each is told whether its task changed (a task that already ended is not), two changes of one
+/// task keep their order in its timeline, and subscribers hear of each change that happened.
+async fn concurrent_phase_changes_share_a_commit(db: Db) {
+    let intake = Intake::new(db.store.clone(), Limits::default(), AclPolicy::Open);
+    let k = key(5);
+    let steps: Vec<app::tx::Hash> = (0..5).map(|n| program(&format!("p{n}")).hash).collect();
+    let mut tasks = Vec::new();
+    for nonce in 0..4 {
+        let r = run(&k, &steps, nonce);
+        db.store
+            .insert_transaction(&r, Source::Rpc)
+            .await
+            .expect("run");
+        let new: Vec<NewTask> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, p)| NewTask {
+                tx: r.hash,
+                step_index: i as i64,
+                program: *p,
+                kind: TaskKind::Proof,
+            })
+            .collect();
+        tasks.extend(db.store.create_tasks(&new).await.expect("tasks"));
+    }
+    assert_eq!(tasks.len(), 20);
+    let ended = &tasks[19];
+    assert!(
+        intake
+            .set_task_phase(ended, Phase::Cancelled, Some("cancelled"))
+            .await
+            .expect("end one")
+    );
+    let mut events = intake.events().subscribe();
+
+    let mut changes: Vec<(&app::model::Task, Phase)> =
+        tasks.iter().map(|t| (t, Phase::Downloading)).collect();
+    changes.push((&tasks[0], Phase::WaitingForResources));
+    let outcomes = join_all(
+        changes
+            .iter()
+            .map(|(t, phase)| intake.set_task_phase(t, *phase, None)),
+    )
+    .await;
+
+    for (n, outcome) in outcomes.iter().enumerate() {
+        let changed = *outcome.as_ref().expect("written");
+        assert_eq!(changed, n != 19, "change {n}: only the ended task stays");
+    }
+    let stats = intake.phase_commit_stats();
+    assert_eq!(
+        (stats.commits, stats.items, stats.failed_batches),
+        (2, 22, 0),
+        "one commit for the first change, one for the 21 made together: {stats:?}"
+    );
+    let first = db
+        .store
+        .task_timelines(&tasks[0].tx)
+        .await
+        .expect("timeline");
+    let of_first: Vec<Phase> = first
+        .iter()
+        .filter(|c| c.task_id == tasks[0].id)
+        .map(|c| c.phase)
+        .collect();
+    assert_eq!(
+        of_first,
+        [
+            Phase::Queued,
+            Phase::Downloading,
+            Phase::WaitingForResources
+        ]
+    );
+    let mut heard = 0;
+    while let Ok(event) = events.try_recv() {
+        assert!(matches!(event, Event::TaskChanged { .. }), "{event:?}");
+        heard += 1;
+    }
+    assert_eq!(heard, 20, "one event per change that happened");
 }

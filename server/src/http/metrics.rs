@@ -74,6 +74,8 @@ pub struct Metrics {
     p2p_messages: Family<P2pLabels, Counter>,
     intake_commits: Counter,
     intake_committed: Counter,
+    phase_commits: Counter,
+    phase_changes: Counter,
 }
 
 impl fmt::Debug for Metrics {
@@ -149,6 +151,16 @@ impl Default for Metrics {
             "intake_committed_transactions",
             "Transactions in those commits (their ratio is the mean batch size)",
         );
+        let phase_commits = counter(
+            &mut registry,
+            "task_phase_commits",
+            "Database commits of task phase changes (many changes share one under load)",
+        );
+        let phase_changes = counter(
+            &mut registry,
+            "task_phase_changes",
+            "Task phase changes written in those commits",
+        );
         Self {
             registry,
             http_requests,
@@ -165,6 +177,8 @@ impl Default for Metrics {
             p2p_messages,
             intake_commits,
             intake_committed,
+            phase_commits,
+            phase_changes,
         }
     }
 }
@@ -274,9 +288,12 @@ impl Metrics {
         }
         // The intake keeps running totals; the counters follow them.
         let commits = state.node.commit_stats();
+        let phases = state.node.phase_commit_stats();
         for (counter, total) in [
             (&self.intake_commits, commits.commits),
-            (&self.intake_committed, commits.transactions),
+            (&self.intake_committed, commits.items),
+            (&self.phase_commits, phases.commits),
+            (&self.phase_changes, phases.items),
         ] {
             counter.inc_by(total.saturating_sub(counter.get()));
         }

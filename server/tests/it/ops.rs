@@ -152,6 +152,9 @@ async fn metrics_expose_the_series() {
         // One submission so far: one commit holding it.
         "gevulot_intake_commits_total 1",
         "gevulot_intake_committed_transactions_total 1",
+        // No task yet: no phase change written.
+        "gevulot_task_phase_commits_total 0",
+        "gevulot_task_phase_changes_total 0",
     ] {
         assert!(text.contains(series), "{series} missing from:\n{text}");
     }

@@ -1,0 +1,158 @@
+//! One writer that takes whatever is waiting, up to a bound, and handles it as one batch: the
+//! shape of group commit, shared by the transactions' writer and the task phases' writer.
+//!
+//! A batch closes when it is full or when nothing more is waiting, so at low load an item is
+//! handled alone at once (no timer adds latency) and under load one batch carries many. Callers
+//! wait for their own item's outcome; one who stops waiting misses only the answer.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::StoreError;
+
+/// How a writer has done so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Batches written (each one database commit).
+    pub commits: u64,
+    /// Items in them (transactions, new or already stored; or task phase changes).
+    pub items: u64,
+    /// Batches that failed and were retried one item at a time (or refused at once when the
+    /// database could not be reached).
+    pub failed_batches: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    commits: AtomicU64,
+    items: AtomicU64,
+    failed_batches: AtomicU64,
+}
+
+struct Item<I, O> {
+    input: I,
+    reply: oneshot::Sender<O>,
+}
+
+/// The submitting side of a batch writer.
+pub(super) struct Batcher<I, O> {
+    sender: mpsc::Sender<Item<I, O>>,
+    counters: Arc<Counters>,
+}
+
+impl<I, O> Clone for Batcher<I, O> {
+    fn clone(&self) -> Self {
+        Self {
+            sender: self.sender.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+impl<I, O> std::fmt::Debug for Batcher<I, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher")
+            .field(
+                "queued",
+                &(self.sender.max_capacity() - self.sender.capacity()),
+            )
+            .finish()
+    }
+}
+
+impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
+    /// Starts the writer on the current runtime: `handle` gets up to `max` inputs in arrival
+    /// order and returns one outcome per input, in the same order, and whether the batch as a
+    /// whole failed (see [`settle`]). At most `4 * max` inputs
+    /// wait; further callers wait for room. The writer ends when the last `Batcher` is dropped,
+    /// after handling what was queued.
+    pub(super) fn start<F, Fut>(max: usize, mut handle: F) -> Self
+    where
+        F: FnMut(Vec<I>) -> Fut + Send + 'static,
+        Fut: Future<Output = (Vec<O>, bool)> + Send,
+    {
+        let (sender, mut receiver) = mpsc::channel::<Item<I, O>>(4 * max);
+        let counters = Arc::new(Counters::default());
+        let count = counters.clone();
+        tokio::spawn(async move {
+            let mut items = Vec::with_capacity(max);
+            while receiver.recv_many(&mut items, max).await > 0 {
+                let (inputs, replies): (Vec<I>, Vec<_>) =
+                    items.drain(..).map(|i| (i.input, i.reply)).unzip();
+                let n = inputs.len() as u64;
+                let (outcomes, failed) = handle(inputs).await;
+                debug_assert_eq!(outcomes.len(), replies.len());
+                count.commits.fetch_add(1, Ordering::Relaxed);
+                count.items.fetch_add(n, Ordering::Relaxed);
+                if failed && n > 1 {
+                    count.failed_batches.fetch_add(1, Ordering::Relaxed);
+                }
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+            }
+        });
+        Self { sender, counters }
+    }
+
+    pub(super) fn stats(&self) -> CommitStats {
+        CommitStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            items: self.counters.items.load(Ordering::Relaxed),
+            failed_batches: self.counters.failed_batches.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Hands `input` to the next batch and waits for its outcome; `None` when the writer has
+    /// stopped (the node is shutting down).
+    pub(super) async fn call(&self, input: I) -> Option<O> {
+        let (reply, answer) = oneshot::channel();
+        self.sender.send(Item { input, reply }).await.ok()?;
+        answer.await.ok()
+    }
+}
+
+/// The outcomes of a batch written in one database transaction (`written`), one per input.
+/// When the database refused the batch (a constraint, a trigger, a busy SQLite file), each input
+/// (by its index) is tried `alone`, so one that the database refuses never fails the others; when the database
+/// cannot be reached, every input gets that error at once (each alone would wait to fail the
+/// same way). The flag says whether the batch as a whole failed.
+pub(super) async fn settle<T, F, Fut>(
+    what: &str,
+    len: usize,
+    written: Result<Vec<T>, StoreError>,
+    mut alone: F,
+) -> (Vec<Result<T, StoreError>>, bool)
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    match written {
+        Ok(outcomes) => (outcomes.into_iter().map(Ok).collect(), false),
+        Err(e) if len == 1 => (vec![Err(e)], true),
+        Err(e) if !refused_by_database(&e) => {
+            tracing::warn!(target: "gevulot", error = %e, items = len, "a group commit of {what} failed: the database cannot be reached");
+            let reason = e.to_string();
+            let mut all = vec![Err(e)];
+            all.extend((1..len).map(|_| Err(StoreError::Unavailable(reason.clone()))));
+            (all, true)
+        }
+        Err(e) => {
+            tracing::warn!(target: "gevulot", error = %e, items = len, "a group commit of {what} failed; writing them one at a time");
+            let mut each = Vec::with_capacity(len);
+            for i in 0..len {
+                each.push(alone(i).await);
+            }
+            (each, true)
+        }
+    }
+}
+
+/// Whether a failed batch was refused by a database that answered, so that trying each item
+/// alone may store all but one; rather than a database that cannot be reached.
+fn refused_by_database(e: &StoreError) -> bool {
+    matches!(e, StoreError::Database(sqlx::Error::Database(_)))
+}
