@@ -67,6 +67,7 @@ error_codes! {
     CsrfRequired => ("csrf_required", 403),
     BadCredentials => ("bad_credentials", 401),
     TooManyAttempts => ("too_many_attempts", 429),
+    RateLimited => ("rate_limited", 429),
     UsernameTaken => ("username_taken", 409),
     BadUsername => ("bad_username", 422),
     WeakPassword => ("weak_password", 422),

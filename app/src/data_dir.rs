@@ -28,6 +28,14 @@ pub struct DataDir {
 /// The two trees the download server serves.
 pub const SERVED_TREES: [&str; 2] = ["images", "txfiles"];
 
+/// The size of the data directory's filesystem and the space in it that the node may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Space {
+    pub size_bytes: u64,
+    /// Free to an unprivileged writer (what `df` shows as available).
+    pub free_bytes: u64,
+}
+
 impl DataDir {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
@@ -35,6 +43,16 @@ impl DataDir {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The size and free space of the filesystem holding the data directory.
+    pub fn space(&self) -> std::io::Result<Space> {
+        let s = nix::sys::statvfs::statvfs(&self.root).map_err(std::io::Error::from)?;
+        let fragment = s.fragment_size();
+        Ok(Space {
+            size_bytes: s.blocks().saturating_mul(fragment),
+            free_bytes: s.blocks_available().saturating_mul(fragment),
+        })
     }
 
     /// Downloaded and uploaded content by checksum.

@@ -127,6 +127,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             whitelist_peers: false,
             whitelist_sync: None,
             max_message_bytes: max_request_bytes(&args),
+            max_peers: args.doors.p2p_max_peers,
         }),
         file_base_url: file_base_url.clone(),
         resources: app::node::Resources {
@@ -143,6 +144,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         observer: Some(metrics.clone()),
     })
     .await?;
+    metrics.follow_tasks(node.events().subscribe());
     first_admin(node.auth(), &args).await?;
     let p2p = node
         .p2p()
@@ -153,6 +155,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         secure_cookies: args.secure_cookies,
         metrics,
         max_request_bytes: max_request_bytes(&args),
+        doors: http::Doors::new(args.doors.submission(), args.doors.files()),
     });
     let (main_router, rpc_handle) = http::main_router(state.clone())?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -160,7 +163,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     servers.spawn(http::serve(main_listener, main_router, stopped.clone()));
     servers.spawn(http::serve(
         files_listener,
-        http::files::FileServer::new(data_dir.clone()).router(),
+        http::files::FileServer::new(data_dir.clone()).router(state.doors.files.clone()),
         stopped.clone(),
     ));
     servers.spawn(http::serve(

@@ -1,6 +1,7 @@
-//! The one composed libp2p behaviour: who may connect, gossip, identify, discovery.
+//! The one composed libp2p behaviour: who may connect and how many, gossip, identify, discovery.
 
 use libp2p::allow_block_list::{self, AllowedPeers};
+use libp2p::connection_limits;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{gossipsub, identify, kad};
@@ -9,6 +10,8 @@ use libp2p::{gossipsub, identify, kad};
 pub(super) struct Behaviour {
     /// In whitelist mode, the peers allowed to connect; absent (everyone) otherwise.
     pub(super) allow: Toggle<allow_block_list::Behaviour<AllowedPeers>>,
+    /// Connections at once: in total, per peer, and handshakes in progress.
+    pub(super) limits: connection_limits::Behaviour,
     pub(super) gossipsub: gossipsub::Behaviour,
     pub(super) identify: identify::Behaviour,
     pub(super) kad: kad::Behaviour<kad::store::MemoryStore>,

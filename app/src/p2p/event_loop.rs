@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use libp2p::allow_block_list::{self, AllowedPeers, NotAllowed};
+use libp2p::connection_limits::{self, ConnectionLimits, Exceeded};
 use libp2p::core::upgrade;
 use libp2p::futures::StreamExt;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
@@ -33,6 +34,20 @@ use crate::intake::Intake;
 use crate::intake::OutboxReceiver;
 use crate::store::Store;
 use crate::tx::Transaction;
+
+/// Connections per peer at most: two nodes dialling each other at once briefly hold two.
+const CONNECTIONS_PER_PEER: u32 = 2;
+/// Incoming connections still in their handshake (pre-shared key, Noise) at most.
+const PENDING_INCOMING: u32 = 32;
+
+/// The connection limits for a node of at most `max_peers` peers: established connections in
+/// total (one per peer, as a connection usually is) and per peer, and incoming handshakes.
+fn connection_limits(max_peers: u32) -> ConnectionLimits {
+    ConnectionLimits::default()
+        .with_max_established(Some(max_peers.max(1)))
+        .with_max_established_per_peer(Some(CONNECTIONS_PER_PEER))
+        .with_max_pending_incoming(Some(PENDING_INCOMING))
+}
 
 /// Waits for a whitelist sync that changed something; forever without a sync.
 async fn synced(sync: Option<&crate::acl::SyncStatus>) {
@@ -166,6 +181,7 @@ impl Network {
                 });
                 Ok(Behaviour {
                     allow: Toggle::from(allow),
+                    limits: connection_limits::Behaviour::new(connection_limits(config.max_peers)),
                     gossipsub,
                     identify,
                     kad,
@@ -324,6 +340,20 @@ impl Network {
             self.swarm.behaviour_mut().kad.remove_peer(peer);
         }
         self.warned.clear();
+    }
+
+    /// An incoming connection refused because the node holds as many as it may.
+    pub(super) fn over_limit(&mut self, from: &Multiaddr) {
+        let mut first = false;
+        self.count(|c| {
+            c.connections_over_limit += 1;
+            first = c.connections_over_limit == 1;
+        });
+        if first {
+            warn!(target: "gevulot::p2p", %from, "refused an incoming connection: the node holds as many peers as GEVULOT_P2P_MAX_PEERS allows (further refusals are counted in gevulot_p2p_connections_refused_total, not logged)");
+        } else {
+            debug!(target: "gevulot::p2p", %from, "refused an incoming connection: the peer limit is reached");
+        }
     }
 
     /// A connection refused because the peer's key is not whitelisted (in either direction).
@@ -492,6 +522,13 @@ impl Network {
                 ..
             } if cause.downcast_ref::<NotAllowed>().is_some() => {
                 self.refused(peer_id, Some(&send_back_addr));
+            }
+            SwarmEvent::IncomingConnectionError {
+                error: ListenError::Denied { cause },
+                send_back_addr,
+                ..
+            } if cause.downcast_ref::<Exceeded>().is_some() => {
+                self.over_limit(&send_back_addr);
             }
             SwarmEvent::OutgoingConnectionError { error, .. } => {
                 self.forget_failed_dials();

@@ -76,6 +76,8 @@ pub struct Config {
     pub whitelist_sync: Option<crate::acl::SyncStatus>,
     /// The largest transaction message accepted or sent, in bytes.
     pub max_message_bytes: usize,
+    /// Peers connected at once at most (see `event_loop::connection_limits`).
+    pub max_peers: u32,
 }
 
 /// Shows everything but the passphrase (its fingerprint instead).
@@ -88,6 +90,7 @@ impl std::fmt::Debug for Config {
             .field("psk_fingerprint", &psk_fingerprint(&self.passphrase))
             .field("whitelist_peers", &self.whitelist_peers)
             .field("max_message_bytes", &self.max_message_bytes)
+            .field("max_peers", &self.max_peers)
             .finish_non_exhaustive()
     }
 }
@@ -141,6 +144,8 @@ pub struct Counters {
     pub dropped: u64,
     /// Connections refused because the peer's key is not whitelisted.
     pub peers_refused: u64,
+    /// Connections refused because the node holds as many as it may (`max_peers`).
+    pub connections_over_limit: u64,
 }
 
 impl Counters {
@@ -272,6 +277,7 @@ mod tests {
             whitelist_peers: false,
             whitelist_sync: None,
             max_message_bytes: 1,
+            max_peers: 1,
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("pass-s3cret"), "{shown}");

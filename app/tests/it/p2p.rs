@@ -54,6 +54,7 @@ fn network_config(passphrase: &str, bootstrap: &[String]) -> Config {
         whitelist_peers: false,
         whitelist_sync: None,
         max_message_bytes: 1 << 20,
+        max_peers: 64,
     }
 }
 

@@ -45,6 +45,10 @@ pub fn start_node(
         .env("GEVULOT_HEALTHCHECK_LISTEN_ADDR", "127.0.0.1:0")
         .env("GEVULOT_METRICS_LISTEN_ADDR", "127.0.0.1:0")
         .env("GEVULOT_PSK_PASSPHRASE", "bench")
+        // One load generator is one client address: the front doors' limits would measure
+        // themselves.
+        .env("GEVULOT_RATE_LIMIT", "0")
+        .env("GEVULOT_CONCURRENCY_LIMIT", "0")
         .env("RUST_LOG", "warn,gevulot=info")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())

@@ -57,8 +57,21 @@ impl FileServer {
         }
     }
 
-    pub fn router(self) -> Router {
-        let router = Router::new().fallback(serve).with_state(self);
+    /// The server's router, behind `door`'s limits per client address.
+    pub fn router(self, door: Arc<super::limits::Door>) -> Router {
+        let router =
+            Router::new()
+                .fallback(serve)
+                .with_state(self)
+                .layer(axum::middleware::from_fn(
+                    move |req: Request, next: axum::middleware::Next| {
+                        let door = door.clone();
+                        async move {
+                            super::limits::guard(&door, super::limits::Answer::Problem, req, next)
+                                .await
+                        }
+                    },
+                ));
         super::common_layers(router)
     }
 }

@@ -21,7 +21,7 @@ use super::AppState;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Serialize)]
-struct Check {
+pub(super) struct Check {
     status: &'static str,
     latency_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,13 +79,20 @@ fn p2p(network: &app::p2p::P2p) -> Check {
     }
 }
 
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+/// Every readiness check, and whether all passed (`/readyz`; `gevulot_ready` in the metrics).
+pub(super) async fn readiness(
+    state: &AppState,
+) -> (bool, std::collections::BTreeMap<&'static str, Check>) {
     let mut checks = std::collections::BTreeMap::new();
-    checks.insert("database", database(&state).await);
+    checks.insert("database", database(state).await);
     if let Some(network) = state.node.p2p() {
         checks.insert("p2p", p2p(network));
     }
-    let ok = checks.values().all(|c| c.status == "ok");
+    (checks.values().all(|c| c.status == "ok"), checks)
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let (ok, checks) = readiness(&state).await;
     let status = if ok {
         StatusCode::OK
     } else {

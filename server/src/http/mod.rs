@@ -17,6 +17,7 @@ pub mod error;
 pub mod files;
 pub mod gpus;
 pub mod health;
+pub mod limits;
 pub mod metrics;
 pub mod operator;
 pub mod rest;
@@ -37,7 +38,7 @@ use tower_http::request_id::{
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
-pub use state::{AppState, Inner};
+pub use state::{AppState, Doors, Inner};
 
 use error::ErrorCode;
 
@@ -146,6 +147,10 @@ pub fn main_router(state: AppState) -> anyhow::Result<(Router, jsonrpsee::server
         .fallback(rest::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            limit_submissions,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             metrics::track,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(
@@ -153,6 +158,24 @@ pub fn main_router(state: AppState) -> anyhow::Result<(Router, jsonrpsee::server
         ))
         .layer(axum::middleware::from_fn(request_timeout));
     Ok((common_layers(router), rpc_handle))
+}
+
+/// The submission door's limits (`limits.rs`) on JSON-RPC (`/rpc`, `/`) and
+/// `POST /api/v1/transactions`; the console and the rest of REST are not behind it.
+async fn limit_submissions(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = req.uri().path();
+    let answer = if path == "/rpc" || path == "/" {
+        limits::Answer::JsonRpc
+    } else if path == "/api/v1/transactions" && req.method() == axum::http::Method::POST {
+        limits::Answer::Problem
+    } else {
+        return next.run(req).await;
+    };
+    limits::guard(&state.doors.submission, answer, req, next).await
 }
 
 /// How long a request may take, except uploads (which stream for as long as they need) and

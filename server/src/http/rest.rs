@@ -125,6 +125,8 @@ fn is_json(headers: &HeaderMap) -> bool {
         (status = 400, description = "Not a transaction", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Refused by a validation rule (see `code`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over this address's rate or in-flight limit (`rate_limited`); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]

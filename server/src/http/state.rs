@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use app::node::Node;
 
+use super::limits::{Door, DoorLimits};
 use super::metrics::Metrics;
 
 /// Everything a handler may use. Cheap to clone.
@@ -19,6 +20,32 @@ pub struct Inner {
     pub metrics: Arc<Metrics>,
     /// Largest request body the main server reads.
     pub max_request_bytes: usize,
+    /// The limits at the public front doors.
+    pub doors: Doors,
+}
+
+/// The public front doors and their limits per client address (see `limits.rs`).
+#[derive(Clone, Debug)]
+pub struct Doors {
+    /// JSON-RPC and `POST /api/v1/transactions`.
+    pub submission: Arc<Door>,
+    /// The file download server.
+    pub files: Arc<Door>,
+}
+
+impl Doors {
+    pub fn new(submission: DoorLimits, files: DoorLimits) -> Self {
+        Self {
+            submission: Door::new("submission", submission),
+            files: Door::new("files", files),
+        }
+    }
+
+    /// No limits.
+    #[cfg(test)]
+    pub fn off() -> Self {
+        Self::new(DoorLimits::OFF, DoorLimits::OFF)
+    }
 }
 
 impl AppState {

@@ -8,7 +8,7 @@ use app::crypto::SecretKey;
 use app::model::TxFilter;
 use app::tx::{Hash, Payload, Transaction};
 
-use crate::support::Running;
+use crate::support::{Running, UNLIMITED};
 
 const ROUNDS: usize = 20;
 const CLIENTS: usize = 4;
@@ -59,7 +59,7 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
     let acked: Arc<Mutex<Vec<Hash>>> = Arc::default();
     let mut data = testkit::tempdir();
     for round in 0..ROUNDS {
-        let node = tokio::task::block_in_place(|| Running::start_in(data, None, &[]));
+        let node = tokio::task::block_in_place(|| Running::start_in(data, None, UNLIMITED));
         let before = acked.lock().expect("acked").len();
         let clients: Vec<_> = (0..CLIENTS)
             .map(|_| {

@@ -236,6 +236,33 @@ async fn nodes_join_share_transactions_and_come_back() {
 }
 
 /// Writes a node key into a fresh data directory and returns both with the key's hex.
+/// A node that may hold one peer: the second node to join is refused at its handshake (and
+/// counted), while the first stays connected.
+#[tokio::test]
+async fn a_node_holds_at_most_its_peer_limit() {
+    let a = member(&[("GEVULOT_P2P_MAX_PEERS", "1")]).await;
+    let a_addr = a.node.p2p.to_string();
+    let b = member(&[("GEVULOT_P2P_DISCOVERY_ADDR", &a_addr)]).await;
+    eventually("a and b connect", || async {
+        a.peer_keys().await == [b.key.clone()]
+    })
+    .await;
+    let c = member(&[("GEVULOT_P2P_DISCOVERY_ADDR", &a_addr)]).await;
+    let refused = r#"gevulot_p2p_connections_refused_total{reason="limit"} "#;
+    eventually("a refuses c", || async {
+        a.node
+            .metrics_text()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(refused))
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n >= 1)
+    })
+    .await;
+    assert_eq!(a.peer_keys().await, std::slice::from_ref(&b.key));
+    assert_eq!(c.peer_keys().await, Vec::<String>::new());
+}
+
 fn data_with_key() -> (tempfile::TempDir, String) {
     let data = testkit::tempdir();
     let file = data.path().join("node.key");

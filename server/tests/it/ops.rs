@@ -155,6 +155,8 @@ async fn metrics_expose_the_series() {
         // No task yet: no phase change written.
         "gevulot_task_phase_commits_total 0",
         "gevulot_task_phase_changes_total 0",
+        "gevulot_requests_refused_total{door=\"submission\"} 0",
+        "gevulot_requests_refused_total{door=\"files\"} 0",
     ] {
         assert!(text.contains(series), "{series} missing from:\n{text}");
     }

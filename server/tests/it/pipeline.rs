@@ -112,6 +112,26 @@ async fn json_rpc_run_yields_a_verified_proof_with_downloadable_output() {
         blake3_of(&format!("{files}/txfiles/{}/workspace/in.txt", run_tx.hash)).await,
         data.checksum
     );
+    // The metrics saw both VMs boot and run, and both tasks succeed (they follow the node's
+    // events, so they may trail the status by a moment).
+    let series = [
+        "gevulot_vm_boot_seconds_count 2",
+        "gevulot_vm_run_seconds_count 2",
+        "gevulot_tasks_ended_total{phase=\"succeeded\"} 2",
+        "gevulot_tasks_ended_total{phase=\"failed\"} 0",
+    ];
+    let start = std::time::Instant::now();
+    loop {
+        let metrics = node.metrics_text().await;
+        if series.iter().all(|s| metrics.contains(s)) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{series:?} not all in\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {

@@ -158,6 +158,12 @@ pub fn log_field(line: &str, field: &str) -> Option<String> {
     Some(rest[..end].trim_matches('"').to_string())
 }
 
+/// The front doors' limits off: for tests whose load comes from one address on purpose.
+pub const UNLIMITED: &[(&str, &str)] = &[
+    ("GEVULOT_RATE_LIMIT", "0"),
+    ("GEVULOT_CONCURRENCY_LIMIT", "0"),
+];
+
 /// A node started for a test: every listener on a free port, its own data directory.
 pub struct Running {
     /// Kept so that the node runs until the test ends (dropping it kills the process).
@@ -174,6 +180,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// The node's process id.
+    pub fn pid(&self) -> u32 {
+        self._node.child.id()
+    }
+
     /// The node's Prometheus exposition (`/metrics` on its metrics port).
     pub async fn metrics_text(&self) -> String {
         reqwest::get(format!("http://{}/metrics", self.metrics))

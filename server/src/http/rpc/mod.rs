@@ -219,6 +219,7 @@ mod tests {
             secure_cookies: false,
             metrics: Default::default(),
             max_request_bytes: 1 << 20,
+            doors: crate::http::Doors::off(),
         });
         let module = module(state).expect("module");
         let mut names: Vec<&str> = module.method_names().collect();

@@ -3,6 +3,10 @@
 //! Secrets (the P2P passphrase, the database URL with its password) can also come from a file
 //! (`*_FILE`), and never appear in logs or error messages.
 
+mod doors;
+
+pub use doors::DoorArgs;
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -463,6 +467,9 @@ pub struct RunArgs {
     /// Largest proof, verification or proof key accepted in a transaction, in bytes.
     #[arg(long, env = "GEVULOT_MAX_PROOF_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_proof_bytes: usize,
+
+    #[command(flatten)]
+    pub doors: DoorArgs,
 }
 
 /// A secret value: shows as `[redacted]` in `Debug` and `Display`.

@@ -5,7 +5,8 @@
 //! phase and the queue depth (read from the database at scrape time), and gauges for VMs
 //! running, GPUs, CPUs and memory in use and downloads in progress (read from the pipeline at
 //! scrape time), connected peers and P2P transaction messages by outcome (read from the network
-//! at scrape time).
+//! at scrape time), the commits of the intake and of task phase changes, and requests refused at
+//! each front door (`limits.rs`).
 
 use std::fmt;
 use std::time::Instant;
@@ -23,6 +24,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use super::AppState;
+
+mod tasks;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
@@ -53,6 +56,22 @@ fn latency_histogram() -> Histogram {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GpuLabels {
+    address: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DoorLabels {
+    door: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct P2pLabels {
     outcome: &'static str,
 }
@@ -72,10 +91,17 @@ pub struct Metrics {
     pub downloads_in_progress: Gauge,
     pub peers_connected: Gauge,
     p2p_messages: Family<P2pLabels, Counter>,
+    p2p_refused: Family<RefusedLabels, Counter>,
     intake_commits: Counter,
     intake_committed: Counter,
     phase_commits: Counter,
     phase_changes: Counter,
+    refused: Family<DoorLabels, Counter>,
+    ready: Gauge,
+    task_metrics: tasks::TaskMetrics,
+    gpus: Family<GpuLabels, Gauge>,
+    data_size_bytes: Gauge,
+    data_free_bytes: Gauge,
 }
 
 impl fmt::Debug for Metrics {
@@ -161,6 +187,40 @@ impl Default for Metrics {
             "task_phase_changes",
             "Task phase changes written in those commits",
         );
+        let refused = Family::<DoorLabels, Counter>::default();
+        registry.register(
+            "requests_refused",
+            "Requests refused at a front door for their client address's rate or in-flight limit (429)",
+            refused.clone(),
+        );
+        let p2p_refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "p2p_connections_refused",
+            "P2P connections refused: the peer's key is not whitelisted (whitelist), or the node holds GEVULOT_P2P_MAX_PEERS (limit)",
+            p2p_refused.clone(),
+        );
+        let ready = gauge(
+            &mut registry,
+            "ready",
+            "1 when the node is ready (what /readyz says: the database answers, the P2P network runs)",
+        );
+        let task_metrics = tasks::TaskMetrics::register(&mut registry);
+        let gpus = Family::<GpuLabels, Gauge>::default();
+        registry.register(
+            "gpu",
+            "The host's GPUs, each 1 under its pool state (free, busy, reserved, maintenance, not_ready, not_in_pool)",
+            gpus.clone(),
+        );
+        let data_size_bytes = gauge(
+            &mut registry,
+            "data_size_bytes",
+            "Size of the data directory's filesystem, in bytes",
+        );
+        let data_free_bytes = gauge(
+            &mut registry,
+            "data_free_bytes",
+            "Free space on the data directory's filesystem, in bytes",
+        );
         Self {
             registry,
             http_requests,
@@ -175,10 +235,17 @@ impl Default for Metrics {
             downloads_in_progress,
             peers_connected,
             p2p_messages,
+            p2p_refused,
             intake_commits,
             intake_committed,
             phase_commits,
             phase_changes,
+            refused,
+            ready,
+            task_metrics,
+            gpus,
+            data_size_bytes,
+            data_free_bytes,
         }
     }
 }
@@ -227,8 +294,42 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// The text exposition, after refreshing the gauges read from the database.
+    /// Counts task endings and times VMs from the node's events (see `tasks.rs`).
+    pub fn follow_tasks(&self, events: tokio::sync::broadcast::Receiver<app::events::Event>) {
+        self.task_metrics.follow(events);
+    }
+
+    /// The text exposition, after refreshing the gauges read from the node.
     pub async fn render(&self, state: &AppState) -> String {
+        let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.ready
+            .set(i64::from(super::health::readiness(state).await.0));
+        match state.node.data_dir().space() {
+            Ok(space) => {
+                self.data_size_bytes.set(int(space.size_bytes));
+                self.data_free_bytes.set(int(space.free_bytes));
+            }
+            Err(e) => {
+                tracing::warn!(target: "gevulot", error = %e, "metrics: cannot read the data filesystem's free space");
+            }
+        }
+        match state.node.gpus().await {
+            Ok(gpus) => {
+                // A GPU changes state: only its current state is a series.
+                self.gpus.clear();
+                for g in gpus {
+                    self.gpus
+                        .get_or_create(&GpuLabels {
+                            address: g.address,
+                            state: g.state.as_str(),
+                        })
+                        .set(1);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(target: "gevulot", error = %e, "metrics: cannot read the GPU inventory");
+            }
+        }
         match state.node.task_counts().await {
             Ok(counts) => {
                 let mut waiting = 0;
@@ -259,7 +360,6 @@ impl Metrics {
         }
         if let Some(u) = state.node.usage() {
             let r = state.node.resources();
-            let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
             self.vms_running.set(int(u.running as u64));
             self.cpus_in_use
                 .set(int(r.cpus.saturating_sub(u.free_cpus)));
@@ -285,6 +385,13 @@ impl Metrics {
                 let counter = self.p2p_messages.get_or_create(&P2pLabels { outcome });
                 counter.inc_by(total.saturating_sub(counter.get()));
             }
+            for (reason, total) in [
+                ("whitelist", c.peers_refused),
+                ("limit", c.connections_over_limit),
+            ] {
+                let counter = self.p2p_refused.get_or_create(&RefusedLabels { reason });
+                counter.inc_by(total.saturating_sub(counter.get()));
+            }
         }
         // The intake keeps running totals; the counters follow them.
         let commits = state.node.commit_stats();
@@ -296,6 +403,12 @@ impl Metrics {
             (&self.phase_changes, phases.items),
         ] {
             counter.inc_by(total.saturating_sub(counter.get()));
+        }
+        for door in [&state.doors.submission, &state.doors.files] {
+            let counter = self
+                .refused
+                .get_or_create(&DoorLabels { door: door.name() });
+            counter.inc_by(door.refused().saturating_sub(counter.get()));
         }
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
