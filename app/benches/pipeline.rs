@@ -198,6 +198,7 @@ async fn main() {
             retry_backoff: Duration::from_secs(1),
             program_wait: Duration::from_secs(3600),
             per_program_limit: None,
+            min_free_bytes: 0,
         },
         intake.clone(),
         node,

@@ -45,6 +45,24 @@ impl DataDir {
         &self.root
     }
 
+    /// What is wrong when the data filesystem has less than `floor` bytes free (`None` when it
+    /// has enough, when `floor` is 0, or when the space cannot be read: nothing is held back on a
+    /// guess).
+    pub fn below_floor(&self, floor: u64) -> Option<String> {
+        if floor == 0 {
+            return None;
+        }
+        let space = self.space().ok()?;
+        (space.free_bytes < floor).then(|| {
+            format!(
+                "the data filesystem ({}) has {} MiB free, under the floor of {} MiB (GEVULOT_MIN_FREE_MB): new downloads and VMs wait until space is freed",
+                self.root.display(),
+                space.free_bytes >> 20,
+                floor >> 20
+            )
+        })
+    }
+
     /// The size and free space of the filesystem holding the data directory.
     pub fn space(&self) -> std::io::Result<Space> {
         let s = nix::sys::statvfs::statvfs(&self.root).map_err(std::io::Error::from)?;

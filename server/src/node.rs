@@ -137,6 +137,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 .map_or_else(crate::setup::host_mem_mib, |g| g * 1024),
             gpu_devices: args.gpu_devices.clone(),
             execution: !args.no_execution,
+            min_free_bytes: args.min_free_mb.saturating_mul(1 << 20),
         },
         sysfs_root: args.sysfs_root.clone(),
         max_upload_bytes: args.max_upload_bytes,

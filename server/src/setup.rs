@@ -80,6 +80,7 @@ pub async fn lone_node() -> anyhow::Result<app::node::Node> {
             mem_mib: 1,
             gpu_devices: vec![],
             execution: false,
+            min_free_bytes: 0,
         },
         sysfs_root: "/".into(),
         max_upload_bytes: 1 << 20,

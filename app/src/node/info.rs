@@ -29,6 +29,9 @@ pub struct Resources {
     pub gpu_devices: Vec<String>,
     /// False when the node never executes (`GEVULOT_NODE_NO_EXECUTION`).
     pub execution: bool,
+    /// Below this many free bytes on the data filesystem, no download or VM starts and the node
+    /// is not ready (`GEVULOT_MIN_FREE_MB`; 0: no floor).
+    pub min_free_bytes: u64,
 }
 
 impl Node {

@@ -201,6 +201,7 @@ fn pipeline(
             retry_backoff: execution.retry_backoff,
             program_wait: execution.program_wait,
             per_program_limit: execution.per_program_limit,
+            min_free_bytes: resources.min_free_bytes,
         },
         intake,
         key,

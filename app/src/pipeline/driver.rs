@@ -15,6 +15,9 @@ use crate::vm::executor::{ExecError, Outcome, TaskSpec};
 
 use super::{Execute, Pipeline, error_chain, result_kind, switched, vm_name};
 
+/// How often a task waiting for disk space looks again.
+const SPACE_CHECK_EVERY: Duration = Duration::from_secs(5);
+
 /// How an attempt ended, when not with a result.
 #[derive(Debug)]
 pub(super) enum Failure {
@@ -186,11 +189,13 @@ impl<E: Execute> Pipeline<E> {
             self.store().set_task_kind(task.id, kind).await?;
             task.kind = kind;
         }
+        self.wait_for_space(task, cancel).await?;
         self.set_phase(task, Phase::Downloading, None).await?;
         let prepared = tokio::select! {
             p = self.prepare(task, run, workflow, &program) => p?,
             () = switched(cancel) => return Err(Failure::Cancelled),
         };
+        self.wait_for_space(task, cancel).await?;
         let requested = program.resource_requirements.unwrap_or_default();
         let (told, allocation) = oneshot::channel();
         let refused = {
@@ -295,6 +300,31 @@ impl<E: Execute> Pipeline<E> {
         };
         self.inner.executor.cleanup(&vm);
         result
+    }
+
+    /// Waits while the data filesystem is under its floor (`GEVULOT_MIN_FREE_MB`), in phase
+    /// `waiting_for_resources` with the reason, looking again every few seconds; the task's next
+    /// phase follows as usual. Nothing is started that would fail half-way.
+    pub(super) async fn wait_for_space(
+        &self,
+        task: &mut Task,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Result<(), Failure> {
+        let config = &self.inner.config;
+        let mut said = false;
+        while let Some(reason) = config.data_dir.below_floor(config.min_free_bytes) {
+            if !said {
+                warn!(target: "gevulot", task = task.id, "{reason}");
+                self.set_phase(task, Phase::WaitingForResources, Some(&reason))
+                    .await?;
+                said = true;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(SPACE_CHECK_EVERY) => {}
+                () = switched(cancel) => return Err(Failure::Cancelled),
+            }
+        }
+        Ok(())
     }
 
     /// The task's program, waiting (bounded, from when the Run arrived) until it is deployed.

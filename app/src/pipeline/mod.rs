@@ -63,6 +63,9 @@ pub struct Config {
     pub program_wait: Duration,
     /// At most this many tasks of one program at a time (`None`: no limit).
     pub per_program_limit: Option<usize>,
+    /// Below this many free bytes on the data filesystem a task waits before its downloads and
+    /// before it asks for resources (0: no floor).
+    pub min_free_bytes: u64,
 }
 
 /// What the node's tasks hold and wait for.

@@ -154,6 +154,7 @@ fn settings(data: &DataDir) -> Config {
         retry_backoff: Duration::from_millis(10),
         program_wait: Duration::from_secs(600),
         per_program_limit: None,
+        min_free_bytes: 0,
     }
 }
 

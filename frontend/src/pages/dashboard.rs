@@ -11,6 +11,19 @@ pub struct NodeSummary {
     pub transactions: i64,
     pub execution: bool,
     pub file_base_url: String,
+    /// The data filesystem; `None` when it cannot be read.
+    pub disk: Option<DiskSummary>,
+}
+
+/// The data directory's filesystem and the node's floor on it.
+#[derive(Clone, Debug)]
+pub struct DiskSummary {
+    pub size_bytes: u64,
+    pub free_bytes: u64,
+    /// `GEVULOT_MIN_FREE_MB`, in bytes (0: none).
+    pub floor_bytes: u64,
+    /// Why the node starts nothing new, when it is under the floor.
+    pub under_floor: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -63,6 +76,11 @@ pub struct PeerRow {
     pub agent_version: Option<String>,
 }
 
+/// Bytes as GiB with one decimal.
+fn gib(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / f64::from(1u32 << 30))
+}
+
 pub fn dashboard(v: DashboardView) -> impl IntoView {
     let n = v.node.clone();
     view! {
@@ -74,6 +92,10 @@ pub fn dashboard(v: DashboardView) -> impl IntoView {
                 <p>"Version " {n.version} " · " {n.database} " · since " {time(n.started_at_ms)} " UTC"</p>
                 <p>"Downloads served at " <code>{n.file_base_url}</code></p>
                 <p>{if n.execution { "Executes programs." } else { "Relays only (GEVULOT_NODE_NO_EXECUTION)." }}</p>
+                {n.disk.map(|d| view! {
+                    <p>"Data filesystem: " {gib(d.free_bytes)} " GiB free of " {gib(d.size_bytes)} " GiB (floor " {gib(d.floor_bytes)} " GiB)"</p>
+                    {d.under_floor.map(|why| view! { <p class="flash error" role="alert">{why}</p> })}
+                })}
             </section>
             {v.network.clone().map(network)}
         </div>

@@ -402,6 +402,11 @@ pub struct RunArgs {
     #[arg(long, env = "GEVULOT_MAX_FILE_BYTES", default_value_t = 32 * 1024 * 1024 * 1024)]
     pub max_file_bytes: u64,
 
+    /// Free space to keep on the data filesystem, in MiB: below it no download or VM starts
+    /// (tasks wait) and the node is not ready; 0 = no floor.
+    #[arg(long, env = "GEVULOT_MIN_FREE_MB", default_value_t = 2048)]
+    pub min_free_mb: u64,
+
     /// Downloads at the same time.
     #[arg(long, env = "GEVULOT_DOWNLOAD_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub download_concurrency: u64,

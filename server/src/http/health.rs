@@ -3,7 +3,7 @@
 //!
 //! - `/livez`: 200 while the process serves requests.
 //! - `/readyz` (and `/healthz`): 200 when every required subsystem works (the database answers,
-//!   the P2P network runs), 503 otherwise, with a JSON report per check. A busy queue or a node
+//!   the P2P network runs, the data filesystem is above `GEVULOT_MIN_FREE_MB`), 503 otherwise, with a JSON report per check. A busy queue or a node
 //!   without peers is not a failure.
 
 use std::net::SocketAddr;
@@ -62,6 +62,25 @@ async fn database(state: &AppState) -> Check {
     }
 }
 
+/// The data filesystem has at least `GEVULOT_MIN_FREE_MB` free.
+fn disk(state: &AppState) -> Check {
+    let floor = state.node.resources().min_free_bytes;
+    match state.node.data_dir().below_floor(floor) {
+        None => Check {
+            status: "ok",
+            latency_ms: 0,
+            error: None,
+        },
+        Some(reason) => Check {
+            status: "fail",
+            latency_ms: 0,
+            error: Some(format!(
+                "{reason}; delete what the node no longer needs or lower GEVULOT_MIN_FREE_MB"
+            )),
+        },
+    }
+}
+
 /// The P2P network's event loop runs (connected peers do not matter: a node may be alone).
 fn p2p(network: &app::p2p::P2p) -> Check {
     if network.is_running() {
@@ -88,6 +107,7 @@ pub(super) async fn readiness(
     if let Some(network) = state.node.p2p() {
         checks.insert("p2p", p2p(network));
     }
+    checks.insert("disk", disk(state));
     (checks.values().all(|c| c.status == "ok"), checks)
 }
 

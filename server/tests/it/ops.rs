@@ -274,3 +274,75 @@ async fn bad_requests_never_fail_the_server() {
         .expect("login");
     assert_eq!(r.status(), 200);
 }
+
+/// Under its disk floor (`GEVULOT_MIN_FREE_MB`, here more than any disk has) the node says so in
+/// readiness, the metrics and the console, and a Run's task waits before its downloads with the
+/// reason.
+#[tokio::test]
+async fn under_the_disk_floor_tasks_wait_and_the_node_is_not_ready() {
+    let node = Running::start_with(
+        None,
+        &[
+            ("GEVULOT_MIN_FREE_MB", "1000000000000"),
+            ("GEVULOT_ADMIN_PASSWORD", "disk-admin-pass"),
+        ],
+    );
+    let (status, report) = readyz(&node).await;
+    assert_eq!(status, 503, "{report}");
+    assert_eq!(report["checks"]["disk"]["status"], "fail", "{report}");
+    let why = report["checks"]["disk"]["error"].as_str().unwrap_or("");
+    assert!(why.contains("GEVULOT_MIN_FREE_MB"), "{report}");
+    assert_eq!(report["checks"]["database"]["status"], "ok", "{report}");
+    let metrics = node.metrics_text().await;
+    assert!(metrics.contains("gevulot_ready 0"), "{metrics}");
+
+    let c = reqwest::Client::new();
+    let (session, _) = crate::support::sign_in(&c, &node.base, "admin", "disk-admin-pass").await;
+    let page = c
+        .get(format!("{}/console", node.base))
+        .header("cookie", session)
+        .send()
+        .await
+        .expect("dashboard")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("GiB free of"), "{page}");
+    assert!(
+        page.contains(r#"role="alert""#) && page.contains("GEVULOT_MIN_FREE_MB"),
+        "{page}"
+    );
+    for name in ["deploy", "run"] {
+        let r = c
+            .post(format!("{}/api/v1/transactions", node.base))
+            .header("content-type", "application/json")
+            .body(
+                testkit::vector(name)["input_json"]
+                    .as_str()
+                    .expect("json")
+                    .to_string(),
+            )
+            .send()
+            .await
+            .expect("submit");
+        assert_eq!(r.status(), 201, "{name}");
+    }
+    let run = app::tx::Hash::from_hex(testkit::vector("run")["hash_hex"].as_str().expect("hash"))
+        .expect("hash");
+    let tasks = crate::support::wait_tasks(
+        &node.base,
+        &run,
+        Duration::from_secs(30),
+        "the first task waits for disk space",
+        |t| {
+            t.first().is_some_and(|t| {
+                t["phase"] == "waiting_for_resources"
+                    && t["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("GEVULOT_MIN_FREE_MB"))
+            })
+        },
+    )
+    .await;
+    assert_eq!(tasks[1]["phase"], "queued", "{tasks:?}");
+}

@@ -90,6 +90,15 @@ async fn dashboard_view(state: &AppState) -> Result<pages::DashboardView, ApiErr
             transactions: node.count_transactions().await?,
             execution: node.resources().execution,
             file_base_url: node.file_base_url().to_string(),
+            disk: node.data_dir().space().ok().map(|space| {
+                let floor = node.resources().min_free_bytes;
+                pages::DiskSummary {
+                    size_bytes: space.size_bytes,
+                    free_bytes: space.free_bytes,
+                    floor_bytes: floor,
+                    under_floor: node.data_dir().below_floor(floor),
+                }
+            }),
         },
         resources: node.usage().map(|u| {
             let r = node.resources();

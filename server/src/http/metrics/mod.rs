@@ -102,6 +102,7 @@ pub struct Metrics {
     gpus: Family<GpuLabels, Gauge>,
     data_size_bytes: Gauge,
     data_free_bytes: Gauge,
+    data_min_free_bytes: Gauge,
 }
 
 impl fmt::Debug for Metrics {
@@ -221,6 +222,11 @@ impl Default for Metrics {
             "data_free_bytes",
             "Free space on the data directory's filesystem, in bytes",
         );
+        let data_min_free_bytes = gauge(
+            &mut registry,
+            "data_min_free_bytes",
+            "The floor of free space (GEVULOT_MIN_FREE_MB): below it no download or VM starts and the node is not ready",
+        );
         Self {
             registry,
             http_requests,
@@ -246,6 +252,7 @@ impl Default for Metrics {
             gpus,
             data_size_bytes,
             data_free_bytes,
+            data_min_free_bytes,
         }
     }
 }
@@ -308,6 +315,8 @@ impl Metrics {
             Ok(space) => {
                 self.data_size_bytes.set(int(space.size_bytes));
                 self.data_free_bytes.set(int(space.free_bytes));
+                self.data_min_free_bytes
+                    .set(int(state.node.resources().min_free_bytes));
             }
             Err(e) => {
                 tracing::warn!(target: "gevulot", error = %e, "metrics: cannot read the data filesystem's free space");
