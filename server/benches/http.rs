@@ -4,7 +4,8 @@
 //!   the machine allows: signature verification per second (this process, one core) and the same
 //!   storage code storing batches of 100 transactions on a fresh database of that backend;
 //! - `getTransaction` at c = 1, 8, 32, as a share of the HTTP + JSON-RPC floor (an unknown method
-//!   answered by the same server at the same concurrency);
+//!   answered by the same server at the same concurrency), and `GET /api/v1/transactions/{hash}`
+//!   next to it as a share of the same floor;
 //! - the file server against `python3 -m http.server` serving the same file.
 //!
 //! Prints a table and writes `target/bench/http.txt`.
@@ -204,6 +205,16 @@ async fn rpc_scenarios(
             })
             .collect(),
     );
+    let hexes: Arc<Vec<String>> = Arc::new(
+        txs[..stored]
+            .iter()
+            .map(|t| {
+                serde_json::from_str::<Transaction>(t)
+                    .map(|tx| tx.hash.to_hex())
+                    .unwrap_or_default()
+            })
+            .collect(),
+    );
     for concurrency in [1, 8, 32] {
         let (http, url) = (client.clone(), node.rpc.clone());
         let floor = load(requests, concurrency, move |i| {
@@ -216,9 +227,9 @@ async fn rpc_scenarios(
             }
         })
         .await?;
-        let (http, url, hashes) = (client.clone(), node.rpc.clone(), hashes.clone());
+        let (http, url, ids) = (client.clone(), node.rpc.clone(), hashes.clone());
         let stats = load(requests, concurrency, move |i| {
-            let (client, url, hashes) = (http.clone(), url.clone(), hashes.clone());
+            let (client, url, hashes) = (http.clone(), url.clone(), ids.clone());
             async move {
                 let body = format!(
                     r#"{{"jsonrpc":"2.0","id":{i},"method":"getTransaction","params":[{}]}}"#,
@@ -237,6 +248,25 @@ async fn rpc_scenarios(
             "{backend:<8} getTransaction   c={concurrency:<3} {:>8.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   floor (unknown method) {:>8.0} req/s   {:>4.2} of the floor",
             stats.per_second, stats.p50_ms, stats.p99_ms, floor.per_second,
             stats.per_second / floor.per_second
+        ));
+        let (http, base, ids) = (client.clone(), node.rpc.clone(), hexes.clone());
+        let rest = load(requests, concurrency, move |i| {
+            let (client, base, hexes) = (http.clone(), base.clone(), ids.clone());
+            async move {
+                let hash = &hexes[i % hexes.len()];
+                let r = client
+                    .get(format!("{base}api/v1/transactions/{hash}"))
+                    .send()
+                    .await?;
+                anyhow::ensure!(r.status() == 200, "unexpected status {}", r.status());
+                Ok(r.bytes().await?.len())
+            }
+        })
+        .await?;
+        report.line(format!(
+            "{backend:<8} REST GET tx      c={concurrency:<3} {:>8.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   {:>4.2} of the JSON-RPC floor",
+            rest.per_second, rest.p50_ms, rest.p99_ms,
+            rest.per_second / floor.per_second
         ));
     }
     Ok(())

@@ -82,8 +82,10 @@ pub struct Node {
 struct Inner {
     parts: Parts,
     started_at: SystemTime,
+    /// Stored transactions recently read (REST, the console), weighed by their output form.
+    stored: cache::Bounded<Arc<crate::model::StoredTransaction>>,
     /// `getTransaction`'s answers, serialised once.
-    outputs: cache::OutputCache,
+    outputs: cache::Bounded<Box<serde_json::value::RawValue>>,
     trees: trees::TreeCache,
     /// What [`Node::start`] spawned, ended by [`Node::shutdown`].
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -95,7 +97,16 @@ impl Node {
             inner: Arc::new(Inner {
                 parts,
                 started_at: SystemTime::now(),
-                outputs: cache::OutputCache::default(),
+                stored: cache::Bounded::new(cache::Bounds {
+                    entries: 16_384,
+                    bytes: 64 << 20,
+                    entry_bytes: 1 << 20,
+                }),
+                outputs: cache::Bounded::new(cache::Bounds {
+                    entries: 16_384,
+                    bytes: 64 << 20,
+                    entry_bytes: 1 << 20,
+                }),
                 trees: trees::TreeCache::default(),
                 tasks: Mutex::default(),
             }),

@@ -1,5 +1,7 @@
 //! Transactions: submit, read, list, trees, execution status, cancel.
 
+use std::sync::Arc;
+
 use serde_json::value::RawValue;
 
 use crate::download::Progress;
@@ -82,12 +84,35 @@ impl Node {
         Ok((tx, submitted))
     }
 
-    /// A stored transaction, if this node has it.
+    /// A stored transaction, if this node has it; recently read ones from a bounded cache (a
+    /// stored transaction never changes).
     pub async fn find_transaction(
         &self,
         hash: &Hash,
-    ) -> Result<Option<StoredTransaction>, NodeError> {
-        Ok(self.store().get_transaction(hash).await?)
+    ) -> Result<Option<Arc<StoredTransaction>>, NodeError> {
+        if let Some(stored) = self.inner.stored.get(hash) {
+            return Ok(Some(stored));
+        }
+        let Some(stored) = self.store().get_transaction(hash).await? else {
+            return Ok(None);
+        };
+        let stored = Arc::new(stored);
+        // Weighed by its output form, which the first getTransaction of it keeps too.
+        let output = self.output_of(&stored.tx)?;
+        self.inner
+            .stored
+            .put(*hash, stored.clone(), output.get().len());
+        self.inner
+            .outputs
+            .put(*hash, output.clone(), output.get().len());
+        Ok(Some(stored))
+    }
+
+    fn output_of(&self, tx: &Transaction) -> Result<Box<RawValue>, NodeError> {
+        let output = RpcTransaction::from_transaction(tx, self.file_base_url());
+        serde_json::value::to_raw_value(&output).map_err(|e| {
+            NodeError::Internal(format!("cannot encode the output form of {}: {e}", tx.hash))
+        })
     }
 
     /// `getTransaction`'s result for `hash`: the transaction's original output form as JSON,
@@ -100,19 +125,18 @@ impl Node {
         if let Some(output) = self.inner.outputs.get(hash) {
             return Ok(Some(output));
         }
-        let Some(stored) = self.find_transaction(hash).await? else {
+        let Some(stored) = self.store().get_transaction(hash).await? else {
             return Ok(None);
         };
-        let output = RpcTransaction::from_transaction(&stored.tx, self.file_base_url());
-        let json = serde_json::value::to_raw_value(&output).map_err(|e| {
-            NodeError::Internal(format!("cannot encode the output form of {hash}: {e}"))
-        })?;
-        self.inner.outputs.put(*hash, json.clone());
-        Ok(Some(json))
+        let output = self.output_of(&stored.tx)?;
+        self.inner
+            .outputs
+            .put(*hash, output.clone(), output.get().len());
+        Ok(Some(output))
     }
 
     /// A stored transaction.
-    pub async fn transaction(&self, hash: &Hash) -> Result<StoredTransaction, NodeError> {
+    pub async fn transaction(&self, hash: &Hash) -> Result<Arc<StoredTransaction>, NodeError> {
         self.find_transaction(hash)
             .await?
             .ok_or_else(|| not_on_this_node(hash))

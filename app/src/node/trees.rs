@@ -4,51 +4,36 @@
 //! began, and serves only while that count is unchanged: a read that raced a commit is never
 //! served, and nothing needs to listen for events.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, PoisonError};
-
+use super::cache::{Bounded, Bounds};
 use crate::tx::Hash;
 use crate::tx::rpc::TransactionTree;
 
-/// At most this many trees.
+/// At most this many trees (each weighed as one byte: trees are small).
 const MAX_TREES: usize = 4096;
 
-#[derive(Debug, Default)]
-pub(super) struct TreeCache {
-    inner: Mutex<Trees>,
-}
+#[derive(Debug)]
+pub(super) struct TreeCache(Bounded<(u64, TransactionTree)>);
 
-#[derive(Debug, Default)]
-struct Trees {
-    by_hash: HashMap<Hash, (u64, TransactionTree)>,
-    order: VecDeque<Hash>,
+impl Default for TreeCache {
+    fn default() -> Self {
+        Self(Bounded::new(Bounds {
+            entries: MAX_TREES,
+            bytes: MAX_TREES,
+            entry_bytes: 1,
+        }))
+    }
 }
 
 impl TreeCache {
     /// The tree read for `hash` when the count was `stamp`, if that is the count now.
     pub(super) fn get(&self, hash: &Hash, stamp: u64) -> Option<TransactionTree> {
-        let t = self.lock();
-        match t.by_hash.get(hash) {
-            Some((at, tree)) if *at == stamp => Some(tree.clone()),
-            _ => None,
-        }
+        self.0
+            .get(hash)
+            .and_then(|(at, tree)| (at == stamp).then_some(tree))
     }
 
     /// Keeps `tree`, read for `hash` in a read that began at count `stamp`.
     pub(super) fn put(&self, hash: Hash, stamp: u64, tree: TransactionTree) {
-        let mut t = self.lock();
-        if t.by_hash.insert(hash, (stamp, tree)).is_some() {
-            return;
-        }
-        t.order.push_back(hash);
-        while t.order.len() > MAX_TREES {
-            if let Some(oldest) = t.order.pop_front() {
-                t.by_hash.remove(&oldest);
-            }
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Trees> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        self.0.put(hash, (stamp, tree), 1);
     }
 }

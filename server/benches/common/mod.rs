@@ -49,6 +49,8 @@ pub fn start_node(
         // themselves.
         .env("GEVULOT_RATE_LIMIT", "0")
         .env("GEVULOT_CONCURRENCY_LIMIT", "0")
+        .env("GEVULOT_FILES_RATE_LIMIT", "0")
+        .env("GEVULOT_FILES_CONCURRENCY_LIMIT", "0")
         .env("RUST_LOG", "warn,gevulot=info")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
