@@ -52,7 +52,12 @@ impl DataDir {
         if floor == 0 {
             return None;
         }
-        let space = self.space().ok()?;
+        self.under_floor(&self.space().ok()?, floor)
+    }
+
+    /// What is wrong when `space` (read from this directory's filesystem) has less than `floor`
+    /// bytes free.
+    pub fn under_floor(&self, space: &Space, floor: u64) -> Option<String> {
         (space.free_bytes < floor).then(|| {
             format!(
                 "the data filesystem ({}) has {} MiB free, under the floor of {} MiB (GEVULOT_MIN_FREE_MB): new downloads and VMs wait until space is freed",

@@ -74,6 +74,20 @@ pub struct Intake {
 /// The writer of task phase changes: one commit for whatever changes are waiting.
 type PhaseWriter = Batcher<PhaseChangeOf, Result<bool, StoreError>>;
 
+/// Writes one batch of phase changes in one database transaction (see [`settle`] for a batch
+/// that fails) and returns each change's outcome and whether the batch failed.
+async fn write_phases(
+    store: Store,
+    batch: Vec<PhaseChangeOf>,
+) -> (Vec<Result<bool, StoreError>>, bool) {
+    let written = store.set_task_phases(&batch).await;
+    settle("task phases", batch.len(), written, |i| {
+        let c = &batch[i];
+        store.set_task_phase(c.task, c.phase, c.note.as_deref())
+    })
+    .await
+}
+
 impl Intake {
     pub fn new(store: Store, limits: Limits, acl: AclPolicy) -> Self {
         Self {
@@ -146,17 +160,7 @@ impl Intake {
     ) -> Result<bool, StoreError> {
         let writer = self.phases.get_or_init(|| {
             let store = self.store.clone();
-            Batcher::start(MAX_BATCH, move |batch: Vec<PhaseChangeOf>| {
-                let store = store.clone();
-                async move {
-                    let written = store.set_task_phases(&batch).await;
-                    settle("task phases", batch.len(), written, |i| {
-                        let c = &batch[i];
-                        store.set_task_phase(c.task, c.phase, c.note.as_deref())
-                    })
-                    .await
-                }
-            })
+            Batcher::start(MAX_BATCH, move |batch| write_phases(store.clone(), batch))
         });
         let change = PhaseChangeOf {
             task: task.id,

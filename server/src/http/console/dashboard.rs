@@ -96,7 +96,7 @@ async fn dashboard_view(state: &AppState) -> Result<pages::DashboardView, ApiErr
                     size_bytes: space.size_bytes,
                     free_bytes: space.free_bytes,
                     floor_bytes: floor,
-                    under_floor: node.data_dir().below_floor(floor),
+                    under_floor: node.data_dir().under_floor(&space, floor),
                 }
             }),
         },

@@ -90,13 +90,13 @@ impl TaskMetrics {
                 .observe(now.saturating_duration_since(started).as_secs_f64());
         }
         match phase {
-            Phase::Booting => timings.insert_booting(task, now),
+            Phase::Booting => insert_bounded(&mut timings.booting, task, now),
             Phase::Running => {
                 if let Some(booted) = timings.booting.remove(&task) {
                     self.boot_seconds
                         .observe(now.saturating_duration_since(booted).as_secs_f64());
                 }
-                timings.insert_running(task, now);
+                insert_bounded(&mut timings.running, task, now);
             }
             _ => {
                 timings.booting.remove(&task);
@@ -119,20 +119,12 @@ struct Timings {
     running: HashMap<i64, Instant>,
 }
 
-impl Timings {
-    fn insert_booting(&mut self, task: i64, at: Instant) {
-        if self.booting.len() >= MAX_TIMED {
-            self.booting.clear();
-        }
-        self.booting.insert(task, at);
+/// Records `at` for `task` in `times`, forgetting every timing first when it is full.
+fn insert_bounded(times: &mut HashMap<i64, Instant>, task: i64, at: Instant) {
+    if times.len() >= MAX_TIMED {
+        times.clear();
     }
-
-    fn insert_running(&mut self, task: i64, at: Instant) {
-        if self.running.len() >= MAX_TIMED {
-            self.running.clear();
-        }
-        self.running.insert(task, at);
-    }
+    times.insert(task, at);
 }
 
 #[cfg(test)]
