@@ -1,5 +1,7 @@
 //! `gevulot run`: resolves the configuration, opens the data directory, the node key and the
-//! database, builds the core, and runs until SIGINT or SIGTERM.
+//! database, builds the core, and runs until SIGINT or SIGTERM. A signal drains the node: no new
+//! task starts, and running ones get `GEVULOT_SHUTDOWN_GRACE` to finish before their VMs are
+//! stopped (the next start resumes them); a second signal cuts the grace short.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -225,6 +227,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Err(e) => return Err(anyhow::Error::new(e).context("a server task failed")),
             }
         }
+    }
+    let grace = Duration::from_secs(args.shutdown_grace);
+    let running = node.drain_state().running;
+    if running > 0 {
+        info!(target: "gevulot", running, grace_s = grace.as_secs(), "stopping: draining; running tasks get up to GEVULOT_SHUTDOWN_GRACE to finish (send the signal again to stop them now)");
+    }
+    let stopped = tokio::select! {
+        stopped = node.stop(grace) => stopped,
+        () = signals.recv() => {
+            warn!(target: "gevulot", "a second signal: stopping the running tasks now");
+            node.stop(Duration::ZERO).await
+        }
+    };
+    if stopped.interrupted > 0 {
+        warn!(target: "gevulot", finished = stopped.finished, interrupted = stopped.interrupted, "stopped the tasks still running after the grace period; the next start resumes them");
+    } else if stopped.finished > 0 {
+        info!(target: "gevulot", finished = stopped.finished, "every running task finished");
     }
     info!(target: "gevulot", "shutting down: finishing requests in flight");
     let _ = stop.send(true);

@@ -238,3 +238,28 @@ impl From<&app::node::NetworkView> for PeerNetwork {
         }
     }
 }
+
+/// Whether the node drains: while it does, no new task starts (running ones finish) and its
+/// readiness says `draining`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Drain {
+    pub draining: bool,
+    /// When draining began (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Tasks still running (booting, running or submitting).
+    pub running_tasks: usize,
+    /// Tasks waiting for resources; while draining they do not start.
+    pub waiting_tasks: usize,
+}
+
+impl From<app::node::DrainState> for Drain {
+    fn from(d: app::node::DrainState) -> Self {
+        Self {
+            draining: d.draining(),
+            since: d.since.map(super::system_rfc3339),
+            running_tasks: d.running,
+            waiting_tasks: d.waiting,
+        }
+    }
+}

@@ -9,6 +9,7 @@
 //! configuration. Transactions enter the database only through [`crate::intake`].
 
 mod cache;
+mod drain;
 mod error;
 mod files;
 mod gpus;
@@ -24,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 pub use crate::intake::{AclPolicy, Intake, Outbox, OutboxReceiver, SubmitError, Submitted};
+pub use drain::{DrainState, Stopped};
 pub use error::NodeError;
 pub use files::FileView;
 pub use info::{NodeInfo, Resources};
@@ -89,6 +91,8 @@ struct Inner {
     trees: trees::TreeCache,
     /// What [`Node::start`] spawned, ended by [`Node::shutdown`].
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Since when the node drains (`None`: it takes work).
+    draining: Mutex<Option<SystemTime>>,
 }
 
 impl Node {
@@ -109,6 +113,7 @@ impl Node {
                 }),
                 trees: trees::TreeCache::default(),
                 tasks: Mutex::default(),
+                draining: Mutex::default(),
             }),
         }
     }

@@ -15,6 +15,9 @@ use crate::vm::executor::{ExecError, Outcome, TaskSpec};
 
 use super::{Execute, Pipeline, error_chain, result_kind, switched, vm_name};
 
+/// The note of a task that waits because the node drains.
+const DRAINING: &str = "the node is draining: no task starts until an operator resumes it";
+
 /// How often a task waiting for disk space looks again.
 const SPACE_CHECK_EVERY: Duration = Duration::from_secs(5);
 
@@ -218,7 +221,8 @@ impl<E: Execute> Pipeline<E> {
                 "{refusal}; it cannot run on this node"
             )));
         }
-        self.set_phase(task, Phase::WaitingForResources, None)
+        let note = self.state().draining.then_some(DRAINING);
+        self.set_phase(task, Phase::WaitingForResources, note)
             .await?;
         self.schedule();
         let allocation = tokio::select! {

@@ -99,6 +99,10 @@ struct State {
     gpus: BTreeMap<String, GpuPassthrough>,
     /// The content each downloading task waits for.
     downloading: HashMap<i64, Hash>,
+    /// The drivers of the tasks in `active`, to stop them when the node stops.
+    drivers: HashMap<i64, tokio::task::AbortHandle>,
+    /// While draining, no waiting task is given resources (running ones go on).
+    draining: bool,
 }
 
 struct Inner<E> {
@@ -143,6 +147,7 @@ impl<E: Execute> Drop for Admitted<E> {
         {
             let mut st = self.pipeline.state();
             st.active.remove(&self.id);
+            st.drivers.remove(&self.id);
             st.waiting.remove(&self.id);
             st.scheduler.cancel(self.id);
         }
@@ -177,6 +182,8 @@ impl<E: Execute> Pipeline<E> {
                     active: HashMap::new(),
                     gpus: BTreeMap::new(),
                     downloading: HashMap::new(),
+                    drivers: HashMap::new(),
+                    draining: false,
                 }),
                 deployed: Notify::new(),
             }),
@@ -247,9 +254,42 @@ impl<E: Execute> Pipeline<E> {
             .then(|| crate::vm::executor::log_tail(&path, max))
     }
 
-    /// Starts every waiting task that fits, telling each its allocation.
+    /// Drains (`true`: no waiting task starts; running ones go on) or resumes (`false`).
+    pub fn set_draining(&self, on: bool) {
+        self.state().draining = on;
+        if !on {
+            self.schedule();
+        }
+    }
+
+    /// Stops every task this process drives, as a node that stops: their VMs are killed and
+    /// their phases stay as they are, so the next start resumes each (an interrupted boot
+    /// counts as an attempt). Returns how many tasks were stopped once their drivers are gone.
+    pub async fn stop_tasks(&self) -> usize {
+        let stopped = {
+            let mut st = self.state();
+            st.draining = true;
+            for driver in st.drivers.values() {
+                driver.abort();
+            }
+            st.drivers.len()
+        };
+        // A driver's state leaves `active` when its future is dropped (its VM with it).
+        for _ in 0..200 {
+            if self.state().active.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stopped
+    }
+
+    /// Starts every waiting task that fits, telling each its allocation (none while draining).
     fn schedule(&self) {
         let mut st = self.state();
+        if st.draining {
+            return;
+        }
         loop {
             let started = st.scheduler.schedule();
             if started.is_empty() {

@@ -145,7 +145,8 @@ impl<E: Execute> Pipeline<E> {
             st.active.insert(task.id, switch);
         }
         let this = self.clone();
-        tokio::spawn(async move {
+        let id = task.id;
+        let driver = tokio::spawn(async move {
             let run_hash = run.hash;
             {
                 let _admitted = Admitted {
@@ -159,5 +160,10 @@ impl<E: Execute> Pipeline<E> {
                 warn!(target: "gevulot", run = %run_hash, error = %e, "cannot plan the run's next step; it is picked up again later");
             }
         });
+        let mut st = self.state();
+        // A driver that already ended has left `active` (and must not be remembered).
+        if st.active.contains_key(&id) {
+            st.drivers.insert(id, driver.abort_handle());
+        }
     }
 }

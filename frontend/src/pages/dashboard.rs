@@ -13,6 +13,7 @@ pub struct NodeSummary {
     pub file_base_url: String,
     /// The data filesystem; `None` when it cannot be read.
     pub disk: Option<DiskSummary>,
+    pub drain: DrainSummary,
 }
 
 /// The data directory's filesystem and the node's floor on it.
@@ -24,6 +25,17 @@ pub struct DiskSummary {
     pub floor_bytes: u64,
     /// Why the node starts nothing new, when it is under the floor.
     pub under_floor: Option<String>,
+}
+
+/// Whether the node drains, and the switch for operators.
+#[derive(Clone, Debug)]
+pub struct DrainSummary {
+    /// When draining began; `None` while the node takes work.
+    pub since_ms: Option<i64>,
+    pub running: usize,
+    pub waiting: usize,
+    /// The session's CSRF token when the viewer may flip the switch (an operator).
+    pub csrf: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -96,11 +108,46 @@ pub fn dashboard(v: DashboardView) -> impl IntoView {
                     <p>"Data filesystem: " {gib(d.free_bytes)} " GiB free of " {gib(d.size_bytes)} " GiB (floor " {gib(d.floor_bytes)} " GiB)"</p>
                     {d.under_floor.map(|why| view! { <p class="flash error" role="alert">{why}</p> })}
                 })}
+                {drain(n.drain)}
             </section>
             {v.network.clone().map(network)}
         </div>
         {dashboard_live(v)}
     }
+}
+
+/// Whether the node takes work, with the drain switch for operators.
+fn drain(d: DrainSummary) -> impl IntoView {
+    let state = match d.since_ms {
+        Some(since) => view! {
+            <p class="flash error" id="drain-state" role="status">
+                "Draining since " {time(since)} " UTC: no new task starts. "
+                {d.running} " running, " {d.waiting} " waiting."
+            </p>
+        }
+        .into_any(),
+        None => view! { <p id="drain-state">"Takes work."</p> }.into_any(),
+    };
+    let switch = d.csrf.map(|csrf| {
+        if d.since_ms.is_some() {
+            view! {
+                <form method="post" action="/console/drain/resume" class="inline">
+                    {csrf_field(&csrf)}
+                    <button type="submit" id="resume">"Resume"</button>
+                </form>
+            }
+            .into_any()
+        } else {
+            view! {
+                <form method="post" action="/console/drain" class="inline">
+                    {csrf_field(&csrf)}
+                    <button type="submit" class="danger" id="drain" data-confirm="Drain this node? No new task starts until it is resumed; running tasks finish.">"Drain"</button>
+                </form>
+            }
+            .into_any()
+        }
+    });
+    view! { {state} {switch} }
 }
 
 /// The dashboard's peer panel: identity in the network, who may join, who is connected.

@@ -4,14 +4,15 @@
 //! (`*_FILE`), and never appear in logs or error messages.
 
 mod doors;
+mod secret;
 
 pub use doors::DoorArgs;
+pub use secret::{Secret, secret};
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// The default data directory of a system installation.
@@ -473,50 +474,14 @@ pub struct RunArgs {
     #[arg(long, env = "GEVULOT_MAX_PROOF_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_proof_bytes: usize,
 
+    /// Seconds running tasks get to finish when the node stops (`SIGTERM`, `SIGINT`): it drains
+    /// (no new task starts), waits up to this long, then stops the VMs left, whose tasks the
+    /// next start resumes. Give the container manager's stop timeout more than this.
+    #[arg(long, env = "GEVULOT_SHUTDOWN_GRACE", default_value_t = 120)]
+    pub shutdown_grace: u64,
+
     #[command(flatten)]
     pub doors: DoorArgs,
-}
-
-/// A secret value: shows as `[redacted]` in `Debug` and `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-/// Reads a secret from a file, without a trailing newline. The error names the file, never
-/// its content.
-pub fn read_secret_file(path: &Path) -> anyhow::Result<Secret> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the secret file {}", path.display()))?;
-    let value = text.trim_end_matches(['\n', '\r']).to_string();
-    if value.is_empty() {
-        bail!("the secret file {} is empty", path.display());
-    }
-    Ok(Secret(value))
-}
-
-pub fn secret(value: &Option<String>, file: &Option<PathBuf>) -> anyhow::Result<Option<Secret>> {
-    match (value, file) {
-        (_, Some(path)) => read_secret_file(path).map(Some),
-        (Some(v), None) => Ok(Some(Secret(v.clone()))),
-        (None, None) => Ok(None),
-    }
 }
 
 /// Where the data directory is, and why.
@@ -640,6 +605,7 @@ impl RunArgs {
 
 #[cfg(test)]
 mod tests {
+    use super::secret::read_secret_file;
     use super::*;
 
     #[test]

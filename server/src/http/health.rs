@@ -3,7 +3,8 @@
 //!
 //! - `/livez`: 200 while the process serves requests.
 //! - `/readyz` (and `/healthz`): 200 when every required subsystem works (the database answers,
-//!   the P2P network runs, the data filesystem is above `GEVULOT_MIN_FREE_MB`), 503 otherwise, with a JSON report per check. A busy queue or a node
+//!   the P2P network runs, the data filesystem is above `GEVULOT_MIN_FREE_MB`, the node is not draining), 503 otherwise, with a JSON report per check
+//!   (`status`: `ok`, `draining` when draining is the only reason, or `unavailable`). A busy queue or a node
 //!   without peers is not a failure.
 
 use std::net::SocketAddr;
@@ -108,7 +109,23 @@ pub(super) async fn readiness(
         checks.insert("p2p", p2p(network));
     }
     checks.insert("disk", disk(state));
+    checks.insert("drain", drain(state));
     (checks.values().all(|c| c.status == "ok"), checks)
+}
+
+/// The node takes work: not draining (an operator's switch, or a stop under way).
+fn drain(state: &AppState) -> Check {
+    let drain = state.node.drain_state();
+    Check {
+        status: if drain.draining() { "draining" } else { "ok" },
+        latency_ms: 0,
+        error: drain.draining().then(|| {
+            format!(
+                "draining: no new task starts; {} running, {} waiting (DELETE /api/v1/node/drain resumes)",
+                drain.running, drain.waiting
+            )
+        }),
+    }
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
@@ -118,10 +135,19 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    // Draining alone is said as such: the node works, it just takes no new work.
+    let draining = checks
+        .values()
+        .all(|c| c.status == "ok" || c.status == "draining")
+        && !ok;
     (
         status,
         Json(Report {
-            status: if ok { "ok" } else { "unavailable" },
+            status: match (ok, draining) {
+                (true, _) => "ok",
+                (false, true) => "draining",
+                (false, false) => "unavailable",
+            },
             checks,
         }),
     )

@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod console;
+pub mod drain;
 pub use api::dto;
 pub mod error;
 pub mod files;

@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod console;
 mod doors;
+mod drain;
 mod faults;
 mod files;
 mod gpus;

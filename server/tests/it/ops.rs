@@ -346,3 +346,142 @@ async fn under_the_disk_floor_tasks_wait_and_the_node_is_not_ready() {
     .await;
     assert_eq!(tasks[1]["phase"], "queued", "{tasks:?}");
 }
+
+/// The drain switch over REST and the console: readiness says `draining`, the metric follows,
+/// viewers may look but not flip it, and resuming makes the node ready again.
+#[tokio::test]
+async fn the_drain_switch_over_rest_and_the_console() {
+    let node = Running::start_with(None, &[("GEVULOT_ADMIN_PASSWORD", "drain-admin-pass")]);
+    let c = reqwest::Client::new();
+    let drain = format!("{}/api/v1/node/drain", node.base);
+    assert_eq!(
+        c.get(&drain).send().await.expect("get").status(),
+        401,
+        "the drain state needs a signed-in caller"
+    );
+    let token = api_token(&c, &node.base, "admin", "drain-admin-pass").await;
+    let call =
+        |method: reqwest::Method, token: &str| c.request(method, &drain).bearer_auth(token).send();
+    let state: Value = call(reqwest::Method::GET, &token)
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(state["draining"], false, "{state}");
+    assert!(state.get("since").is_none(), "{state}");
+    assert_eq!(readyz(&node).await.0, 200);
+
+    let r = call(reqwest::Method::POST, &token).await.expect("drain");
+    assert_eq!(r.status(), 200);
+    let state: Value = r.json().await.expect("json");
+    assert_eq!(state["draining"], true, "{state}");
+    let since = state["since"].as_str().expect("since").to_string();
+    // Draining twice keeps the first time.
+    let again: Value = call(reqwest::Method::POST, &token)
+        .await
+        .expect("drain")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(again["since"], since.as_str());
+    let (status, report) = readyz(&node).await;
+    assert_eq!(status, 503, "{report}");
+    assert_eq!(report["status"], "draining", "{report}");
+    assert_eq!(report["checks"]["drain"]["status"], "draining", "{report}");
+    assert_eq!(report["checks"]["database"]["status"], "ok", "{report}");
+    let metrics = node.metrics_text().await;
+    assert!(metrics.contains("gevulot_draining 1"), "{metrics}");
+    assert!(metrics.contains("gevulot_ready 0"), "{metrics}");
+
+    // A viewer may look, not flip the switch.
+    let r = c
+        .post(format!("{}/api/v1/users", node.base))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"username": "vic", "password": "viewer-pass-123", "role": "viewer"}))
+        .send()
+        .await
+        .expect("create viewer");
+    assert_eq!(r.status(), 201);
+    let viewer = api_token(&c, &node.base, "vic", "viewer-pass-123").await;
+    assert_eq!(
+        call(reqwest::Method::GET, &viewer)
+            .await
+            .expect("get")
+            .status(),
+        200
+    );
+    for method in [reqwest::Method::POST, reqwest::Method::DELETE] {
+        let r = call(method.clone(), &viewer).await.expect("flip");
+        assert_eq!(r.status(), 403, "{method}");
+    }
+
+    // The console shows the state and flips it (an operator's form with the CSRF token).
+    let (cookie, csrf) = crate::support::sign_in(&c, &node.base, "admin", "drain-admin-pass").await;
+    let page = |cookie: String| {
+        let c = c.clone();
+        let url = format!("{}/console", node.base);
+        async move {
+            c.get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .expect("dashboard")
+                .text()
+                .await
+                .expect("html")
+        }
+    };
+    let html = page(cookie.clone()).await;
+    assert!(html.contains("Draining since"), "{html}");
+    assert!(html.contains(r#"action="/console/drain/resume""#), "{html}");
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let r = no_redirects
+        .post(format!("{}/console/drain/resume", node.base))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("csrf=forged")
+        .send()
+        .await
+        .expect("forged resume");
+    assert_eq!(r.status(), 403, "a forged form changes nothing");
+    assert_eq!(readyz(&node).await.0, 503);
+    let r = no_redirects
+        .post(format!("{}/console/drain/resume", node.base))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .expect("resume");
+    assert_eq!(r.status(), 303);
+    let (status, report) = readyz(&node).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["checks"]["drain"]["status"], "ok", "{report}");
+    let html = page(cookie.clone()).await;
+    assert!(html.contains("Takes work."), "{html}");
+    assert!(html.contains(r#"action="/console/drain""#), "{html}");
+    assert!(node.metrics_text().await.contains("gevulot_draining 0"));
+
+    let r = no_redirects
+        .post(format!("{}/console/drain", node.base))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .expect("drain from the console");
+    assert_eq!(r.status(), 303);
+    assert_eq!(readyz(&node).await.1["status"], "draining");
+    let state: Value = call(reqwest::Method::DELETE, &token)
+        .await
+        .expect("resume")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(state["draining"], false, "{state}");
+    assert_eq!(readyz(&node).await.0, 200);
+}

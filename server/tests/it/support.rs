@@ -208,6 +208,15 @@ impl Running {
         self._node.log.join("\n")
     }
 
+    /// Stops the node with SIGTERM, waits for a clean exit, and hands back its data directory
+    /// and everything it printed.
+    pub fn stop(self) -> (tempfile::TempDir, String) {
+        let Running {
+            _node: node, data, ..
+        } = self;
+        (data, node.terminate())
+    }
+
     /// Starts `gevulot run` on SQLite in a fresh data directory, or on `db_url`.
     pub fn start(db_url: Option<&str>) -> Running {
         Self::start_with(db_url, &[])

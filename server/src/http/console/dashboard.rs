@@ -77,8 +77,12 @@ async fn network_summary(state: &AppState) -> Result<Option<pages::NetworkSummar
     }))
 }
 
-async fn dashboard_view(state: &AppState) -> Result<pages::DashboardView, ApiError> {
+async fn dashboard_view(
+    state: &AppState,
+    session: &Session,
+) -> Result<pages::DashboardView, ApiError> {
     let node = &state.node;
+    let drain = node.drain_state();
     let mut queue = node.task_counts().await?;
     queue.sort_by_key(|(p, _)| Phase::ALL.iter().position(|x| x == p));
     Ok(pages::DashboardView {
@@ -99,6 +103,16 @@ async fn dashboard_view(state: &AppState) -> Result<pages::DashboardView, ApiErr
                     under_floor: node.data_dir().under_floor(&space, floor),
                 }
             }),
+            drain: pages::DrainSummary {
+                since_ms: drain.since.map(epoch_ms),
+                running: drain.running,
+                waiting: drain.waiting,
+                csrf: session
+                    .user
+                    .role
+                    .allows(Role::Operator)
+                    .then(|| session.csrf.clone()),
+            },
         },
         resources: node.usage().map(|u| {
             let r = node.resources();
@@ -123,7 +137,7 @@ pub(super) async fn dashboard(
     headers: HeaderMap,
     s: Session,
 ) -> Response {
-    let view = match dashboard_view(&state).await {
+    let view = match dashboard_view(&state, &s).await {
         Ok(v) => v,
         Err(e) => return problem(&state, Some(&s), &headers, e).await,
     };
@@ -142,4 +156,40 @@ pub(super) async fn dashboard(
         },
     )
     .await
+}
+
+/// The drain switch: no new task starts until resumed (an operator's).
+pub(super) async fn drain(
+    State(state): State<AppState>,
+    Posted {
+        session: s,
+        form: _,
+    }: Posted<DrainForm>,
+) -> Response {
+    crate::http::drain::drain(&state, &s.user.username);
+    see_other_with(
+        "/console",
+        Flash::Ok("Draining: no new task starts; running tasks finish. Resume when done.".into()),
+    )
+}
+
+/// Takes work again (an operator's).
+pub(super) async fn resume(
+    State(state): State<AppState>,
+    Posted {
+        session: s,
+        form: _,
+    }: Posted<DrainForm>,
+) -> Response {
+    crate::http::drain::resume(&state, &s.user.username);
+    see_other_with(
+        "/console",
+        Flash::Ok("Resumed: waiting tasks start as resources allow.".into()),
+    )
+}
+
+/// The drain and resume buttons' form.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct DrainForm {
+    pub(super) csrf: String,
 }

@@ -44,6 +44,8 @@ pub fn router() -> Router<AppState> {
         .route("/console/assets/console.js", get(js))
         .route("/console/sign-in", get(sign_in_page).post(sign_in))
         .route("/console/sign-out", post(sign_out))
+        .route("/console/drain", post(dashboard::drain))
+        .route("/console/drain/resume", post(dashboard::resume))
         .route("/console/setup", get(setup_page).post(setup))
         .route(
             "/console/programs",
@@ -415,6 +417,7 @@ console_forms! {
     account::PasswordForm => Viewer,
     account::TokenForm => Viewer,
     gpus::GpuForm => Operator,
+    dashboard::DrainForm => Operator,
     users::UserForm => Admin,
     users::RoleForm => Admin,
 }

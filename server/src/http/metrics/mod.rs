@@ -98,6 +98,7 @@ pub struct Metrics {
     phase_changes: Counter,
     refused: Family<DoorLabels, Counter>,
     ready: Gauge,
+    draining: Gauge,
     task_metrics: tasks::TaskMetrics,
     gpus: Family<GpuLabels, Gauge>,
     data_size_bytes: Gauge,
@@ -203,7 +204,12 @@ impl Default for Metrics {
         let ready = gauge(
             &mut registry,
             "ready",
-            "1 when the node is ready (what /readyz says: the database answers, the P2P network runs)",
+            "1 when the node is ready (what /readyz says: the database answers, the P2P network runs, the disk is above its floor, the node is not draining)",
+        );
+        let draining = gauge(
+            &mut registry,
+            "draining",
+            "1 while the node drains (an operator's switch, or a stop under way): no new task starts",
         );
         let task_metrics = tasks::TaskMetrics::register(&mut registry);
         let gpus = Family::<GpuLabels, Gauge>::default();
@@ -248,6 +254,7 @@ impl Default for Metrics {
             phase_changes,
             refused,
             ready,
+            draining,
             task_metrics,
             gpus,
             data_size_bytes,
@@ -311,6 +318,8 @@ impl Metrics {
         let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         self.ready
             .set(i64::from(super::health::readiness(state).await.0));
+        self.draining
+            .set(i64::from(state.node.drain_state().draining()));
         match state.node.data_dir().space() {
             Ok(space) => {
                 self.data_size_bytes.set(int(space.size_bytes));

@@ -1,0 +1,82 @@
+//! The drain switch (operator): while the node drains no new task starts, running tasks
+//! finish, and readiness says `draining`, so that it can be upgraded or restarted without losing
+//! work. `SIGTERM` drains too, for `GEVULOT_SHUTDOWN_GRACE` seconds, before the node stops.
+
+use axum::Json;
+use axum::extract::State;
+use tracing::info;
+
+use app::auth::Role;
+
+use super::AppState;
+use super::auth::Caller;
+use super::dto::Drain;
+use super::error::{ApiError, NotSignedIn, Problem};
+
+/// Whether the node drains, and what still runs and waits (any signed-in role).
+#[utoipa::path(
+    get,
+    path = "/api/v1/node/drain",
+    tag = "node",
+    responses(
+        (status = 200, description = "The drain state", body = Drain),
+        NotSignedIn,
+    )
+)]
+pub async fn state(State(state): State<AppState>, caller: Caller) -> Result<Json<Drain>, ApiError> {
+    caller.require(Role::Viewer)?;
+    Ok(Json(state.node.drain_state().into()))
+}
+
+/// Drain the node (operator): no new task starts; running tasks finish; new transactions are
+/// still accepted and their tasks wait. Draining a draining node changes nothing.
+#[utoipa::path(
+    post,
+    path = "/api/v1/node/drain",
+    tag = "node",
+    responses(
+        (status = 200, description = "The node drains", body = Drain),
+        NotSignedIn,
+        (status = 403, description = "Not an operator, or no CSRF token", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn start(State(state): State<AppState>, caller: Caller) -> Result<Json<Drain>, ApiError> {
+    caller.require(Role::Operator)?;
+    Ok(Json(drain(&state, &caller.user.username).into()))
+}
+
+/// Stop draining (operator): waiting tasks start as resources allow.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/node/drain",
+    tag = "node",
+    responses(
+        (status = 200, description = "The node takes work again", body = Drain),
+        NotSignedIn,
+        (status = 403, description = "Not an operator, or no CSRF token", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn stop(State(state): State<AppState>, caller: Caller) -> Result<Json<Drain>, ApiError> {
+    caller.require(Role::Operator)?;
+    Ok(Json(resume(&state, &caller.user.username).into()))
+}
+
+/// Drains on behalf of `by` (the REST API's and the console's switch).
+pub fn drain(state: &AppState, by: &str) -> app::node::DrainState {
+    let was = state.node.drain_state().draining();
+    let now = state.node.drain();
+    if !was {
+        info!(target: "gevulot", by, running = now.running, waiting = now.waiting, "draining: no new task starts until the node is resumed");
+    }
+    now
+}
+
+/// Resumes on behalf of `by`.
+pub fn resume(state: &AppState, by: &str) -> app::node::DrainState {
+    let was = state.node.drain_state().draining();
+    let now = state.node.resume();
+    if was {
+        info!(target: "gevulot", by, waiting = now.waiting, "resumed: waiting tasks start as resources allow");
+    }
+    now
+}

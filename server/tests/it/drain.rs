@@ -1,0 +1,155 @@
+//! Draining and stopping with real VMs: a drained node lets its running VM finish and starts
+//! nothing new until resumed; SIGTERM gives running tasks a grace period, then stops their VMs,
+//! and the next start resumes them.
+
+use std::time::Duration;
+
+use app::crypto::SecretKey;
+use serde_json::Value;
+
+use crate::support::*;
+
+fn phase_of(tasks: &[Value], index: usize) -> &str {
+    tasks
+        .get(index)
+        .and_then(|t| t["phase"].as_str())
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn a_drained_node_finishes_its_running_vm_and_starts_nothing_new() {
+    let Some(lab) = Lab::new().await else { return };
+    let prover_img = lab.program_image("prover.img", "/bin/test-prover");
+    let verifier_img = lab.program_image("verifier.img", "/bin/test-verifier");
+    let node = lab.start(&[("GEVULOT_ADMIN_PASSWORD", "drain-admin-pass")]);
+    let user = SecretKey::generate().expect("key");
+    let prover = program("prover", &prover_img, 256, 1);
+    let verifier = program("verifier", &verifier_img, 256, 1);
+    accepted(&node.base, &deploy(&user, "p", prover.clone(), verifier)).await;
+    let first = run(
+        &user,
+        vec![step(
+            &prover,
+            &["--sleep-ms", "4000", "--nonce", "1"],
+            vec![],
+        )],
+    );
+    accepted(&node.base, &first).await;
+    wait_tasks(
+        &node.base,
+        &first.hash,
+        Duration::from_secs(120),
+        "running",
+        |t| phase_of(t, 0) == "running",
+    )
+    .await;
+
+    let c = reqwest::Client::new();
+    let token = api_token(&c, &node.base, "admin", "drain-admin-pass").await;
+    let drain = format!("{}/api/v1/node/drain", node.base);
+    let state: Value = c
+        .post(&drain)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("drain")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(state["draining"], true, "{state}");
+    assert_eq!(state["running_tasks"], 1, "{state}");
+
+    // New work is still accepted, and waits.
+    let second = run(&user, vec![step(&prover, &["--nonce", "2"], vec![])]);
+    accepted(&node.base, &second).await;
+    wait_tasks(
+        &node.base,
+        &second.hash,
+        Duration::from_secs(60),
+        "waiting because the node drains",
+        |t| {
+            phase_of(t, 0) == "waiting_for_resources"
+                && t[0]["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("draining"))
+        },
+    )
+    .await;
+    let done = all_end(&node.base, &first.hash, 120).await;
+    assert_eq!(
+        phases(&done),
+        ["succeeded"],
+        "the running VM finished: {done:?}"
+    );
+    // Its resources are free, and still nothing started.
+    let usage = get(&format!("{}/api/v1/node/resources", node.base)).await["usage"].clone();
+    assert_eq!(usage["running_tasks"], 0, "{usage}");
+    assert_eq!(usage["waiting_tasks"], 1, "{usage}");
+    assert_eq!(
+        phase_of(&tasks(&node.base, &second.hash).await, 0),
+        "waiting_for_resources"
+    );
+
+    let state: Value = c
+        .delete(&drain)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("resume")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(state["draining"], false, "{state}");
+    let done = all_end(&node.base, &second.hash, 120).await;
+    assert_eq!(phases(&done), ["succeeded"], "{done:?}");
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_vm_after_the_grace_period_and_the_next_start_resumes_it() {
+    let Some(lab) = Lab::new().await else { return };
+    let prover_img = lab.program_image("prover.img", "/bin/test-prover");
+    let verifier_img = lab.program_image("verifier.img", "/bin/test-verifier");
+    let grace = [("GEVULOT_SHUTDOWN_GRACE", "1")];
+    let node = lab.start(&grace);
+    let user = SecretKey::generate().expect("key");
+    let prover = program("prover", &prover_img, 256, 1);
+    let verifier = program("verifier", &verifier_img, 256, 1);
+    accepted(&node.base, &deploy(&user, "p", prover.clone(), verifier)).await;
+    let long = run(&user, vec![step(&prover, &["--sleep-ms", "8000"], vec![])]);
+    accepted(&node.base, &long).await;
+    let running = wait_tasks(
+        &node.base,
+        &long.hash,
+        Duration::from_secs(120),
+        "running",
+        |t| phase_of(t, 0) == "running",
+    )
+    .await;
+    let task = running[0]["id"].as_i64().expect("task id");
+    let pid_file = node.data.path().join(format!("vms/task-{task}/qemu.pid"));
+    let qemu: u32 = std::fs::read_to_string(&pid_file)
+        .expect("the VM's pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+
+    let (data, log) = node.stop();
+    assert!(
+        log.contains("stopped the tasks still running after the grace period"),
+        "{log}"
+    );
+    // The VM went with the node (a reaped or zombie process has no command line).
+    let cmdline = std::fs::read(format!("/proc/{qemu}/cmdline")).unwrap_or_default();
+    assert!(
+        !String::from_utf8_lossy(&cmdline).contains(&format!("gevulot-task-{task}")),
+        "QEMU {qemu} outlived the node"
+    );
+
+    let node = lab.start_in(data, &grace);
+    let done = all_end(&node.base, &long.hash, 240).await;
+    assert_eq!(phases(&done), ["succeeded"], "{done:?}");
+    assert_eq!(
+        done[0]["attempt"], 2,
+        "the stopped attempt counts: {done:?}"
+    );
+}
