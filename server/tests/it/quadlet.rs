@@ -40,6 +40,7 @@ fn sections(text: &str) -> BTreeMap<String, Vec<(String, String)>> {
 /// Keys of quadlet's [Container] section (podman-systemd.unit(5)) that these units may use.
 const CONTAINER_KEYS: &[&str] = &[
     "AddDevice",
+    "AutoUpdate",
     "ContainerName",
     "Environment",
     "Exec",
@@ -103,6 +104,59 @@ fn node_unit_uses_only_real_directives() {
             .iter()
             .any(|(k, v)| k == "PodmanArgs" && v.contains("memlock=-1:-1"))
     );
+    let value = |section: &str, key: &str| -> Vec<String> {
+        unit[section]
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let env = |name: &str| -> Option<String> {
+        value("Container", "Environment")
+            .iter()
+            .find_map(|v| v.strip_prefix(&format!("{name}=")).map(str::to_string))
+    };
+    // Joining a network: both settings are there to fill in.
+    assert!(env("GEVULOT_P2P_DISCOVERY_ADDR").is_some());
+    assert!(env("GEVULOT_ACL_WHITELIST_URL").is_some_and(|u| u.starts_with("https://")));
+    // Automatic updates need a registry image, named in full.
+    assert_eq!(value("Container", "AutoUpdate"), ["registry"]);
+    let image = value("Container", "Image").pop().expect("Image");
+    assert!(
+        image
+            .split('/')
+            .next()
+            .is_some_and(|host| host.contains('.'))
+            && image.contains(':'),
+        "AutoUpdate=registry needs a fully qualified image: {image}"
+    );
+    // A stop gives running tasks their grace period before Podman or systemd kill the node.
+    let grace: u64 = env("GEVULOT_SHUTDOWN_GRACE")
+        .and_then(|g| g.parse().ok())
+        .expect("GEVULOT_SHUTDOWN_GRACE");
+    let podman_stop: u64 = value("Container", "PodmanArgs")
+        .iter()
+        .find_map(|v| {
+            v.strip_prefix("--stop-timeout=")
+                .and_then(|t| t.parse().ok())
+        })
+        .expect("--stop-timeout");
+    let systemd_stop: u64 = value("Service", "TimeoutStopSec")
+        .pop()
+        .and_then(|t| t.parse().ok())
+        .expect("TimeoutStopSec");
+    assert!(
+        grace < podman_stop && podman_stop < systemd_stop,
+        "grace {grace} s < podman stop timeout {podman_stop} s < TimeoutStopSec {systemd_stop} s"
+    );
+    // The build context leaves out what the image does not need.
+    let ignore = repo(".containerignore");
+    for path in ["target", ".git", "node_modules"] {
+        assert!(
+            ignore.lines().any(|l| l.trim_matches('/') == path),
+            ".containerignore leaves out {path}"
+        );
+    }
     assert_eq!(
         unit["Unit"]
             .iter()
