@@ -208,6 +208,21 @@ async function flows(js) {
 
   await page.goto(`${base}/console/account`);
   await shot(page, `${tag}-account`);
+
+  // Settings: the configuration and the data directory's use.
+  await page.click("nav a[href='/console/settings']");
+  await page.waitForURL(/\/console\/settings$/);
+  assert.ok(await page.locator("#settings tr[data-setting='GEVULOT_PSK_PASSPHRASE']").count());
+  assert.ok(await page.locator("#areas tr[data-area='database']").count());
+  await shot(page, `${tag}-settings`);
+
+  // Drain from the dashboard, then resume.
+  await page.goto(`${base}/console`);
+  await Promise.all([page.waitForURL(/\/console$/), page.click("#drain")]);
+  assert.match(await page.locator("#drain-state").innerText(), /Draining since/);
+  await shot(page, `${tag}-draining`);
+  await Promise.all([page.waitForURL(/\/console$/), page.click("#resume")]);
+  assert.match(await page.locator("#drain-state").innerText(), /Takes work/);
   await signOut(page);
 
   // A viewer sees everything but cannot deploy, run or change GPUs.

@@ -25,6 +25,18 @@ pub struct DataDir {
     root: PathBuf,
 }
 
+/// What one area of the data directory holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AreaUse {
+    /// `content`, `images`, `txfiles`, `tmp`, `vms`, `log` or `database`.
+    pub area: &'static str,
+    pub path: PathBuf,
+    /// Bytes of the regular files in it (a symbolic link counts as itself, never what it names;
+    /// a file hard-linked into two areas counts in each).
+    pub bytes: u64,
+    pub files: u64,
+}
+
 /// The two trees the download server serves.
 pub const SERVED_TREES: [&str; 2] = ["images", "txfiles"];
 
@@ -155,6 +167,47 @@ impl DataDir {
         self.root.join("log")
     }
 
+    /// What each area holds, walking every tree (not cheap on a large directory: callers
+    /// cache it). Areas that do not exist count as empty.
+    pub fn usage(&self) -> Vec<AreaUse> {
+        let mut areas: Vec<AreaUse> = [
+            ("content", self.content()),
+            ("images", self.root.join("images")),
+            ("txfiles", self.root.join("txfiles")),
+            ("tmp", self.tmp()),
+            ("vms", self.vms()),
+            ("log", self.log()),
+        ]
+        .into_iter()
+        .map(|(area, path)| {
+            let (bytes, files) = tree_size(&path);
+            AreaUse {
+                area,
+                path,
+                bytes,
+                files,
+            }
+        })
+        .collect();
+        let db = self.database();
+        let (mut bytes, mut files) = (0, 0);
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = db.clone().into_os_string();
+            name.push(suffix);
+            if let Ok(m) = std::fs::symlink_metadata(&name) {
+                bytes += m.len();
+                files += 1;
+            }
+        }
+        areas.push(AreaUse {
+            area: "database",
+            path: db,
+            bytes,
+            files,
+        });
+        areas
+    }
+
     /// The default node key file.
     pub fn node_key(&self) -> PathBuf {
         self.root.join("node.key")
@@ -189,6 +242,29 @@ impl DataDir {
         }
         any.then_some(path)
     }
+}
+
+/// Bytes and count of the regular files below `dir`, never following links.
+fn tree_size(dir: &Path) -> (u64, u64) {
+    let (mut bytes, mut files) = (0, 0);
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if let Ok(m) = entry.metadata() {
+                bytes += m.len();
+                files += 1;
+            }
+        }
+    }
+    (bytes, files)
 }
 
 #[cfg(test)]
@@ -255,5 +331,26 @@ mod tests {
         ] {
             assert_eq!(d.served(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn usage_counts_each_area_without_following_links() {
+        let dir = tempfile::tempdir().expect("dir");
+        let data = DataDir::new(dir.path());
+        std::fs::create_dir_all(data.content()).expect("content");
+        std::fs::write(data.content().join("a"), vec![0u8; 1000]).expect("a");
+        std::fs::create_dir_all(data.root().join("images/p")).expect("images");
+        std::fs::write(data.root().join("images/p/x.img"), vec![0u8; 10]).expect("x");
+        std::os::unix::fs::symlink(data.content().join("a"), data.root().join("images/p/link"))
+            .expect("link");
+        std::fs::write(data.database(), vec![0u8; 4096]).expect("db");
+        let usage = data.usage();
+        let area = |name: &str| usage.iter().find(|a| a.area == name).expect(name).clone();
+        assert_eq!((area("content").bytes, area("content").files), (1000, 1));
+        let images = area("images");
+        assert_eq!(images.files, 2);
+        assert!(images.bytes < 1000, "the link is not followed: {images:?}");
+        assert_eq!((area("database").bytes, area("database").files), (4096, 1));
+        assert_eq!((area("vms").bytes, area("vms").files), (0, 0));
     }
 }

@@ -15,6 +15,7 @@ pub enum Nav {
     Gpus,
     Account,
     Users,
+    Settings,
     None,
 }
 
@@ -81,6 +82,9 @@ pub(crate) fn document<V: IntoView + 'static>(
         }
     });
     let admin = viewer.as_ref().is_some_and(|v| v.role == Role::Admin);
+    let operator = viewer
+        .as_ref()
+        .is_some_and(|v| v.role.allows(Role::Operator));
     let top = viewer.map(|v| {
         view! {
             <nav aria-label="Main">
@@ -91,6 +95,7 @@ pub(crate) fn document<V: IntoView + 'static>(
                 {nav_link("/console/files", "Downloads", Nav::Files, nav)}
                 {nav_link("/console/gpus", "GPUs", Nav::Gpus, nav)}
                 {admin.then(|| nav_link("/console/users", "Users", Nav::Users, nav))}
+                {operator.then(|| nav_link("/console/settings", "Settings", Nav::Settings, nav))}
             </nav>
             <div class="who">
                 <span

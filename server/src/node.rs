@@ -159,6 +159,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics,
         max_request_bytes: max_request_bytes(&args),
         doors: http::Doors::new(args.doors.submission(), args.doors.files()),
+        settings: args.settings.clone(),
     });
     let (main_router, rpc_handle) = http::main_router(state.clone())?;
     let (stop, stopped) = tokio::sync::watch::channel(false);

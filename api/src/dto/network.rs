@@ -263,3 +263,59 @@ impl From<app::node::DrainState> for Drain {
         }
     }
 }
+
+/// The node's effective configuration, its version and its data directory (operators).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NodeSettings {
+    pub version: String,
+    pub data_directory: String,
+    /// What each area of the data directory holds (walked at most once a minute).
+    pub data: Vec<DataArea>,
+    /// Free and total bytes of the data directory's filesystem, when it can be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filesystem: Option<FilesystemSpace>,
+    /// Every directive of `gevulot run`, by name.
+    pub settings: Vec<SettingValue>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DataArea {
+    /// `content`, `images`, `txfiles`, `tmp`, `vms`, `log` or `database`.
+    pub area: String,
+    pub path: String,
+    pub bytes: u64,
+    pub files: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FilesystemSpace {
+    pub size_bytes: u64,
+    pub free_bytes: u64,
+    /// `GEVULOT_MIN_FREE_MB` in bytes: below it no download or VM starts.
+    pub min_free_bytes: u64,
+}
+
+/// One directive and the value in effect.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SettingValue {
+    /// The environment variable (`GEVULOT_*`), or the flag when it has none.
+    pub name: String,
+    /// The value in effect; a secret shows only as `set`; absent when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// `default`, `environment`, `command line` or `unset`.
+    pub source: String,
+    pub secret: bool,
+    pub help: String,
+}
+
+impl From<&app::data_dir::AreaUse> for DataArea {
+    fn from(a: &app::data_dir::AreaUse) -> Self {
+        Self {
+            area: a.area.to_string(),
+            path: a.path.display().to_string(),
+            bytes: a.bytes,
+            files: a.files,
+        }
+    }
+}

@@ -78,6 +78,26 @@ impl Node {
         Ok(self.store().ping().await?)
     }
 
+    /// What each area of the data directory holds, walked at most once a minute (the walk
+    /// touches every file).
+    pub async fn data_use(&self) -> std::sync::Arc<Vec<crate::data_dir::AreaUse>> {
+        const FRESH: std::time::Duration = std::time::Duration::from_secs(60);
+        let mut cached = self.inner.data_use.lock().await;
+        if let Some((at, usage)) = &*cached
+            && at.elapsed() < FRESH
+        {
+            return usage.clone();
+        }
+        let data = self.data_dir().clone();
+        let usage = std::sync::Arc::new(
+            tokio::task::spawn_blocking(move || data.usage())
+                .await
+                .unwrap_or_default(),
+        );
+        *cached = Some((std::time::Instant::now(), usage.clone()));
+        usage
+    }
+
     /// Deletes expired console sessions; returns how many.
     pub async fn purge_sessions(&self) -> Result<u64, NodeError> {
         Ok(self.store().delete_expired_sessions().await?)

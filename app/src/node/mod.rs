@@ -93,7 +93,12 @@ struct Inner {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Since when the node drains (`None`: it takes work).
     draining: Mutex<Option<SystemTime>>,
+    /// The data directory's use per area, and when it was walked.
+    data_use: DataUseCache,
 }
+
+type DataUseCache =
+    tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<crate::data_dir::AreaUse>>)>>;
 
 impl Node {
     pub fn from_parts(parts: Parts) -> Self {
@@ -114,6 +119,7 @@ impl Node {
                 trees: trees::TreeCache::default(),
                 tasks: Mutex::default(),
                 draining: Mutex::default(),
+                data_use: DataUseCache::default(),
             }),
         }
     }

@@ -4,9 +4,11 @@
 //! (`*_FILE`), and never appear in logs or error messages.
 
 mod doors;
+mod effective;
 mod secret;
 
 pub use doors::DoorArgs;
+pub use effective::Setting;
 pub use secret::{Secret, secret};
 
 use std::net::SocketAddr;
@@ -44,8 +46,13 @@ impl Cli {
     /// counts as unset (as systemd and Podman env files write an unset value: `GEVULOT_DB_URL=`).
     pub fn from_env() -> Self {
         let command = without_empty_env(<Self as clap::CommandFactory>::command());
-        let matches = command.get_matches();
-        <Self as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+        let matches = command.clone().get_matches();
+        let mut cli =
+            <Self as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        if let Command::Run(args) = &mut cli.command {
+            args.settings = effective::of_run(&command, &matches);
+        }
+        cli
     }
 }
 
@@ -482,6 +489,11 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub doors: DoorArgs,
+
+    /// Every directive above with its value and source, for the settings page (filled by
+    /// [`Cli::from_env`]).
+    #[arg(skip)]
+    pub settings: Vec<Setting>,
 }
 
 /// Where the data directory is, and why.

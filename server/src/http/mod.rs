@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod operator;
 pub mod rest;
 pub mod rpc;
+pub mod settings;
 mod state;
 
 use std::net::SocketAddr;

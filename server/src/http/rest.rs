@@ -22,7 +22,7 @@ use super::dto::{
     TransactionPage, TransactionQuery, TransactionStatus, TreeNode, parse_hash,
 };
 use super::error::{ApiError, ErrorCode, NotSignedIn, Problem, Unknown};
-use super::{AppState, auth, drain, gpus, operator};
+use super::{AppState, auth, drain, gpus, operator, settings};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(node_resources))
         .routes(routes!(node_peers))
         .routes(routes!(drain::state, drain::start, drain::stop))
+        .routes(routes!(settings::get))
         .routes(routes!(list_files))
         .routes(routes!(file_info))
         .routes(routes!(operator::upload))

@@ -22,6 +22,8 @@ pub struct Inner {
     pub max_request_bytes: usize,
     /// The limits at the public front doors.
     pub doors: Doors,
+    /// The effective configuration of `gevulot run`, for the settings page.
+    pub settings: Vec<crate::config::Setting>,
 }
 
 /// The public front doors and their limits per client address (see `limits.rs`).

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::{Running, api_token, gevulot, output, stderr, stdout};
 
@@ -484,4 +484,132 @@ async fn the_drain_switch_over_rest_and_the_console() {
         .expect("json");
     assert_eq!(state["draining"], false, "{state}");
     assert_eq!(readyz(&node).await.0, 200);
+}
+
+/// The settings page and API: every directive with its value and source, secrets only as
+/// `set`, the version, and what each area of the data directory holds.
+#[tokio::test]
+async fn settings_show_the_effective_configuration_without_secrets() {
+    let node = Running::start_with(
+        None,
+        &[
+            ("GEVULOT_ADMIN_PASSWORD", "settings-admin-pass"),
+            ("GEVULOT_MIN_FREE_MB", "1"),
+        ],
+    );
+    let c = reqwest::Client::new();
+    let url = format!("{}/api/v1/node/settings", node.base);
+    assert_eq!(c.get(&url).send().await.expect("get").status(), 401);
+    let token = api_token(&c, &node.base, "admin", "settings-admin-pass").await;
+    let text = c
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("settings")
+        .text()
+        .await
+        .expect("text");
+    for secret in ["settings-admin-pass", "test network"] {
+        assert!(!text.contains(secret), "a secret is shown: {text}");
+    }
+    let body: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        body["data_directory"],
+        node.data.path().display().to_string()
+    );
+    let setting = |name: &str| -> Value {
+        body["settings"]
+            .as_array()
+            .expect("settings")
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {body}"))
+            .clone()
+    };
+    let psk = setting("GEVULOT_PSK_PASSPHRASE");
+    assert_eq!(
+        (&psk["value"], &psk["source"], &psk["secret"]),
+        (&json!("set"), &json!("environment"), &json!(true))
+    );
+    assert_eq!(setting("GEVULOT_ADMIN_PASSWORD")["value"], "set");
+    let floor = setting("GEVULOT_MIN_FREE_MB");
+    assert_eq!(
+        (&floor["value"], &floor["source"]),
+        (&json!("1"), &json!("environment"))
+    );
+    let run_time = setting("GEVULOT_MAX_VM_RUN_TIME");
+    assert_eq!(
+        (&run_time["value"], &run_time["source"]),
+        (&json!("1800"), &json!("default"))
+    );
+    let gpus = setting("GEVULOT_GPU_DEVICES");
+    assert_eq!(gpus["source"], "unset", "{gpus}");
+    assert!(gpus.get("value").is_none(), "{gpus}");
+    let areas = body["data"].as_array().expect("areas");
+    let database = areas
+        .iter()
+        .find(|a| a["area"] == "database")
+        .expect("database area");
+    assert!(database["bytes"].as_u64().unwrap_or(0) > 0, "{database}");
+    for area in ["content", "images", "txfiles", "tmp", "vms", "log"] {
+        assert!(areas.iter().any(|a| a["area"] == area), "{area}");
+    }
+    assert_eq!(body["filesystem"]["min_free_bytes"], 1 << 20);
+    let metrics = node.metrics_text().await;
+    assert!(
+        metrics.contains(r#"gevulot_data_area_bytes{area="database"}"#),
+        "{metrics}"
+    );
+
+    // Operators only.
+    let r = c
+        .post(format!("{}/api/v1/users", node.base))
+        .bearer_auth(&token)
+        .json(&json!({"username": "val", "password": "viewer-pass-123", "role": "viewer"}))
+        .send()
+        .await
+        .expect("create viewer");
+    assert_eq!(r.status(), 201);
+    let viewer = api_token(&c, &node.base, "val", "viewer-pass-123").await;
+    assert_eq!(
+        c.get(&url)
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        403
+    );
+
+    // The console's page shows the same.
+    let (cookie, _) = crate::support::sign_in(&c, &node.base, "admin", "settings-admin-pass").await;
+    let html = c
+        .get(format!("{}/console/settings", node.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        html.contains(r#"data-setting="GEVULOT_MIN_FREE_MB""#),
+        "{html}"
+    );
+    assert!(html.contains(r#"data-area="database""#), "{html}");
+    assert!(html.contains(r#"href="/console/settings""#), "{html}");
+    for secret in ["settings-admin-pass", "test network"] {
+        assert!(!html.contains(secret), "a secret is shown");
+    }
+    let (viewer_cookie, _) =
+        crate::support::sign_in(&c, &node.base, "val", "viewer-pass-123").await;
+    let r = c
+        .get(format!("{}/console/settings", node.base))
+        .header("cookie", &viewer_cookie)
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(r.status(), 403);
 }

@@ -70,6 +70,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/account/tokens", post(create_token))
         .route("/console/account/tokens/{id}/delete", post(delete_token))
         .route("/console/users", get(users_page).post(create_user))
+        .route("/console/settings", get(settings_page))
         .route("/console/users/{id}/role", post(set_role))
 }
 
@@ -463,6 +464,7 @@ mod gpus;
 mod multipart;
 mod programs;
 mod runs;
+mod settings;
 mod sign_in;
 mod transactions;
 mod users;
@@ -474,6 +476,7 @@ use gpus::{change_gpu, gpus_page};
 use multipart::{Multi, is_checksum, number, read_multipart};
 use programs::{deploy, program_page, programs_page};
 use runs::{new_run_page, start_run};
+use settings::settings_page;
 use sign_in::{setup, setup_page, sign_in, sign_in_page, sign_out};
 use transactions::{cancel, transaction_page, transactions_page};
 use users::{create_user, set_role, users_page};

@@ -56,6 +56,11 @@ fn latency_histogram() -> Histogram {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AreaLabels {
+    area: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GpuLabels {
     address: String,
     state: &'static str,
@@ -104,6 +109,7 @@ pub struct Metrics {
     data_size_bytes: Gauge,
     data_free_bytes: Gauge,
     data_min_free_bytes: Gauge,
+    data_area_bytes: Family<AreaLabels, Gauge>,
 }
 
 impl fmt::Debug for Metrics {
@@ -233,6 +239,12 @@ impl Default for Metrics {
             "data_min_free_bytes",
             "The floor of free space (GEVULOT_MIN_FREE_MB): below it no download or VM starts and the node is not ready",
         );
+        let data_area_bytes = Family::<AreaLabels, Gauge>::default();
+        registry.register(
+            "data_area_bytes",
+            "Bytes each area of the data directory holds (content, images, txfiles, tmp, vms, log, database), walked at most once a minute",
+            data_area_bytes.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -260,6 +272,7 @@ impl Default for Metrics {
             data_size_bytes,
             data_free_bytes,
             data_min_free_bytes,
+            data_area_bytes,
         }
     }
 }
@@ -330,6 +343,11 @@ impl Metrics {
             Err(e) => {
                 tracing::warn!(target: "gevulot", error = %e, "metrics: cannot read the data filesystem's free space");
             }
+        }
+        for area in state.node.data_use().await.iter() {
+            self.data_area_bytes
+                .get_or_create(&AreaLabels { area: area.area })
+                .set(int(area.bytes));
         }
         match state.node.gpus().await {
             Ok(gpus) => {

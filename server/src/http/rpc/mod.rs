@@ -220,6 +220,7 @@ mod tests {
             metrics: Default::default(),
             max_request_bytes: 1 << 20,
             doors: crate::http::Doors::off(),
+            settings: Vec::new(),
         });
         let module = module(state).expect("module");
         let mut names: Vec<&str> = module.method_names().collect();
