@@ -53,7 +53,7 @@ impl PciFunction {
             0x10de => "NVIDIA",
             0x1002 => "AMD",
             0x8086 => "Intel",
-            _ => "unknown vendor",
+            other => names::vendor(other).unwrap_or("unknown vendor"),
         }
     }
 }
@@ -82,12 +82,14 @@ impl Gpu {
         &self.function.address
     }
 
+    /// The name operators know the GPU by (`NVIDIA GeForce RTX 4090`), from the PCI ID
+    /// database; `NVIDIA device 2684` for a device it does not name.
     pub fn model(&self) -> String {
-        format!(
-            "{} device {:04x}",
-            self.function.vendor_name(),
-            self.function.device
-        )
+        let f = &self.function;
+        match names::product(f.vendor, f.device) {
+            Some(product) => format!("{} {product}", f.vendor_name()),
+            None => format!("{} device {:04x}", f.vendor_name(), f.device),
+        }
     }
 
     pub fn ready(&self) -> bool {
@@ -271,6 +273,7 @@ impl Sysfs {
     }
 }
 
+pub mod names;
 mod pool;
 
 pub use pool::{GpuAssignment, GpuStatus, PoolDecision, PoolState, pool};
@@ -389,7 +392,7 @@ mod tests {
         let gpus = Sysfs::new(tmp.path()).gpus().expect("inventory");
         assert_eq!(gpus.len(), 1);
         let g = &gpus[0];
-        assert_eq!(g.model(), "NVIDIA device 2330");
+        assert_eq!(g.model(), "NVIDIA H100 SXM5 80GB");
         assert!(!g.ready());
         assert!(g.problems[0].fix.contains("intel_iommu=on"));
         assert!(g.problems[1].message.contains("bound to nvidia"));

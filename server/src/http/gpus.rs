@@ -24,6 +24,8 @@ pub struct PciFunctionInfo {
     pub kind: String,
     pub vendor_id: String,
     pub device_id: String,
+    /// The device's name in the PCI ID database, e.g. `AD102 High Definition Audio Controller`.
+    pub name: Option<String>,
     pub driver: Option<String>,
 }
 
@@ -39,7 +41,8 @@ pub struct GpuProblem {
 pub struct GpuInfo {
     /// PCI address, e.g. `0000:01:00.0`.
     pub address: String,
-    /// Absent when the address is configured but the host has no GPU there.
+    /// The name operators know it by (`NVIDIA GeForce RTX 4090`, from the PCI ID database);
+    /// absent when the address is configured but the host has no GPU there.
     pub model: Option<String>,
     pub driver: Option<String>,
     pub iommu_group: Option<String>,
@@ -82,6 +85,7 @@ impl From<&GpuStatus> for GpuInfo {
                             kind: f.kind().to_string(),
                             vendor_id: format!("{:04x}", f.vendor),
                             device_id: format!("{:04x}", f.device),
+                            name: app::gpu::names::device(f.vendor, f.device).map(str::to_string),
                             driver: f.driver.clone(),
                         })
                         .collect()

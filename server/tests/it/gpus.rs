@@ -49,6 +49,16 @@ async fn inventory_and_assignments() {
         .map(|f| f["address"].as_str().expect("a"))
         .collect();
     assert_eq!(members, ["0000:01:00.0", "0000:01:00.1", "0000:01:00.2"]);
+    // Named as operators know them, from the PCI ID database.
+    assert_eq!(rtx["model"], "NVIDIA GeForce RTX 4090");
+    assert_eq!(
+        rtx["group"][1]["name"],
+        "AD102 High Definition Audio Controller"
+    );
+    assert_eq!(
+        find(&list, "0000:02:00.0")["model"],
+        "NVIDIA H100 SXM5 80GB"
+    );
     assert_eq!(
         rtx["problems"][0]["fix"],
         "sudo driverctl set-override 0000:01:00.2 vfio-pci"
