@@ -205,6 +205,22 @@ pub async fn keep_synced(store: Store, url: String, every: Duration, status: Syn
                 }
                 if s.added + s.removed > 0 {
                     info!(target: "gevulot::acl", url = %shown, added = s.added, removed = s.removed, keys = s.total, "whitelist updated");
+                    let entry = crate::model::NewAuditEntry {
+                        actor: crate::model::Actor {
+                            name: "whitelist sync".into(),
+                            address: None,
+                        },
+                        action: crate::model::AuditAction::Whitelist,
+                        target: Some(shown.clone()),
+                        detail: Some(format!(
+                            "{} added, {} removed, {} keys",
+                            s.added, s.removed, s.total
+                        )),
+                        ok: true,
+                    };
+                    if let Err(e) = store.append_audit(&entry).await {
+                        warn!(target: "gevulot", error = %e, "cannot record an audit entry");
+                    }
                 }
             }
             Err(e) => warn!(target: "gevulot::acl", error = %e, "whitelist sync failed"),

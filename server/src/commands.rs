@@ -1,5 +1,6 @@
 //! The operator commands other than `run`.
 
+use app::model::AuditAction;
 use std::path::Path;
 
 use anyhow::Context;
@@ -68,6 +69,21 @@ fn show_public_key(args: &KeyFileArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Records an operator command in the audit log (as `cli`, from the host); a failure to record
+/// is said on standard error, the command's work stands.
+async fn audit(store: &app::store::Store, action: AuditAction, target: &str, detail: &str) {
+    let entry = app::model::NewAuditEntry {
+        actor: app::model::Actor::cli(),
+        action,
+        target: Some(target.to_string()),
+        detail: Some(detail.to_string()),
+        ok: true,
+    };
+    if let Err(e) = store.append_audit(&entry).await {
+        eprintln!("warning: cannot record this in the audit log: {e}");
+    }
+}
+
 async fn peer(args: &PeerArgs) -> anyhow::Result<()> {
     let key = PublicKey::from_hex(args.key.trim())
         .with_context(|| format!("{:?} is not a public key", args.key))?;
@@ -88,6 +104,7 @@ async fn peer(args: &PeerArgs) -> anyhow::Result<()> {
             }
         }
     };
+    audit(&store, AuditAction::Whitelist, &key.to_hex(), message).await;
     println!("{key}: {message}");
     store.close().await;
     Ok(())
@@ -109,6 +126,13 @@ async fn create_user(args: &UserCreateArgs) -> anyhow::Result<()> {
     let store = open_store(&args.db).await?;
     let auth = app::auth::Auth::new(store.clone())?;
     let user = auth.create_user(&args.username, &password, role).await?;
+    audit(
+        &store,
+        AuditAction::UserCreated,
+        &user.username,
+        user.role.as_str(),
+    )
+    .await;
     println!("created {} ({})", user.username, user.role);
     store.close().await;
     Ok(())
@@ -134,6 +158,13 @@ async fn create_token(args: &TokenCreateArgs) -> anyhow::Result<()> {
         )
     })?;
     let token = auth.create_token(&user, &args.name).await?;
+    audit(
+        &store,
+        AuditAction::TokenCreated,
+        &args.name,
+        &format!("for {}", user.username),
+    )
+    .await;
     println!("{token}");
     eprintln!("this token is shown only now; send it as `Authorization: Bearer <token>`");
     store.close().await;

@@ -148,6 +148,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     })
     .await?;
     metrics.follow_tasks(node.events().subscribe());
+    if args.audit_retention_days > 0 {
+        node.keep_audit_for(Duration::from_secs(
+            args.audit_retention_days.saturating_mul(86_400),
+        ));
+    }
     first_admin(node.auth(), &args).await?;
     let p2p = node
         .p2p()
@@ -231,6 +236,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let grace = Duration::from_secs(args.shutdown_grace);
     let running = node.drain_state().running;
+    node.record(
+        &app::model::Actor {
+            name: "signal".into(),
+            address: None,
+        },
+        app::model::AuditAction::Drain,
+        None,
+        Some(&format!(
+            "stopping: {running} running tasks get up to {} s",
+            grace.as_secs()
+        )),
+        true,
+    )
+    .await;
     if running > 0 {
         info!(target: "gevulot", running, grace_s = grace.as_secs(), "stopping: draining; running tasks get up to GEVULOT_SHUTDOWN_GRACE to finish (send the signal again to stop them now)");
     }

@@ -319,3 +319,65 @@ impl From<&app::data_dir::AreaUse> for DataArea {
         }
     }
 }
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntryInfo {
+    pub id: i64,
+    /// When (RFC 3339).
+    pub at: String,
+    /// The user, or `cli` (a command on the host), `signal`, `whitelist sync`, `anonymous` (a
+    /// refused sign-in).
+    pub actor: String,
+    /// The client's address, when the action came over the network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// `sign_in`, `sign_in_failed`, `sign_out`, `setup`, `user_created`, `role_changed`,
+    /// `password_changed`, `token_created`, `token_deleted`, `upload`, `deploy`, `run`, `cancel`,
+    /// `gpu_pool`, `whitelist`, `drain` or `resume`.
+    pub action: String,
+    /// What it acted on: a username, a hash, a GPU address, a key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// `ok` or `refused`.
+    pub outcome: String,
+}
+
+/// A page of the audit log, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AuditPage {
+    pub items: Vec<AuditEntryInfo>,
+    /// Pass as `cursor` for the next (older) page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+impl From<&app::model::AuditEntry> for AuditEntryInfo {
+    fn from(e: &app::model::AuditEntry) -> Self {
+        Self {
+            id: e.id,
+            at: super::rfc3339(e.at_ms),
+            actor: e.entry.actor.name.clone(),
+            address: e.entry.actor.address.clone(),
+            action: e.entry.action.as_str().to_string(),
+            target: e.entry.target.clone(),
+            detail: e.entry.detail.clone(),
+            outcome: if e.entry.ok { "ok" } else { "refused" }.to_string(),
+        }
+    }
+}
+
+/// Which entries of the audit log to list.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 1000 (default 50).
+    pub limit: Option<u32>,
+    /// Only this action, e.g. `sign_in_failed`.
+    pub action: Option<String>,
+}

@@ -1,10 +1,12 @@
 //! The node's domain types: what it stores and what its core API ([`crate::node::Node`]) returns.
 //! They know nothing of SQL (the [`crate::store`] maps them to rows) nor of any wire format.
 
+mod audit;
 mod files;
 mod program;
 mod task;
 
+pub use audit::{Actor, AuditAction, AuditEntry, NewAuditEntry};
 pub use files::OutputFile;
 pub use program::{Program, ProgramRole};
 pub use task::{NewTask, Phase, PhaseChange, PhaseChangeOf, Task, TaskKind};

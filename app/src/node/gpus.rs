@@ -35,7 +35,33 @@ impl Node {
         address: &str,
         decision: PoolDecision,
         reason: Option<&str>,
-        by: &str,
+        by: &crate::model::Actor,
+    ) -> Result<Vec<GpuStatus>, NodeError> {
+        let result = self.apply_gpu_decision(address, decision, reason, by).await;
+        let detail = match &result {
+            Ok(_) => reason.map_or_else(
+                || decision.as_str().to_string(),
+                |r| format!("{}: {r}", decision.as_str()),
+            ),
+            Err(e) => format!("{}: {e}", decision.as_str()),
+        };
+        self.record(
+            by,
+            crate::model::AuditAction::GpuPool,
+            Some(address),
+            Some(&detail),
+            result.is_ok(),
+        )
+        .await;
+        result
+    }
+
+    async fn apply_gpu_decision(
+        &self,
+        address: &str,
+        decision: PoolDecision,
+        reason: Option<&str>,
+        by: &crate::model::Actor,
     ) -> Result<Vec<GpuStatus>, NodeError> {
         let known = self
             .gpus()
@@ -54,9 +80,9 @@ impl Node {
             ));
         }
         self.store()
-            .set_gpu_assignment(address, decision, reason, by)
+            .set_gpu_assignment(address, decision, reason, &by.name)
             .await?;
-        tracing::info!(target: "gevulot", by = %by, gpu = %address, state = decision.as_str(), "GPU pool changed");
+        tracing::info!(target: "gevulot", by = %by.name, gpu = %address, state = decision.as_str(), "GPU pool changed");
         let updated = self.gpus().await?;
         if let Some(pipeline) = &self.parts().pipeline {
             pipeline.set_gpu_pool(usable(&updated));

@@ -8,6 +8,7 @@
 //! `uploads`, `files`, `gpus`, `network`, `info`; `start` wires a running node from its
 //! configuration. Transactions enter the database only through [`crate::intake`].
 
+mod audit;
 mod cache;
 mod drain;
 mod error;

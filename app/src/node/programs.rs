@@ -1,6 +1,6 @@
 //! Programs: what is deployed, and the operator's deploys and runs, signed by the node key.
 
-use crate::model::{Program, Source};
+use crate::model::{Actor, AuditAction, Program, Source};
 use crate::tx::{
     Hash, Payload, ProgramData, ProgramMetadata, ResourceRequest, Workflow, WorkflowStep,
 };
@@ -114,7 +114,37 @@ impl Node {
         prover: &ProgramSpec,
         verifier: &ProgramSpec,
         source: Source,
-        by: &str,
+        by: &Actor,
+    ) -> Result<Deployed, NodeError> {
+        let result = self
+            .sign_deploy(name.clone(), prover, verifier, source)
+            .await;
+        let detail = match &result {
+            Ok(d) => format!(
+                "{name}: prover {}, verifier {}",
+                d.prover.to_hex(),
+                d.verifier.to_hex()
+            ),
+            Err(e) => format!("{name}: {e}"),
+        };
+        let target = result.as_ref().ok().map(|d| d.hash.to_hex());
+        self.record(
+            by,
+            AuditAction::Deploy,
+            target.as_deref(),
+            Some(&detail),
+            result.is_ok(),
+        )
+        .await;
+        result
+    }
+
+    async fn sign_deploy(
+        &self,
+        name: String,
+        prover: &ProgramSpec,
+        verifier: &ProgramSpec,
+        source: Source,
     ) -> Result<Deployed, NodeError> {
         let prover = self.program_metadata("prover", prover)?;
         let verifier = self.program_metadata("verifier", verifier)?;
@@ -129,7 +159,6 @@ impl Node {
                 source,
             )
             .await?;
-        tracing::info!(target: "gevulot", by = %by, deploy = %tx.hash, "programs deployed");
         Ok(Deployed {
             hash: tx.hash,
             prover: prover_hash,
@@ -142,8 +171,27 @@ impl Node {
         &self,
         steps: &[StepSpec],
         source: Source,
-        by: &str,
+        by: &Actor,
     ) -> Result<Hash, NodeError> {
+        let result = self.sign_run(steps, source).await;
+        let programs: Vec<String> = steps.iter().map(|s| s.program.to_hex()).collect();
+        let detail = match &result {
+            Ok(_) => format!("{} step(s): {}", steps.len(), programs.join(", ")),
+            Err(e) => e.to_string(),
+        };
+        let target = result.as_ref().ok().map(Hash::to_hex);
+        self.record(
+            by,
+            AuditAction::Run,
+            target.as_deref(),
+            Some(&detail),
+            result.is_ok(),
+        )
+        .await;
+        result
+    }
+
+    async fn sign_run(&self, steps: &[StepSpec], source: Source) -> Result<Hash, NodeError> {
         let mut workflow = Vec::with_capacity(steps.len());
         for (i, step) in steps.iter().enumerate() {
             let inputs = step
@@ -166,7 +214,6 @@ impl Node {
                 source,
             )
             .await?;
-        tracing::info!(target: "gevulot", by = %by, run = %tx.hash, "run started");
         Ok(tx.hash)
     }
 

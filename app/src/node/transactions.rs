@@ -205,7 +205,29 @@ impl Node {
 
     /// Cancels a Run: the node signs a `Cancel` naming it. (A Run's author can instead sign and
     /// submit a Cancel through the public paths.)
-    pub async fn cancel(&self, run: &Hash, source: Source) -> Result<Submitted, NodeError> {
+    pub async fn cancel(
+        &self,
+        run: &Hash,
+        source: Source,
+        by: &crate::model::Actor,
+    ) -> Result<Submitted, NodeError> {
+        let result = self.sign_cancel(run, source).await;
+        let detail = match &result {
+            Ok(s) => format!("Cancel {}", s.hash.to_hex()),
+            Err(e) => e.to_string(),
+        };
+        self.record(
+            by,
+            crate::model::AuditAction::Cancel,
+            Some(&run.to_hex()),
+            Some(&detail),
+            result.is_ok(),
+        )
+        .await;
+        result
+    }
+
+    async fn sign_cancel(&self, run: &Hash, source: Source) -> Result<Submitted, NodeError> {
         match self.store().transaction_kind(run).await? {
             None => return Err(not_on_this_node(run)),
             Some(Kind::Run) => {}

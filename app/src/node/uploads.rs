@@ -23,13 +23,45 @@ pub struct Uploaded {
 
 impl Node {
     /// Streams an upload named `name` to disk, hashing it, and stores it. Returns whether it is
-    /// new. `field` names the name's origin in errors; `by` is who uploads, for the log.
+    /// new. `field` names the name's origin in errors; `by` is who uploads, for the audit log.
     pub async fn save_upload<S, B, E>(
         &self,
         field: &str,
         name: &str,
         stream: S,
-        by: &str,
+        by: &crate::model::Actor,
+    ) -> Result<(bool, Uploaded), NodeError>
+    where
+        S: Stream<Item = Result<B, E>> + Unpin,
+        B: AsRef<[u8]>,
+        E: std::fmt::Display,
+    {
+        let result = self.store_upload(field, name, stream).await;
+        let detail = match &result {
+            Ok((new, u)) => format!(
+                "{} bytes, BLAKE3 {}{}",
+                u.size,
+                u.checksum,
+                if *new { "" } else { " (already held)" }
+            ),
+            Err(e) => e.to_string(),
+        };
+        self.record(
+            by,
+            crate::model::AuditAction::Upload,
+            Some(name),
+            Some(&detail),
+            result.is_ok(),
+        )
+        .await;
+        result
+    }
+
+    async fn store_upload<S, B, E>(
+        &self,
+        field: &str,
+        name: &str,
+        stream: S,
     ) -> Result<(bool, Uploaded), NodeError>
     where
         S: Stream<Item = Result<B, E>> + Unpin,
@@ -76,7 +108,6 @@ impl Node {
         if tokio::fs::create_dir_all(data.content()).await.is_ok() {
             let _ = tokio::fs::hard_link(&dest, data.content_file(&checksum)).await;
         }
-        tracing::info!(target: "gevulot", by = %by, name = %uploaded.name, checksum = %uploaded.checksum, size_bytes = uploaded.size, "upload stored");
         Ok((true, uploaded))
     }
 

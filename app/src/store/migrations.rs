@@ -50,6 +50,14 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0005_file_urls.sql"),
         include_str!("../../../migrations/sqlite/0005_file_urls.sql"),
     ),
+    (
+        6,
+        "audit log",
+        "0006_audit.sql",
+        "0006_audit.sql",
+        include_str!("../../../migrations/postgres/0006_audit.sql"),
+        include_str!("../../../migrations/sqlite/0006_audit.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

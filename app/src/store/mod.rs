@@ -182,6 +182,7 @@ const ROWS_PER_STATEMENT: usize = 200;
 
 // The aggregates' queries; declared after the macros they use.
 mod acl;
+mod audit;
 mod auth;
 mod files;
 mod gpus;

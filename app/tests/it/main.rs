@@ -1,6 +1,7 @@
 //! Integration tests of the core: one test binary (one link) with a module per area.
 
 mod acl;
+mod audit;
 mod boot;
 mod download;
 mod executor;

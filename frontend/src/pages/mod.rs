@@ -10,6 +10,7 @@ pub(crate) use leptos::prelude::*;
 pub(crate) use crate::{bytes, short, time};
 
 mod account;
+mod audit;
 mod dashboard;
 mod files;
 mod gpus;
@@ -21,6 +22,7 @@ mod transactions;
 mod users;
 
 pub use account::*;
+pub use audit::*;
 pub use dashboard::*;
 pub use files::*;
 pub use gpus::*;

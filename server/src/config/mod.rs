@@ -487,6 +487,10 @@ pub struct RunArgs {
     #[arg(long, env = "GEVULOT_SHUTDOWN_GRACE", default_value_t = 120)]
     pub shutdown_grace: u64,
 
+    /// Days the audit log keeps an entry (0: forever).
+    #[arg(long, env = "GEVULOT_AUDIT_RETENTION_DAYS", default_value_t = 365)]
+    pub audit_retention_days: u64,
+
     #[command(flatten)]
     pub doors: DoorArgs,
 

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use app::auth::{AuthError, Role, User};
+use app::model::AuditAction;
 
 use super::AppState;
 use super::dto::{json_body, rfc3339};
@@ -59,6 +60,11 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Who acts, for the audit log: the user, from the request's client address.
+    pub fn actor(&self) -> app::model::Actor {
+        app::model::Actor::user(&self.user.username, super::client::address())
+    }
+
     /// 403 unless the caller's role includes `role`.
     pub fn require(&self, role: Role) -> Result<(), ApiError> {
         if self.user.role.allows(role) {
@@ -158,6 +164,27 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// Records a refused sign-in (the REST API's and the console's): who it claimed to be, from
+/// where, and why (`code`).
+pub async fn sign_in_refused(state: &AppState, username: &str, code: &str) {
+    tracing::warn!(target: "gevulot", user = %username, reason = code, "sign-in refused");
+    let claimed: String = username.chars().take(64).collect();
+    let actor = app::model::Actor {
+        name: "anonymous".into(),
+        address: super::client::address().map(|a| a.to_string()),
+    };
+    state
+        .node
+        .record(
+            &actor,
+            AuditAction::SignInFailed,
+            Some(&claimed),
+            Some(code),
+            false,
+        )
+        .await;
+}
+
 /// Compares secrets without an early exit that would tell how much of them matched.
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -231,7 +258,12 @@ pub async fn login(
     let creds: Credentials = json_body(&body)?;
     match state.auth().login(&creds.username, &creds.password).await {
         Ok(session) => {
-            tracing::info!(target: "gevulot", user = %session.user.username, "signed in");
+            let actor = app::model::Actor::user(&session.user.username, super::client::address());
+            let who = session.user.username.clone();
+            state
+                .node
+                .record(&actor, AuditAction::SignIn, Some(&who), None, true)
+                .await;
             let mut response = Json(SessionInfo {
                 user: (&session.user).into(),
                 csrf_token: Some(session.csrf_token.clone()),
@@ -246,7 +278,7 @@ pub async fn login(
             Ok(response)
         }
         Err(e) => {
-            tracing::warn!(target: "gevulot", user = %creds.username, reason = e.code(), "sign-in refused");
+            sign_in_refused(&state, &creds.username, e.code()).await;
             let retry = match &e {
                 AuthError::Throttled { retry_after_secs } => Some(*retry_after_secs),
                 _ => None,
@@ -294,6 +326,16 @@ pub async fn whoami(caller: Caller) -> Json<SessionInfo> {
 pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     if let Via::Session { token, .. } = &caller.via {
         state.auth().logout(token).await?;
+        state
+            .node
+            .record(
+                &caller.actor(),
+                AuditAction::SignOut,
+                Some(&caller.user.username),
+                None,
+                true,
+            )
+            .await;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
@@ -326,10 +368,21 @@ pub async fn change_password(
     body: axum::body::Bytes,
 ) -> Result<StatusCode, ApiError> {
     let change: PasswordChange = json_body(&body)?;
-    state
+    let changed = state
         .auth()
         .change_password(&caller.user, &change.current_password, &change.new_password)
-        .await?;
+        .await;
+    state
+        .node
+        .record(
+            &caller.actor(),
+            AuditAction::PasswordChanged,
+            Some(&caller.user.username),
+            changed.as_ref().err().map(|e| e.code()),
+            changed.is_ok(),
+        )
+        .await;
+    changed?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -400,7 +453,16 @@ pub async fn create_user(
         .auth()
         .create_user(&new.username, &new.password, role)
         .await?;
-    tracing::info!(target: "gevulot", by = %caller.user.username, user = %user.username, role = %user.role, "user created");
+    state
+        .node
+        .record(
+            &caller.actor(),
+            AuditAction::UserCreated,
+            Some(&user.username),
+            Some(user.role.as_str()),
+            true,
+        )
+        .await;
     Ok((StatusCode::CREATED, Json((&user).into())))
 }
 
@@ -443,6 +505,16 @@ pub async fn create_token(
         ));
     }
     let token = state.auth().create_token(&caller.user, &new.name).await?;
+    state
+        .node
+        .record(
+            &caller.actor(),
+            AuditAction::TokenCreated,
+            Some(&new.name),
+            None,
+            true,
+        )
+        .await;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -481,6 +553,16 @@ pub async fn setup(
         .auth()
         .setup(&setup.token, &setup.username, &setup.password)
         .await?;
-    tracing::info!(target: "gevulot", user = %user.username, "first admin created with the setup token");
+    let actor = app::model::Actor::user(&user.username, super::client::address());
+    state
+        .node
+        .record(
+            &actor,
+            AuditAction::Setup,
+            Some(&user.username),
+            Some("first admin created with the setup token"),
+            true,
+        )
+        .await;
     Ok((StatusCode::CREATED, Json((&user).into())))
 }

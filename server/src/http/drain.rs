@@ -7,6 +7,7 @@ use axum::extract::State;
 use tracing::info;
 
 use app::auth::Role;
+use app::model::{Actor, AuditAction};
 
 use super::AppState;
 use super::auth::Caller;
@@ -42,7 +43,7 @@ pub async fn state(State(state): State<AppState>, caller: Caller) -> Result<Json
 )]
 pub async fn start(State(state): State<AppState>, caller: Caller) -> Result<Json<Drain>, ApiError> {
     caller.require(Role::Operator)?;
-    Ok(Json(drain(&state, &caller.user.username).into()))
+    Ok(Json(drain(&state, &caller.actor()).await.into()))
 }
 
 /// Stop draining (operator): waiting tasks start as resources allow.
@@ -58,25 +59,34 @@ pub async fn start(State(state): State<AppState>, caller: Caller) -> Result<Json
 )]
 pub async fn stop(State(state): State<AppState>, caller: Caller) -> Result<Json<Drain>, ApiError> {
     caller.require(Role::Operator)?;
-    Ok(Json(resume(&state, &caller.user.username).into()))
+    Ok(Json(resume(&state, &caller.actor()).await.into()))
 }
 
 /// Drains on behalf of `by` (the REST API's and the console's switch).
-pub fn drain(state: &AppState, by: &str) -> app::node::DrainState {
+pub async fn drain(state: &AppState, by: &Actor) -> app::node::DrainState {
     let was = state.node.drain_state().draining();
     let now = state.node.drain();
     if !was {
-        info!(target: "gevulot", by, running = now.running, waiting = now.waiting, "draining: no new task starts until the node is resumed");
+        info!(target: "gevulot", by = %by.name, running = now.running, waiting = now.waiting, "draining: no new task starts until the node is resumed");
+        let detail = format!("{} running, {} waiting", now.running, now.waiting);
+        state
+            .node
+            .record(by, AuditAction::Drain, None, Some(&detail), true)
+            .await;
     }
     now
 }
 
 /// Resumes on behalf of `by`.
-pub fn resume(state: &AppState, by: &str) -> app::node::DrainState {
+pub async fn resume(state: &AppState, by: &Actor) -> app::node::DrainState {
     let was = state.node.drain_state().draining();
     let now = state.node.resume();
     if was {
-        info!(target: "gevulot", by, waiting = now.waiting, "resumed: waiting tasks start as resources allow");
+        info!(target: "gevulot", by = %by.name, waiting = now.waiting, "resumed: waiting tasks start as resources allow");
+        state
+            .node
+            .record(by, AuditAction::Resume, None, None, true)
+            .await;
     }
     now
 }

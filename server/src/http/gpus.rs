@@ -162,7 +162,7 @@ pub async fn change(
 ) -> Result<Json<GpuInfo>, ApiError> {
     caller.require(Role::Operator)?;
     let change: PoolChange = super::dto::json_body(&body)?;
-    let updated = apply_change(&state, &address, &change, &caller.user.username).await?;
+    let updated = apply_change(&state, &address, &change, &caller.actor()).await?;
     let info = updated
         .iter()
         .find(|s| s.address == address)
@@ -177,7 +177,7 @@ pub async fn apply_change(
     state: &AppState,
     address: &str,
     change: &PoolChange,
-    by: &str,
+    by: &app::model::Actor,
 ) -> Result<Vec<GpuStatus>, ApiError> {
     let Some(decision) = PoolDecision::from_action(&change.action) else {
         return Err(ApiError::new(

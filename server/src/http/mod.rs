@@ -10,7 +10,9 @@
 //! *Architecture invariant:* handlers extract, call `app`, and map the result; no SQL, QMP or
 //! sysfs here. JSON-RPC and REST are two views of the same core calls.
 
+pub mod audit;
 pub mod auth;
+pub mod client;
 pub mod console;
 pub mod drain;
 pub use api::dto;
@@ -158,7 +160,8 @@ pub fn main_router(state: AppState) -> anyhow::Result<(Router, jsonrpsee::server
         .layer(axum::extract::DefaultBodyLimit::max(
             state.max_request_bytes,
         ))
-        .layer(axum::middleware::from_fn(request_timeout));
+        .layer(axum::middleware::from_fn(request_timeout))
+        .layer(axum::middleware::from_fn(client::remember));
     Ok((common_layers(router), rpc_handle))
 }
 

@@ -69,12 +69,7 @@ pub async fn upload(
         q.map_err(|e| ApiError::bad_request(ErrorCode::InvalidParameter, e.body_text()))?;
     let (new, uploaded) = state
         .node
-        .save_upload(
-            "name",
-            &q.name,
-            body.into_data_stream(),
-            &caller.user.username,
-        )
+        .save_upload("name", &q.name, body.into_data_stream(), &caller.actor())
         .await?;
     let status = if new {
         StatusCode::CREATED
@@ -202,7 +197,7 @@ pub async fn deploy(
             &prover,
             &verifier,
             Source::Rest,
-            &caller.user.username,
+            &caller.actor(),
         )
         .await?;
     Ok((
@@ -322,7 +317,7 @@ pub async fn run(
     let steps = step_specs(&request)?;
     let hash = state
         .node
-        .start_run(&steps, Source::Rest, &caller.user.username)
+        .start_run(&steps, Source::Rest, &caller.actor())
         .await?;
     Ok((
         StatusCode::CREATED,

@@ -22,7 +22,7 @@ use super::dto::{
     TransactionPage, TransactionQuery, TransactionStatus, TreeNode, parse_hash,
 };
 use super::error::{ApiError, ErrorCode, NotSignedIn, Problem, Unknown};
-use super::{AppState, auth, drain, gpus, operator, settings};
+use super::{AppState, audit, auth, drain, gpus, operator, settings};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(node_peers))
         .routes(routes!(drain::state, drain::start, drain::stop))
         .routes(routes!(settings::get))
+        .routes(routes!(audit::list))
         .routes(routes!(list_files))
         .routes(routes!(file_info))
         .routes(routes!(operator::upload))
@@ -342,7 +343,10 @@ async fn cancel_transaction(
 ) -> Result<(StatusCode, Json<Submitted>), ApiError> {
     caller.require(app::auth::Role::Operator)?;
     let hash = parse_hash("hash", &hash)?;
-    let submitted = state.node.cancel(&hash, Source::Rest).await?;
+    let submitted = state
+        .node
+        .cancel(&hash, Source::Rest, &caller.actor())
+        .await?;
     let submitted = Submitted {
         hash: submitted.hash.to_hex(),
         new: submitted.new,

@@ -74,11 +74,21 @@ pub(super) async fn change_password(
     headers: HeaderMap,
     Posted { session: s, form }: Posted<PasswordForm>,
 ) -> Response {
-    match state
+    let changed = state
         .auth()
         .change_password(&s.user, &form.current, &form.new)
-        .await
-    {
+        .await;
+    state
+        .node
+        .record(
+            &s.actor(),
+            AuditAction::PasswordChanged,
+            Some(&s.user.username),
+            changed.as_ref().err().map(|e| e.code()),
+            changed.is_ok(),
+        )
+        .await;
+    match changed {
         Ok(()) => see_other_with("/console/account", Flash::Ok("Password changed.".into())),
         Err(e) => {
             let e = ApiError::from(e);
@@ -117,6 +127,16 @@ pub(super) async fn create_token(
     match state.auth().create_token(&s.user, name).await {
         // Shown once, on this page (not through a redirect).
         Ok(token) => {
+            state
+                .node
+                .record(
+                    &s.actor(),
+                    AuditAction::TokenCreated,
+                    Some(name),
+                    None,
+                    true,
+                )
+                .await;
             account_render(&state, &s, &headers, Some(token), errors, StatusCode::OK).await
         }
         Err(e) => {
@@ -137,7 +157,19 @@ pub(super) async fn delete_token(
     }: Posted<CsrfForm>,
 ) -> Response {
     match state.auth().delete_token(id, s.user.id).await {
-        Ok(true) => see_other_with("/console/account", Flash::Ok("Token deleted.".into())),
+        Ok(true) => {
+            state
+                .node
+                .record(
+                    &s.actor(),
+                    AuditAction::TokenDeleted,
+                    Some(&format!("token {id}")),
+                    None,
+                    true,
+                )
+                .await;
+            see_other_with("/console/account", Flash::Ok("Token deleted.".into()))
+        }
         Ok(false) => see_other_with(
             "/console/account",
             Flash::Error("There is no such token of yours (already deleted?).".into()),

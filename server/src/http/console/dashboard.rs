@@ -166,7 +166,7 @@ pub(super) async fn drain(
         form: _,
     }: Posted<DrainForm>,
 ) -> Response {
-    crate::http::drain::drain(&state, &s.user.username);
+    crate::http::drain::drain(&state, &s.actor()).await;
     see_other_with(
         "/console",
         Flash::Ok("Draining: no new task starts; running tasks finish. Resume when done.".into()),
@@ -181,7 +181,7 @@ pub(super) async fn resume(
         form: _,
     }: Posted<DrainForm>,
 ) -> Response {
-    crate::http::drain::resume(&state, &s.user.username);
+    crate::http::drain::resume(&state, &s.actor()).await;
     see_other_with(
         "/console",
         Flash::Ok("Resumed: waiting tasks start as resources allow.".into()),

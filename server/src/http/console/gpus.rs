@@ -62,7 +62,7 @@ pub(super) async fn change_gpu(
         action: form.action.clone(),
         reason: Some(form.reason.clone()),
     };
-    match crate::http::gpus::apply_change(&state, &address, &change, &s.user.username).await {
+    match crate::http::gpus::apply_change(&state, &address, &change, &s.actor()).await {
         Ok(_) => see_other_with(
             "/console/gpus",
             Flash::Ok(format!("{address}: {} done.", form.action)),

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use app::auth::{Role, User};
-use app::model::{Phase, Source};
+use app::model::{AuditAction, Phase, Source};
 use app::tx::rpc::TransactionTree;
 use app::tx::{Hash, Kind, Payload, ProgramData};
 
@@ -71,6 +71,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/account/tokens/{id}/delete", post(delete_token))
         .route("/console/users", get(users_page).post(create_user))
         .route("/console/settings", get(settings_page))
+        .route("/console/audit", get(audit_page))
         .route("/console/users/{id}/role", post(set_role))
 }
 
@@ -114,6 +115,13 @@ async fn session(state: &AppState, headers: &HeaderMap) -> Option<Session> {
             via: Via::Session { token, csrf },
         })) => Some(Session { user, token, csrf }),
         _ => None,
+    }
+}
+
+impl Session {
+    /// Who acts, for the audit log: the user, from the request's client address.
+    fn actor(&self) -> app::model::Actor {
+        app::model::Actor::user(&self.user.username, super::client::address())
     }
 }
 
@@ -458,6 +466,7 @@ impl<T: ConsoleForm> FromRequest<AppState> for Posted<T> {
 
 // The page groups; they share this module's imports.
 mod account;
+mod audit;
 mod dashboard;
 mod files;
 mod gpus;
@@ -470,6 +479,7 @@ mod transactions;
 mod users;
 
 use account::{account_page, change_password, create_token, delete_token};
+use audit::audit_page;
 use dashboard::dashboard;
 use files::files_page;
 use gpus::{change_gpu, gpus_page};

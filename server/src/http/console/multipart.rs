@@ -73,7 +73,7 @@ pub(super) async fn read_multipart(
                     .to_string();
                 match state
                     .node
-                    .save_upload(&name, &base, field, &s.user.username)
+                    .save_upload(&name, &base, field, &s.actor())
                     .await
                 {
                     Ok((_, up)) if up.size > 0 => {

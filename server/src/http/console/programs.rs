@@ -154,7 +154,7 @@ pub(super) async fn deploy(
                 &prover,
                 &verifier,
                 Source::Console,
-                &s.user.username,
+                &s.actor(),
             )
             .await
         {

@@ -149,7 +149,7 @@ pub(super) async fn start_run(
     if errors.is_empty() {
         match state
             .node
-            .start_run(&steps, Source::Console, &s.user.username)
+            .start_run(&steps, Source::Console, &s.actor())
             .await
         {
             Ok(hash) => {

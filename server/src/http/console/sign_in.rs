@@ -79,7 +79,18 @@ pub(super) async fn sign_in(
     };
     match login {
         Ok(s) => {
-            tracing::info!(target: "gevulot", user = %s.user.username, via = "console", "signed in");
+            let who = s.user.username.clone();
+            let actor = app::model::Actor::user(&who, crate::http::client::address());
+            state
+                .node
+                .record(
+                    &actor,
+                    AuditAction::SignIn,
+                    Some(&who),
+                    Some("console"),
+                    true,
+                )
+                .await;
             let mut response = see_other(&next);
             let ttl = app::auth::SESSION_TTL.as_secs() as i64;
             response.headers_mut().append(
@@ -92,7 +103,7 @@ pub(super) async fn sign_in(
             let (status, error) = match e {
                 None => (StatusCode::FORBIDDEN, STALE_FORM),
                 Some(e) => {
-                    tracing::warn!(target: "gevulot", user = %form.username, reason = e.code(), via = "console", "sign-in refused");
+                    crate::http::auth::sign_in_refused(&state, &form.username, e.code()).await;
                     let status = ApiError::from(e).status;
                     let error = match status {
                         StatusCode::TOO_MANY_REQUESTS => {
@@ -177,7 +188,18 @@ pub(super) async fn setup(
     };
     match login {
         Ok(s) => {
-            tracing::info!(target: "gevulot", user = %s.user.username, "first admin created in the console");
+            let who = s.user.username.clone();
+            let actor = app::model::Actor::user(&who, crate::http::client::address());
+            state
+                .node
+                .record(
+                    &actor,
+                    AuditAction::Setup,
+                    Some(&who),
+                    Some("first admin created in the console"),
+                    true,
+                )
+                .await;
             let mut response = see_other_with(
                 "/console",
                 Flash::Ok("Welcome: you are the node's first admin.".into()),
@@ -234,7 +256,13 @@ pub(super) async fn sign_out(
         form: _,
     }: Posted<CsrfForm>,
 ) -> Response {
-    let _ = state.auth().logout(&s.token).await;
+    if state.auth().logout(&s.token).await.is_ok() {
+        let who = s.user.username.clone();
+        state
+            .node
+            .record(&s.actor(), AuditAction::SignOut, Some(&who), None, true)
+            .await;
+    }
     let mut response = see_other_with("/console/sign-in", Flash::Ok("Signed out.".into()));
     response.headers_mut().append(
         header::SET_COOKIE,

@@ -432,7 +432,7 @@ pub(super) async fn cancel(
     let back = format!("/console/transactions/{hash}");
     let result = async {
         let run = crate::http::dto::parse_hash("hash", &hash)?;
-        Ok::<_, ApiError>(state.node.cancel(&run, Source::Console).await?)
+        Ok::<_, ApiError>(state.node.cancel(&run, Source::Console, &s.actor()).await?)
     }
     .await;
     match result {

@@ -99,7 +99,16 @@ pub(super) async fn create_user(
         .await
     {
         Ok(u) => {
-            tracing::info!(target: "gevulot", by = %s.user.username, user = %u.username, role = %u.role, "user created");
+            state
+                .node
+                .record(
+                    &s.actor(),
+                    AuditAction::UserCreated,
+                    Some(&u.username),
+                    Some(u.role.as_str()),
+                    true,
+                )
+                .await;
             see_other_with(
                 "/console/users",
                 Flash::Ok(format!("{} can sign in now, as {}.", u.username, u.role)),
@@ -157,7 +166,19 @@ pub(super) async fn set_role(
         );
     }
     match state.auth().set_role(id, role).await {
-        Ok(true) => see_other_with("/console/users", Flash::Ok("Role changed.".into())),
+        Ok(true) => {
+            state
+                .node
+                .record(
+                    &s.actor(),
+                    AuditAction::RoleChanged,
+                    Some(&format!("user {id}")),
+                    Some(role.as_str()),
+                    true,
+                )
+                .await;
+            see_other_with("/console/users", Flash::Ok("Role changed.".into()))
+        }
         Ok(false) => see_other_with(
             "/console/users",
             Flash::Error("There is no such user.".into()),

@@ -49,9 +49,9 @@ impl GevulotServer for Gevulot {
     }
 
     async fn cancel(&self, ext: &Extensions, hash: String) -> RpcResult<dto::Submitted> {
-        require(ext, app::auth::Role::Operator).map_err(rpc_error)?;
+        let caller = require(ext, app::auth::Role::Operator).map_err(rpc_error)?;
         let run = hash_param(&hash)?;
-        cancel(&self.state, &run, Source::Rpc)
+        cancel(&self.state, &run, Source::Rpc, &caller.actor())
             .await
             .map_err(rpc_error)
     }
@@ -116,8 +116,13 @@ async fn transaction_status(
     Ok((&state.node.status(hash).await?).into())
 }
 
-async fn cancel(state: &AppState, run: &Hash, source: Source) -> Result<dto::Submitted, ApiError> {
-    let submitted = state.node.cancel(run, source).await?;
+async fn cancel(
+    state: &AppState,
+    run: &Hash,
+    source: Source,
+    by: &app::model::Actor,
+) -> Result<dto::Submitted, ApiError> {
+    let submitted = state.node.cancel(run, source, by).await?;
     Ok(dto::Submitted {
         hash: submitted.hash.to_hex(),
         new: submitted.new,
