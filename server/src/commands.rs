@@ -18,6 +18,8 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(args) => crate::node::run(*args).await,
         Command::Migrate(args) => migrate(&args).await,
+        Command::Backup(args) => crate::backup::backup(&args).await,
+        Command::Restore(args) => crate::backup::restore(&args).await,
         Command::Generate(GenerateCommand::Key(args)) => generate_key(&args),
         Command::Show(ShowCommand::PublicKey(args)) => show_public_key(&args),
         Command::Peer(args) => peer(&args).await,

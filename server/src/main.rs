@@ -1,5 +1,6 @@
 //! The `gevulot` binary: the node and its operator commands.
 
+mod backup;
 mod commands;
 mod config;
 mod http;

@@ -227,6 +227,13 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// One of the cluster's own client tools (`pg_dump`, `pg_restore`), of its version.
+    pub fn tool(&self, name: &str) -> PathBuf {
+        self.bin.join(name)
+    }
+}
+
 /// The throwaway cluster of this process (started on first use).
 pub fn cluster() -> Result<&'static Cluster> {
     CLUSTER

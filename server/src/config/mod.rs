@@ -3,10 +3,12 @@
 //! Secrets (the P2P passphrase, the database URL with its password) can also come from a file
 //! (`*_FILE`), and never appear in logs or error messages.
 
+mod backup;
 mod doors;
 mod effective;
 mod secret;
 
+pub use backup::{BackupArgs, RestoreArgs};
 pub use doors::DoorArgs;
 pub use effective::Setting;
 pub use secret::{Secret, secret};
@@ -87,6 +89,11 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Create or upgrade the database schema, then exit.
     Migrate(DbArgs),
+    /// Write a consistent copy of the node (database, node key, files) with a manifest of
+    /// checksums to a directory; the node may keep running.
+    Backup(BackupArgs),
+    /// Bring back a backup into an empty data directory (and database), verifying every file.
+    Restore(RestoreArgs),
     /// Generate things (the node key).
     #[command(subcommand)]
     Generate(GenerateCommand),

@@ -2,6 +2,7 @@
 
 mod audit;
 mod auth;
+mod backup;
 mod cli;
 mod commands;
 mod console;
