@@ -5,6 +5,7 @@
 
 pub mod acl;
 pub mod auth;
+pub mod collect;
 pub mod crypto;
 pub mod data_dir;
 pub mod doctor;

@@ -148,11 +148,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     })
     .await?;
     metrics.follow_tasks(node.events().subscribe());
-    if args.audit_retention_days > 0 {
-        node.keep_audit_for(Duration::from_secs(
-            args.audit_retention_days.saturating_mul(86_400),
-        ));
+    if let Some(keep) = args.retention.audit() {
+        node.keep_audit_for(keep);
     }
+    node.keep_collecting(args.retention.collector(log_directory.join("vms")));
     first_admin(node.auth(), &args).await?;
     let p2p = node
         .p2p()

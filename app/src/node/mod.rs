@@ -17,6 +17,7 @@ mod gpus;
 mod info;
 mod network;
 mod programs;
+mod retention;
 mod start;
 mod transactions;
 mod trees;

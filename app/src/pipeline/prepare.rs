@@ -52,6 +52,10 @@ impl<E: Execute> Pipeline<E> {
                 &program.image_file_checksum,
             )
             .await?;
+        // The retention collector keeps images by when a task last used them.
+        if let Ok(f) = std::fs::File::open(&image) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
         // Served to peers at the original's path.
         if !program.image_file_name.contains('/') {
             let served = data.image(&program.hash, &program.image_file_name);

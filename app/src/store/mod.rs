@@ -187,6 +187,7 @@ mod auth;
 mod files;
 mod gpus;
 mod programs;
+mod retention;
 mod tasks;
 mod transactions;
 

@@ -23,11 +23,12 @@ pub enum Inserted {
 }
 
 /// A `transactions` row in [`TX_COLUMNS`] order.
-type TxTuple = (i64, String, String, String, String, String, String, i64);
+pub(super) type TxTuple = (i64, String, String, String, String, String, String, i64);
 
-const TX_COLUMNS: &str = "seq, hash, author, nonce, signature, payload, source, received_at";
+pub(super) const TX_COLUMNS: &str =
+    "seq, hash, author, nonce, signature, payload, source, received_at";
 
-fn decode_tx(t: TxTuple) -> Result<StoredTransaction> {
+pub(super) fn decode_tx(t: TxTuple) -> Result<StoredTransaction> {
     let (seq, hash_hex, author, nonce, signature, payload, source, received_at) = t;
     let corrupt = |what: &str| StoreError::Corrupt(format!("transaction {hash_hex}: {what}"));
     let hash = Hash::from_hex(&hash_hex).ok_or_else(|| corrupt("bad hash"))?;

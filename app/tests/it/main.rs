@@ -3,6 +3,7 @@
 mod acl;
 mod audit;
 mod boot;
+mod collect;
 mod download;
 mod executor;
 mod fuzz;

@@ -6,11 +6,13 @@
 mod backup;
 mod doors;
 mod effective;
+mod retention;
 mod secret;
 
 pub use backup::{BackupArgs, RestoreArgs};
 pub use doors::DoorArgs;
 pub use effective::Setting;
+pub use retention::RetentionArgs;
 pub use secret::{Secret, secret};
 
 use std::net::SocketAddr;
@@ -494,9 +496,8 @@ pub struct RunArgs {
     #[arg(long, env = "GEVULOT_SHUTDOWN_GRACE", default_value_t = 120)]
     pub shutdown_grace: u64,
 
-    /// Days the audit log keeps an entry (0: forever).
-    #[arg(long, env = "GEVULOT_AUDIT_RETENTION_DAYS", default_value_t = 365)]
-    pub audit_retention_days: u64,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
 
     #[command(flatten)]
     pub doors: DoorArgs,
