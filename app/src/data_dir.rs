@@ -245,7 +245,7 @@ impl DataDir {
 }
 
 /// Bytes and count of the regular files below `dir`, never following links.
-fn tree_size(dir: &Path) -> (u64, u64) {
+pub(crate) fn tree_size(dir: &Path) -> (u64, u64) {
     let (mut bytes, mut files) = (0, 0);
     let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {

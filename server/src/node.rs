@@ -316,6 +316,7 @@ async fn execution(args: &RunArgs, data: &DataDir, log_directory: &Path) -> app:
             port: args.vsock_listen_port,
             timeouts: app::vm::runner::Timeouts::default(),
             max_output_bytes: args.max_file_bytes,
+            max_workspace_bytes: args.max_workspace_mb.saturating_mul(1 << 20),
         },
         downloads: app::download::Limits {
             max_bytes: args.max_file_bytes,

@@ -510,7 +510,7 @@ pub mod vm {
             0o755,
             &std::fs::read(fx.guest_bin.join("gevulot-agent"))?,
         );
-        for program in ["test-prover", "test-verifier", "test-crash"] {
+        for program in ["test-prover", "test-verifier", "test-crash", "test-hostile"] {
             cpio.file(
                 &format!("bin/{program}"),
                 0o755,

@@ -44,7 +44,14 @@ pub struct ExecutorConfig {
     pub port: u32,
     pub timeouts: Timeouts,
     pub max_output_bytes: u64,
+    /// The most a program may write to its `/workspace` (`GEVULOT_MAX_WORKSPACE_MB`); past it
+    /// the VM is stopped and the task fails.
+    pub max_workspace_bytes: u64,
 }
+
+/// Requests a program may send the node's guest service in one task (the SDK sends a few
+/// dozen); past it the VM is stopped as a flood.
+pub const MAX_GUEST_REQUESTS: u64 = 1000;
 
 /// One task to run.
 #[derive(Clone, Debug)]
@@ -110,10 +117,28 @@ struct OneTask {
     result: Mutex<Option<oneshot::Sender<TaskResultRequest>>>,
     /// Fired when the program first asks for its task: the VM booted and the program runs.
     started: Mutex<Option<oneshot::Sender<()>>>,
+    /// Requests so far; past [`MAX_GUEST_REQUESTS`] the service answers nothing more.
+    requests: std::sync::atomic::AtomicU64,
+}
+
+impl OneTask {
+    /// Counts a request; false once the program has sent too many.
+    fn admit(&self) -> bool {
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            < MAX_GUEST_REQUESTS
+    }
+
+    fn flooded(&self) -> bool {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed) > MAX_GUEST_REQUESTS
+    }
 }
 
 impl GuestHandler for OneTask {
     async fn get_task(&self, _vm: &str) -> Option<Task> {
+        if !self.admit() {
+            return None;
+        }
         let waiting = self.result.lock().map(|r| r.is_some()).unwrap_or(false);
         if waiting && let Some(started) = self.started.lock().ok().and_then(|mut s| s.take()) {
             let _ = started.send(());
@@ -126,6 +151,11 @@ impl GuestHandler for OneTask {
         _vm: &str,
         result: TaskResultRequest,
     ) -> Result<bool, tonic::Status> {
+        if !self.admit() {
+            return Err(tonic::Status::resource_exhausted(
+                "too many requests from this VM",
+            ));
+        }
         if result.tx_hash != self.task.tx_hash {
             return Err(tonic::Status::permission_denied(
                 "this VM's task is another transaction",
@@ -142,6 +172,14 @@ impl GuestHandler for OneTask {
         let _ = sender.send(result);
         Ok(false)
     }
+}
+
+/// What a running VM's supervisor watches besides the VM: its workspace's size, its console for
+/// failure reasons, and its guest service for floods.
+struct Watched<'a> {
+    workspace: &'a Path,
+    console: &'a Path,
+    handler: &'a OneTask,
 }
 
 /// The last `max` bytes of a log, for failure reasons.
@@ -278,6 +316,7 @@ impl Executor {
             },
             result: Mutex::new(Some(result_tx)),
             started: Mutex::new(started),
+            requests: Default::default(),
         });
         // The transport, and what must be undone when the task ends.
         let (vsock, _daemon, server, cid) = match &self.config.vsock {
@@ -333,7 +372,12 @@ impl Executor {
                 retryable: true,
             },
             Ok(vm) => {
-                self.supervise(vm, spec, &workspace, &console, &mut result_rx, &mut cancel)
+                let watched = Watched {
+                    workspace: &workspace,
+                    console: &console,
+                    handler: &handler,
+                };
+                self.supervise(vm, spec, watched, &mut result_rx, &mut cancel)
                     .await
             }
         };
@@ -350,14 +394,19 @@ impl Executor {
         &self,
         mut vm: Vm,
         spec: &TaskSpec,
-        workspace: &Path,
-        console: &Path,
+        watched: Watched<'_>,
         result_rx: &mut oneshot::Receiver<TaskResultRequest>,
         cancel: &mut watch::Receiver<bool>,
     ) -> Outcome {
         let deadline = tokio::time::sleep(spec.deadline);
         tokio::pin!(deadline);
         let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let Watched {
+            workspace,
+            console,
+            handler,
+        } = watched;
+        let mut ticks = 0u64;
         let result = loop {
             tokio::select! {
                 r = &mut *result_rx => break r.ok(),
@@ -372,6 +421,32 @@ impl Executor {
                     }
                 }
                 _ = tick.tick() => {
+                    ticks += 1;
+                    if handler.flooded() {
+                        let _ = vm.kill().await;
+                        return Outcome::Failed {
+                            reason: format!("the program sent the node's guest service more than {MAX_GUEST_REQUESTS} requests; its VM was stopped"),
+                            retryable: false,
+                        };
+                    }
+                    // The workspace's size, every other second (a walk of the share).
+                    if ticks.is_multiple_of(4) {
+                        let limit = self.config.max_workspace_bytes;
+                        let dir = workspace.to_path_buf();
+                        let used = tokio::task::spawn_blocking(move || crate::data_dir::tree_size(&dir).0)
+                            .await
+                            .unwrap_or(0);
+                        if used > limit {
+                            let _ = vm.kill().await;
+                            return Outcome::Failed {
+                                reason: format!(
+                                    "the program wrote more than {} MiB to /workspace (GEVULOT_MAX_WORKSPACE_MB); its VM was stopped",
+                                    limit >> 20
+                                ),
+                                retryable: false,
+                            };
+                        }
+                    }
                     match vm.state().await {
                         Ok(VmState::GuestPanicked) => {
                             let _ = vm.kill().await;

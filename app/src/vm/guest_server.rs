@@ -156,6 +156,9 @@ pub fn hybrid_listener_path(uds_path: &Path, port: u32) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Connections a guest may hold open at once; more are closed as they arrive (the SDK uses one).
+pub const MAX_GUEST_CONNECTIONS: usize = 8;
+
 /// Accepts guest connections for `vm` on its hybrid vsock listener until the listener fails or
 /// the task is dropped. Each connection is served on its own task.
 pub async fn serve_hybrid<H: GuestHandler>(
@@ -163,12 +166,18 @@ pub async fn serve_hybrid<H: GuestHandler>(
     vm: String,
     handler: Arc<H>,
 ) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_GUEST_CONNECTIONS));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             return;
         };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::debug!(target: "gevulot", vm = %vm, "a guest opened too many connections; closed one");
+            continue;
+        };
         let (vm, handler) = (vm.clone(), handler.clone());
         tokio::spawn(async move {
+            let _permit = permit;
             if let Err(e) = serve_connection(stream, vm.clone(), handler).await {
                 tracing::debug!(target: "gevulot", vm = %vm, error = %e, "guest connection ended with an error");
             }

@@ -132,16 +132,30 @@ impl KernelVsockHub {
     /// Accepts guest connections on the host's vsock listener until it fails, serving each on
     /// its own task with the handler of the peer's CID.
     pub async fn serve(&self, listener: tokio_vsock::VsockListener) {
+        // Connections at once per guest (a guest that opens more has the rest closed).
+        let mut open: std::collections::HashMap<u32, Arc<tokio::sync::Semaphore>> =
+            std::collections::HashMap::new();
         loop {
             let Ok((stream, peer)) = listener.accept().await else {
                 return;
             };
             let cid = peer.cid();
             let Some(handler) = self.route(cid) else {
+                open.remove(&cid);
                 tracing::warn!(target: "gevulot", cid, "vsock connection from a CID no VM owns; closed");
                 continue;
             };
+            let permits = open.entry(cid).or_insert_with(|| {
+                Arc::new(tokio::sync::Semaphore::new(
+                    super::guest_server::MAX_GUEST_CONNECTIONS,
+                ))
+            });
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                tracing::debug!(target: "gevulot", cid, "a guest opened too many connections; closed one");
+                continue;
+            };
             tokio::spawn(async move {
+                let _permit = permit;
                 let vm = format!("cid {cid}");
                 if let Err(e) = serve_connection(stream, vm, Arc::new(Routed(handler))).await {
                     tracing::debug!(target: "gevulot", cid, error = %e, "guest connection ended with an error");

@@ -31,6 +31,7 @@ fn setup() -> Option<Setup> {
         port: 8080,
         timeouts: Timeouts::default(),
         max_output_bytes: 1 << 20,
+        max_workspace_bytes: 64 << 20,
     });
     let initrd = testkit::vm::initramfs(&fx).expect("initramfs");
     Some(Setup {

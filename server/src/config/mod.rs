@@ -419,6 +419,11 @@ pub struct RunArgs {
     #[arg(long, env = "GEVULOT_MAX_FILE_BYTES", default_value_t = 32 * 1024 * 1024 * 1024)]
     pub max_file_bytes: u64,
 
+    /// The most a program may write to its VM's /workspace, in MiB; past it the VM is stopped
+    /// and the task fails.
+    #[arg(long, env = "GEVULOT_MAX_WORKSPACE_MB", default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_workspace_mb: u64,
+
     /// Free space to keep on the data filesystem, in MiB: below it no download or VM starts
     /// (tasks wait) and the node is not ready; 0 = no floor.
     #[arg(long, env = "GEVULOT_MIN_FREE_MB", default_value_t = 2048)]

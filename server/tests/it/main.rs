@@ -11,6 +11,7 @@ mod drain;
 mod faults;
 mod files;
 mod gpus;
+mod hostile;
 mod live;
 mod monitoring;
 mod network;
