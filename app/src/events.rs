@@ -23,6 +23,8 @@ pub enum Event {
         tx: Hash,
         task_id: i64,
         phase: Phase,
+        /// Why it failed, when it ended `failed` or `timed_out`.
+        failure: Option<crate::model::FailureReason>,
     },
 }
 

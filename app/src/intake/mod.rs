@@ -176,6 +176,7 @@ impl Intake {
                 tx: task.tx,
                 task_id: task.id,
                 phase,
+                failure: crate::model::FailureReason::of(phase, error),
             });
         }
         Ok(changed)

@@ -9,7 +9,7 @@ mod task;
 pub use audit::{Actor, AuditAction, AuditEntry, NewAuditEntry};
 pub use files::OutputFile;
 pub use program::{Program, ProgramRole};
-pub use task::{NewTask, Phase, PhaseChange, PhaseChangeOf, Task, TaskKind};
+pub use task::{FailureReason, NewTask, Phase, PhaseChange, PhaseChangeOf, Task, TaskKind};
 
 use crate::crypto::PublicKey;
 use crate::tx::{Hash, Kind, Transaction};

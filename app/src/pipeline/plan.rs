@@ -68,6 +68,7 @@ impl<E: Execute> Pipeline<E> {
                     tx: run,
                     task_id: task.id,
                     phase: task.phase,
+                    failure: None,
                 });
             }
             tasks = store.tasks_for_tx(&run).await?;

@@ -397,7 +397,9 @@ impl From<&app::events::Event> for LiveEvent {
                 task_id: None,
                 phase: None,
             },
-            E::TaskChanged { tx, task_id, phase } => LiveEvent {
+            E::TaskChanged {
+                tx, task_id, phase, ..
+            } => LiveEvent {
                 kind: "task_changed",
                 hash: Some(tx.to_hex()),
                 tx_kind: None,

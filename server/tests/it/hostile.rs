@@ -67,6 +67,14 @@ async fn hostile_programs_fail_precisely_and_the_node_stays_healthy() {
             "{args:?}: the reason {reason:?} is not one of {expected:?}"
         );
     }
+    // Counted by why, for the dashboard.
+    let metrics = node.metrics_text().await;
+    for line in [
+        r#"gevulot_task_failures_total{reason="limits"} 3"#,
+        r#"gevulot_task_failures_total{reason="program"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
     // Healthy: ready, resources all free, and an honest Run succeeds.
     let ready = reqwest::get(format!("http://{}/readyz", node.health))
         .await

@@ -1,5 +1,6 @@
 //! Task metrics followed from the node's event bus: how tasks end
-//! (`gevulot_tasks_ended_total{phase}`), how long their VMs take to boot (`booting` → `running`,
+//! (`gevulot_tasks_ended_total{phase}`), why they failed (`gevulot_task_failures_total{reason}`:
+//! the categories of `app::model::FailureReason`), how long their VMs take to boot (`booting` → `running`,
 //! `gevulot_vm_boot_seconds`) and how long programs run (`running` → the next phase,
 //! `gevulot_vm_run_seconds`).
 //!
@@ -11,7 +12,8 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use app::events::Event;
-use app::model::Phase;
+use app::model::{FailureReason, Phase};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -26,6 +28,7 @@ const MAX_TIMED: usize = 65_536;
 #[derive(Clone, Debug)]
 pub(super) struct TaskMetrics {
     ended: Family<PhaseLabels, Counter>,
+    failures: Family<ReasonLabels, Counter>,
     boot_seconds: Histogram,
     run_seconds: Histogram,
 }
@@ -44,6 +47,17 @@ impl TaskMetrics {
             "Tasks that ended, by their final phase (succeeded, failed, timed_out, cancelled)",
             ended.clone(),
         );
+        let failures = Family::<ReasonLabels, Counter>::default();
+        for reason in FailureReason::ALL {
+            let _ = failures.get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            });
+        }
+        registry.register(
+            "task_failures",
+            "Tasks that ended failed or timed out, by why: program, crash, boot, download, deadline, limits, resources, not_deployed, node_stopped, other",
+            failures.clone(),
+        );
         // 0.25 s to ~2.3 h.
         let boot_seconds = Histogram::new(exponential_buckets(0.25, 2.0, 12));
         registry.register(
@@ -59,6 +73,7 @@ impl TaskMetrics {
         );
         Self {
             ended,
+            failures,
             boot_seconds,
             run_seconds,
         }
@@ -71,8 +86,20 @@ impl TaskMetrics {
             let mut timings = Timings::default();
             loop {
                 match events.recv().await {
-                    Ok(Event::TaskChanged { task_id, phase, .. }) => {
+                    Ok(Event::TaskChanged {
+                        task_id,
+                        phase,
+                        failure,
+                        ..
+                    }) => {
                         this.changed(&mut timings, task_id, phase, Instant::now());
+                        if let Some(reason) = failure {
+                            this.failures
+                                .get_or_create(&ReasonLabels {
+                                    reason: reason.as_str(),
+                                })
+                                .inc();
+                        }
                     }
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -110,6 +137,11 @@ impl TaskMetrics {
                 .inc();
         }
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 /// When each task entered `booting` and `running`, bounded.
