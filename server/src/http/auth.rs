@@ -164,6 +164,21 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// Records what a user did as themselves before a session existed (a sign-in, the first-admin
+/// setup), from the request's client address.
+pub async fn record_own(
+    state: &AppState,
+    username: &str,
+    action: AuditAction,
+    detail: Option<&str>,
+) {
+    let actor = app::model::Actor::user(username, super::client::address());
+    state
+        .node
+        .record(&actor, action, Some(username), detail, true)
+        .await;
+}
+
 /// Records a refused sign-in (the REST API's and the console's): who it claimed to be, from
 /// where, and why (`code`).
 pub async fn sign_in_refused(state: &AppState, username: &str, code: &str) {
@@ -258,12 +273,7 @@ pub async fn login(
     let creds: Credentials = json_body(&body)?;
     match state.auth().login(&creds.username, &creds.password).await {
         Ok(session) => {
-            let actor = app::model::Actor::user(&session.user.username, super::client::address());
-            let who = session.user.username.clone();
-            state
-                .node
-                .record(&actor, AuditAction::SignIn, Some(&who), None, true)
-                .await;
+            record_own(&state, &session.user.username, AuditAction::SignIn, None).await;
             let mut response = Json(SessionInfo {
                 user: (&session.user).into(),
                 csrf_token: Some(session.csrf_token.clone()),
@@ -553,16 +563,12 @@ pub async fn setup(
         .auth()
         .setup(&setup.token, &setup.username, &setup.password)
         .await?;
-    let actor = app::model::Actor::user(&user.username, super::client::address());
-    state
-        .node
-        .record(
-            &actor,
-            AuditAction::Setup,
-            Some(&user.username),
-            Some("first admin created with the setup token"),
-            true,
-        )
-        .await;
+    record_own(
+        &state,
+        &user.username,
+        AuditAction::Setup,
+        Some("first admin created with the setup token"),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json((&user).into())))
 }

@@ -79,18 +79,13 @@ pub(super) async fn sign_in(
     };
     match login {
         Ok(s) => {
-            let who = s.user.username.clone();
-            let actor = app::model::Actor::user(&who, crate::http::client::address());
-            state
-                .node
-                .record(
-                    &actor,
-                    AuditAction::SignIn,
-                    Some(&who),
-                    Some("console"),
-                    true,
-                )
-                .await;
+            crate::http::auth::record_own(
+                &state,
+                &s.user.username,
+                AuditAction::SignIn,
+                Some("console"),
+            )
+            .await;
             let mut response = see_other(&next);
             let ttl = app::auth::SESSION_TTL.as_secs() as i64;
             response.headers_mut().append(
@@ -188,18 +183,13 @@ pub(super) async fn setup(
     };
     match login {
         Ok(s) => {
-            let who = s.user.username.clone();
-            let actor = app::model::Actor::user(&who, crate::http::client::address());
-            state
-                .node
-                .record(
-                    &actor,
-                    AuditAction::Setup,
-                    Some(&who),
-                    Some("first admin created in the console"),
-                    true,
-                )
-                .await;
+            crate::http::auth::record_own(
+                &state,
+                &s.user.username,
+                AuditAction::Setup,
+                Some("first admin created in the console"),
+            )
+            .await;
             let mut response = see_other_with(
                 "/console",
                 Flash::Ok("Welcome: you are the node's first admin.".into()),
