@@ -206,10 +206,7 @@ pub async fn keep_synced(store: Store, url: String, every: Duration, status: Syn
                 if s.added + s.removed > 0 {
                     info!(target: "gevulot::acl", url = %shown, added = s.added, removed = s.removed, keys = s.total, "whitelist updated");
                     let entry = crate::model::NewAuditEntry {
-                        actor: crate::model::Actor {
-                            name: "whitelist sync".into(),
-                            address: None,
-                        },
+                        actor: crate::model::Actor::named("whitelist sync"),
                         action: crate::model::AuditAction::Whitelist,
                         target: Some(shown.clone()),
                         detail: Some(format!(

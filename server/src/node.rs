@@ -236,10 +236,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let grace = Duration::from_secs(args.shutdown_grace);
     let running = node.drain_state().running;
     node.record(
-        &app::model::Actor {
-            name: "signal".into(),
-            address: None,
-        },
+        &app::model::Actor::named("signal"),
         app::model::AuditAction::Drain,
         None,
         Some(&format!(

@@ -87,12 +87,18 @@ impl Actor {
         }
     }
 
-    /// An operator command run on the host (`gevulot user create`, `gevulot peer`).
-    pub fn cli() -> Self {
+    /// What acted without a user and from no address: `cli` (a command on the host), `signal`,
+    /// `whitelist sync`.
+    pub fn named(name: &str) -> Self {
         Self {
-            name: "cli".into(),
+            name: name.into(),
             address: None,
         }
+    }
+
+    /// An operator command run on the host (`gevulot user create`, `gevulot peer`).
+    pub fn cli() -> Self {
+        Self::named("cli")
     }
 }
 

@@ -35,25 +35,28 @@ pub struct Stopped {
 impl Node {
     /// Drains: no waiting task is given resources from now on; running tasks go on. New
     /// transactions are still accepted, and their tasks wait. Draining twice keeps the first
-    /// time. Returns the state after the change.
-    pub fn drain(&self) -> DrainState {
-        {
+    /// time. Returns the state after the change, and whether this call changed it.
+    pub fn drain(&self) -> (DrainState, bool) {
+        let changed = {
             let mut since = self.drain_since();
+            let changed = since.is_none();
             since.get_or_insert_with(SystemTime::now);
-        }
+            changed
+        };
         if let Some(p) = &self.parts().pipeline {
             p.set_draining(true);
         }
-        self.drain_state()
+        (self.drain_state(), changed)
     }
 
-    /// Takes work again: waiting tasks start as resources allow.
-    pub fn resume(&self) -> DrainState {
-        *self.drain_since() = None;
+    /// Takes work again: waiting tasks start as resources allow. Returns the state after the
+    /// change, and whether this call changed it.
+    pub fn resume(&self) -> (DrainState, bool) {
+        let changed = self.drain_since().take().is_some();
         if let Some(p) = &self.parts().pipeline {
             p.set_draining(false);
         }
-        self.drain_state()
+        (self.drain_state(), changed)
     }
 
     pub fn drain_state(&self) -> DrainState {
@@ -69,7 +72,7 @@ impl Node {
     /// VMs are killed; their phases stay, so the next start resumes them). Call before
     /// [`Node::shutdown`].
     pub async fn stop(&self, grace: Duration) -> Stopped {
-        let at_start = self.drain().running;
+        let at_start = self.drain().0.running;
         let until = Instant::now() + grace;
         let mut running = at_start;
         while running > 0 && Instant::now() < until {

@@ -184,10 +184,7 @@ pub async fn record_own(
 pub async fn sign_in_refused(state: &AppState, username: &str, code: &str) {
     tracing::warn!(target: "gevulot", user = %username, reason = code, "sign-in refused");
     let claimed: String = username.chars().take(64).collect();
-    let actor = app::model::Actor {
-        name: "anonymous".into(),
-        address: super::client::address().map(|a| a.to_string()),
-    };
+    let actor = app::model::Actor::user("anonymous", super::client::address());
     state
         .node
         .record(

@@ -64,9 +64,8 @@ pub async fn stop(State(state): State<AppState>, caller: Caller) -> Result<Json<
 
 /// Drains on behalf of `by` (the REST API's and the console's switch).
 pub async fn drain(state: &AppState, by: &Actor) -> app::node::DrainState {
-    let was = state.node.drain_state().draining();
-    let now = state.node.drain();
-    if !was {
+    let (now, changed) = state.node.drain();
+    if changed {
         info!(target: "gevulot", by = %by.name, running = now.running, waiting = now.waiting, "draining: no new task starts until the node is resumed");
         let detail = format!("{} running, {} waiting", now.running, now.waiting);
         state
@@ -79,9 +78,8 @@ pub async fn drain(state: &AppState, by: &Actor) -> app::node::DrainState {
 
 /// Resumes on behalf of `by`.
 pub async fn resume(state: &AppState, by: &Actor) -> app::node::DrainState {
-    let was = state.node.drain_state().draining();
-    let now = state.node.resume();
-    if was {
+    let (now, changed) = state.node.resume();
+    if changed {
         info!(target: "gevulot", by = %by.name, waiting = now.waiting, "resumed: waiting tasks start as resources allow");
         state
             .node
