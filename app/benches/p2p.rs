@@ -47,6 +47,7 @@ async fn node(seed: u8, bootstrap: Vec<String>) -> anyhow::Result<Node> {
             whitelist_sync: None,
             max_message_bytes: 1 << 20,
             max_peers: 64,
+            sync_every: std::time::Duration::from_secs(30),
         }),
         file_base_url: "http://127.0.0.1:9".into(),
         resources: Default::default(),

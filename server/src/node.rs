@@ -130,6 +130,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             whitelist_sync: None,
             max_message_bytes: max_request_bytes(&args),
             max_peers: args.doors.p2p_max_peers,
+            sync_every: std::time::Duration::from_secs(args.p2p_sync_interval_secs),
         }),
         file_base_url: file_base_url.clone(),
         resources: app::node::Resources {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use libp2p::allow_block_list::{self, AllowedPeers, NotAllowed};
+use libp2p::allow_block_list::{self, AllowedPeers, Blocked, NotAllowed};
 use libp2p::connection_limits::{self, ConnectionLimits, Exceeded};
 use libp2p::core::upgrade;
 use libp2p::futures::StreamExt;
@@ -15,7 +15,8 @@ use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{DialError, ListenError, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, Swarm, SwarmBuilder, Transport, gossipsub, identify, kad, noise, tcp, yamux,
+    Multiaddr, PeerId, Swarm, SwarmBuilder, Transport, gossipsub, identify, kad, noise,
+    request_response, tcp, yamux,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -24,6 +25,7 @@ use tracing::{debug, info, warn};
 use super::address::{multiaddr_socket, socket_multiaddr};
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::identity::{identity, peer_id, peer_key, psk, psk_fingerprint};
+use super::sync::{self, SyncState};
 use super::{
     ACL_REFRESH_EVERY, Alive, Config, Counters, Direction, KAD_PROTOCOL, MAX_WARNED, NetworkError,
     P2p, PROTOCOL_VERSION, Peer, REDIAL_EVERY, Shared, TOPIC, UPGRADE_TIMEOUT,
@@ -95,6 +97,8 @@ pub struct Network {
     pub(super) waiting_bytes: usize,
     /// Bootstrap addresses with a dial in flight or an outbound connection.
     pub(super) dialled: HashSet<Multiaddr>,
+    pub(super) sync: SyncState,
+    pub(super) sync_every: Duration,
     pub(super) _alive: Alive,
 }
 
@@ -179,10 +183,19 @@ impl Network {
                     }
                     allow
                 });
+                let sync = request_response::json::Behaviour::with_codec(
+                    request_response::json::codec::Codec::default()
+                        .set_request_size_maximum(4096)
+                        .set_response_size_maximum(sync::response_max(config.max_message_bytes)),
+                    [(sync::SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response::Config::default().with_request_timeout(sync::REQUEST_TIMEOUT),
+                );
                 Ok(Behaviour {
                     allow: Toggle::from(allow),
+                    blocked: allow_block_list::Behaviour::default(),
                     limits: connection_limits::Behaviour::new(connection_limits(config.max_peers)),
                     gossipsub,
+                    sync,
                     identify,
                     kad,
                 })
@@ -239,6 +252,7 @@ impl Network {
             advertised: config.advertised,
             fingerprint: psk_fingerprint(&config.passphrase),
             bootstrap: config.bootstrap.clone(),
+            sync_every: config.sync_every,
             shared: shared.clone(),
             outbox_dropped: outbox.dropped.clone(),
         };
@@ -262,6 +276,8 @@ impl Network {
             waiting: VecDeque::new(),
             waiting_bytes: 0,
             dialled: HashSet::new(),
+            sync: SyncState::default(),
+            sync_every: config.sync_every,
         };
         Ok((network, view))
     }
@@ -272,6 +288,8 @@ impl Network {
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut acl_refresh = tokio::time::interval(ACL_REFRESH_EVERY);
         acl_refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sync_tick = tokio::time::interval(self.sync_every);
+        sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm(event),
@@ -289,6 +307,19 @@ impl Network {
                         self.waiting_bytes -= bytes;
                         self.validate(id, source, tx);
                     }
+                }
+                Some(done) = self.sync.steps.join_next(), if !self.sync.steps.is_empty() => match done {
+                    Ok((peer, step)) => self.on_step(peer, step),
+                    Err(e) => warn!(target: "gevulot::p2p", error = %e, "a catch-up step failed"),
+                },
+                Some(done) = self.sync.serving.join_next(), if !self.sync.serving.is_empty() => {
+                    if let Ok((channel, page)) = done {
+                        self.respond(channel, page);
+                    }
+                }
+                _ = sync_tick.tick() => {
+                    self.forgive();
+                    self.sync_all();
                 }
                 _ = redial.tick() => self.resolve_bootstrap(),
                 _ = acl_refresh.tick(), if self.acl.is_some() => self.refresh_whitelist(),
@@ -481,9 +512,12 @@ impl Network {
                     connected_at: SystemTime::now(),
                     agent_version: None,
                     listen_addresses: Vec::new(),
+                    sync: sync::PeerSync::default(),
                 };
                 // In whitelist mode only allowed peers get this far.
                 self.add_peer(peer_id, peer);
+                // Whatever it stored while this node was away (or before it joined).
+                self.sync_with(peer_id);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -526,6 +560,14 @@ impl Network {
             SwarmEvent::IncomingConnectionError {
                 error: ListenError::Denied { cause },
                 send_back_addr,
+                peer_id,
+                ..
+            } if cause.downcast_ref::<Blocked>().is_some() => {
+                debug!(target: "gevulot::p2p", peer = ?peer_id, from = %send_back_addr, "refused a penalised peer");
+            }
+            SwarmEvent::IncomingConnectionError {
+                error: ListenError::Denied { cause },
+                send_back_addr,
                 ..
             } if cause.downcast_ref::<Exceeded>().is_some() => {
                 self.over_limit(&send_back_addr);
@@ -543,6 +585,7 @@ impl Network {
                 info!(target: "gevulot::p2p", from = %send_back_addr, error = %error, "refused an incoming connection (a peer with another GEVULOT_PSK_PASSPHRASE fails this way)");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,

@@ -16,16 +16,23 @@
 //! A transaction from a peer goes through the same intake as one from a client; gossipsub
 //! forwards it only once the intake accepted it, so an invalid transaction stops at the first
 //! node that sees it.
+//!
+//! Gossip reaches the peers connected at that moment. What it misses (a node that joins late or
+//! was down, a burst beyond the outbox) arrives through the catch-up ([`sync`]): every node pulls
+//! from each peer what that peer stored after a per-peer cursor, on connect and at every sync
+//! interval, through the same intake.
 
 mod address;
 mod behaviour;
 mod event_loop;
 mod gossip;
 mod identity;
+mod sync;
 
 pub use address::check_bootstrap;
 pub use event_loop::Network;
 pub use identity::{identity, peer_id, peer_key, psk, psk_fingerprint};
+pub use sync::{PeerSync, SyncCounters};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -78,6 +85,8 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Peers connected at once at most (see `event_loop::connection_limits`).
     pub max_peers: u32,
+    /// How often every connected peer is asked for what it stored since the last round.
+    pub sync_every: Duration,
 }
 
 /// Shows everything but the passphrase (its fingerprint instead).
@@ -91,6 +100,7 @@ impl std::fmt::Debug for Config {
             .field("whitelist_peers", &self.whitelist_peers)
             .field("max_message_bytes", &self.max_message_bytes)
             .field("max_peers", &self.max_peers)
+            .field("sync_every", &self.sync_every)
             .finish_non_exhaustive()
     }
 }
@@ -126,6 +136,8 @@ pub struct Peer {
     pub agent_version: Option<String>,
     /// Where the peer says it listens, once known.
     pub listen_addresses: Vec<String>,
+    /// The catch-up with this peer.
+    pub sync: PeerSync,
 }
 
 /// Counters of what crossed the network since start.
@@ -146,6 +158,8 @@ pub struct Counters {
     pub peers_refused: u64,
     /// Connections refused because the node holds as many as it may (`max_peers`).
     pub connections_over_limit: u64,
+    /// The catch-up.
+    pub sync: SyncCounters,
 }
 
 impl Counters {
@@ -162,6 +176,8 @@ impl Counters {
 struct Shared {
     peers: RwLock<HashMap<PeerId, Peer>>,
     counters: RwLock<Counters>,
+    /// Peers refused for misbehaving, and until when.
+    penalised: RwLock<HashMap<PeerId, SystemTime>>,
     /// True from start until the event loop is gone (ended, panicked or never run).
     running: AtomicBool,
 }
@@ -188,6 +204,7 @@ pub struct P2p {
     advertised: Option<SocketAddr>,
     fingerprint: String,
     bootstrap: Vec<String>,
+    sync_every: Duration,
     shared: Arc<Shared>,
     outbox_dropped: Arc<AtomicU64>,
 }
@@ -214,6 +231,19 @@ impl P2p {
         &self.bootstrap
     }
 
+    /// How often every connected peer is asked for what it stored since the last round.
+    pub fn sync_every(&self) -> Duration {
+        self.sync_every
+    }
+
+    /// The largest catch-up lag over the connected peers: how many of a peer's sequence
+    /// numbers this node has not pulled yet (0 when every peer is caught up).
+    pub fn sync_lag(&self) -> i64 {
+        self.shared.peers.read().map_or(0, |p| {
+            p.values().map(|peer| peer.sync.lag()).max().unwrap_or(0)
+        })
+    }
+
     /// Connected (and, in whitelist mode, admitted) peers, ordered by when they connected.
     pub fn peers(&self) -> Vec<Peer> {
         let mut peers: Vec<Peer> = self
@@ -229,6 +259,22 @@ impl P2p {
     /// Whether the event loop runs (readiness).
     pub fn is_running(&self) -> bool {
         self.shared.running.load(Ordering::Relaxed)
+    }
+
+    /// Peers refused for a while for misbehaving (their peer ids), and until when.
+    pub fn penalised(&self) -> Vec<(String, SystemTime)> {
+        let mut out: Vec<(String, SystemTime)> = self
+            .shared
+            .penalised
+            .read()
+            .map(|p| {
+                p.iter()
+                    .map(|(id, until)| (id.to_string(), *until))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
     }
 
     pub fn peer_count(&self) -> usize {
@@ -278,6 +324,7 @@ mod tests {
             whitelist_sync: None,
             max_message_bytes: 1,
             max_peers: 1,
+            sync_every: Duration::from_secs(1),
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("pass-s3cret"), "{shown}");

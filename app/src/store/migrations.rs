@@ -58,6 +58,14 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0006_audit.sql"),
         include_str!("../../../migrations/sqlite/0006_audit.sql"),
     ),
+    (
+        7,
+        "peer sync cursors",
+        "0007_peer_sync.sql",
+        "0007_peer_sync.sql",
+        include_str!("../../../migrations/postgres/0007_peer_sync.sql"),
+        include_str!("../../../migrations/sqlite/0007_peer_sync.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -27,6 +27,7 @@ use sqlx::sqlite::{
 pub use auth::{ApiTokenRow, UserRow};
 pub use migrations::MIGRATIONS;
 pub use schema::{SchemaColumn, SchemaDescription, SchemaIndex};
+pub use sync::PeerCursor;
 pub use transactions::Inserted;
 
 /// Expands `$body` once per backend with `$pool` bound to that backend's pool.
@@ -188,6 +189,7 @@ mod files;
 mod gpus;
 mod programs;
 mod retention;
+mod sync;
 mod tasks;
 mod transactions;
 

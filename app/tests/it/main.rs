@@ -3,6 +3,7 @@
 mod acl;
 mod audit;
 mod boot;
+mod catch_up;
 mod collect;
 mod download;
 mod executor;

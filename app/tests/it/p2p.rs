@@ -14,25 +14,25 @@ use app::validate::Limits;
 
 use crate::support::{empty, key};
 
-struct Node {
+pub(crate) struct Node {
     _dir: tempfile::TempDir,
-    key: SecretKey,
+    pub(crate) key: SecretKey,
     /// The node's core API, as `gevulot run` builds it.
-    core: app::node::Node,
+    pub(crate) core: app::node::Node,
     store: Store,
-    p2p: P2p,
+    pub(crate) p2p: P2p,
 }
 
 impl Node {
-    fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         &self.store
     }
 
-    fn addr(&self) -> String {
+    pub(crate) fn addr(&self) -> String {
         self.p2p.listen_addr().to_string()
     }
 
-    async fn has(&self, hash: &Hash) -> bool {
+    pub(crate) async fn has(&self, hash: &Hash) -> bool {
         self.store()
             .get_transaction(hash)
             .await
@@ -45,7 +45,7 @@ async fn node(seed: u8, passphrase: &str, bootstrap: &[String], acl: AclPolicy) 
     node_with(seed, passphrase, bootstrap, acl, &[]).await
 }
 
-fn network_config(passphrase: &str, bootstrap: &[String]) -> Config {
+pub(crate) fn network_config(passphrase: &str, bootstrap: &[String]) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         advertised: None,
@@ -55,11 +55,12 @@ fn network_config(passphrase: &str, bootstrap: &[String]) -> Config {
         whitelist_sync: None,
         max_message_bytes: 1 << 20,
         max_peers: 64,
+        sync_every: std::time::Duration::from_secs(30),
     }
 }
 
 /// A store whose whitelist holds `whitelisted`.
-async fn store(whitelisted: &[&SecretKey]) -> (tempfile::TempDir, Store) {
+pub(crate) async fn store(whitelisted: &[&SecretKey]) -> (tempfile::TempDir, Store) {
     let dir = testkit::tempdir();
     let store = Store::connect(&testkit::sqlite_url(dir.path()), &Default::default())
         .await
@@ -81,6 +82,17 @@ async fn node_with(
     whitelisted: &[&SecretKey],
 ) -> Node {
     let (dir, store) = store(whitelisted).await;
+    launch(dir, store, seed, acl, network_config(passphrase, bootstrap)).await
+}
+
+/// Starts a node on `store` with the network configured by `config`.
+pub(crate) async fn launch(
+    dir: tempfile::TempDir,
+    store: Store,
+    seed: u8,
+    acl: AclPolicy,
+    config: Config,
+) -> Node {
     let key = key(seed);
     let core = app::node::Node::start(app::node::Config {
         data: DataDir::new(dir.path()),
@@ -89,7 +101,7 @@ async fn node_with(
         limits: Limits::default(),
         acl,
         acl_whitelist_url: None,
-        p2p: Some(network_config(passphrase, bootstrap)),
+        p2p: Some(config),
         file_base_url: "http://127.0.0.1:9".into(),
         resources: Default::default(),
         sysfs_root: dir.path().join("sys"),
@@ -151,7 +163,7 @@ async fn unstarted(seed: u8, passphrase: &str) -> (Node, Network) {
 }
 
 /// Polls `check` every 100 ms for up to `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+pub(crate) async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -171,7 +183,7 @@ fn peer_keys(node: &Node) -> Vec<String> {
         .collect()
 }
 
-const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_spread_and_peers_find_each_other() {

@@ -329,6 +329,12 @@ pub struct RunArgs {
     )]
     pub p2p_discovery_addrs: Vec<String>,
 
+    /// Seconds between catch-up rounds: every connected peer is asked for what it stored since
+    /// the last round (gossip that was missed arrives this way; a peer that connects is asked at
+    /// once).
+    #[arg(long, env = "GEVULOT_P2P_SYNC_INTERVAL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub p2p_sync_interval_secs: u64,
+
     /// Private network passphrase (never logged) [default: the original's well-known
     /// passphrase, with a warning].
     #[arg(
