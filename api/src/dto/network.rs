@@ -67,6 +67,54 @@ pub struct PeerNetwork {
     pub peers: Vec<PeerInfo>,
     pub acl: AclState,
     pub messages: P2pMessages,
+    pub sync: SyncState,
+    /// Peers refused for a while for misbehaving (a forged transaction or garbage in a
+    /// catch-up page).
+    pub penalised: Vec<PenalisedPeer>,
+}
+
+/// The catch-up: how this node pulls what its peers stored and gossip did not bring.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SyncState {
+    /// Seconds between rounds with every connected peer (`GEVULOT_P2P_SYNC_INTERVAL_SECS`); a
+    /// peer that connects gets a round at once.
+    pub interval_seconds: u64,
+    /// Transactions stored from peers' pages since start.
+    pub pulled: u64,
+    /// Rounds that reached the peer's newest transaction, and rounds that ended early.
+    pub rounds: u64,
+    pub failed_rounds: u64,
+    /// Transactions in peers' pages this node does not accept (skipped).
+    pub skipped: u64,
+    /// The largest lag over the connected peers (see `PeerSyncInfo::lag`).
+    pub lag: i64,
+}
+
+/// A peer refused for a while.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PenalisedPeer {
+    pub peer_id: String,
+    /// When it may connect again (RFC 3339).
+    pub until: String,
+}
+
+/// The catch-up with one peer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PeerSyncInfo {
+    /// The peer's sequence number up to which this node holds everything it stored.
+    pub cursor: i64,
+    /// The peer's newest sequence number when it last answered.
+    pub head: i64,
+    /// `head - cursor`: at most this many of the peer's transactions are not here yet.
+    pub lag: i64,
+    /// Transactions stored from this peer's pages since it connected.
+    pub pulled: i64,
+    /// When the last round with the peer ended (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_round: Option<String>,
+    /// Why the last round ended early.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A connected peer.
@@ -86,6 +134,7 @@ pub struct PeerInfo {
     pub agent_version: Option<String>,
     /// Where the peer says it listens.
     pub listen_addresses: Vec<String>,
+    pub sync: PeerSyncInfo,
 }
 
 /// Who may author transactions and connect as a peer.
@@ -194,6 +243,14 @@ impl From<&app::p2p::Peer> for PeerInfo {
             connected_at: system_rfc3339(p.connected_at),
             agent_version: p.agent_version.clone(),
             listen_addresses: p.listen_addresses.clone(),
+            sync: PeerSyncInfo {
+                cursor: p.sync.cursor,
+                head: p.sync.head,
+                lag: p.sync.lag(),
+                pulled: p.sync.pulled,
+                last_round: p.sync.last_round.map(system_rfc3339),
+                error: p.sync.error.clone(),
+            },
         }
     }
 }
@@ -235,6 +292,22 @@ impl From<&app::node::NetworkView> for PeerNetwork {
                 dropped: c.dropped,
                 peers_refused: c.peers_refused,
             },
+            sync: SyncState {
+                interval_seconds: n.sync_every.as_secs(),
+                pulled: c.sync.pulled,
+                rounds: c.sync.rounds,
+                failed_rounds: c.sync.failed_rounds,
+                skipped: c.sync.skipped,
+                lag: n.sync_lag,
+            },
+            penalised: n
+                .penalised
+                .iter()
+                .map(|(peer_id, until)| PenalisedPeer {
+                    peer_id: peer_id.clone(),
+                    until: system_rfc3339(*until),
+                })
+                .collect(),
         }
     }
 }

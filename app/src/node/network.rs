@@ -16,6 +16,12 @@ pub struct NetworkView {
     pub peers: Vec<Peer>,
     pub acl: AclView,
     pub counters: Counters,
+    /// How often every peer is asked for what it stored since the last round.
+    pub sync_every: std::time::Duration,
+    /// The largest catch-up lag over the connected peers.
+    pub sync_lag: i64,
+    /// Peers refused for misbehaving, and until when.
+    pub penalised: Vec<(String, std::time::SystemTime)>,
 }
 
 /// Who may join and submit.
@@ -43,6 +49,9 @@ impl Node {
             peers: p2p.peers(),
             acl: self.acl().await?,
             counters: p2p.counters(),
+            sync_every: p2p.sync_every(),
+            sync_lag: p2p.sync_lag(),
+            penalised: p2p.penalised(),
         })
     }
 

@@ -8,7 +8,9 @@ use app::model::Source;
 use app::node::AclPolicy;
 use app::tx::{Payload, Transaction};
 
-use crate::p2p::{Node, WAIT, eventually, launch, network_config, store};
+use app::intake::OUTBOX_CAPACITY;
+
+use crate::p2p::{Node, WAIT, eventually, launch, network_config, store, unstarted};
 use crate::support::{empty, key};
 
 /// A node whose database holds `stored` before its network starts (so nothing of it is
@@ -97,4 +99,32 @@ async fn a_peer_serving_a_forged_transaction_is_penalised() {
     assert_eq!(penalised.len(), 1, "{penalised:?}");
     assert_eq!(penalised[0].0, peer);
     assert!(penalised[0].1 > std::time::SystemTime::now() + Duration::from_secs(60));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_beyond_the_outbox_still_reaches_every_peer() {
+    // The network does not read its outbox yet: the burst overflows it for sure.
+    let (a, network) = unstarted(21, "net").await;
+    let burst: Vec<_> = (0..OUTBOX_CAPACITY as u64 + 100)
+        .map(|n| empty(&key(62), n))
+        .collect();
+    a.core
+        .submit_batch(&burst, Source::Rpc)
+        .await
+        .expect("stored");
+    let dropped = a.p2p.counters().dropped;
+    assert_eq!(dropped, 100, "{:?}", a.p2p.counters());
+    let running = tokio::spawn(network.run());
+
+    let b = node_holding(22, &[a.addr()], &[]).await;
+    eventually(WAIT, "b holds the whole burst", || async {
+        count(&b).await == burst.len() as i64
+    })
+    .await;
+    assert!(
+        b.p2p.counters().sync.pulled >= 100,
+        "{:?}",
+        b.p2p.counters()
+    );
+    running.abort();
 }

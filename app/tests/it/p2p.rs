@@ -123,7 +123,7 @@ pub(crate) async fn launch(
 
 /// A node whose network is bound but whose event loop is not running yet (wired by hand: the
 /// test drives the loop itself).
-async fn unstarted(seed: u8, passphrase: &str) -> (Node, Network) {
+pub(crate) async fn unstarted(seed: u8, passphrase: &str) -> (Node, Network) {
     let (dir, store) = store(&[]).await;
     let key = key(seed);
     let (outbox, receiver) = Outbox::new();

@@ -86,6 +86,8 @@ pub struct PeerRow {
     pub direction: String,
     pub connected_at_ms: i64,
     pub agent_version: Option<String>,
+    /// The catch-up with the peer: "caught up", "N behind", or why the last round failed.
+    pub sync: String,
 }
 
 /// Bytes as GiB with one decimal.
@@ -158,7 +160,7 @@ fn network(n: NetworkSummary) -> impl IntoView {
     } else {
         view! {
             <table id="peers">
-                <thead><tr><th scope="col">"Node key"</th><th scope="col">"Address"</th><th scope="col">"Since"</th><th scope="col">"Software"</th></tr></thead>
+                <thead><tr><th scope="col">"Node key"</th><th scope="col">"Address"</th><th scope="col">"Since"</th><th scope="col">"Software"</th><th scope="col">"Catch-up"</th></tr></thead>
                 <tbody>
                     {n.peers.into_iter().map(|p| {
                         let key = p.public_key.unwrap_or_else(|| p.peer_id.clone());
@@ -169,6 +171,7 @@ fn network(n: NetworkSummary) -> impl IntoView {
                                 <td><span class="mono">{p.address}</span>" " <span class="muted">{p.direction}</span></td>
                                 <td>{time(p.connected_at_ms)}</td>
                                 <td>{p.agent_version.unwrap_or_default()}</td>
+                                <td class="sync">{p.sync}</td>
                             </tr>
                         }
                     }).collect_view()}

@@ -3,6 +3,7 @@
 mod audit;
 mod auth;
 mod backup;
+mod catch_up;
 mod cli;
 mod commands;
 mod console;

@@ -12,23 +12,23 @@ use serde_json::{Value, json};
 use crate::support::rpc;
 use crate::support::{Running, api_token, gevulot, output, sign_in, stdout};
 
-const ADMIN: (&str, &str) = ("admin", "network-admin-pass");
+pub(crate) const ADMIN: (&str, &str) = ("admin", "network-admin-pass");
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A node of the test network, with an API token for the peer view.
-struct Member {
-    node: Running,
-    token: String,
-    key: String,
+pub(crate) struct Member {
+    pub(crate) node: Running,
+    pub(crate) token: String,
+    pub(crate) key: String,
 }
 
-async fn member(env: &[(&str, &str)]) -> Member {
+pub(crate) async fn member(env: &[(&str, &str)]) -> Member {
     let mut all = vec![("GEVULOT_ADMIN_PASSWORD", ADMIN.1)];
     all.extend_from_slice(env);
     member_in(testkit::tempdir(), &all).await
 }
 
-async fn member_in(data: tempfile::TempDir, env: &[(&str, &str)]) -> Member {
+pub(crate) async fn member_in(data: tempfile::TempDir, env: &[(&str, &str)]) -> Member {
     let node = Running::start_in(data, None, env);
     let c = reqwest::Client::new();
     let token = api_token(&c, &node.base, ADMIN.0, ADMIN.1).await;
@@ -41,7 +41,7 @@ async fn member_in(data: tempfile::TempDir, env: &[(&str, &str)]) -> Member {
 }
 
 impl Member {
-    async fn network(&self) -> Value {
+    pub(crate) async fn network(&self) -> Value {
         let r = reqwest::Client::new()
             .get(format!("{}/api/v1/node/peers", self.node.base))
             .bearer_auth(&self.token)
@@ -53,7 +53,7 @@ impl Member {
     }
 
     /// The node keys of the connected peers.
-    async fn peer_keys(&self) -> Vec<String> {
+    pub(crate) async fn peer_keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self.network().await["peers"]
             .as_array()
             .expect("peers")
@@ -83,13 +83,13 @@ impl Member {
             .expect("html")
     }
 
-    async fn metrics(&self) -> String {
+    pub(crate) async fn metrics(&self) -> String {
         self.node.metrics_text().await
     }
 }
 
 /// Polls `check` every 200 ms until it holds, for at most [`WAIT`].
-async fn eventually<F, Fut>(what: &str, mut check: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

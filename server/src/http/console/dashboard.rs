@@ -72,9 +72,22 @@ async fn network_summary(state: &AppState) -> Result<Option<pages::NetworkSummar
                 direction: p.direction.as_str().to_string(),
                 connected_at_ms: epoch_ms(p.connected_at),
                 agent_version: p.agent_version,
+                sync: sync_line(&p.sync),
             })
             .collect(),
     }))
+}
+
+/// The catch-up with a peer in a few words.
+fn sync_line(s: &app::p2p::PeerSync) -> String {
+    match (&s.error, s.last_round) {
+        (_, None) => "pulling".to_string(),
+        (Some(e), Some(_)) => format!("last round failed: {e}"),
+        (None, Some(at)) if s.lag() == 0 => {
+            format!("caught up at {} UTC", frontend::time(epoch_ms(at)))
+        }
+        (None, Some(_)) => format!("{} behind", s.lag()),
+    }
 }
 
 async fn dashboard_view(

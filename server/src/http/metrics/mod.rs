@@ -97,6 +97,10 @@ pub struct Metrics {
     pub peers_connected: Gauge,
     p2p_messages: Family<P2pLabels, Counter>,
     p2p_refused: Family<RefusedLabels, Counter>,
+    sync_pulled: Counter,
+    sync_rounds: Family<P2pLabels, Counter>,
+    sync_lag: Gauge,
+    peers_penalised: Counter,
     intake_commits: Counter,
     intake_committed: Counter,
     phase_commits: Counter,
@@ -175,6 +179,27 @@ impl Default for Metrics {
             registry.register(name, help, c.clone());
             c
         };
+        let sync_pulled = counter(
+            &mut registry,
+            "p2p_sync_pulled_transactions",
+            "Transactions stored from peers' catch-up pages (what gossip did not bring)",
+        );
+        let sync_rounds = Family::<P2pLabels, Counter>::default();
+        registry.register(
+            "p2p_sync_rounds",
+            "Catch-up rounds with a peer: ok (reached its newest transaction) or failed (ended early)",
+            sync_rounds.clone(),
+        );
+        let sync_lag = gauge(
+            &mut registry,
+            "p2p_sync_lag",
+            "The largest catch-up lag over the connected peers: how many of a peer's stored transactions may not be here yet",
+        );
+        let peers_penalised = counter(
+            &mut registry,
+            "p2p_peers_penalised",
+            "Peers disconnected and refused for a while for sending forged transactions or garbage",
+        );
         let intake_commits = counter(
             &mut registry,
             "intake_commits",
@@ -260,6 +285,10 @@ impl Default for Metrics {
             peers_connected,
             p2p_messages,
             p2p_refused,
+            sync_pulled,
+            sync_rounds,
+            sync_lag,
+            peers_penalised,
             intake_commits,
             intake_committed,
             phase_commits,
@@ -428,6 +457,17 @@ impl Metrics {
                 let counter = self.p2p_refused.get_or_create(&RefusedLabels { reason });
                 counter.inc_by(total.saturating_sub(counter.get()));
             }
+            for (outcome, total) in [("ok", c.sync.rounds), ("failed", c.sync.failed_rounds)] {
+                let counter = self.sync_rounds.get_or_create(&P2pLabels { outcome });
+                counter.inc_by(total.saturating_sub(counter.get()));
+            }
+            for (counter, total) in [
+                (&self.sync_pulled, c.sync.pulled),
+                (&self.peers_penalised, c.sync.peers_penalised),
+            ] {
+                counter.inc_by(total.saturating_sub(counter.get()));
+            }
+            self.sync_lag.set(p2p.sync_lag());
         }
         // The intake keeps running totals; the counters follow them.
         let commits = state.node.commit_stats();
