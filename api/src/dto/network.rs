@@ -184,6 +184,8 @@ pub struct P2pMessages {
     pub dropped: u64,
     /// Connections refused because the peer's key is not on the whitelist.
     pub peers_refused: u64,
+    /// Large transactions (over 64 KiB) announced by hash and fetched from the announcing peer.
+    pub fetched: u64,
 }
 
 /// What the node's tasks hold and wait for now.
@@ -291,6 +293,7 @@ impl From<&app::node::NetworkView> for PeerNetwork {
                 ignored: c.ignored,
                 dropped: c.dropped,
                 peers_refused: c.peers_refused,
+                fetched: c.fetched,
             },
             sync: SyncState {
                 interval_seconds: n.sync_every.as_secs(),

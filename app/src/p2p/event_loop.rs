@@ -1,7 +1,7 @@
 //! The event loop that owns the swarm: connections, dialling, the whitelist, and what
 //! arrives from the intake's outbox.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -99,6 +99,10 @@ pub struct Network {
     pub(super) dialled: HashSet<Multiaddr>,
     pub(super) sync: SyncState,
     pub(super) sync_every: Duration,
+    /// Announced transactions being fetched, by request.
+    pub(super) fetches: HashMap<request_response::OutboundRequestId, super::gossip::Fetch>,
+    /// The largest transaction accepted, in bytes.
+    pub(super) max_message_bytes: usize,
     pub(super) _alive: Alive,
 }
 
@@ -131,14 +135,14 @@ impl Network {
         };
         let psk = PreSharedKey::new(psk(&config.passphrase));
         let topic = gossipsub::IdentTopic::new(TOPIC);
-        let max_bytes = config.max_message_bytes.saturating_add(64 * 1024);
+        // Large transactions travel as announcements (see `gossip.rs`): a gossip message is a
+        // small transaction or an announcement, with room for gossipsub's envelope.
+        let max_bytes = super::gossip::BIG_TX_BYTES + 64 * 1024;
         let gossip_config = gossipsub::ConfigBuilder::default()
             .max_transmit_size(max_bytes)
             .validation_mode(gossipsub::ValidationMode::Strict)
             .validate_messages()
-            .message_id_fn(|m: &gossipsub::Message| {
-                gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
-            })
+            .message_id_fn(super::gossip::message_id)
             .build()
             .map_err(|e| NetworkError::Transport(e.to_string()))?;
         let mut swarm = SwarmBuilder::with_existing_identity(keypair)
@@ -278,6 +282,8 @@ impl Network {
             dialled: HashSet::new(),
             sync: SyncState::default(),
             sync_every: config.sync_every,
+            fetches: HashMap::new(),
+            max_message_bytes: config.max_message_bytes,
         };
         Ok((network, view))
     }
@@ -293,7 +299,7 @@ impl Network {
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm(event),
-                Some(tx) = self.outbox.recv() => self.publish(tx.to_json().into_bytes()),
+                Some(tx) = self.outbox.recv() => self.publish(super::gossip::gossip_message(&tx)),
                 Some(internal) = self.internal.recv() => match internal {
                     Internal::Dial(addrs) => self.dial(addrs),
                     Internal::Allowed(peers) => self.allow(peers),

@@ -1,15 +1,75 @@
 //! Transactions over gossipsub: publishing (with a backlog while nobody listens) and
 //! validating what peers send through the intake before it is forwarded.
+//!
+//! A message is a transaction's JSON input form, or, for a transaction over [`BIG_TX_BYTES`],
+//! an [`Announcement`] of its hash: whoever has not stored it yet fetches it by request-response
+//! from the peer the announcement came from (which stored it before forwarding), so gossip
+//! messages stay small however large proofs grow. Either way the message id is the
+//! transaction's hash, so a transaction and its announcement are one message to gossipsub.
 
 use libp2p::{PeerId, gossipsub};
+use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
+use super::sync::{MAX_GET, SyncRequest, SyncResponse};
 use super::{
     BACKLOG_CAPACITY, BACKLOG_MAX_BYTES, MAX_VALIDATING, MAX_WAITING, MAX_WAITING_BYTES, Network,
 };
 use crate::intake::SubmitError;
 use crate::model::Source;
-use crate::tx::Transaction;
+use crate::tx::{Hash, Transaction};
+
+/// Transactions larger than this (their JSON) are gossiped as an [`Announcement`].
+pub const BIG_TX_BYTES: usize = 64 * 1024;
+/// Announced transactions being fetched at once; beyond it announcements are ignored (the
+/// catch-up brings the transaction later).
+const MAX_FETCHING: usize = 16;
+
+/// A large transaction, announced by its hash.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Announcement {
+    pub announce: Hash,
+    /// The transaction's size in bytes (JSON).
+    pub bytes: usize,
+}
+
+/// An announced transaction being fetched: the gossip message waits for it to be judged.
+#[derive(Debug)]
+pub(super) struct Fetch {
+    message: gossipsub::MessageId,
+    source: PeerId,
+    hash: Hash,
+}
+
+/// What gossip carries for `tx`: its JSON, or an announcement when it is large.
+pub(super) fn gossip_message(tx: &Transaction) -> Vec<u8> {
+    let json = tx.to_json();
+    if json.len() <= BIG_TX_BYTES {
+        return json.into_bytes();
+    }
+    let announcement = Announcement {
+        announce: tx.hash,
+        bytes: json.len(),
+    };
+    serde_json::to_vec(&announcement).unwrap_or_else(|_| json.into_bytes())
+}
+
+/// The message id: the hash of the transaction a message carries or announces (the BLAKE3 of
+/// the bytes for a message that is neither, which is refused anyway).
+pub(super) fn message_id(message: &gossipsub::Message) -> gossipsub::MessageId {
+    #[derive(Deserialize)]
+    struct Named {
+        hash: Option<Hash>,
+        announce: Option<Hash>,
+    }
+    match serde_json::from_slice::<Named>(&message.data) {
+        Ok(Named { hash: Some(h), .. })
+        | Ok(Named {
+            announce: Some(h), ..
+        }) => gossipsub::MessageId::from(h.0.to_vec()),
+        _ => gossipsub::MessageId::from(blake3::hash(&message.data).as_bytes().to_vec()),
+    }
+}
 
 impl Network {
     pub(super) fn publish(&mut self, data: Vec<u8>) {
@@ -120,6 +180,9 @@ impl Network {
                 }
                 let tx: Transaction = match serde_json::from_slice(&message.data) {
                     Ok(tx) => tx,
+                    Err(_) if let Ok(a) = serde_json::from_slice::<Announcement>(&message.data) => {
+                        return self.on_announcement(message_id, propagation_source, a);
+                    }
                     Err(e) => {
                         warn!(target: "gevulot::p2p", peer = %propagation_source, error = %e, "a peer sent a message that is not a transaction");
                         return self.judged(
@@ -151,5 +214,110 @@ impl Network {
             }
             _ => {}
         }
+    }
+}
+
+impl Network {
+    /// A large transaction was announced: fetched from the peer that forwarded the announcement
+    /// (it stored the transaction before forwarding), then validated like any other.
+    fn on_announcement(&mut self, message: gossipsub::MessageId, source: PeerId, a: Announcement) {
+        if a.bytes > self.max_message_bytes {
+            debug!(target: "gevulot::p2p", peer = %source, tx = %a.announce, bytes = a.bytes, "refused an announcement of a transaction over the size limit");
+            return self.judged(&message, &source, gossipsub::MessageAcceptance::Reject);
+        }
+        if self.fetches.len() >= MAX_FETCHING {
+            debug!(target: "gevulot::p2p", peer = %source, tx = %a.announce, "ignored an announcement: fetching as many as allowed (the catch-up brings it)");
+            return self.judged(&message, &source, gossipsub::MessageAcceptance::Ignore);
+        }
+        let request = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_request(&source, SyncRequest::Get(vec![a.announce]));
+        self.fetches.insert(
+            request,
+            Fetch {
+                message,
+                source,
+                hash: a.announce,
+            },
+        );
+    }
+
+    /// The answer to a fetch: the transaction goes through the intake and decides the message.
+    pub(super) fn fetched(&mut self, fetch: Fetch, response: SyncResponse) {
+        let found = match response {
+            SyncResponse::Transactions(txs) => {
+                txs.into_iter().take(MAX_GET).find(|t| t.hash == fetch.hash)
+            }
+            _ => None,
+        };
+        match found {
+            Some(tx) => {
+                self.count(|c| c.fetched += 1);
+                self.validate(fetch.message, fetch.source, tx);
+            }
+            None => self.fetch_failed(fetch, "the peer did not send it"),
+        }
+    }
+
+    pub(super) fn fetch_failed(&mut self, fetch: Fetch, why: &str) {
+        debug!(target: "gevulot::p2p", peer = %fetch.source, tx = %fetch.hash, reason = why, "cannot fetch an announced transaction (the catch-up brings it)");
+        self.judged(
+            &fetch.message,
+            &fetch.source,
+            gossipsub::MessageAcceptance::Ignore,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SecretKey;
+    use crate::tx::Payload;
+
+    fn message(data: Vec<u8>) -> gossipsub::Message {
+        gossipsub::Message {
+            source: None,
+            data,
+            sequence_number: None,
+            topic: gossipsub::IdentTopic::new(super::super::TOPIC).hash(),
+        }
+    }
+
+    #[test]
+    fn a_transaction_and_its_announcement_are_one_message() {
+        let key = SecretKey::from_bytes(&[3; 32]).expect("key");
+        let small = Transaction::new_signed(Payload::Empty, 1, &key);
+        let data = gossip_message(&small);
+        assert_eq!(
+            data,
+            small.to_json().into_bytes(),
+            "small ones travel whole"
+        );
+        assert_eq!(message_id(&message(data)).0, small.hash.0.to_vec());
+
+        let big = Transaction::new_signed(
+            Payload::ProofKey {
+                parent: small.hash,
+                key: vec![1; BIG_TX_BYTES],
+            },
+            2,
+            &key,
+        );
+        let data = gossip_message(&big);
+        assert!(data.len() < 200, "announced: {}", data.len());
+        let a: Announcement = serde_json::from_slice(&data).expect("an announcement");
+        assert_eq!(a.announce, big.hash);
+        assert_eq!(a.bytes, big.to_json().len());
+        let id = message_id(&message(data)).0;
+        assert_eq!(id, big.hash.0.to_vec());
+        assert_eq!(message_id(&message(big.to_json().into_bytes())).0, id);
+        // Neither: named by its bytes.
+        assert_eq!(
+            message_id(&message(b"garbage".to_vec())).0,
+            blake3::hash(b"garbage").as_bytes().to_vec()
+        );
     }
 }

@@ -31,6 +31,7 @@ mod sync;
 
 pub use address::check_bootstrap;
 pub use event_loop::Network;
+pub use gossip::BIG_TX_BYTES;
 pub use identity::{identity, peer_id, peer_key, psk, psk_fingerprint};
 pub use sync::{PeerSync, SyncCounters};
 
@@ -158,6 +159,8 @@ pub struct Counters {
     pub peers_refused: u64,
     /// Connections refused because the node holds as many as it may (`max_peers`).
     pub connections_over_limit: u64,
+    /// Large transactions announced by peers and fetched from them by hash.
+    pub fetched: u64,
     /// The catch-up.
     pub sync: SyncCounters,
 }

@@ -31,7 +31,7 @@ use super::Network;
 use crate::intake::{Intake, MAX_BATCH, SubmitError};
 use crate::model::Source;
 use crate::store::{Store, StoreError, now_ms};
-use crate::tx::Transaction;
+use crate::tx::{Hash, Transaction};
 use crate::validate::ValidationError;
 
 pub(super) const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/gevulot/sync/1.0.0");
@@ -59,19 +59,25 @@ pub(super) fn response_max(max_message_bytes: usize) -> u64 {
     u64::try_from(bytes).unwrap_or(u64::MAX)
 }
 
-/// Asks a peer for the transactions it stored after sequence number `after`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub(super) struct SyncRequest {
-    pub after: i64,
-    pub limit: u32,
+pub(super) enum SyncRequest {
+    /// The transactions the peer stored after its sequence number `after`.
+    After { after: i64, limit: u32 },
+    /// These transactions (a large one announced by hash over gossip), at most [`MAX_GET`].
+    Get(Vec<Hash>),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) enum SyncResponse {
     Page(Page),
-    /// The node serves as many pages as it may; ask again later.
+    /// The asked-for transactions the peer holds.
+    Transactions(Vec<Transaction>),
+    /// The node serves as many requests as it may; ask again later.
     Busy,
 }
+
+/// Transactions asked for by hash in one request at most.
+pub(super) const MAX_GET: usize = 16;
 
 /// A page of transactions, oldest first.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -319,7 +325,7 @@ impl Network {
         self.swarm
             .behaviour_mut()
             .sync
-            .send_request(&peer, SyncRequest { after, limit: PAGE });
+            .send_request(&peer, SyncRequest::After { after, limit: PAGE });
     }
 
     /// Ends the round with `peer`: records how it went and starts the next waiting one.
@@ -482,42 +488,85 @@ impl Network {
                 ..
             } => {
                 if self.sync.serving.len() >= MAX_SERVING {
-                    debug!(target: "gevulot::p2p", %peer, "a peer's catch-up waits: serving as many pages as allowed");
+                    debug!(target: "gevulot::p2p", %peer, "a peer waits: serving as many requests as allowed");
                     return self.respond(channel, SyncResponse::Busy);
                 }
                 let store = self.intake.store().clone();
                 self.sync.serving.spawn(async move {
-                    let page = read_page(store, request.after, request.limit).await;
-                    (channel, page)
+                    let answer = match request {
+                        SyncRequest::After { after, limit } => read_page(store, after, limit).await,
+                        SyncRequest::Get(hashes) => read_transactions(store, &hashes).await,
+                    };
+                    (channel, answer)
                 });
             }
             request_response::Event::Message {
                 peer,
-                message: request_response::Message::Response { response, .. },
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
                 ..
-            } => match response {
-                SyncResponse::Page(page) => self.on_page(peer, page),
-                SyncResponse::Busy => self.end_round(peer, Some("the peer was busy".into())),
-            },
-            request_response::Event::OutboundFailure { peer, error, .. } => {
+            } => {
+                if let Some(fetch) = self.fetches.remove(&request_id) {
+                    return self.fetched(fetch, response);
+                }
+                match response {
+                    SyncResponse::Page(page) => self.on_page(peer, page),
+                    SyncResponse::Busy => self.end_round(peer, Some("the peer was busy".into())),
+                    SyncResponse::Transactions(_) => {
+                        self.penalise(peer, "answered a page request with something else");
+                        self.end_round(peer, Some("not a page".into()));
+                    }
+                }
+            }
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
                 if let OutboundFailure::Io(e) = &error
                     && e.kind() == std::io::ErrorKind::InvalidData
                 {
-                    self.penalise(
-                        peer,
-                        &format!("answered a catch-up request with garbage ({e})"),
-                    );
+                    self.penalise(peer, &format!("answered a request with garbage ({e})"));
                 }
-                let quiet = matches!(error, OutboundFailure::UnsupportedProtocols);
-                if quiet {
+                if let Some(fetch) = self.fetches.remove(&request_id) {
+                    return self.fetch_failed(fetch, &error.to_string());
+                }
+                if matches!(error, OutboundFailure::UnsupportedProtocols) {
                     debug!(target: "gevulot::p2p", %peer, "a peer without the catch-up protocol");
                 }
                 self.end_round(peer, Some(error.to_string()));
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
-                debug!(target: "gevulot::p2p", %peer, error = %error, "a peer's catch-up request failed");
+                debug!(target: "gevulot::p2p", %peer, error = %error, "a peer's request failed");
             }
             request_response::Event::ResponseSent { .. } => {}
         }
     }
+}
+
+/// Reads the transactions among `hashes` that this node holds, for a peer.
+async fn read_transactions(store: Store, hashes: &[Hash]) -> SyncResponse {
+    let mut found = Vec::new();
+    let mut bytes = 0;
+    for hash in hashes.iter().take(MAX_GET) {
+        if bytes >= PAGE_BYTES {
+            break;
+        }
+        match store.get_transaction(hash).await {
+            Ok(Some(stored)) => {
+                bytes += stored.tx.to_json().len();
+                found.push(stored.tx);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                warn!(target: "gevulot::p2p", error = %e, "cannot read a transaction a peer asked for");
+                return SyncResponse::Busy;
+            }
+        }
+    }
+    SyncResponse::Transactions(found)
 }

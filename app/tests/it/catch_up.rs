@@ -10,8 +10,8 @@ use app::tx::{Payload, Transaction};
 
 use app::intake::OUTBOX_CAPACITY;
 
-use crate::p2p::{Node, WAIT, eventually, launch, network_config, store, unstarted};
-use crate::support::{empty, key};
+use crate::p2p::{Node, WAIT, eventually, launch, network_config, node, store, unstarted};
+use crate::support::{empty, key, run};
 
 /// A node whose database holds `stored` before its network starts (so nothing of it is
 /// gossiped), asking its peers for news every second.
@@ -127,4 +127,55 @@ async fn a_burst_beyond_the_outbox_still_reaches_every_peer() {
         b.p2p.counters()
     );
     running.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_transaction_is_announced_and_fetched() {
+    let a = node(23, "net", &[], AclPolicy::Open).await;
+    let b = node(24, "net", &[a.addr()], AclPolicy::Open).await;
+    let c = node(25, "net", &[b.addr()], AclPolicy::Open).await;
+    eventually(WAIT, "a, b and c are connected", || {
+        let all = a.p2p.peer_count() == 2 && c.p2p.peer_count() == 2;
+        async move { all }
+    })
+    .await;
+    // A Proof of 200 kB: its JSON is far over the gossip size.
+    let prover = key(63);
+    let runs = run(&prover, &[app::tx::Hash([1; 32])], 0);
+    let big = Transaction::new_signed(
+        Payload::Proof {
+            parent: runs.hash,
+            prover: app::tx::Hash([1; 32]),
+            proof: vec![7; 200_000],
+            files: vec![],
+        },
+        1,
+        &prover,
+    );
+    assert!(big.to_json().len() > app::p2p::BIG_TX_BYTES);
+    a.core.submit(&big, Source::Rpc).await.expect("stored");
+    eventually(WAIT, "b and c fetch it", || async {
+        b.has(&big.hash).await && c.has(&big.hash).await
+    })
+    .await;
+    // Every peer fetched it once, from whoever announced it to it first.
+    let fetched = b.p2p.counters().fetched + c.p2p.counters().fetched;
+    assert_eq!(
+        fetched,
+        2,
+        "b {:?} c {:?}",
+        b.p2p.counters(),
+        c.p2p.counters()
+    );
+    assert_eq!(
+        b.p2p.counters().sync.pulled + c.p2p.counters().sync.pulled,
+        0
+    );
+    let stored = c
+        .store()
+        .get_transaction(&big.hash)
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(stored.tx, big);
 }

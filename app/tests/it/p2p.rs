@@ -41,7 +41,7 @@ impl Node {
     }
 }
 
-async fn node(seed: u8, passphrase: &str, bootstrap: &[String], acl: AclPolicy) -> Node {
+pub(crate) async fn node(seed: u8, passphrase: &str, bootstrap: &[String], acl: AclPolicy) -> Node {
     node_with(seed, passphrase, bootstrap, acl, &[]).await
 }
 

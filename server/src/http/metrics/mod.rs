@@ -171,7 +171,7 @@ impl Default for Metrics {
         let p2p_messages = Family::<P2pLabels, Counter>::default();
         registry.register(
             "p2p_transactions",
-            "P2P transaction messages: published by this node, or from peers accepted, rejected (invalid; not forwarded) or ignored; dropped when they could not be sent",
+            "P2P transaction messages: published by this node, or from peers accepted, rejected (invalid; not forwarded) or ignored; dropped when they could not be sent; fetched: large transactions announced by hash and fetched from the announcing peer",
             p2p_messages.clone(),
         );
         let counter = |registry: &mut Registry, name: &str, help: &str| {
@@ -445,6 +445,7 @@ impl Metrics {
                 ("rejected", c.rejected),
                 ("ignored", c.ignored),
                 ("dropped", c.dropped),
+                ("fetched", c.fetched),
             ] {
                 // The network keeps running totals; the counter follows them.
                 let counter = self.p2p_messages.get_or_create(&P2pLabels { outcome });
