@@ -216,6 +216,13 @@ async function flows(js) {
   assert.ok(await page.locator("#areas tr[data-area='database']").count());
   await shot(page, `${tag}-settings`);
 
+  // The network: this node's own announcement is listed.
+  await page.click("nav a[href='/console/network']");
+  await page.waitForURL(/\/console\/network$/);
+  assert.match(await page.locator("#nodes").innerText(), /this node/);
+  assert.match(await page.locator("#sync").innerText(), /each peer is asked/);
+  await shot(page, `${tag}-network`);
+
   // Drain from the dashboard, then resume.
   await page.goto(`${base}/console`);
   await Promise.all([page.waitForURL(/\/console$/), page.click("#drain")]);

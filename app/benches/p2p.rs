@@ -48,6 +48,8 @@ async fn node(seed: u8, bootstrap: Vec<String>) -> anyhow::Result<Node> {
             max_message_bytes: 1 << 20,
             max_peers: 64,
             sync_every: std::time::Duration::from_secs(30),
+            announce_every: std::time::Duration::from_secs(1),
+            capacity: None,
         }),
         file_base_url: "http://127.0.0.1:9".into(),
         resources: Default::default(),

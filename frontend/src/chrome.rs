@@ -13,6 +13,7 @@ pub enum Nav {
     Transactions,
     Files,
     Gpus,
+    Network,
     Account,
     Users,
     Settings,
@@ -95,6 +96,7 @@ pub(crate) fn document<V: IntoView + 'static>(
                 {nav_link("/console/transactions", "Transactions", Nav::Transactions, nav)}
                 {nav_link("/console/files", "Downloads", Nav::Files, nav)}
                 {nav_link("/console/gpus", "GPUs", Nav::Gpus, nav)}
+                {nav_link("/console/network", "Network", Nav::Network, nav)}
                 {admin.then(|| nav_link("/console/users", "Users", Nav::Users, nav))}
                 {admin.then(|| nav_link("/console/audit", "Audit", Nav::Audit, nav))}
                 {operator.then(|| nav_link("/console/settings", "Settings", Nav::Settings, nav))}

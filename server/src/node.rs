@@ -131,6 +131,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             max_message_bytes: max_request_bytes(&args),
             max_peers: args.doors.p2p_max_peers,
             sync_every: std::time::Duration::from_secs(args.p2p_sync_interval_secs),
+            announce_every: std::time::Duration::from_secs(args.p2p_announce_interval_secs),
+            capacity: None,
         }),
         file_base_url: file_base_url.clone(),
         resources: app::node::Resources {

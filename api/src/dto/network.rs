@@ -71,6 +71,65 @@ pub struct PeerNetwork {
     /// Peers refused for a while for misbehaving (a forged transaction or garbage in a
     /// catch-up page).
     pub penalised: Vec<PenalisedPeer>,
+    /// Seconds between capacity announcements (`GEVULOT_P2P_ANNOUNCE_INTERVAL_SECS`); a node
+    /// silent for three intervals is left out of `nodes`.
+    pub announce_interval_seconds: u64,
+    /// Every node whose capacity announcements keep coming, this one included, by peer id.
+    pub nodes: Vec<NodeCapacity>,
+}
+
+/// What a node of the network offers, as it last announced (signed by its node key).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NodeCapacity {
+    pub peer_id: String,
+    /// The node key (hex) that signed the announcement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// True for this node.
+    pub local: bool,
+    /// Whether the node runs programs at all.
+    pub execution: bool,
+    /// Whether it drains (starts no new task).
+    pub draining: bool,
+    pub cpus: u64,
+    pub mem_mib: u64,
+    /// The models of the GPUs in its pool, one entry per GPU.
+    pub gpus: Vec<String>,
+    pub free_cpus: u64,
+    pub free_mem_mib: u64,
+    pub free_gpus: u64,
+    /// Tasks holding resources, and waiting for them.
+    pub running_tasks: u64,
+    pub waiting_tasks: u64,
+    /// Where its files are downloaded from.
+    pub download_url: String,
+    pub version: String,
+    /// When this node received the announcement (RFC 3339).
+    pub announced_at: String,
+}
+
+impl From<&app::p2p::Executor> for NodeCapacity {
+    fn from(e: &app::p2p::Executor) -> Self {
+        let c = &e.capacity;
+        Self {
+            peer_id: e.peer_id.clone(),
+            public_key: e.public_key.clone(),
+            local: e.local,
+            execution: c.execution,
+            draining: c.draining,
+            cpus: c.cpus,
+            mem_mib: c.mem_mib,
+            gpus: c.gpus.clone(),
+            free_cpus: c.free_cpus,
+            free_mem_mib: c.free_mem_mib,
+            free_gpus: c.free_gpus,
+            running_tasks: c.running,
+            waiting_tasks: c.waiting,
+            download_url: c.download_url.clone(),
+            version: c.version.clone(),
+            announced_at: system_rfc3339(e.announced_at),
+        }
+    }
 }
 
 /// The catch-up: how this node pulls what its peers stored and gossip did not bring.
@@ -311,6 +370,8 @@ impl From<&app::node::NetworkView> for PeerNetwork {
                     until: system_rfc3339(*until),
                 })
                 .collect(),
+            announce_interval_seconds: n.announce_every.as_secs(),
+            nodes: n.executors.iter().map(NodeCapacity::from).collect(),
         }
     }
 }

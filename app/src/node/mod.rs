@@ -10,6 +10,7 @@
 
 mod audit;
 mod cache;
+mod capacity;
 mod drain;
 mod error;
 mod files;

@@ -22,6 +22,10 @@ pub struct NetworkView {
     pub sync_lag: i64,
     /// Peers refused for misbehaving, and until when.
     pub penalised: Vec<(String, std::time::SystemTime)>,
+    /// Every node whose capacity announcements keep coming, this one included.
+    pub executors: Vec<crate::p2p::Executor>,
+    /// How often nodes announce their capacity.
+    pub announce_every: std::time::Duration,
 }
 
 /// Who may join and submit.
@@ -52,6 +56,8 @@ impl Node {
             sync_every: p2p.sync_every(),
             sync_lag: p2p.sync_lag(),
             penalised: p2p.penalised(),
+            executors: p2p.executors(),
+            announce_every: p2p.announce_every(),
         })
     }
 

@@ -104,10 +104,14 @@ impl Node {
         let acl_sync = acl_whitelist_url
             .as_ref()
             .map(|url| (crate::store::redact_url(url), SyncStatus::default()));
+        let mut announcing = None;
         let network = match p2p {
             Some(mut p2p) => {
                 p2p.whitelist_peers = acl == AclPolicy::Whitelist;
                 p2p.whitelist_sync = acl_sync.as_ref().map(|(_, status)| status.clone());
+                let (capacity, announced) = tokio::sync::watch::channel(None);
+                p2p.capacity = Some(announced);
+                announcing = Some((capacity, p2p.announce_every));
                 Some(Network::start(p2p, &key, intake.clone(), outbox_receiver).await?)
             }
             None => None,
@@ -143,6 +147,13 @@ impl Node {
         });
         if let Some(network) = network {
             node.keep(tokio::spawn(network.run()));
+        }
+        if let Some((capacity, every)) = announcing {
+            node.keep(tokio::spawn(super::capacity::keep_current(
+                node.clone(),
+                capacity,
+                every,
+            )));
         }
         if let (Some(url), Some((_, status))) = (acl_whitelist_url, &node.parts().acl_sync) {
             node.keep(tokio::spawn(crate::acl::keep_synced(

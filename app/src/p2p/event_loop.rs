@@ -75,6 +75,9 @@ pub(super) enum Internal {
 pub struct Network {
     pub(super) swarm: Swarm<Behaviour>,
     pub(super) topic: gossipsub::IdentTopic,
+    pub(super) capacity_topic: gossipsub::IdentTopic,
+    pub(super) capacity: Option<tokio::sync::watch::Receiver<Option<super::Capacity>>>,
+    pub(super) announce_every: Duration,
     pub(super) intake: Intake,
     /// Where the whitelist is read from, in whitelist mode.
     pub(super) acl: Option<Store>,
@@ -135,6 +138,7 @@ impl Network {
         };
         let psk = PreSharedKey::new(psk(&config.passphrase));
         let topic = gossipsub::IdentTopic::new(TOPIC);
+        let capacity_topic = gossipsub::IdentTopic::new(super::CAPACITY_TOPIC);
         // Large transactions travel as announcements (see `gossip.rs`): a gossip message is a
         // small transaction or an announcement, with room for gossipsub's envelope.
         let max_bytes = super::gossip::BIG_TX_BYTES + 64 * 1024;
@@ -212,6 +216,11 @@ impl Network {
             .gossipsub
             .subscribe(&topic)
             .map_err(|e| NetworkError::Transport(e.to_string()))?;
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&capacity_topic)
+            .map_err(|e| NetworkError::Transport(e.to_string()))?;
         if let Some(addr) = config.advertised {
             swarm.add_external_address(socket_multiaddr(addr));
         }
@@ -257,12 +266,16 @@ impl Network {
             fingerprint: psk_fingerprint(&config.passphrase),
             bootstrap: config.bootstrap.clone(),
             sync_every: config.sync_every,
+            announce_every: config.announce_every,
             shared: shared.clone(),
             outbox_dropped: outbox.dropped.clone(),
         };
         let network = Network {
             swarm,
             topic,
+            capacity_topic,
+            capacity: config.capacity,
+            announce_every: config.announce_every,
             intake,
             acl,
             whitelist_sync: config.whitelist_sync,
@@ -296,6 +309,10 @@ impl Network {
         acl_refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sync_tick = tokio::time::interval(self.sync_every);
         sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first announcement once the node has said what it offers (it does at start).
+        let first = tokio::time::Instant::now() + self.announce_every.min(Duration::from_secs(1));
+        let mut announce_tick = tokio::time::interval_at(first, self.announce_every);
+        announce_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm(event),
@@ -327,6 +344,7 @@ impl Network {
                     self.forgive();
                     self.sync_all();
                 }
+                _ = announce_tick.tick() => self.announce_capacity(),
                 _ = redial.tick() => self.resolve_bootstrap(),
                 _ = acl_refresh.tick(), if self.acl.is_some() => self.refresh_whitelist(),
                 () = synced(self.whitelist_sync.as_ref()), if self.acl.is_some() => self.refresh_whitelist(),

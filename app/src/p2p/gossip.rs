@@ -165,6 +165,9 @@ impl Network {
                 message_id,
                 message,
             } => {
+                if message.topic == self.capacity_topic.hash() {
+                    return self.on_capacity(&message_id, &propagation_source, &message);
+                }
                 let bytes = message.data.len();
                 let busy = self.validating.len() >= MAX_VALIDATING;
                 if busy

@@ -24,12 +24,14 @@
 
 mod address;
 mod behaviour;
+mod capacity;
 mod event_loop;
 mod gossip;
 mod identity;
 mod sync;
 
 pub use address::check_bootstrap;
+pub use capacity::{CAPACITY_TOPIC, Capacity, Executor};
 pub use event_loop::Network;
 pub use gossip::BIG_TX_BYTES;
 pub use identity::{identity, peer_id, peer_key, psk, psk_fingerprint};
@@ -88,6 +90,10 @@ pub struct Config {
     pub max_peers: u32,
     /// How often every connected peer is asked for what it stored since the last round.
     pub sync_every: Duration,
+    /// How often this node announces its capacity.
+    pub announce_every: Duration,
+    /// This node's capacity as it changes (set by `Node::start`); nothing is announced without.
+    pub capacity: Option<tokio::sync::watch::Receiver<Option<Capacity>>>,
 }
 
 /// Shows everything but the passphrase (its fingerprint instead).
@@ -102,6 +108,7 @@ impl std::fmt::Debug for Config {
             .field("max_message_bytes", &self.max_message_bytes)
             .field("max_peers", &self.max_peers)
             .field("sync_every", &self.sync_every)
+            .field("announce_every", &self.announce_every)
             .finish_non_exhaustive()
     }
 }
@@ -181,6 +188,8 @@ struct Shared {
     counters: RwLock<Counters>,
     /// Peers refused for misbehaving, and until when.
     penalised: RwLock<HashMap<PeerId, SystemTime>>,
+    /// The latest capacity announcement of every node heard from.
+    executors: RwLock<capacity::Executors>,
     /// True from start until the event loop is gone (ended, panicked or never run).
     running: AtomicBool,
 }
@@ -208,6 +217,7 @@ pub struct P2p {
     fingerprint: String,
     bootstrap: Vec<String>,
     sync_every: Duration,
+    announce_every: Duration,
     shared: Arc<Shared>,
     outbox_dropped: Arc<AtomicU64>,
 }
@@ -262,6 +272,20 @@ impl P2p {
     /// Whether the event loop runs (readiness).
     pub fn is_running(&self) -> bool {
         self.shared.running.load(Ordering::Relaxed)
+    }
+
+    /// The nodes whose capacity announcements keep coming (this one included), by peer id.
+    pub fn executors(&self) -> Vec<Executor> {
+        self.shared
+            .executors
+            .read()
+            .map(|e| e.live(self.announce_every))
+            .unwrap_or_default()
+    }
+
+    /// How often nodes announce their capacity.
+    pub fn announce_every(&self) -> Duration {
+        self.announce_every
     }
 
     /// Peers refused for a while for misbehaving (their peer ids), and until when.
@@ -328,6 +352,8 @@ mod tests {
             max_message_bytes: 1,
             max_peers: 1,
             sync_every: Duration::from_secs(1),
+            announce_every: Duration::from_secs(1),
+            capacity: None,
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("pass-s3cret"), "{shown}");

@@ -1,5 +1,5 @@
 //! Real libp2p networks on loopback, each with its own store: propagation, discovery, the
-//! pre-shared key, and the ACL whitelist for peers and authors.
+//! pre-shared key, the ACL whitelist for peers and authors, and capacity announcements.
 
 use std::time::Duration;
 
@@ -56,6 +56,8 @@ pub(crate) fn network_config(passphrase: &str, bootstrap: &[String]) -> Config {
         max_message_bytes: 1 << 20,
         max_peers: 64,
         sync_every: std::time::Duration::from_secs(30),
+        announce_every: std::time::Duration::from_secs(1),
+        capacity: None,
     }
 }
 
@@ -353,4 +355,41 @@ async fn the_whitelist_admits_peers_and_authors() {
         async move { peers.is_empty() }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_hears_every_nodes_capacity() {
+    let a = node(26, "net", &[], AclPolicy::Open).await;
+    let b = node(27, "net", &[a.addr()], AclPolicy::Open).await;
+    let c = node(28, "net", &[a.addr()], AclPolicy::Open).await;
+    let ids = {
+        let mut ids = vec![a.p2p.peer_id(), b.p2p.peer_id(), c.p2p.peer_id()];
+        ids.sort();
+        ids
+    };
+    for n in [&a, &b, &c] {
+        eventually(WAIT, "each node hears all three", || {
+            let heard: Vec<String> = n.p2p.executors().into_iter().map(|e| e.peer_id).collect();
+            let want = ids.clone();
+            async move { heard == want }
+        })
+        .await;
+    }
+    let heard = c.p2p.executors();
+    let own: Vec<_> = heard.iter().filter(|e| e.local).collect();
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0].peer_id, c.p2p.peer_id());
+    let of_a = heard
+        .iter()
+        .find(|e| e.peer_id == a.p2p.peer_id())
+        .expect("a heard");
+    // Signed by a's node key; a runs no pipeline here, so it does not execute.
+    assert_eq!(
+        of_a.public_key.as_deref(),
+        Some(a.key.public_key().to_hex().as_str())
+    );
+    assert!(!of_a.capacity.execution);
+    assert_eq!(of_a.capacity.download_url, "http://127.0.0.1:9");
+    assert_eq!(of_a.capacity.version, env!("CARGO_PKG_VERSION"));
+    assert!(of_a.capacity.at_ms > 0);
 }

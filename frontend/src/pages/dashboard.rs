@@ -153,7 +153,7 @@ fn drain(d: DrainSummary) -> impl IntoView {
 }
 
 /// The dashboard's peer panel: identity in the network, who may join, who is connected.
-fn network(n: NetworkSummary) -> impl IntoView {
+pub(crate) fn network(n: NetworkSummary) -> impl IntoView {
     let count = n.peers.len();
     let peers = if n.peers.is_empty() {
         empty("No peer connected. Peers join with the same GEVULOT_PSK_PASSPHRASE and this node's address in their GEVULOT_P2P_DISCOVERY_ADDR.").into_any()

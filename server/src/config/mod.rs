@@ -335,6 +335,11 @@ pub struct RunArgs {
     #[arg(long, env = "GEVULOT_P2P_SYNC_INTERVAL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub p2p_sync_interval_secs: u64,
 
+    /// Seconds between this node's capacity announcements (resources, GPUs, what is free, its
+    /// queue); a node silent for three intervals counts as gone.
+    #[arg(long, env = "GEVULOT_P2P_ANNOUNCE_INTERVAL_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub p2p_announce_interval_secs: u64,
+
     /// Private network passphrase (never logged) [default: the original's well-known
     /// passphrase, with a warning].
     #[arg(

@@ -118,9 +118,13 @@ async fn send(base: &str, tx: &Value) {
 
 #[tokio::test]
 async fn nodes_join_share_transactions_and_come_back() {
-    let a = member(&[]).await;
+    let a = member(&[("GEVULOT_P2P_ANNOUNCE_INTERVAL_SECS", "1")]).await;
     let a_addr = a.node.p2p.to_string();
-    let b = member(&[("GEVULOT_P2P_DISCOVERY_ADDR", &a_addr)]).await;
+    let b = member(&[
+        ("GEVULOT_P2P_DISCOVERY_ADDR", &a_addr),
+        ("GEVULOT_P2P_ANNOUNCE_INTERVAL_SECS", "1"),
+    ])
+    .await;
     let outsider = member(&[
         ("GEVULOT_P2P_DISCOVERY_ADDR", &a_addr),
         ("GEVULOT_PSK_PASSPHRASE", "not the test network"),
@@ -150,6 +154,50 @@ async fn nodes_join_share_transactions_and_come_back() {
             .to_hex()
             .starts_with(fingerprint)
     );
+
+    // Each node hears the other's capacity, signed by its node key.
+    eventually("a hears b's capacity", || async {
+        a.network().await["nodes"].as_array().map_or(0, Vec::len) == 2
+    })
+    .await;
+    let nodes = a.network().await["nodes"].clone();
+    let of = |key: &str| {
+        nodes
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .find(|n| n["public_key"] == key)
+            .cloned()
+            .unwrap_or_else(|| panic!("{key} in {nodes}"))
+    };
+    let (own, of_b) = (of(&a.key), of(&b.key));
+    assert_eq!(own["local"], true, "{own}");
+    assert_eq!(of_b["local"], false, "{of_b}");
+    assert!(of_b["cpus"].as_u64().expect("cpus") > 0, "{of_b}");
+    assert_eq!(
+        of_b["download_url"],
+        b.node.file_base_url.as_str(),
+        "{of_b}"
+    );
+    let html = reqwest::Client::new()
+        .get(format!("{}/console/network", a.node.base))
+        .header(
+            "cookie",
+            sign_in(&reqwest::Client::new(), &a.node.base, ADMIN.0, ADMIN.1)
+                .await
+                .0,
+        )
+        .send()
+        .await
+        .expect("network page")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        html.contains(&b.key) && html.contains("(this node)"),
+        "{html}"
+    );
+    assert!(html.contains("Catch-up"), "{html}");
 
     // The console's dashboard shows the same.
     let page = a.dashboard().await;

@@ -16,11 +16,15 @@ pub(super) fn epoch_ms(t: std::time::SystemTime) -> i64 {
 
 /// The dashboard's peer panel: the network's peers and the whitelist's state.
 async fn network_summary(state: &AppState) -> Result<Option<pages::NetworkSummary>, ApiError> {
-    let network = match state.node.network().await {
-        Ok(n) => n,
-        Err(app::node::NodeError::P2pUnavailable) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
+    match state.node.network().await {
+        Ok(n) => Ok(Some(summary_of(n))),
+        Err(app::node::NodeError::P2pUnavailable) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The peer panel of `network`.
+pub(super) fn summary_of(network: app::node::NetworkView) -> pages::NetworkSummary {
     let acl = match network.acl.policy {
         app::node::AclPolicy::Open => {
             "Open: any node with the pre-shared key may join, and any valid signature may submit."
@@ -56,7 +60,7 @@ async fn network_summary(state: &AppState) -> Result<Option<pages::NetworkSummar
                 frontend::time(epoch_ms(*at))
             ),
         });
-    Ok(Some(pages::NetworkSummary {
+    pages::NetworkSummary {
         peer_id: network.peer_id,
         listen_addr: network.listen_addr.to_string(),
         psk_fingerprint: network.psk_fingerprint,
@@ -75,7 +79,7 @@ async fn network_summary(state: &AppState) -> Result<Option<pages::NetworkSummar
                 sync: sync_line(&p.sync),
             })
             .collect(),
-    }))
+    }
 }
 
 /// The catch-up with a peer in a few words.

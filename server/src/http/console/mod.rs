@@ -71,6 +71,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/account/tokens/{id}/delete", post(delete_token))
         .route("/console/users", get(users_page).post(create_user))
         .route("/console/settings", get(settings_page))
+        .route("/console/network", get(network_page))
         .route("/console/audit", get(audit_page))
         .route("/console/users/{id}/role", post(set_role))
 }
@@ -471,6 +472,7 @@ mod dashboard;
 mod files;
 mod gpus;
 mod multipart;
+mod network;
 mod programs;
 mod runs;
 mod settings;
@@ -484,6 +486,7 @@ use dashboard::dashboard;
 use files::files_page;
 use gpus::{change_gpu, gpus_page};
 use multipart::{Multi, is_checksum, number, read_multipart};
+use network::network_page;
 use programs::{deploy, program_page, programs_page};
 use runs::{new_run_page, start_run};
 use settings::settings_page;

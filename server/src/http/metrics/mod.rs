@@ -81,6 +81,11 @@ struct P2pLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NetworkLabels {
+    state: &'static str,
+}
+
 /// The node's metrics. Cheap to update from any task.
 pub struct Metrics {
     registry: Registry,
@@ -101,6 +106,7 @@ pub struct Metrics {
     sync_rounds: Family<P2pLabels, Counter>,
     sync_lag: Gauge,
     peers_penalised: Counter,
+    network_nodes: Family<NetworkLabels, Gauge>,
     intake_commits: Counter,
     intake_committed: Counter,
     phase_commits: Counter,
@@ -200,6 +206,12 @@ impl Default for Metrics {
             "p2p_peers_penalised",
             "Peers disconnected and refused for a while for sending forged transactions or garbage",
         );
+        let network_nodes = Family::<NetworkLabels, Gauge>::default();
+        registry.register(
+            "network_nodes",
+            "Nodes whose capacity announcements keep coming (this one included): executing (ready to run programs), draining, or relaying (never execute)",
+            network_nodes.clone(),
+        );
         let intake_commits = counter(
             &mut registry,
             "intake_commits",
@@ -289,6 +301,7 @@ impl Default for Metrics {
             sync_rounds,
             sync_lag,
             peers_penalised,
+            network_nodes,
             intake_commits,
             intake_committed,
             phase_commits,
@@ -469,6 +482,20 @@ impl Metrics {
                 counter.inc_by(total.saturating_sub(counter.get()));
             }
             self.sync_lag.set(p2p.sync_lag());
+            let mut nodes = [("executing", 0), ("draining", 0), ("relaying", 0)];
+            for e in p2p.executors() {
+                let i = match (e.capacity.execution, e.capacity.draining) {
+                    (false, _) => 2,
+                    (true, true) => 1,
+                    (true, false) => 0,
+                };
+                nodes[i].1 += 1;
+            }
+            for (state, n) in nodes {
+                self.network_nodes
+                    .get_or_create(&NetworkLabels { state })
+                    .set(n);
+            }
         }
         // The intake keeps running totals; the counters follow them.
         let commits = state.node.commit_stats();

@@ -1,0 +1,79 @@
+//! The network page: peers and their catch-up, every node's capacity, penalised peers.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use frontend::Nav;
+use frontend::pages;
+
+use super::dashboard::{epoch_ms, summary_of};
+use super::*;
+
+pub(super) async fn network_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    s: Session,
+) -> Response {
+    let network = match state.node.network().await {
+        Ok(n) => n,
+        Err(e) => return problem(&state, Some(&s), &headers, e.into()).await,
+    };
+    let c = network.counters.sync;
+    let sync = format!(
+        "Every {} s each peer is asked for what it stored since the last round (a peer that connects is asked at once). Since start: {} transactions pulled, {} rounds, {} ended early, {} transactions skipped; largest lag now {}.",
+        network.sync_every.as_secs(),
+        c.pulled,
+        c.rounds,
+        c.failed_rounds,
+        c.skipped,
+        network.sync_lag,
+    );
+    let nodes = network
+        .executors
+        .iter()
+        .map(|e| {
+            let c = &e.capacity;
+            pages::NodeRow {
+                peer_id: e.peer_id.clone(),
+                public_key: e.public_key.clone(),
+                local: e.local,
+                state: match (c.execution, c.draining) {
+                    (false, _) => "relaying",
+                    (true, true) => "draining",
+                    (true, false) => "executing",
+                },
+                cpus: c.cpus,
+                mem_mib: c.mem_mib,
+                gpus: c.gpus.clone(),
+                free_cpus: c.free_cpus,
+                free_mem_mib: c.free_mem_mib,
+                free_gpus: c.free_gpus,
+                running: c.running,
+                waiting: c.waiting,
+                download_url: c.download_url.clone(),
+                version: c.version.clone(),
+                announced_at_ms: epoch_ms(e.announced_at),
+            }
+        })
+        .collect();
+    let penalised = network
+        .penalised
+        .iter()
+        .map(|(peer, until)| (peer.clone(), epoch_ms(*until)))
+        .collect();
+    let view = pages::NetworkPageView {
+        announce_interval_seconds: network.announce_every.as_secs(),
+        summary: summary_of(network),
+        sync,
+        nodes,
+        penalised,
+    };
+    render(
+        &state,
+        Some(&s),
+        &headers,
+        Page::new("Network", Nav::Network),
+        move || pages::network_page(view),
+    )
+    .await
+}
