@@ -77,6 +77,7 @@ error_codes! {
     MalformedBody => ("malformed_body", 400),
     P2pUnavailable => ("p2p_unavailable", 503),
     SysfsUnavailable => ("sysfs_unavailable", 503),
+    FileUnavailable => ("file_unavailable", 502),
     Timeout => ("timeout", 408),
 }
 

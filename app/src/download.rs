@@ -18,6 +18,11 @@ use tokio::io::AsyncWriteExt as _;
 
 use crate::tx::Hash;
 
+/// Set by a node fetching a file from a peer's download server: the peer answers from what it
+/// holds and does not fetch the file in turn (two nodes missing a file never ask each other in a
+/// loop).
+pub const PEER_FETCH_HEADER: &str = "x-gevulot-peer-fetch";
+
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub max_bytes: u64,
@@ -117,7 +122,29 @@ pub(crate) fn http_client() -> reqwest::ClientBuilder {
 impl Downloader {
     /// A downloader storing content under `content/` (temporary files in `tmp/`).
     pub fn new(data_dir: &crate::data_dir::DataDir, limits: Limits) -> Result<Self, DownloadError> {
-        let client = http_client()
+        Self::with_client(data_dir, limits, http_client())
+    }
+
+    /// A downloader for files fetched from peers' download servers: each request says so
+    /// ([`PEER_FETCH_HEADER`]), and the peer answers from what it holds.
+    pub fn for_peers(
+        data_dir: &crate::data_dir::DataDir,
+        limits: Limits,
+    ) -> Result<Self, DownloadError> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            PEER_FETCH_HEADER,
+            reqwest::header::HeaderValue::from_static("1"),
+        );
+        Self::with_client(data_dir, limits, http_client().default_headers(headers))
+    }
+
+    fn with_client(
+        data_dir: &crate::data_dir::DataDir,
+        limits: Limits,
+        client: reqwest::ClientBuilder,
+    ) -> Result<Self, DownloadError> {
+        let client = client
             .read_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| DownloadError::Io(format!("cannot build the HTTP client: {e}")))?;

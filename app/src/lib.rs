@@ -17,6 +17,7 @@ pub mod intake;
 pub mod model;
 pub mod node;
 pub mod p2p;
+pub mod peer_files;
 pub mod pipeline;
 pub mod scheduler;
 pub mod store;

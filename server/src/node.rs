@@ -174,7 +174,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     servers.spawn(http::serve(main_listener, main_router, stopped.clone()));
     servers.spawn(http::serve(
         files_listener,
-        http::files::FileServer::new(data_dir.clone()).router(state.doors.files.clone()),
+        http::files::FileServer::new(data_dir.clone())
+            .fetching_through(node.clone())
+            .router(state.doors.files.clone()),
         stopped.clone(),
     ));
     servers.spawn(http::serve(

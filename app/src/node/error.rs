@@ -39,6 +39,9 @@ pub enum NodeError {
     /// The host's GPU inventory cannot be read.
     #[error("{0}; check GEVULOT_SYSFS_ROOT")]
     SysfsUnavailable(String),
+    /// A file the network knows is not here, and no source had it.
+    #[error("{0}")]
+    Unavailable(String),
     /// A local file operation failed (the cause is logged, never shown).
     #[error("{what}; check the data directory's free space and permissions")]
     Io {
@@ -66,6 +69,7 @@ impl NodeError {
             NodeError::Database(_) => "database_unavailable",
             NodeError::P2pUnavailable => "p2p_unavailable",
             NodeError::SysfsUnavailable(_) => "sysfs_unavailable",
+            NodeError::Unavailable(_) => "file_unavailable",
             NodeError::Io { .. } | NodeError::Internal(_) => "internal_error",
         }
     }

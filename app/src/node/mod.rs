@@ -17,6 +17,7 @@ mod files;
 mod gpus;
 mod info;
 mod network;
+mod peer_files;
 mod programs;
 mod retention;
 mod start;
@@ -28,11 +29,13 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 pub use crate::intake::{AclPolicy, Intake, Outbox, OutboxReceiver, SubmitError, Submitted};
+pub use crate::peer_files::PEER_FETCH_HEADER;
 pub use drain::{DrainState, Stopped};
 pub use error::NodeError;
 pub use files::FileView;
 pub use info::{NodeInfo, Resources};
 pub use network::{AclView, NetworkView};
+pub use peer_files::KnownFile;
 pub use programs::{Deployed, ImageSource, InputSource, InputSpec, ProgramSpec, StepSpec};
 pub use start::{Config, Execution, StartError};
 pub use transactions::{TaskView, TxStatus};
@@ -98,6 +101,9 @@ struct Inner {
     draining: Mutex<Option<SystemTime>>,
     /// The data directory's use per area, and when it was walked.
     data_use: DataUseCache,
+    /// Fetches files the network knows from their producers and peers (built on first use, or
+    /// by `Node::start` to share it with the pipeline).
+    peer_files: std::sync::OnceLock<Arc<crate::peer_files::PeerFiles>>,
 }
 
 type DataUseCache =
@@ -123,6 +129,7 @@ impl Node {
                 tasks: Mutex::default(),
                 draining: Mutex::default(),
                 data_use: DataUseCache::default(),
+                peer_files: std::sync::OnceLock::new(),
             }),
         }
     }

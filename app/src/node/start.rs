@@ -164,6 +164,12 @@ impl Node {
             )));
         }
         if let Some(pipeline) = pipeline {
+            match node.peer_files() {
+                Ok(files) => pipeline.set_peer_files(files.clone()),
+                Err(e) => {
+                    warn!(target: "gevulot", error = %e, "tasks cannot fetch files from peers")
+                }
+            }
             if let Err(e) = node.refresh_gpu_pool().await {
                 warn!(target: "gevulot", error = %e, "cannot read the GPU pool; programs get no GPU until it is changed through the API");
             }

@@ -114,6 +114,8 @@ struct Inner<E> {
     state: Mutex<State>,
     /// Woken when a Deploy is stored: tasks waiting for a program look again.
     deployed: Notify,
+    /// Where files whose URL fails, and outputs of steps that ran elsewhere, come from (peers).
+    peer_files: std::sync::OnceLock<Arc<crate::peer_files::PeerFiles>>,
 }
 
 /// A handle on the pipeline (cheap to clone).
@@ -176,6 +178,7 @@ impl<E: Execute> Pipeline<E> {
                 key,
                 downloader,
                 executor,
+                peer_files: std::sync::OnceLock::new(),
                 state: Mutex::new(State {
                     scheduler,
                     waiting: HashMap::new(),
@@ -226,6 +229,12 @@ impl<E: Execute> Pipeline<E> {
     }
 
     /// What the node's tasks hold and wait for now.
+    /// Lets tasks fetch from peers an image or input whose URL fails, and an earlier step's
+    /// output this node does not hold (set once, by `Node::start`).
+    pub fn set_peer_files(&self, files: Arc<crate::peer_files::PeerFiles>) {
+        let _ = self.inner.peer_files.set(files);
+    }
+
     pub fn usage(&self) -> Usage {
         let downloads = self.inner.downloader.progress().len();
         let st = self.state();

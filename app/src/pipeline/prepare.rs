@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use tracing::info;
+
 use crate::model::{Program, Task, TaskKind};
 use crate::tx::{Hash, Kind, Payload, ProgramData, Transaction, Workflow};
 
@@ -21,18 +23,51 @@ pub(super) struct Prepared {
 
 impl<E: Execute> Pipeline<E> {
     /// Downloads `url` for `task`, showing its progress meanwhile.
+    /// The content with `checksum` from `url`; when that fails, from a peer serving it at
+    /// `served` (its path on the download server), when given.
     pub(super) async fn fetch(
         &self,
         task: i64,
         url: &str,
         checksum: &str,
+        served: Option<&str>,
     ) -> Result<PathBuf, Failure> {
         if let Some(hash) = Hash::from_hex(checksum) {
             self.state().downloading.insert(task, hash);
         }
-        let fetched = self.inner.downloader.fetch(url, checksum).await;
+        let mut fetched = self.inner.downloader.fetch(url, checksum).await;
+        if let (Err(e), Some(relative), Some(peers), Some(sum)) = (
+            &fetched,
+            served,
+            self.inner.peer_files.get(),
+            Hash::from_hex(checksum),
+        ) {
+            let sources = peers.sources(relative, &[]);
+            if !sources.is_empty() {
+                info!(target: "gevulot", task, url, error = %e, peers = sources.len(), "the file's URL failed; fetching it from peers");
+                if let Ok(content) = peers.fetch(relative, &sum, &sources).await {
+                    fetched = Ok(content);
+                }
+            }
+        }
         self.state().downloading.remove(&task);
         fetched.map_err(download_failure)
+    }
+
+    /// An earlier step's output file that this node does not hold (the step ran elsewhere):
+    /// fetched from the node that produced it, or from a peer.
+    async fn fetch_output(
+        &self,
+        relative: &str,
+        checksum: &Hash,
+        producer: &str,
+    ) -> Result<PathBuf, String> {
+        let Some(peers) = self.inner.peer_files.get() else {
+            return Err("this node does not fetch from peers".into());
+        };
+        let first = [format!("{}/{relative}", producer.trim_end_matches('/'))];
+        let sources = peers.sources(relative, &first);
+        peers.fetch(relative, checksum, &sources).await
     }
 
     /// Downloads the image and inputs and resolves earlier steps' outputs.
@@ -45,11 +80,19 @@ impl<E: Execute> Pipeline<E> {
     ) -> Result<Prepared, Failure> {
         let data = &self.inner.config.data_dir;
         let dl = &self.inner.downloader;
+        let image_path = (!program.image_file_name.contains('/')).then(|| {
+            format!(
+                "images/{}/{}",
+                program.hash.to_hex(),
+                program.image_file_name
+            )
+        });
         let image = self
             .fetch(
                 task.id,
                 &program.image_file_url,
                 &program.image_file_checksum,
+                image_path.as_deref(),
             )
             .await?;
         // The retention collector keeps images by when a task last used them.
@@ -71,7 +114,14 @@ impl<E: Execute> Pipeline<E> {
                     file_url,
                     checksum,
                 } => {
-                    let content = self.fetch(task.id, file_url, checksum).await?;
+                    let served = format!(
+                        "txfiles/{}/{}",
+                        run.hash.to_hex(),
+                        file_name.trim_start_matches('/')
+                    );
+                    let content = self
+                        .fetch(task.id, file_url, checksum, Some(&served))
+                        .await?;
                     let served = data.run_input(&run.hash, file_name);
                     dl.place(&content, &served).map_err(download_failure)?;
                     inputs.push((file_name.clone(), content));
@@ -115,11 +165,24 @@ impl<E: Execute> Pipeline<E> {
                     };
                     let path = data.output_file(&result.hash, &file.checksum, file.basename());
                     if !path.is_file() {
-                        return Err(Failure::Fatal(format!(
-                            "{file_name} of step {} is not on this node (expected at {})",
-                            source + 1,
-                            path.display()
-                        )));
+                        let relative = format!(
+                            "txfiles/{}/{}/{}",
+                            result.hash.to_hex(),
+                            file.checksum.to_hex(),
+                            file.basename()
+                        );
+                        if let Err(why) = self
+                            .fetch_output(&relative, &file.checksum, &file.url)
+                            .await
+                        {
+                            return Err(Failure::Retryable {
+                                reason: format!(
+                                    "{file_name} of step {} is not on this node and could not be fetched: {why}",
+                                    source + 1
+                                ),
+                                booted: false,
+                            });
+                        }
                     }
                     inputs.push((file_name.clone(), path));
                 }

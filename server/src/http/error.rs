@@ -134,6 +134,7 @@ impl From<NodeError> for ApiError {
             NodeError::P2pUnavailable | NodeError::SysfsUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            NodeError::Unavailable(_) => StatusCode::BAD_GATEWAY,
             NodeError::Io { .. } | NodeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, ErrorCode::of_core(e.code()), e.to_string())

@@ -16,6 +16,12 @@
 //!
 //! `GET` and `HEAD`, `Range` requests (single ranges), `Last-Modified`, and an `ETag` that is the
 //! file's BLAKE3 (from the path for output files, computed and cached otherwise).
+//!
+//! A file this node does not hold but the network knows (an output of a stored Proof or
+//! Verification, the image of a deployed program, an input of a stored Run) is fetched first
+//! from its producer or a peer, checked against its checksum, stored, then served
+//! (`Node::fetch_known_file`); `502 file_unavailable` when no source had it. A request from a peer
+//! doing the same (`x-gevulot-peer-fetch`) is answered from what this node holds only.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -47,6 +53,8 @@ const ETAG_CACHE_ENTRIES: usize = 4096;
 pub struct FileServer {
     data_dir: DataDir,
     etags: Arc<EtagCache>,
+    /// Fetches files the network knows and this node does not hold.
+    node: Option<app::node::Node>,
 }
 
 impl FileServer {
@@ -54,7 +62,14 @@ impl FileServer {
         Self {
             data_dir,
             etags: Arc::default(),
+            node: None,
         }
+    }
+
+    /// Fetches a missing file the network knows through `node` before answering.
+    pub fn fetching_through(mut self, node: app::node::Node) -> Self {
+        self.node = Some(node);
+        self
     }
 
     /// The server's router, behind `door`'s limits per client address.
@@ -185,9 +200,33 @@ async fn serve(State(server): State<FileServer>, req: Request) -> Response {
     };
     let data_dir = server.data_dir.clone();
     let lookup = segments.clone();
-    let Ok(Some(path)) = tokio::task::spawn_blocking(move || resolve(&data_dir, &lookup)).await
-    else {
-        return not_found();
+    let held = tokio::task::spawn_blocking(move || resolve(&data_dir, &lookup))
+        .await
+        .ok()
+        .flatten();
+    let path = match (held, &server.node) {
+        (Some(path), _) => path,
+        (None, Some(node)) if !req.headers().contains_key(app::node::PEER_FETCH_HEADER) => {
+            match node.fetch_known_file(&segments).await {
+                Ok(Some(_)) => {
+                    // Served from where it now is, through the same checks as any file.
+                    let data_dir = server.data_dir.clone();
+                    let lookup = segments.clone();
+                    match tokio::task::spawn_blocking(move || resolve(&data_dir, &lookup)).await {
+                        Ok(Some(path)) => path,
+                        _ => return not_found(),
+                    }
+                }
+                Ok(None) => return not_found(),
+                Err(e @ app::node::NodeError::Unavailable(_)) => {
+                    return (StatusCode::BAD_GATEWAY, format!("{e}\n")).into_response();
+                }
+                Err(e) => {
+                    return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response();
+                }
+            }
+        }
+        (None, _) => return not_found(),
     };
     let etag = match checksum_in_path(&segments) {
         Some(sum) => Some(sum.to_ascii_lowercase()),

@@ -18,6 +18,7 @@ mod monitoring;
 mod network;
 mod operator;
 mod ops;
+mod peer_files;
 mod pipeline;
 mod quadlet;
 mod rest;

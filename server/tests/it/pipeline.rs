@@ -829,4 +829,35 @@ async fn a_run_is_executed_once_by_the_node_its_client_chose() {
         .clone();
     assert_eq!(listed["url"], url, "{listed}");
     assert_eq!(listed["size"], Value::Null, "b does not hold it");
+
+    // Asked at its own download port, b fetches the file from a, checks it and serves it.
+    let through_b = url.replacen(&a.file_base_url, &b.file_base_url, 1);
+    assert_eq!(
+        blake3_of(&through_b).await,
+        file["checksum"].as_str().expect("checksum")
+    );
+
+    // The images' URLs die. A Run given to b still runs: b fetches the images from a, which
+    // serves them at the original's path.
+    lab.unserve("prover.img");
+    lab.unserve("verifier.img");
+    let again = run(
+        &user,
+        vec![
+            step(&prover, &["--nonce", "8"], vec![]),
+            step(
+                &verifier,
+                &[],
+                vec![output_of(&prover, "/workspace/proof.dat")],
+            ),
+        ],
+    );
+    accepted(&b.base, &again).await;
+    let done = all_end(&b.base, &again.hash, 240).await;
+    assert_eq!(phases(&done), ["succeeded", "succeeded"], "{done:?}");
+    let fetched = b.metrics_text().await;
+    assert!(
+        fetched.contains("gevulot_file_fetches_total{outcome=\"fetched\"} 3"),
+        "the proof's file and two images from a:\n{fetched}"
+    );
 }

@@ -499,6 +499,11 @@ impl Lab {
         }
     }
 
+    /// Stops serving `/<name>` (its producer is gone).
+    pub fn unserve(&self, name: &str) {
+        self.files.lock().expect("lock").remove(name);
+    }
+
     /// A kernel-bundle image running `program` (e.g. `/bin/test-prover`), served as `<name>`.
     pub fn program_image(&self, name: &str, program: &str) -> Image {
         let out = self.dir.path().join(name);

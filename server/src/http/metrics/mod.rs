@@ -107,6 +107,7 @@ pub struct Metrics {
     sync_lag: Gauge,
     peers_penalised: Counter,
     network_nodes: Family<NetworkLabels, Gauge>,
+    file_fetches: Family<P2pLabels, Counter>,
     intake_commits: Counter,
     intake_committed: Counter,
     phase_commits: Counter,
@@ -212,6 +213,12 @@ impl Default for Metrics {
             "Nodes whose capacity announcements keep coming (this one included): executing (ready to run programs), draining, or relaying (never execute)",
             network_nodes.clone(),
         );
+        let file_fetches = Family::<P2pLabels, Counter>::default();
+        registry.register(
+            "file_fetches",
+            "Files the network knows that this node did not hold, fetched from their producer or a peer (fetched), or that no source had (failed)",
+            file_fetches.clone(),
+        );
         let intake_commits = counter(
             &mut registry,
             "intake_commits",
@@ -302,6 +309,7 @@ impl Default for Metrics {
             sync_lag,
             peers_penalised,
             network_nodes,
+            file_fetches,
             intake_commits,
             intake_committed,
             phase_commits,
@@ -496,6 +504,11 @@ impl Metrics {
                     .get_or_create(&NetworkLabels { state })
                     .set(n);
             }
+        }
+        let (fetched, failed) = state.node.peer_fetches();
+        for (outcome, total) in [("fetched", fetched), ("failed", failed)] {
+            let counter = self.file_fetches.get_or_create(&P2pLabels { outcome });
+            counter.inc_by(total.saturating_sub(counter.get()));
         }
         // The intake keeps running totals; the counters follow them.
         let commits = state.node.commit_stats();
