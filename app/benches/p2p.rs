@@ -1,9 +1,15 @@
-//! Transaction propagation over the private P2P network: two real libp2p nodes on loopback
-//! (pre-shared key, Noise, yamux, gossipsub), each with its own SQLite store and intake. For
-//! each transaction it measures submit on A → stored on B (A's intake, gossip, B's validation and
-//! commit), against the baseline of the local submit alone (A's intake and commit) in the same
-//! run, and the sustained rate at which a burst submitted on A is stored on B. Prints the figures
-//! and their ratios, and writes them to `target/bench/p2p.txt`.
+//! The private P2P network at five nodes: real libp2p nodes on loopback (pre-shared key, Noise,
+//! yamux, gossipsub), each with its own SQLite store and intake. It measures, against baselines
+//! run in the same process:
+//!
+//! - propagation: submit on one node → stored on all four others (the submitting node's intake,
+//!   gossip, each peer's validation and commit), p50 and p99, against the local submit alone;
+//! - gossip throughput with validation on: a burst submitted on one node, the rate at which the
+//!   slowest peer stores it, against the rate the submitting node stores it;
+//! - catch-up: a sixth node started after everything was published pulls it all from its peers
+//!   (request-response pages through its intake); its rate against the local ingest rate above.
+//!
+//! Prints the figures and their ratios, and writes them to `target/bench/p2p.txt`.
 //!
 //! `cargo bench -p app --bench p2p` (`GEVULOT_BENCH_SAMPLES` changes the sample count).
 
@@ -109,83 +115,140 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(300);
     let burst = samples * 5;
+    const NODES: usize = 5;
     let a = node(1, vec![]).await?;
-    let b = node(2, vec![a.p2p.listen_addr().to_string()]).await?;
+    let mut nodes = vec![a];
+    for seed in 2..=NODES as u8 {
+        nodes.push(node(seed, vec![nodes[0].p2p.listen_addr().to_string()]).await?);
+    }
+    // A full mesh: each node connected to every other (found through the first one's DHT).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while nodes.iter().any(|n| n.p2p.peer_count() < NODES - 1) {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the five nodes did not form a mesh within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let author = SecretKey::from_bytes(&[9; 32])?;
-    let mut b_events = b.core.events().subscribe();
+    let mut events: Vec<_> = nodes.iter().map(|n| n.core.events().subscribe()).collect();
 
-    // Warm up: the first transaction also waits for the connection and the subscription.
+    // Warm up: the first transaction also waits for every subscription.
     let warm = empty(&author, 0);
-    a.core.submit(&warm, Source::Rpc).await?;
-    stored(&mut b_events, &warm.hash).await?;
+    nodes[0].core.submit(&warm, Source::Rpc).await?;
+    for e in events.iter_mut().skip(1) {
+        stored(e, &warm.hash).await?;
+    }
 
+    // One by one, each from the next node in turn; stored on all the others.
     let mut local = Vec::with_capacity(samples);
     let mut network = Vec::with_capacity(samples);
     for n in 0..samples {
+        let from = n % NODES;
         let tx = empty(&author, 1 + n as u64);
         let start = Instant::now();
-        a.core.submit(&tx, Source::Rpc).await?;
+        nodes[from].core.submit(&tx, Source::Rpc).await?;
         local.push(start.elapsed());
-        stored(&mut b_events, &tx.hash).await?;
+        for (i, e) in events.iter_mut().enumerate() {
+            if i != from {
+                stored(e, &tx.hash).await?;
+            }
+        }
         network.push(start.elapsed());
     }
     local.sort();
     network.sort();
+    drop(events);
+    let a = &nodes[0];
 
     // A burst: everything submitted on A as fast as A stores it; B's rate of storing it.
     let first = 1 + samples as u64;
     let txs: Vec<Transaction> = (0..burst as u64)
         .map(|n| empty(&author, first + n))
         .collect();
-    let before = b.store.count_transactions().await?;
+    let before = a.store.count_transactions().await?;
     let start = Instant::now();
     for tx in &txs {
         a.core.submit(tx, Source::Rpc).await?;
     }
     let submitted = start.elapsed();
     let target = before + burst as i64;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while b.store.count_transactions().await? < target {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    for peer in &nodes[1..] {
+        while peer.store.count_transactions().await? < target {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the burst did not arrive within 300 s: {} of {burst} on a peer; A {:?}, peer {:?}",
+                peer.store.count_transactions().await? - before,
+                a.p2p.counters(),
+                peer.p2p.counters()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let arrived = start.elapsed();
+    let accepted: u64 = nodes[1..].iter().map(|n| n.p2p.counters().accepted).sum();
+
+    // A late joiner: everything above reaches it only through the catch-up.
+    let total = a.store.count_transactions().await?;
+    let start = Instant::now();
+    let late = node(
+        NODES as u8 + 1,
+        vec![nodes[NODES - 1].p2p.listen_addr().to_string()],
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while late.store.count_transactions().await? < total {
         anyhow::ensure!(
             Instant::now() < deadline,
-            "the burst did not arrive within 120 s: {} of {burst} on B; A {:?}, B {:?}",
-            b.store.count_transactions().await? - before,
-            a.p2p.counters(),
-            b.p2p.counters()
+            "the late joiner did not catch up within 300 s: {} of {total}; {:?}",
+            late.store.count_transactions().await?,
+            late.p2p.counters()
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let arrived = start.elapsed();
-    let counters = b.p2p.counters();
+    let caught_up = start.elapsed();
+    let pulled = late.p2p.counters().sync.pulled;
 
     let p50 = |v: &[Duration]| percentile(v, 0.5);
     let p99 = |v: &[Duration]| percentile(v, 0.99);
+    let local_rate = burst as f64 / submitted.as_secs_f64();
+    let catch_up_rate = total as f64 / caught_up.as_secs_f64();
     let report = format!(
-        "P2P benchmark: two nodes on loopback (pnet + Noise + yamux + gossipsub), SQLite, {samples} transactions one by one, then a burst of {burst}\n\
+        "P2P benchmark: {NODES} nodes on loopback (pnet + Noise + yamux + gossipsub), SQLite, {samples} transactions one by one, a burst of {burst}, then a late joiner\n\
          {:<58} {:>8.2} ms p50 {:>8.2} ms p99\n\
          {:<58} {:>8.2} ms p50 {:>8.2} ms p99\n\
          {:<58} {:>8.2} x p50 {:>8.2} x p99\n\
          {:<58} {:>8.0} tx/s\n\
          {:<58} {:>8.0} tx/s\n\
          {:<58} {:>8.2}\n\
+         {:<58} {:>8}\n\
+         {:<58} {:>8.0} tx/s\n\
+         {:<58} {:>8.2}\n\
          {:<58} {:>8}\n",
-        "baseline: submit on A (validate + commit)",
+        "baseline: submit on one node (validate + commit)",
         ms(p50(&local)),
         ms(p99(&local)),
-        "submit on A -> stored on B",
+        "propagation: submit -> stored on all 4 peers",
         ms(p50(&network)),
         ms(p99(&network)),
-        "ratio (network / local)",
+        "ratio (propagation / local)",
         ms(p50(&network)) / ms(p50(&local)).max(1e-9),
         ms(p99(&network)) / ms(p99(&local)).max(1e-9),
-        "burst: stored on A",
-        burst as f64 / submitted.as_secs_f64(),
-        "burst: stored on B",
+        "burst: stored on the submitting node (local ingest)",
+        local_rate,
+        "burst: stored on all 4 peers (gossip, validation on)",
         burst as f64 / arrived.as_secs_f64(),
-        "ratio (B / A)",
+        "ratio (peers / local)",
         submitted.as_secs_f64() / arrived.as_secs_f64(),
-        "transactions B accepted from A",
-        counters.accepted,
+        "transactions the peers accepted by gossip",
+        accepted,
+        &format!("catch-up: a late joiner pulls {total}"),
+        catch_up_rate,
+        "ratio (catch-up / local ingest)",
+        catch_up_rate / local_rate.max(1e-9),
+        "transactions the late joiner pulled",
+        pulled,
     );
     print!("{report}");
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
