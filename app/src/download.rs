@@ -103,6 +103,35 @@ pub struct Downloader {
     /// One lock per checksum, so two requests for the same content download it once.
     locks: Arc<Mutex<HashMap<Hash, Arc<tokio::sync::Mutex<()>>>>>,
     progress: Arc<Mutex<HashMap<Hash, Progress>>>,
+    /// Why the last fetch of a content failed (cleared when one succeeds), bounded.
+    failures: Arc<Mutex<HashMap<Hash, String>>>,
+}
+
+/// Failures remembered at most (the oldest are forgotten first when full: all at once).
+const MAX_FAILURES: usize = 4096;
+
+/// Where a content stands on this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FetchState {
+    /// Not here, and no fetch is under way or has failed.
+    Absent,
+    /// Being fetched (or waiting for a download slot: attempt 0).
+    Fetching(Progress),
+    /// Stored and checked.
+    Ready,
+    /// The last fetch failed, for this reason.
+    Failed(String),
+}
+
+impl FetchState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FetchState::Absent => "absent",
+            FetchState::Fetching(_) => "fetching",
+            FetchState::Ready => "ready",
+            FetchState::Failed(_) => "failed",
+        }
+    }
 }
 
 enum Attempt {
@@ -156,6 +185,7 @@ impl Downloader {
             limits,
             locks: Arc::default(),
             progress: Arc::default(),
+            failures: Arc::default(),
         })
     }
 
@@ -169,11 +199,60 @@ impl Downloader {
         self.progress.lock().map(|p| p.clone()).unwrap_or_default()
     }
 
+    /// Where the content with `checksum` stands here.
+    pub fn state(&self, checksum: &Hash) -> FetchState {
+        if let Some(p) = self
+            .progress
+            .lock()
+            .ok()
+            .and_then(|p| p.get(checksum).cloned())
+        {
+            return FetchState::Fetching(p);
+        }
+        if self.content_path(checksum).is_file() {
+            return FetchState::Ready;
+        }
+        match self
+            .failures
+            .lock()
+            .ok()
+            .and_then(|f| f.get(checksum).cloned())
+        {
+            Some(reason) => FetchState::Failed(reason),
+            None => FetchState::Absent,
+        }
+    }
+
     /// The content with `checksum` (hex BLAKE3), downloaded from `url` unless already stored.
     pub async fn fetch(&self, url: &str, checksum: &str) -> Result<PathBuf, DownloadError> {
         let expected = Hash::from_hex(checksum)
             .ok_or_else(|| DownloadError::BadChecksum(checksum.to_string()))?;
+        let result = self.fetch_checked(url, &expected).await;
+        if let Ok(mut failures) = self.failures.lock() {
+            match &result {
+                Ok(_) => {
+                    failures.remove(&expected);
+                }
+                Err(e) => {
+                    if failures.len() >= MAX_FAILURES {
+                        failures.clear();
+                    }
+                    failures.insert(expected, e.to_string());
+                }
+            }
+        }
+        result
+    }
+
+    async fn fetch_checked(&self, url: &str, expected: &Hash) -> Result<PathBuf, DownloadError> {
+        let expected = *expected;
         let target = self.content_path(&expected);
+        if !target.is_file()
+            && let Ok(mut p) = self.progress.lock()
+        {
+            // Shown as fetching while it waits for the same content's fetch or a slot.
+            p.entry(expected).or_default();
+        }
         let lock = {
             let mut locks = self
                 .locks
@@ -183,6 +262,9 @@ impl Downloader {
         };
         let _same_content = lock.lock().await;
         if target.is_file() {
+            if let Ok(mut p) = self.progress.lock() {
+                p.remove(&expected);
+            }
             return Ok(target);
         }
         let _permit = self

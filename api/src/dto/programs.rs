@@ -32,6 +32,20 @@ pub struct ProgramInfo {
     /// The Deploy transaction (hex).
     pub deploy_tx: String,
     pub created_at: String,
+    /// Where the image stands on this node (fetched as soon as the Deploy is stored); absent on a
+    /// node that does not execute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<super::FileFetchInfo>,
+}
+
+impl ProgramInfo {
+    /// With where its image stands on this node.
+    pub fn fetched(mut self, state: Option<app::download::FetchState>) -> Self {
+        self.image = state.map(|s| {
+            super::FileFetchInfo::new(&self.image_file_name, &self.image_file_checksum, &s)
+        });
+        self
+    }
 }
 
 impl From<&Program> for ProgramInfo {
@@ -52,6 +66,7 @@ impl From<&Program> for ProgramInfo {
             role: p.role.as_str().to_string(),
             deploy_tx: p.deploy_tx.to_hex(),
             created_at: rfc3339(p.created_at_ms),
+            image: None,
         }
     }
 }

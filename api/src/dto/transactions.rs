@@ -218,6 +218,50 @@ pub struct TransactionStatus {
     pub kind: String,
     /// The tasks executing this transaction's workflow steps, in step order.
     pub tasks: Vec<TaskStatus>,
+    /// The files it names and where each stands on this node: a Deploy's images and a Run's
+    /// inputs, fetched as soon as the transaction is stored. Empty on a node that does not
+    /// execute.
+    pub files: Vec<FileFetchInfo>,
+}
+
+/// A file and where it stands on this node.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FileFetchInfo {
+    /// The image's file name, or the input's path in the VM.
+    pub name: String,
+    /// Hex BLAKE3.
+    pub checksum: String,
+    /// `absent` (not fetched, nothing under way), `fetching`, `ready` or `failed`.
+    pub state: String,
+    /// While fetching.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<DownloadProgress>,
+    /// Why the last fetch failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl FileFetchInfo {
+    pub fn new(name: &str, checksum: &str, state: &app::download::FetchState) -> Self {
+        use app::download::FetchState;
+        Self {
+            name: name.to_string(),
+            checksum: checksum.to_string(),
+            state: state.as_str().to_string(),
+            progress: match state {
+                FetchState::Fetching(p) => Some(DownloadProgress {
+                    received_bytes: p.received,
+                    total_bytes: p.total,
+                    attempt: p.attempt,
+                }),
+                _ => None,
+            },
+            error: match state {
+                FetchState::Failed(why) => Some(why.clone()),
+                _ => None,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -301,6 +345,11 @@ impl From<&app::node::TxStatus> for TransactionStatus {
             hash: s.hash.to_hex(),
             kind: s.kind.as_str().to_string(),
             tasks: s.tasks.iter().map(TaskStatus::from).collect(),
+            files: s
+                .files
+                .iter()
+                .map(|f| FileFetchInfo::new(&f.name, &f.checksum.to_hex(), &f.state))
+                .collect(),
         }
     }
 }

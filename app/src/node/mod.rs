@@ -38,7 +38,7 @@ pub use network::{AclView, NetworkView};
 pub use peer_files::KnownFile;
 pub use programs::{Deployed, ImageSource, InputSource, InputSpec, ProgramSpec, StepSpec};
 pub use start::{Config, Execution, StartError};
-pub use transactions::{TaskView, TxStatus};
+pub use transactions::{FileFetch, TaskView, TxStatus};
 pub use uploads::Uploaded;
 
 use crate::acl::SyncStatus;

@@ -17,6 +17,18 @@ pub struct TxStatus {
     pub hash: Hash,
     pub kind: Kind,
     pub tasks: Vec<TaskView>,
+    /// The files it names and where each stands on this node (a Deploy's images, a Run's
+    /// inputs); empty on a node that does not execute.
+    pub files: Vec<FileFetch>,
+}
+
+/// A file a transaction names, and where it stands here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileFetch {
+    /// The image's file name, or the input's path in the VM.
+    pub name: String,
+    pub checksum: Hash,
+    pub state: crate::download::FetchState,
 }
 
 /// A task as stored, its timeline, and its live state on this node.
@@ -182,9 +194,24 @@ impl Node {
         let tasks = store.tasks_for_tx(hash).await?;
         let timelines = store.task_timelines(hash).await?;
         let pipeline = self.parts().pipeline.as_ref();
+        let files = match (pipeline, kind) {
+            (Some(p), Kind::Run | Kind::Deploy) => match store.get_transaction(hash).await? {
+                Some(stored) => named_files(&stored.tx.payload)
+                    .into_iter()
+                    .map(|(name, checksum)| FileFetch {
+                        state: p.fetch_state(&checksum),
+                        name,
+                        checksum,
+                    })
+                    .collect(),
+                None => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
         Ok(TxStatus {
             hash: *hash,
             kind,
+            files,
             tasks: tasks
                 .into_iter()
                 .map(|task| TaskView {
@@ -201,6 +228,14 @@ impl Node {
                 })
                 .collect(),
         })
+    }
+
+    /// Where the content with `checksum` stands here; `None` on a node that does not execute.
+    pub fn fetch_state(&self, checksum: &Hash) -> Option<crate::download::FetchState> {
+        self.parts()
+            .pipeline
+            .as_ref()
+            .map(|p| p.fetch_state(checksum))
     }
 
     /// Cancels a Run: the node signs a `Cancel` naming it. (A Run's author can instead sign and
@@ -262,4 +297,33 @@ fn outcome(s: &Submitted) -> &'static str {
 
 fn not_on_this_node(hash: &Hash) -> NodeError {
     NodeError::NotFound(format!("no transaction {} on this node", hash.to_hex()))
+}
+
+/// The files a Deploy (its images) or a Run (its inputs) names: name and checksum.
+fn named_files(payload: &crate::tx::Payload) -> Vec<(String, Hash)> {
+    use crate::tx::{Payload, ProgramData};
+    match payload {
+        Payload::Deploy {
+            prover, verifier, ..
+        } => [prover, verifier]
+            .into_iter()
+            .filter_map(|p| {
+                Hash::from_hex(&p.image_file_checksum).map(|c| (p.image_file_name.clone(), c))
+            })
+            .collect(),
+        Payload::Run { workflow } => workflow
+            .steps
+            .iter()
+            .flat_map(|s| &s.inputs)
+            .filter_map(|i| match i {
+                ProgramData::Input {
+                    file_name,
+                    checksum,
+                    ..
+                } => Hash::from_hex(checksum).map(|c| (file_name.clone(), c)),
+                ProgramData::Output { .. } => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }

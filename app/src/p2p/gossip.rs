@@ -203,6 +203,10 @@ impl Network {
                     self.validate(message_id, propagation_source, tx);
                 }
             }
+            gossipsub::Event::Subscribed { topic, .. } if topic == self.capacity_topic.hash() => {
+                // A newcomer hears what this node offers now, not an interval later.
+                self.announce_capacity();
+            }
             gossipsub::Event::Subscribed { peer_id, topic } if topic == self.topic.hash() => {
                 debug!(target: "gevulot::p2p", peer = %peer_id, "a peer subscribed to transactions");
                 let backlog = std::mem::take(&mut self.backlog);

@@ -19,6 +19,7 @@
 mod driver;
 mod execute;
 mod plan;
+mod prefetch;
 mod prepare;
 mod results;
 
@@ -116,6 +117,8 @@ struct Inner<E> {
     deployed: Notify,
     /// Where files whose URL fails, and outputs of steps that ran elsewhere, come from (peers).
     peer_files: std::sync::OnceLock<Arc<crate::peer_files::PeerFiles>>,
+    /// Fetches started on arrival (see `prefetch.rs`).
+    prefetching: Arc<tokio::sync::Semaphore>,
 }
 
 /// A handle on the pipeline (cheap to clone).
@@ -179,6 +182,7 @@ impl<E: Execute> Pipeline<E> {
                 downloader,
                 executor,
                 peer_files: std::sync::OnceLock::new(),
+                prefetching: prefetch::prefetch_permits(),
                 state: Mutex::new(State {
                     scheduler,
                     waiting: HashMap::new(),
@@ -335,6 +339,7 @@ impl<E: Execute> Pipeline<E> {
             tokio::select! {
                 event = events.recv() => match event {
                     Ok(Event::TransactionStored { hash, kind: Kind::Run, source, .. }) if source != Source::P2p => {
+                        self.prefetch_soon(hash);
                         if let Err(e) = self.plan_run(hash).await {
                             warn!(target: "gevulot", run = %hash, error = %e, "cannot plan the run yet; retrying");
                             replan = true;
@@ -346,7 +351,8 @@ impl<E: Execute> Pipeline<E> {
                             replan = true;
                         }
                     }
-                    Ok(Event::TransactionStored { kind: Kind::Deploy, .. }) => {
+                    Ok(Event::TransactionStored { kind: Kind::Deploy, hash, .. }) => {
+                        self.prefetch_soon(hash);
                         self.inner.deployed.notify_waiters();
                     }
                     Ok(_) => {}

@@ -35,7 +35,21 @@ impl<E: Execute> Pipeline<E> {
         if let Some(hash) = Hash::from_hex(checksum) {
             self.state().downloading.insert(task, hash);
         }
-        let mut fetched = self.inner.downloader.fetch(url, checksum).await;
+        let fetched = self.fetch_anywhere(url, checksum, served).await;
+        self.state().downloading.remove(&task);
+        fetched.map_err(download_failure)
+    }
+
+    /// The content with `checksum` from `url`, or, when that fails, from a peer serving it at
+    /// `served`; placed at `served` either way.
+    pub(super) async fn fetch_anywhere(
+        &self,
+        url: &str,
+        checksum: &str,
+        served: Option<&str>,
+    ) -> Result<PathBuf, crate::download::DownloadError> {
+        let dl = &self.inner.downloader;
+        let mut fetched = dl.fetch(url, checksum).await;
         if let (Err(e), Some(relative), Some(peers), Some(sum)) = (
             &fetched,
             served,
@@ -44,14 +58,17 @@ impl<E: Execute> Pipeline<E> {
         ) {
             let sources = peers.sources(relative, &[]);
             if !sources.is_empty() {
-                info!(target: "gevulot", task, url, error = %e, peers = sources.len(), "the file's URL failed; fetching it from peers");
+                info!(target: "gevulot", url, error = %e, peers = sources.len(), "the file's URL failed; fetching it from peers");
                 if let Ok(content) = peers.fetch(relative, &sum, &sources).await {
                     fetched = Ok(content);
                 }
             }
         }
-        self.state().downloading.remove(&task);
-        fetched.map_err(download_failure)
+        let content = fetched?;
+        if let Some(target) = served.and_then(|r| self.inner.config.data_dir.served(r)) {
+            dl.place(&content, &target)?;
+        }
+        Ok(content)
     }
 
     /// An earlier step's output file that this node does not hold (the step ran elsewhere):
@@ -79,7 +96,7 @@ impl<E: Execute> Pipeline<E> {
         program: &Program,
     ) -> Result<Prepared, Failure> {
         let data = &self.inner.config.data_dir;
-        let dl = &self.inner.downloader;
+        // Served to peers at the original's path.
         let image_path = (!program.image_file_name.contains('/')).then(|| {
             format!(
                 "images/{}/{}",
@@ -99,11 +116,6 @@ impl<E: Execute> Pipeline<E> {
         if let Ok(f) = std::fs::File::open(&image) {
             let _ = f.set_modified(std::time::SystemTime::now());
         }
-        // Served to peers at the original's path.
-        if !program.image_file_name.contains('/') {
-            let served = data.image(&program.hash, &program.image_file_name);
-            dl.place(&image, &served).map_err(download_failure)?;
-        }
         let index = task.step_index as usize;
         let step = &workflow.steps[index];
         let mut inputs = Vec::with_capacity(step.inputs.len());
@@ -122,8 +134,6 @@ impl<E: Execute> Pipeline<E> {
                     let content = self
                         .fetch(task.id, file_url, checksum, Some(&served))
                         .await?;
-                    let served = data.run_input(&run.hash, file_name);
-                    dl.place(&content, &served).map_err(download_failure)?;
                     inputs.push((file_name.clone(), content));
                 }
                 ProgramData::Output {

@@ -130,6 +130,23 @@ pub struct ProgramView {
     pub program: Program,
     pub runs: Vec<String>,
     pub image_url: String,
+    /// Where the image stands on this node; `None` on a node that does not execute.
+    pub image_state: Option<app::download::FetchState>,
+}
+
+/// A fetch's state in a few words.
+pub fn fetch_line(state: &app::download::FetchState) -> String {
+    use app::download::FetchState;
+    match state {
+        FetchState::Absent => "not fetched yet".to_string(),
+        FetchState::Fetching(p) if p.attempt == 0 => "waiting to be fetched".to_string(),
+        FetchState::Fetching(p) => match p.total {
+            Some(total) => format!("fetching: {} of {}", bytes(p.received), bytes(total)),
+            None => format!("fetching: {}", bytes(p.received)),
+        },
+        FetchState::Ready => "fetched and checked".to_string(),
+        FetchState::Failed(why) => format!("failed: {why}"),
+    }
 }
 
 pub fn program(v: ProgramView) -> impl IntoView {
@@ -145,6 +162,10 @@ pub fn program(v: ProgramView) -> impl IntoView {
                     <tr><th scope="row">"Image URL"</th><td class="hash">{p.image_file_url.clone()}</td></tr>
                     <tr><th scope="row">"BLAKE3"</th><td class="hash">{p.image_file_checksum.clone()}</td></tr>
                     <tr><th scope="row">"Served here"</th><td><a class="hash" href=v.image_url.clone()>{v.image_url.clone()}</a></td></tr>
+                    {v.image_state.map(|s| {
+                        let state = s.as_str();
+                        view! { <tr><th scope="row">"On this node"</th><td id="image-state" data-state=state>{fetch_line(&s)}</td></tr> }
+                    })}
                     <tr><th scope="row">"Resources"</th><td>{format!("{} MiB memory, {} CPUs, {} GPUs", r.mem, r.cpus, r.gpus)}</td></tr>
                     <tr><th scope="row">"Deployed by"</th><td>{tx_link(&p.deploy_tx.to_hex())} " at " {time(p.created_at_ms)}</td></tr>
                 </tbody>

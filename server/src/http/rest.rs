@@ -280,8 +280,15 @@ async fn transaction_status(
 async fn list_programs(State(state): State<AppState>) -> Result<Json<ProgramList>, ApiError> {
     let programs = state.node.programs(1000).await?;
     Ok(Json(ProgramList {
-        items: programs.iter().map(ProgramInfo::from).collect(),
+        items: programs.iter().map(|p| program_info(&state, p)).collect(),
     }))
+}
+
+/// A program with where its image stands on this node.
+fn program_info(state: &AppState, p: &app::model::Program) -> ProgramInfo {
+    let fetch = app::tx::Hash::from_hex(&p.image_file_checksum)
+        .and_then(|sum| state.node.fetch_state(&sum));
+    ProgramInfo::from(p).fetched(fetch)
 }
 
 /// Get a program and the runs that use it.
@@ -303,7 +310,7 @@ async fn get_program(
     let program = state.node.program(&hash).await?;
     let runs = state.node.runs_using(&hash, 50).await?;
     Ok(Json(ProgramDetail {
-        program: (&program).into(),
+        program: program_info(&state, &program),
         runs: runs.iter().map(|h| h.to_hex()).collect(),
     }))
 }

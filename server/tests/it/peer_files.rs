@@ -60,10 +60,13 @@ async fn a_known_file_comes_from_its_producer_or_a_peer() {
     let prover = program("prover", &image("prover.img", &prover_image), 64, 1);
     let verifier = program("verifier", &image("verifier.img", &verifier_image), 64, 1);
 
+    // Nodes that never execute: they fetch nothing on arrival, only what their download port is
+    // asked for.
     let fast = ("GEVULOT_P2P_ANNOUNCE_INTERVAL_SECS", "1");
-    let a = member(&[fast]).await;
+    let relay = ("GEVULOT_NODE_NO_EXECUTION", "true");
+    let a = member(&[fast, relay]).await;
     let a_addr = a.node.p2p.to_string();
-    let b = member(&[fast, ("GEVULOT_P2P_DISCOVERY_ADDR", &a_addr)]).await;
+    let b = member(&[fast, relay, ("GEVULOT_P2P_DISCOVERY_ADDR", &a_addr)]).await;
     eventually("each node hears the other's download URL", || async {
         a.network().await["nodes"].as_array().map_or(0, Vec::len) == 2
             && b.network().await["nodes"].as_array().map_or(0, Vec::len) == 2

@@ -324,12 +324,13 @@ async fn a_run_waits_for_its_program_and_a_bad_checksum_fails_cleanly() {
         "{reason}"
     );
     assert_eq!(failed[0]["attempt"], 0, "no VM was booted");
-    let (status, _) = crate::support::raw_http(
-        node.files,
-        &format!("GET /images/{}/bad.img HTTP/1.1", bad.hash),
-        &[],
-    );
-    assert_eq!(status, 404);
+    // Asked for it, the download server tries its source again and refuses the content too.
+    let r = reqwest::get(format!("http://{}/images/{}/bad.img", node.files, bad.hash))
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 502);
+    let text = r.text().await.expect("text");
+    assert!(text.contains("sent other content"), "{text}");
     assert!(
         !node
             .data
@@ -837,10 +838,29 @@ async fn a_run_is_executed_once_by_the_node_its_client_chose() {
         file["checksum"].as_str().expect("checksum")
     );
 
-    // The images' URLs die. A Run given to b still runs: b fetches the images from a, which
-    // serves them at the original's path.
+    // The images' URLs die. A node that joins now gets the Deploy through the catch-up, fetches
+    // the images from its peers (which serve them at the original's path), and runs a Run.
     lab.unserve("prover.img");
     lab.unserve("verifier.img");
+    let b_fetched = b.metrics_text().await;
+    assert!(
+        b_fetched.contains("gevulot_file_fetches_total{outcome=\"fetched\"} 1"),
+        "the proof's file from a:\n{b_fetched}"
+    );
+    let c = lab.start(&[("GEVULOT_P2P_DISCOVERY_ADDR", &a_p2p)]);
+    let ready = |base: String, program: Hash| async move {
+        get(&format!("{base}/api/v1/programs/{}", program.to_hex())).await["image"]["state"]
+            == "ready"
+    };
+    let start = Instant::now();
+    while !(ready(c.base.clone(), prover.hash).await && ready(c.base.clone(), verifier.hash).await)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "c fetches both images from its peers"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let again = run(
         &user,
         vec![
@@ -852,12 +872,12 @@ async fn a_run_is_executed_once_by_the_node_its_client_chose() {
             ),
         ],
     );
-    accepted(&b.base, &again).await;
-    let done = all_end(&b.base, &again.hash, 240).await;
+    accepted(&c.base, &again).await;
+    let done = all_end(&c.base, &again.hash, 240).await;
     assert_eq!(phases(&done), ["succeeded", "succeeded"], "{done:?}");
-    let fetched = b.metrics_text().await;
+    let fetched = c.metrics_text().await;
     assert!(
-        fetched.contains("gevulot_file_fetches_total{outcome=\"fetched\"} 3"),
-        "the proof's file and two images from a:\n{fetched}"
+        fetched.contains("gevulot_file_fetches_total{outcome=\"fetched\"} 2"),
+        "two images from peers:\n{fetched}"
     );
 }

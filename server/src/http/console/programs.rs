@@ -200,10 +200,13 @@ pub(super) async fn program_page(
             .map(Hash::to_hex)
             .collect();
         let image_url = format!("{}/{}", state.node.file_base_url(), program.image_path());
+        let image_state = app::tx::Hash::from_hex(&program.image_file_checksum)
+            .and_then(|sum| state.node.fetch_state(&sum));
         Ok::<_, ApiError>(pages::ProgramView {
             program,
             runs,
             image_url,
+            image_state,
         })
     }
     .await;

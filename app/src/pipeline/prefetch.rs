@@ -1,0 +1,130 @@
+//! Files fetched on arrival: when a Deploy is stored, both images start downloading; when a Run
+//! this node executes is stored, its input files do. A client that serves a file only briefly
+//! (the original CLI serves a local file until the node has fetched it) is done with at once,
+//! however long the Run then waits for resources. Fetches share the downloader's limits and its
+//! per-checksum lock, so a task that needs a file still being fetched waits for that fetch.
+
+use std::sync::Arc;
+
+use tracing::{debug, warn};
+
+use crate::tx::{Hash, Payload, ProgramData};
+
+use super::{Execute, Pipeline};
+
+/// Fetches started on arrival and not yet done, at most; beyond it a file is fetched when its
+/// task needs it.
+pub(super) const MAX_PREFETCHING: usize = 256;
+
+/// Tries of a fetch on arrival, and the wait before the second (then twice, three times as long).
+const PREFETCH_ATTEMPTS: u32 = 4;
+const PREFETCH_RETRY: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// A file to fetch: its URL, checksum, and the path where the download server serves it.
+struct Wanted {
+    url: String,
+    checksum: String,
+    served: Option<String>,
+}
+
+impl<E: Execute> Pipeline<E> {
+    /// [`Pipeline::prefetch`] beside the event loop, unless as many fetches run as allowed.
+    pub(super) fn prefetch_soon(&self, hash: Hash) {
+        if self.inner.prefetching.available_permits() == 0 {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move { this.prefetch(hash).await });
+    }
+
+    /// Starts fetching what the stored transaction `hash` names: a Deploy's two images, or a
+    /// Run's input files.
+    async fn prefetch(&self, hash: Hash) {
+        let stored = match self.store().get_transaction(&hash).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return,
+            Err(e) => {
+                debug!(target: "gevulot", tx = %hash, error = %e, "cannot read a transaction to fetch its files early; they are fetched when a task needs them");
+                return;
+            }
+        };
+        let wanted: Vec<Wanted> = match &stored.tx.payload {
+            Payload::Deploy {
+                prover, verifier, ..
+            } => [prover, verifier]
+                .into_iter()
+                .map(|p| Wanted {
+                    url: p.image_file_url.clone(),
+                    checksum: p.image_file_checksum.clone(),
+                    served: (!p.image_file_name.contains('/'))
+                        .then(|| format!("images/{}/{}", p.hash.to_hex(), p.image_file_name)),
+                })
+                .collect(),
+            Payload::Run { workflow } => workflow
+                .steps
+                .iter()
+                .flat_map(|s| &s.inputs)
+                .filter_map(|i| match i {
+                    ProgramData::Input {
+                        file_name,
+                        file_url,
+                        checksum,
+                    } => Some(Wanted {
+                        url: file_url.clone(),
+                        checksum: checksum.clone(),
+                        served: Some(format!(
+                            "txfiles/{}/{}",
+                            hash.to_hex(),
+                            file_name.trim_start_matches('/')
+                        )),
+                    }),
+                    ProgramData::Output { .. } => None,
+                })
+                .collect(),
+            _ => return,
+        };
+        for file in wanted {
+            let Ok(permit) = self.inner.prefetching.clone().try_acquire_owned() else {
+                debug!(target: "gevulot", url = %file.url, "not fetching early: as many files are being fetched as allowed");
+                continue;
+            };
+            let this = self.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                this.fetch_early(file).await;
+            });
+        }
+    }
+
+    /// Fetches `file` from its URL or from peers, and serves it (to peers, where they look). A
+    /// failed fetch is tried again a few times: a node that just joined learns its peers'
+    /// download servers from their first announcements, seconds after the catch-up brought it
+    /// the transaction.
+    async fn fetch_early(&self, file: Wanted) {
+        for attempt in 1..=PREFETCH_ATTEMPTS {
+            match self
+                .fetch_anywhere(&file.url, &file.checksum, file.served.as_deref())
+                .await
+            {
+                Ok(_) => return,
+                Err(e) if attempt == PREFETCH_ATTEMPTS => {
+                    warn!(target: "gevulot", url = %file.url, error = %e, "a file fetched on arrival failed; a task that needs it tries again");
+                }
+                Err(e) => {
+                    debug!(target: "gevulot", url = %file.url, error = %e, attempt, "a file fetched on arrival failed; trying again soon");
+                    tokio::time::sleep(PREFETCH_RETRY * attempt).await;
+                }
+            }
+        }
+    }
+
+    /// Where the content with `checksum` stands on this node.
+    pub fn fetch_state(&self, checksum: &Hash) -> crate::download::FetchState {
+        self.inner.downloader.state(checksum)
+    }
+}
+
+/// The bound on fetches started on arrival.
+pub(super) fn prefetch_permits() -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(MAX_PREFETCHING))
+}
