@@ -94,7 +94,9 @@ pub struct Network {
     pub(super) backlog_overflowed: bool,
     /// Refused peers already warned about since the whitelist last changed.
     pub(super) warned: HashSet<PeerId>,
-    pub(super) validating: JoinSet<(gossipsub::MessageId, PeerId, gossipsub::MessageAcceptance)>,
+    pub(super) validating: JoinSet<super::gossip::Validated>,
+    /// Forged or unreadable messages each peer forwarded (see `gossip::MAX_STRIKES`).
+    pub(super) strikes: HashMap<PeerId, u32>,
     /// Peer transactions waiting for a validation slot, with their message sizes.
     pub(super) waiting: VecDeque<(gossipsub::MessageId, PeerId, Transaction, usize)>,
     pub(super) waiting_bytes: usize,
@@ -290,6 +292,7 @@ impl Network {
             backlog_overflowed: false,
             warned: HashSet::new(),
             validating: JoinSet::new(),
+            strikes: HashMap::new(),
             waiting: VecDeque::new(),
             waiting_bytes: 0,
             dialled: HashSet::new(),
@@ -322,8 +325,11 @@ impl Network {
                     Internal::Allowed(peers) => self.allow(peers),
                 },
                 Some(done) = self.validating.join_next(), if !self.validating.is_empty() => {
-                    if let Ok((id, source, acceptance)) = done {
-                        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acceptance);
+                    if let Ok(v) = done {
+                        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&v.id, &v.source, v.acceptance);
+                        if v.forged {
+                            self.strike(v.source, "forged transactions");
+                        }
                     }
                     // A slot is free (even after a panicked validation): the next one starts.
                     if let Some((id, source, tx, bytes)) = self.waiting.pop_front() {
@@ -554,6 +560,7 @@ impl Network {
                     self.dialled.remove(endpoint.get_remote_address());
                 }
                 if num_established == 0 {
+                    self.strikes.remove(&peer_id);
                     let removed = self
                         .shared
                         .peers

@@ -25,6 +25,18 @@ pub const BIG_TX_BYTES: usize = 64 * 1024;
 /// catch-up brings the transaction later).
 const MAX_FETCHING: usize = 16;
 
+/// Forged or unreadable messages a peer may forward before it is penalised.
+const MAX_STRIKES: u32 = 3;
+
+/// A peer's transaction, judged by the intake.
+pub(super) struct Validated {
+    pub id: gossipsub::MessageId,
+    pub source: PeerId,
+    pub acceptance: gossipsub::MessageAcceptance,
+    /// Refused for a forged hash or signature.
+    pub forged: bool,
+}
+
 /// A large transaction, announced by its hash.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct Announcement {
@@ -121,6 +133,7 @@ impl Network {
         let intake = self.intake.clone();
         let shared = self.shared.clone();
         self.validating.spawn(async move {
+            let mut forged = false;
             let acceptance = match intake.submit(&tx, Source::P2p).await {
                 Ok(submitted) => {
                     if submitted.new {
@@ -130,6 +143,7 @@ impl Network {
                 }
                 Err(SubmitError::Invalid(e)) => {
                     info!(target: "gevulot::p2p", tx = %tx.hash, peer = %source, reason = %e, "refused a transaction from a peer");
+                    forged = super::sync::forged(&e);
                     gossipsub::MessageAcceptance::Reject
                 }
                 Err(e) => {
@@ -140,8 +154,27 @@ impl Network {
             if let Ok(mut c) = shared.counters.write() {
                 c.record(&acceptance);
             }
-            (id, source, acceptance)
+            Validated {
+                id,
+                source,
+                acceptance,
+                forged,
+            }
         });
+    }
+
+    /// Counts a forged or unreadable message against the peer that forwarded it: peers forward
+    /// only what they accepted, so a peer that does it [`MAX_STRIKES`] times is penalised.
+    pub(super) fn strike(&mut self, peer: PeerId, what: &str) {
+        let strikes = self.strikes.entry(peer).or_default();
+        *strikes += 1;
+        if *strikes >= MAX_STRIKES {
+            self.strikes.remove(&peer);
+            self.penalise(
+                peer,
+                &format!("forwarded {MAX_STRIKES} messages that were {what}"),
+            );
+        }
     }
 
     /// Counts a message judged without the intake and tells gossipsub.
@@ -188,11 +221,12 @@ impl Network {
                     }
                     Err(e) => {
                         warn!(target: "gevulot::p2p", peer = %propagation_source, error = %e, "a peer sent a message that is not a transaction");
-                        return self.judged(
+                        self.judged(
                             &message_id,
                             &propagation_source,
                             gossipsub::MessageAcceptance::Reject,
                         );
+                        return self.strike(propagation_source, "not transactions");
                     }
                 };
                 if busy {

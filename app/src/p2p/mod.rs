@@ -168,6 +168,9 @@ pub struct Counters {
     pub connections_over_limit: u64,
     /// Large transactions announced by peers and fetched from them by hash.
     pub fetched: u64,
+    /// Peers disconnected and refused for a while for sending forged transactions or garbage
+    /// (over gossip, or in catch-up pages).
+    pub peers_penalised: u64,
     /// The catch-up.
     pub sync: SyncCounters,
 }

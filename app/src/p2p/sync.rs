@@ -105,8 +105,6 @@ pub struct SyncCounters {
     pub failed_rounds: u64,
     /// Transactions in peers' pages that this node does not accept (skipped, not stored).
     pub skipped: u64,
-    /// Peers disconnected and refused for a while for sending garbage.
-    pub peers_penalised: u64,
 }
 
 /// The catch-up with one peer, as the APIs show it.
@@ -226,7 +224,7 @@ async fn read_page(store: Store, after: i64, limit: u32) -> SyncResponse {
 
 /// Whether a validation error means the sender forged the transaction (rather than this node
 /// not accepting a genuine one).
-fn forged(e: &ValidationError) -> bool {
+pub(super) fn forged(e: &ValidationError) -> bool {
     matches!(
         e,
         ValidationError::HashMismatch { .. } | ValidationError::Signature(_)
@@ -447,7 +445,7 @@ impl Network {
     /// Disconnects `peer` and refuses it for [`PENALTY`].
     pub(super) fn penalise(&mut self, peer: PeerId, why: &str) {
         warn!(target: "gevulot::p2p", %peer, reason = why, penalty_s = PENALTY.as_secs(), "penalised a peer: disconnected and refused for a while");
-        self.count(|c| c.sync.peers_penalised += 1);
+        self.count(|c| c.peers_penalised += 1);
         if let Ok(mut penalised) = self.shared.penalised.write() {
             penalised.insert(peer, SystemTime::now() + PENALTY);
         }

@@ -80,7 +80,7 @@ async fn a_peer_serving_a_forged_transaction_is_penalised() {
     let liar = node_holding(3, &[], &[genuine.clone(), forged.clone()]).await;
     let b = node_holding(4, &[liar.addr()], &[]).await;
     eventually(WAIT, "b penalises the liar", || {
-        let penalised = b.p2p.counters().sync.peers_penalised;
+        let penalised = b.p2p.counters().peers_penalised;
         async move { penalised == 1 }
     })
     .await;

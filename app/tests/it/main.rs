@@ -10,6 +10,7 @@ mod executor;
 mod fuzz;
 mod group_commit;
 mod guest_protocol;
+mod hostile_peer;
 mod p2p;
 mod pipeline_rules;
 mod props;

@@ -485,7 +485,7 @@ impl Metrics {
             }
             for (counter, total) in [
                 (&self.sync_pulled, c.sync.pulled),
-                (&self.peers_penalised, c.sync.peers_penalised),
+                (&self.peers_penalised, c.peers_penalised),
             ] {
                 counter.inc_by(total.saturating_sub(counter.get()));
             }
