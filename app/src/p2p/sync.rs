@@ -196,30 +196,42 @@ async fn read_page(store: Store, after: i64, limit: u32) -> SyncResponse {
         }
     };
     let full = rows.len() == limit as usize;
-    let settled_before = now_ms() - i64::try_from(SETTLE.as_millis()).unwrap_or(i64::MAX);
-    let mut page = Page {
-        transactions: Vec::with_capacity(rows.len()),
-        last: after,
-        settled: after,
-        head,
-        more: full,
-    };
-    let mut settled = true;
+    let read = rows.len();
     let mut bytes = 0;
+    let mut kept = Vec::with_capacity(rows.len());
     for row in rows {
         if bytes >= PAGE_BYTES {
-            page.more = true;
             break;
         }
         bytes += row.tx.to_json().len();
-        settled &= row.received_at_ms <= settled_before;
-        if settled {
-            page.settled = row.seq;
-        }
-        page.last = row.seq;
-        page.transactions.push(row.tx);
+        kept.push(row);
     }
-    SyncResponse::Page(page)
+    // Cut short by its size: the rest follows in the next page.
+    let cut = kept.len() < read;
+    let marks: Vec<(i64, i64)> = kept.iter().map(|r| (r.seq, r.received_at_ms)).collect();
+    let (last, settled) = settle(after, &marks, now_ms());
+    SyncResponse::Page(Page {
+        transactions: kept.into_iter().map(|r| r.tx).collect(),
+        last,
+        settled,
+        head,
+        more: full || cut,
+    })
+}
+
+/// Where a page of rows `(seq, received_at_ms)`, oldest first, read after `after` at `now_ms`,
+/// ends, and up to where it is settled: the leading rows stored more than [`SETTLE`] ago. A
+/// younger row, and every row after it, may still be passed by a row with a lower sequence
+/// number whose commit ends later.
+fn settle(after: i64, rows: &[(i64, i64)], now_ms: i64) -> (i64, i64) {
+    let before = now_ms - i64::try_from(SETTLE.as_millis()).unwrap_or(i64::MAX);
+    let last = rows.last().map_or(after, |r| r.0);
+    let settled = rows
+        .iter()
+        .take_while(|r| r.1 <= before)
+        .last()
+        .map_or(after, |r| r.0);
+    (last, settled)
 }
 
 /// Whether a validation error means the sender forged the transaction (rather than this node
@@ -567,4 +579,33 @@ async fn read_transactions(store: Store, hashes: &[Hash]) -> SyncResponse {
         }
     }
     SyncResponse::Transactions(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_leading_old_rows_settle() {
+        let now = 1_000_000;
+        let old = now - 6_000;
+        let young = now - 1_000;
+        // Empty: nothing moves.
+        assert_eq!(settle(7, &[], now), (7, 7));
+        // All old: settled to the end.
+        assert_eq!(settle(0, &[(1, old), (2, old), (4, old)], now), (4, 4));
+        // A young row stops the settled part, even when older rows follow it.
+        assert_eq!(settle(0, &[(1, old), (2, young), (3, old)], now), (3, 1));
+        // A young first row: nothing settles.
+        assert_eq!(settle(5, &[(6, young), (7, old)], now), (7, 5));
+    }
+
+    #[test]
+    fn a_page_fits_its_largest_transaction() {
+        assert!(response_max(1 << 20) > (PAGE_BYTES + (1 << 20)) as u64);
+        assert_eq!(
+            response_max(usize::MAX),
+            u64::try_from(usize::MAX).unwrap_or(u64::MAX)
+        );
+    }
 }

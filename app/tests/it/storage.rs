@@ -91,6 +91,7 @@ conformance!(
     gpu_assignments,
     sessions_expire,
     results_and_cancels_of_a_run,
+    catch_up_pages_and_cursors,
 );
 
 async fn fixtures_round_trip_exactly(db: Db) {
@@ -405,6 +406,76 @@ async fn keyset_pagination_and_filters(db: Db) {
             .len(),
         26
     );
+}
+
+async fn catch_up_pages_and_cursors(db: Db) {
+    assert_eq!(db.store.head_seq().await.expect("head"), 0);
+    assert!(
+        db.store
+            .transactions_after(0, 10)
+            .await
+            .expect("page")
+            .is_empty()
+    );
+    let txs: Vec<Transaction> = (0..5).map(|n| empty(&key(8), n)).collect();
+    for tx in &txs {
+        db.put(tx, Source::Rpc).await;
+    }
+    // A replay takes no sequence number a reader could see (PostgreSQL may skip one).
+    db.put(&txs[0], Source::P2p).await;
+    let head = db.store.head_seq().await.expect("head");
+    let all = db.store.transactions_after(0, 10).await.expect("page");
+    assert_eq!(
+        all.iter().map(|s| s.tx.hash).collect::<Vec<_>>(),
+        txs.iter().map(|t| t.hash).collect::<Vec<_>>(),
+        "oldest first"
+    );
+    assert_eq!(all.last().map(|s| s.seq), Some(head));
+    let page = db
+        .store
+        .transactions_after(all[1].seq, 2)
+        .await
+        .expect("page");
+    assert_eq!(
+        page.iter().map(|s| s.seq).collect::<Vec<_>>(),
+        [all[2].seq, all[3].seq]
+    );
+    assert!(
+        db.store
+            .transactions_after(head, 10)
+            .await
+            .expect("page")
+            .is_empty()
+    );
+
+    assert_eq!(db.store.peer_cursor("peer-a").await.expect("cursor"), None);
+    db.store
+        .advance_peer_cursor("peer-a", 3, 9, 3)
+        .await
+        .expect("advance");
+    db.store
+        .advance_peer_cursor("peer-a", 5, 9, 2)
+        .await
+        .expect("advance");
+    db.store
+        .advance_peer_cursor("peer-b", 1, 1, 1)
+        .await
+        .expect("advance");
+    let a = db
+        .store
+        .peer_cursor("peer-a")
+        .await
+        .expect("cursor")
+        .expect("kept");
+    assert_eq!((a.cursor, a.head, a.pulled), (5, 9, 5), "pulled adds up");
+    assert!(a.synced_at_ms > 0);
+    let b = db
+        .store
+        .peer_cursor("peer-b")
+        .await
+        .expect("cursor")
+        .expect("kept");
+    assert_eq!((b.cursor, b.head, b.pulled), (1, 1, 1));
 }
 
 async fn acl_whitelist(db: Db) {
