@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::peer_files::PeerFiles;
-use crate::tx::{Hash, Payload, ProgramData};
+use crate::tx::{Hash, Payload};
 
 use super::{Node, NodeError};
 
@@ -37,66 +37,56 @@ impl Node {
             return Ok(None);
         };
         let mut own = Vec::new();
-        let checksum =
-            match (first, segments.len()) {
-                (Some("images"), 3) => {
-                    let Some(program) = self.store().get_program(&hash).await? else {
-                        return Ok(None);
-                    };
-                    if program.image_file_name != segments[2] {
-                        return Ok(None);
-                    }
-                    own.push(program.image_file_url.clone());
-                    let Some(sum) = Hash::from_hex(&program.image_file_checksum) else {
-                        return Ok(None);
-                    };
-                    sum
+        let checksum = match (first, segments.len()) {
+            (Some("images"), 3) => {
+                let Some(program) = self.store().get_program(&hash).await? else {
+                    return Ok(None);
+                };
+                if program.image_file_name != segments[2] {
+                    return Ok(None);
                 }
-                (Some("txfiles"), n) if n >= 3 => {
-                    let Some(stored) = self.store().get_transaction(&hash).await? else {
-                        return Ok(None);
-                    };
-                    match &stored.tx.payload {
-                        Payload::Proof { files, .. } | Payload::Verification { files, .. } => {
-                            let Some(sum) = segments.get(2).and_then(|s| Hash::from_hex(s)) else {
-                                return Ok(None);
-                            };
-                            let Some(file) = files.iter().find(|f| {
-                                f.checksum == sum && n == 4 && f.basename() == segments[3]
-                            }) else {
-                                return Ok(None);
-                            };
-                            own.push(format!("{}/{relative}", file.url.trim_end_matches('/')));
-                            sum
-                        }
-                        Payload::Run { workflow } => {
-                            let wanted = segments[2..].join("/");
-                            let found = workflow.steps.iter().flat_map(|s| &s.inputs).find_map(
-                                |i| match i {
-                                    ProgramData::Input {
-                                        file_name,
-                                        file_url,
-                                        checksum,
-                                    } if file_name.trim_start_matches('/') == wanted => {
-                                        Some((file_url.clone(), checksum.clone()))
-                                    }
-                                    _ => None,
-                                },
-                            );
-                            let Some((url, sum)) = found else {
-                                return Ok(None);
-                            };
-                            own.push(url);
-                            let Some(sum) = Hash::from_hex(&sum) else {
-                                return Ok(None);
-                            };
-                            sum
-                        }
-                        _ => return Ok(None),
+                own.push(program.image_file_url.clone());
+                let Some(sum) = Hash::from_hex(&program.image_file_checksum) else {
+                    return Ok(None);
+                };
+                sum
+            }
+            (Some("txfiles"), n) if n >= 3 => {
+                let Some(stored) = self.store().get_transaction(&hash).await? else {
+                    return Ok(None);
+                };
+                match &stored.tx.payload {
+                    Payload::Proof { files, .. } | Payload::Verification { files, .. } => {
+                        let Some(sum) = segments.get(2).and_then(|s| Hash::from_hex(s)) else {
+                            return Ok(None);
+                        };
+                        let Some(file) = files
+                            .iter()
+                            .find(|f| f.checksum == sum && n == 4 && f.basename() == segments[3])
+                        else {
+                            return Ok(None);
+                        };
+                        own.push(format!("{}/{relative}", file.url.trim_end_matches('/')));
+                        sum
                     }
+                    Payload::Run { .. } => {
+                        let Some(input) = crate::pipeline::named_files(&hash, &stored.tx.payload)
+                            .into_iter()
+                            .find(|f| f.served.as_deref() == Some(relative.as_str()))
+                        else {
+                            return Ok(None);
+                        };
+                        let Some(sum) = Hash::from_hex(&input.checksum) else {
+                            return Ok(None);
+                        };
+                        own.push(input.url);
+                        sum
+                    }
+                    _ => return Ok(None),
                 }
-                _ => return Ok(None),
-            };
+            }
+            _ => return Ok(None),
+        };
         let sources = self.peer_files()?.sources(&relative, &own);
         Ok(Some(KnownFile {
             checksum,

@@ -196,12 +196,15 @@ impl Node {
         let pipeline = self.parts().pipeline.as_ref();
         let files = match (pipeline, kind) {
             (Some(p), Kind::Run | Kind::Deploy) => match store.get_transaction(hash).await? {
-                Some(stored) => named_files(&stored.tx.payload)
+                Some(stored) => crate::pipeline::named_files(hash, &stored.tx.payload)
                     .into_iter()
-                    .map(|(name, checksum)| FileFetch {
-                        state: p.fetch_state(&checksum),
-                        name,
-                        checksum,
+                    .filter_map(|f| {
+                        let checksum = Hash::from_hex(&f.checksum)?;
+                        Some(FileFetch {
+                            state: p.fetch_state(&checksum),
+                            name: f.name,
+                            checksum,
+                        })
                     })
                     .collect(),
                 None => Vec::new(),
@@ -297,33 +300,4 @@ fn outcome(s: &Submitted) -> &'static str {
 
 fn not_on_this_node(hash: &Hash) -> NodeError {
     NodeError::NotFound(format!("no transaction {} on this node", hash.to_hex()))
-}
-
-/// The files a Deploy (its images) or a Run (its inputs) names: name and checksum.
-fn named_files(payload: &crate::tx::Payload) -> Vec<(String, Hash)> {
-    use crate::tx::{Payload, ProgramData};
-    match payload {
-        Payload::Deploy {
-            prover, verifier, ..
-        } => [prover, verifier]
-            .into_iter()
-            .filter_map(|p| {
-                Hash::from_hex(&p.image_file_checksum).map(|c| (p.image_file_name.clone(), c))
-            })
-            .collect(),
-        Payload::Run { workflow } => workflow
-            .steps
-            .iter()
-            .flat_map(|s| &s.inputs)
-            .filter_map(|i| match i {
-                ProgramData::Input {
-                    file_name,
-                    checksum,
-                    ..
-                } => Hash::from_hex(checksum).map(|c| (file_name.clone(), c)),
-                ProgramData::Output { .. } => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
 }

@@ -49,6 +49,18 @@ pub struct Capacity {
     pub at_ms: i64,
 }
 
+impl Capacity {
+    /// `executing` (takes work), `draining` (finishes what runs, starts nothing), or `relaying`
+    /// (never executes).
+    pub fn state(&self) -> &'static str {
+        match (self.execution, self.draining) {
+            (false, _) => "relaying",
+            (true, true) => "draining",
+            (true, false) => "executing",
+        }
+    }
+}
+
 /// A node's latest announcement, as this node received it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Executor {

@@ -24,6 +24,7 @@ mod prepare;
 mod results;
 
 pub use execute::Execute;
+pub use prefetch::{NamedFile, named_files};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -20,11 +20,57 @@ pub(super) const MAX_PREFETCHING: usize = 256;
 const PREFETCH_ATTEMPTS: u32 = 4;
 const PREFETCH_RETRY: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// A file to fetch: its URL, checksum, and the path where the download server serves it.
-struct Wanted {
-    url: String,
-    checksum: String,
-    served: Option<String>,
+/// A file a transaction names: a Deploy's image or a Run's input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamedFile {
+    /// The image's file name, or the input's path in the VM.
+    pub name: String,
+    pub url: String,
+    /// Hex BLAKE3, as the transaction names it.
+    pub checksum: String,
+    /// Where the download server serves it (`None` for an image name with a `/`).
+    pub served: Option<String>,
+}
+
+/// The files a Deploy (its two images) or a Run (`hash`: its inputs) names.
+pub fn named_files(hash: &Hash, payload: &Payload) -> Vec<NamedFile> {
+    match payload {
+        Payload::Deploy {
+            prover, verifier, ..
+        } => [prover, verifier]
+            .into_iter()
+            .map(|p| NamedFile {
+                name: p.image_file_name.clone(),
+                url: p.image_file_url.clone(),
+                checksum: p.image_file_checksum.clone(),
+                served: (!p.image_file_name.contains('/'))
+                    .then(|| format!("images/{}/{}", p.hash.to_hex(), p.image_file_name)),
+            })
+            .collect(),
+        Payload::Run { workflow } => workflow
+            .steps
+            .iter()
+            .flat_map(|s| &s.inputs)
+            .filter_map(|i| match i {
+                ProgramData::Input {
+                    file_name,
+                    file_url,
+                    checksum,
+                } => Some(NamedFile {
+                    name: file_name.clone(),
+                    url: file_url.clone(),
+                    checksum: checksum.clone(),
+                    served: Some(format!(
+                        "txfiles/{}/{}",
+                        hash.to_hex(),
+                        file_name.trim_start_matches('/')
+                    )),
+                }),
+                ProgramData::Output { .. } => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 impl<E: Execute> Pipeline<E> {
@@ -48,41 +94,7 @@ impl<E: Execute> Pipeline<E> {
                 return;
             }
         };
-        let wanted: Vec<Wanted> = match &stored.tx.payload {
-            Payload::Deploy {
-                prover, verifier, ..
-            } => [prover, verifier]
-                .into_iter()
-                .map(|p| Wanted {
-                    url: p.image_file_url.clone(),
-                    checksum: p.image_file_checksum.clone(),
-                    served: (!p.image_file_name.contains('/'))
-                        .then(|| format!("images/{}/{}", p.hash.to_hex(), p.image_file_name)),
-                })
-                .collect(),
-            Payload::Run { workflow } => workflow
-                .steps
-                .iter()
-                .flat_map(|s| &s.inputs)
-                .filter_map(|i| match i {
-                    ProgramData::Input {
-                        file_name,
-                        file_url,
-                        checksum,
-                    } => Some(Wanted {
-                        url: file_url.clone(),
-                        checksum: checksum.clone(),
-                        served: Some(format!(
-                            "txfiles/{}/{}",
-                            hash.to_hex(),
-                            file_name.trim_start_matches('/')
-                        )),
-                    }),
-                    ProgramData::Output { .. } => None,
-                })
-                .collect(),
-            _ => return,
-        };
+        let wanted = named_files(&hash, &stored.tx.payload);
         for file in wanted {
             let Ok(permit) = self.inner.prefetching.clone().try_acquire_owned() else {
                 debug!(target: "gevulot", url = %file.url, "not fetching early: as many files are being fetched as allowed");
@@ -100,7 +112,7 @@ impl<E: Execute> Pipeline<E> {
     /// failed fetch is tried again a few times: a node that just joined learns its peers'
     /// download servers from their first announcements, seconds after the catch-up brought it
     /// the transaction.
-    async fn fetch_early(&self, file: Wanted) {
+    async fn fetch_early(&self, file: NamedFile) {
         for attempt in 1..=PREFETCH_ATTEMPTS {
             match self
                 .fetch_anywhere(&file.url, &file.checksum, file.served.as_deref())

@@ -5,13 +5,13 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use app::crypto::SecretKey;
 use app::tx::{Payload, Transaction};
 use serde_json::{Value, json};
 
-use crate::network::{ADMIN, Member, member};
+use crate::network::{ADMIN, Member, eventually_within, member};
 use crate::support::{Running, rpc};
 
 const TRANSACTIONS: usize = 2000;
@@ -33,16 +33,12 @@ async fn joining(bootstrap: &str) -> Member {
     member(&env).await
 }
 
-async fn wait_until<F, Fut>(what: &str, mut check: F)
+async fn wait_until<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < WAIT, "not within {WAIT:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    eventually_within(WAIT, what, check).await;
 }
 
 async fn count(base: &str) -> i64 {

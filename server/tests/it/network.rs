@@ -89,14 +89,23 @@ impl Member {
 }
 
 /// Polls `check` every 200 ms until it holds, for at most [`WAIT`].
-pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually_within(WAIT, what, check).await;
+}
+
+/// Polls `check` every 200 ms until it holds, for at most `limit`.
+pub(crate) async fn eventually_within<F, Fut>(limit: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let start = Instant::now();
     while !check().await {
-        assert!(start.elapsed() < WAIT, "not within {WAIT:?}: {what}");
+        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

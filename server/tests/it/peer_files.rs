@@ -5,7 +5,7 @@
 use app::crypto::SecretKey;
 
 use crate::network::{Member, eventually, member};
-use crate::support::{Image, accepted, deploy, program};
+use crate::support::{Image, accepted, deploy, input, program, run, step};
 
 /// An HTTP server holding the program images; abort the handle to take it down.
 async fn producer(files: Vec<(&'static str, Vec<u8>)>) -> (String, tokio::task::JoinHandle<()>) {
@@ -48,9 +48,11 @@ async fn fetch(member: &Member, path: &str, peer: bool) -> (u16, Option<String>,
 async fn a_known_file_comes_from_its_producer_or_a_peer() {
     let prover_image = b"a prover image, never fetched by a run".repeat(1000);
     let verifier_image = b"a verifier image nobody holds".to_vec();
+    let witness = b"a run's input".to_vec();
     let (base, server) = producer(vec![
         ("prover.img", prover_image.clone()),
         ("verifier.img", verifier_image.clone()),
+        ("in.txt", witness.clone()),
     ])
     .await;
     let image = |name: &str, body: &[u8]| Image {
@@ -96,6 +98,21 @@ async fn a_known_file_comes_from_its_producer_or_a_peer() {
         Some(format!("\"{}\"", blake3::hash(&prover_image).to_hex()))
     );
 
+    // A Run's input, at the path the original serves it.
+    let r = run(
+        &key,
+        vec![step(
+            &prover,
+            &[],
+            vec![input("/workspace/in.txt", &image("in.txt", &witness))],
+        )],
+    );
+    accepted(&a.node.base, &r).await;
+    let input_path = format!("txfiles/{}/workspace/in.txt", r.hash.to_hex());
+    let (status, _, body) = fetch(&a, &input_path, false).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, witness);
+
     // The producer goes down: a gets the same file from b, at the same path.
     server.abort();
     let _ = server.await;
@@ -121,7 +138,7 @@ async fn a_known_file_comes_from_its_producer_or_a_peer() {
 
     let metrics = a.metrics().await;
     for series in [
-        "gevulot_file_fetches_total{outcome=\"fetched\"} 1",
+        "gevulot_file_fetches_total{outcome=\"fetched\"} 2",
         "gevulot_file_fetches_total{outcome=\"failed\"} 1",
     ] {
         assert!(metrics.contains(series), "{series} in\n{metrics}");

@@ -37,11 +37,7 @@ pub(super) async fn network_page(
                 peer_id: e.peer_id.clone(),
                 public_key: e.public_key.clone(),
                 local: e.local,
-                state: match (c.execution, c.draining) {
-                    (false, _) => "relaying",
-                    (true, true) => "draining",
-                    (true, false) => "executing",
-                },
+                state: c.state(),
                 cpus: c.cpus,
                 mem_mib: c.mem_mib,
                 gpus: c.gpus.clone(),

@@ -492,12 +492,9 @@ impl Metrics {
             self.sync_lag.set(p2p.sync_lag());
             let mut nodes = [("executing", 0), ("draining", 0), ("relaying", 0)];
             for e in p2p.executors() {
-                let i = match (e.capacity.execution, e.capacity.draining) {
-                    (false, _) => 2,
-                    (true, true) => 1,
-                    (true, false) => 0,
-                };
-                nodes[i].1 += 1;
+                if let Some(n) = nodes.iter_mut().find(|(s, _)| *s == e.capacity.state()) {
+                    n.1 += 1;
+                }
             }
             for (state, n) in nodes {
                 self.network_nodes
