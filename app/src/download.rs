@@ -228,6 +228,14 @@ impl Downloader {
         let expected = Hash::from_hex(checksum)
             .ok_or_else(|| DownloadError::BadChecksum(checksum.to_string()))?;
         let result = self.fetch_checked(url, &expected).await;
+        // The content's lock goes once nobody holds or waits for it (the map's is the last).
+        if let Ok(mut locks) = self.locks.lock()
+            && locks
+                .get(&expected)
+                .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            locks.remove(&expected);
+        }
         if let Ok(mut failures) = self.failures.lock() {
             match &result {
                 Ok(_) => {
@@ -442,5 +450,33 @@ impl Downloader {
             std::fs::copy(content, &staging).map_err(io)?;
         }
         std::fs::rename(&staging, target).map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_fetch_leaves_no_lock_and_remembers_its_failure() {
+        let dir = tempfile::tempdir().expect("dir");
+        let data = crate::data_dir::DataDir::new(dir.path());
+        let limits = Limits {
+            attempts: 1,
+            ..Limits::default()
+        };
+        let dl = Downloader::new(&data, limits).expect("downloader");
+        let sum = Hash([5; 32]);
+        assert_eq!(dl.state(&sum), FetchState::Absent);
+        // Nothing listens on port 9 of the loopback: refused at once.
+        let failed = dl.fetch("http://127.0.0.1:9/file", &sum.to_hex()).await;
+        assert!(failed.is_err());
+        assert!(dl.locks.lock().expect("locks").is_empty(), "no lock kept");
+        assert!(matches!(dl.state(&sum), FetchState::Failed(why) if why.contains("127.0.0.1:9")));
+        // Stored content is ready, whatever failed before.
+        std::fs::create_dir_all(dl.content_path(&sum).parent().expect("dir")).expect("mkdir");
+        std::fs::write(dl.content_path(&sum), b"x").expect("write");
+        let _ = dl.failures.lock().map(|mut f| f.clear());
+        assert_eq!(dl.state(&sum), FetchState::Ready);
     }
 }

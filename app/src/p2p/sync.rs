@@ -600,6 +600,31 @@ mod tests {
         assert_eq!(settle(5, &[(6, young), (7, old)], now), (7, 5));
     }
 
+    proptest::proptest! {
+        /// Whatever the rows' ages, the settled cursor never passes a young row, and never goes
+        /// back before `after` or past the page's end.
+        #[test]
+        fn the_settled_cursor_never_passes_a_young_row(
+            after in 0i64..1000,
+            ages in proptest::collection::vec(0i64..10_000, 0..40),
+        ) {
+            let now = 1_000_000;
+            let rows: Vec<(i64, i64)> = ages
+                .iter()
+                .enumerate()
+                .map(|(i, age)| (after + 1 + i as i64, now - age))
+                .collect();
+            let (last, settled) = settle(after, &rows, now);
+            proptest::prop_assert!(after <= settled && settled <= last);
+            let settle_ms = i64::try_from(SETTLE.as_millis()).unwrap_or(i64::MAX);
+            for (seq, at) in &rows {
+                if *seq <= settled {
+                    proptest::prop_assert!(now - at >= settle_ms);
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_page_fits_its_largest_transaction() {
         assert!(response_max(1 << 20) > (PAGE_BYTES + (1 << 20)) as u64);
