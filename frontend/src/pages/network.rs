@@ -9,56 +9,41 @@ pub struct NetworkPageView {
     /// In a sentence: the catch-up's interval and what it did since start.
     pub sync: String,
     pub announce_interval_seconds: u64,
-    pub nodes: Vec<NodeRow>,
+    /// Every node heard from, as it last announced itself.
+    pub nodes: Vec<app::p2p::Executor>,
     /// Peer ids and when each may connect again (ms since the epoch).
     pub penalised: Vec<(String, i64)>,
 }
 
-/// A node of the network as it last announced itself.
-#[derive(Clone, Debug)]
-pub struct NodeRow {
-    pub peer_id: String,
-    pub public_key: Option<String>,
-    pub local: bool,
-    /// `executing`, `draining` or `relaying` (never executes).
-    pub state: &'static str,
-    pub cpus: u64,
-    pub mem_mib: u64,
-    pub gpus: Vec<String>,
-    pub free_cpus: u64,
-    pub free_mem_mib: u64,
-    pub free_gpus: u64,
-    pub running: u64,
-    pub waiting: u64,
-    pub download_url: String,
-    pub version: String,
-    pub announced_at_ms: i64,
-}
-
-fn node_row(n: NodeRow) -> impl IntoView {
-    let who = n.public_key.clone().unwrap_or_else(|| n.peer_id.clone());
-    let gpus = if n.gpus.is_empty() {
+fn node_row(e: app::p2p::Executor) -> impl IntoView {
+    let c = e.capacity;
+    let who = e.public_key.unwrap_or_else(|| e.peer_id.clone());
+    let gpus = if c.gpus.is_empty() {
         "none".to_string()
     } else {
         format!(
             "{} free of {}: {}",
-            n.free_gpus,
-            n.gpus.len(),
-            n.gpus.join(", ")
+            c.free_gpus,
+            c.gpus.len(),
+            c.gpus.join(", ")
         )
     };
-    let id = n.peer_id.clone();
+    let heard = e
+        .announced_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let id = e.peer_id.clone();
     view! {
         <tr data-node=id>
-            <td class="hash" title=n.peer_id>{who}{n.local.then_some(" (this node)")}</td>
-            <td>{n.state}</td>
-            <td>{format!("{} free of {}", n.free_cpus, n.cpus)}</td>
-            <td>{format!("{} free of {} MiB", n.free_mem_mib, n.mem_mib)}</td>
+            <td class="hash" title=e.peer_id>{who}{e.local.then_some(" (this node)")}</td>
+            <td>{c.state()}</td>
+            <td>{format!("{} free of {}", c.free_cpus, c.cpus)}</td>
+            <td>{format!("{} free of {} MiB", c.free_mem_mib, c.mem_mib)}</td>
             <td>{gpus}</td>
-            <td>{format!("{} running, {} waiting", n.running, n.waiting)}</td>
-            <td class="mono">{n.download_url}</td>
-            <td>{n.version}</td>
-            <td>{time(n.announced_at_ms)}</td>
+            <td>{format!("{} running, {} waiting", c.running, c.waiting)}</td>
+            <td class="mono">{c.download_url}</td>
+            <td>{c.version}</td>
+            <td>{time(heard)}</td>
         </tr>
     }
 }

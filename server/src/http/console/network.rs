@@ -28,35 +28,12 @@ pub(super) async fn network_page(
         c.skipped,
         network.sync_lag,
     );
-    let nodes = network
-        .executors
-        .iter()
-        .map(|e| {
-            let c = &e.capacity;
-            pages::NodeRow {
-                peer_id: e.peer_id.clone(),
-                public_key: e.public_key.clone(),
-                local: e.local,
-                state: c.state(),
-                cpus: c.cpus,
-                mem_mib: c.mem_mib,
-                gpus: c.gpus.clone(),
-                free_cpus: c.free_cpus,
-                free_mem_mib: c.free_mem_mib,
-                free_gpus: c.free_gpus,
-                running: c.running,
-                waiting: c.waiting,
-                download_url: c.download_url.clone(),
-                version: c.version.clone(),
-                announced_at_ms: epoch_ms(e.announced_at),
-            }
-        })
-        .collect();
     let penalised = network
         .penalised
         .iter()
         .map(|(peer, until)| (peer.clone(), epoch_ms(*until)))
         .collect();
+    let nodes = network.executors.clone();
     let view = pages::NetworkPageView {
         announce_interval_seconds: network.announce_every.as_secs(),
         summary: summary_of(network),
