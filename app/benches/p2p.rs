@@ -61,6 +61,7 @@ async fn node(seed: u8, bootstrap: Vec<String>) -> anyhow::Result<Node> {
         resources: Default::default(),
         sysfs_root: dir.path().join("sys"),
         max_upload_bytes: 1 << 20,
+        session_ttl: app::auth::DEFAULT_SESSION_TTL,
         execution: None,
         observer: None,
     })

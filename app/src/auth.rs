@@ -93,6 +93,13 @@ pub struct NewSession {
     pub expires_at_ms: i64,
 }
 
+impl NewSession {
+    /// Seconds until the session expires: the cookie's `Max-Age`.
+    pub fn max_age_secs(&self) -> i64 {
+        (self.expires_at_ms - now_ms()).max(0) / 1000
+    }
+}
+
 impl fmt::Debug for NewSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -153,8 +160,8 @@ const MAX_FAILURES: u32 = 5;
 const WINDOW: Duration = Duration::from_secs(15 * 60);
 const MAX_TRACKED: usize = 10_000;
 
-/// How long a console session lasts.
-pub const SESSION_TTL: Duration = Duration::from_secs(12 * 60 * 60);
+/// How long a console session lasts unless configured (`GEVULOT_SESSION_HOURS`).
+pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 60 * 60);
 
 pub const MIN_PASSWORD_LEN: usize = 10;
 
@@ -165,6 +172,8 @@ pub struct Auth {
     failures: Arc<Mutex<HashMap<String, Failures>>>,
     /// A valid hash to verify against when the user does not exist (equal timing).
     dummy_hash: Arc<str>,
+    /// How long a session lasts; the collector deletes it once expired.
+    session_ttl: Duration,
 }
 
 impl fmt::Debug for Auth {
@@ -242,7 +251,18 @@ impl Auth {
             store,
             failures: Arc::default(),
             dummy_hash: hash_password("not a real password, only for timing")?.into(),
+            session_ttl: DEFAULT_SESSION_TTL,
         })
+    }
+
+    /// Sessions opened from now on last `ttl` (at least a minute).
+    pub fn with_session_ttl(mut self, ttl: Duration) -> Self {
+        self.session_ttl = ttl.max(Duration::from_secs(60));
+        self
+    }
+
+    pub fn session_ttl(&self) -> Duration {
+        self.session_ttl
     }
 
     pub async fn create_user(
@@ -325,7 +345,8 @@ impl Auth {
     async fn open_session(&self, user: User) -> Result<NewSession, AuthError> {
         let token = random_token("gvs_")?;
         let csrf_token = random_token("")?;
-        let expires_at_ms = now_ms() + SESSION_TTL.as_millis() as i64;
+        let ttl_ms = i64::try_from(self.session_ttl.as_millis()).unwrap_or(i64::MAX);
+        let expires_at_ms = now_ms().saturating_add(ttl_ms);
         self.store
             .insert_session(&token_digest(&token), user.id, &csrf_token, expires_at_ms)
             .await?;

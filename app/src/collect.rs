@@ -1,8 +1,8 @@
 //! The retention collector: deletes what the node keeps only for a while — the files of finished
 //! Runs and their results, program images not used for a while, per-VM logs, the phase history
-//! of long-ended tasks, and downloaded content nothing links to any more — and never what a live
-//! Run (one with a task not ended, or not planned yet) or its programs need. It reports what it
-//! freed, per area.
+//! of long-ended tasks, expired console sessions, and downloaded content nothing links to any
+//! more — and never what a live Run (one with a task not ended, or not planned yet) or its
+//! programs need. It reports what it freed, per area.
 //!
 //! What is old is told by modification time: a Run's or a result's directory by when it was
 //! written, an image by when a task last used it (the pipeline touches it), content by when it
@@ -54,6 +54,8 @@ pub struct Collected {
     /// Downloaded content no Run, result or image links to any more.
     pub content: Freed,
     pub history_rows: u64,
+    /// Expired console sessions (they last `GEVULOT_SESSION_HOURS`).
+    pub sessions: u64,
     pub took: Duration,
 }
 
@@ -164,6 +166,7 @@ pub async fn collect(
             .delete_phase_history_before(now_ms().saturating_sub(keep_ms))
             .await?;
     }
+    collected.sessions = store.delete_expired_sessions().await?;
     collected.took = started.elapsed();
     Ok(collected)
 }

@@ -146,6 +146,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         sysfs_root: args.sysfs_root.clone(),
         max_upload_bytes: args.max_upload_bytes,
+        session_ttl: args.retention.session_ttl(),
         execution,
         observer: Some(metrics.clone()),
     })

@@ -97,9 +97,4 @@ impl Node {
         *cached = Some((std::time::Instant::now(), usage.clone()));
         usage
     }
-
-    /// Deletes expired console sessions; returns how many.
-    pub async fn purge_sessions(&self) -> Result<u64, NodeError> {
-        Ok(self.store().delete_expired_sessions().await?)
-    }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::acl::SyncStatus;
 use crate::auth::{Auth, AuthError};
@@ -21,9 +21,6 @@ use crate::validate::Limits;
 use crate::vm::executor::{Executor, ExecutorConfig};
 
 use super::{AclPolicy, Intake, Node, Outbox, Parts, Resources, SubmitObserver};
-
-/// How often expired console sessions are purged (they are refused at once anyway).
-const PURGE_SESSIONS_EVERY: Duration = Duration::from_secs(3600);
 
 /// Everything a node is started from.
 #[derive(Debug)]
@@ -44,6 +41,8 @@ pub struct Config {
     /// Where the host's sysfs is (`GEVULOT_SYSFS_ROOT`).
     pub sysfs_root: PathBuf,
     pub max_upload_bytes: u64,
+    /// How long a console session lasts (`GEVULOT_SESSION_HOURS`).
+    pub session_ttl: Duration,
     /// How programs run; `None` on a node that never executes.
     pub execution: Option<Execution>,
     pub observer: Option<Arc<dyn SubmitObserver>>,
@@ -92,6 +91,7 @@ impl Node {
             resources,
             sysfs_root,
             max_upload_bytes,
+            session_ttl,
             execution,
             observer,
         } = config;
@@ -100,7 +100,7 @@ impl Node {
         if p2p.is_some() {
             intake = intake.with_gossip(outbox);
         }
-        let auth = Auth::new(store.clone())?;
+        let auth = Auth::new(store.clone())?.with_session_ttl(session_ttl);
         let acl_sync = acl_whitelist_url
             .as_ref()
             .map(|url| (crate::store::redact_url(url), SyncStatus::default()));
@@ -175,18 +175,6 @@ impl Node {
             }
             node.keep(tokio::spawn(pipeline.run()));
         }
-        let purging = node.clone();
-        node.keep(tokio::spawn(async move {
-            let mut every = tokio::time::interval(PURGE_SESSIONS_EVERY);
-            loop {
-                every.tick().await;
-                match purging.purge_sessions().await {
-                    Ok(0) => {}
-                    Ok(n) => info!(target: "gevulot", sessions = n, "purged expired sessions"),
-                    Err(e) => warn!(target: "gevulot", error = %e, "cannot purge expired sessions"),
-                }
-            }
-        }));
         Ok(node)
     }
 }

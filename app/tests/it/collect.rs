@@ -133,6 +133,20 @@ async fn retention_deletes_what_expired_and_keeps_what_a_live_run_needs(db: Db) 
         Duration::ZERO,
     );
 
+    // Console sessions: one expired, one live.
+    let user = store
+        .create_user("sam", "$argon2id$placeholder", "viewer")
+        .await
+        .expect("user")
+        .expect("new");
+    let now = app::store::now_ms();
+    for (digest, expires) in [("expired", now - 1), ("live", now + 60_000)] {
+        store
+            .insert_session(digest, user.id, "csrf", expires)
+            .await
+            .expect("session");
+    }
+
     let retention = Retention {
         outputs: Some(30 * DAY),
         images: Some(30 * DAY),
@@ -171,6 +185,8 @@ async fn retention_deletes_what_expired_and_keeps_what_a_live_run_needs(db: Db) 
     assert_eq!(collected.images.files, 1, "{collected:?}");
     assert_eq!(collected.vm_logs.files, 1, "{collected:?}");
     assert_eq!(collected.content.files, 2, "{collected:?}");
+    assert_eq!(collected.sessions, 1, "{collected:?}");
+    assert!(store.session("live").await.expect("query").is_some());
     assert_eq!(
         collected.bytes(),
         (b"old input".len() + b"old proof output".len() + b"image b".len() + b"old log".len())

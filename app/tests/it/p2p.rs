@@ -108,6 +108,7 @@ pub(crate) async fn launch(
         resources: Default::default(),
         sysfs_root: dir.path().join("sys"),
         max_upload_bytes: 1 << 20,
+        session_ttl: app::auth::DEFAULT_SESSION_TTL,
         execution: None,
         observer: None,
     })

@@ -27,6 +27,11 @@ pub struct RetentionArgs {
     )]
     pub task_history_retention_days: u64,
 
+    /// Hours a console sign-in lasts; the hourly collector deletes expired sessions.
+    #[arg(long, env = "GEVULOT_SESSION_HOURS", default_value_t = 12,
+          value_parser = clap::value_parser!(u64).range(1..=8760))]
+    pub session_hours: u64,
+
     /// Days the audit log keeps an entry.
     #[arg(long, env = "GEVULOT_AUDIT_RETENTION_DAYS", default_value_t = 365)]
     pub audit_retention_days: u64,
@@ -46,6 +51,10 @@ impl RetentionArgs {
             vm_log_dir: Some(vm_log_dir),
             task_history: days(self.task_history_retention_days),
         }
+    }
+
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_hours.saturating_mul(3600))
     }
 
     pub fn audit(&self) -> Option<Duration> {

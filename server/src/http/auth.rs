@@ -277,7 +277,7 @@ pub async fn login(
                 expires_at: Some(rfc3339(session.expires_at_ms)),
             })
             .into_response();
-            let ttl = app::auth::SESSION_TTL.as_secs() as i64;
+            let ttl = session.max_age_secs();
             response.headers_mut().insert(
                 header::SET_COOKIE,
                 session_cookie(&state, &session.token, ttl),

@@ -246,9 +246,30 @@ async fn sessions_roles_csrf_and_tokens() {
 }
 
 #[tokio::test]
-async fn throttling_after_repeated_failures() {
-    let node = Running::start_with(None, &[("GEVULOT_ADMIN_PASSWORD", ADMIN_PASSWORD)]);
+async fn session_lifetime_setting_and_throttling_after_repeated_failures() {
+    let node = Running::start_with(
+        None,
+        &[
+            ("GEVULOT_ADMIN_PASSWORD", ADMIN_PASSWORD),
+            ("GEVULOT_SESSION_HOURS", "2"),
+        ],
+    );
     let c = Client::new();
+    // A session lasts GEVULOT_SESSION_HOURS: the cookie and the answer say so.
+    let r = login(&c, &node.base, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("a session cookie")
+        .to_string();
+    let max_age: i64 = cookie
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("Max-Age="))
+        .and_then(|v| v.parse().ok())
+        .expect("Max-Age");
+    assert!((7_100..=7_200).contains(&max_age), "{cookie}");
     for _ in 0..5 {
         let r = login(&c, &node.base, "admin", "not-the-password").await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);

@@ -87,7 +87,7 @@ pub(super) async fn sign_in(
             )
             .await;
             let mut response = see_other(&next);
-            let ttl = app::auth::SESSION_TTL.as_secs() as i64;
+            let ttl = s.max_age_secs();
             response.headers_mut().append(
                 header::SET_COOKIE,
                 crate::http::auth::session_cookie(&state, &s.token, ttl),
@@ -194,7 +194,7 @@ pub(super) async fn setup(
                 "/console",
                 Flash::Ok("Welcome: you are the node's first admin.".into()),
             );
-            let ttl = app::auth::SESSION_TTL.as_secs() as i64;
+            let ttl = s.max_age_secs();
             response.headers_mut().append(
                 header::SET_COOKIE,
                 crate::http::auth::session_cookie(&state, &s.token, ttl),
