@@ -79,6 +79,8 @@ error_codes! {
     SysfsUnavailable => ("sysfs_unavailable", 503),
     FileUnavailable => ("file_unavailable", 502),
     Timeout => ("timeout", 408),
+    AddressNotAllowed => ("address_not_allowed", 422),
+    LimitReached => ("limit_reached", 422),
 }
 
 impl ErrorCode {

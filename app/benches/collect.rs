@@ -112,6 +112,7 @@ async fn bench(items: usize) -> anyhow::Result<()> {
         vm_logs: None,
         vm_log_dir: None,
         task_history: Some(30 * DAY),
+        webhook_log: None,
     };
     let collected = collect(&store, &data, &retention).await?;
     let report = format!(

@@ -1,8 +1,8 @@
 //! The retention collector: deletes what the node keeps only for a while — the files of finished
 //! Runs and their results, program images not used for a while, per-VM logs, the phase history
-//! of long-ended tasks, expired console sessions, and downloaded content nothing links to any
-//! more — and never what a live Run (one with a task not ended, or not planned yet) or its
-//! programs need. It reports what it freed, per area.
+//! of long-ended tasks, expired console sessions, old webhook deliveries, and downloaded content
+//! nothing links to any more — and never what a live Run (one with a task not ended, or not
+//! planned yet) or its programs need. It reports what it freed, per area.
 //!
 //! What is old is told by modification time: a Run's or a result's directory by when it was
 //! written, an image by when a task last used it (the pipeline touches it), content by when it
@@ -29,6 +29,8 @@ pub struct Retention {
     pub vm_log_dir: Option<PathBuf>,
     /// The phase history of ended tasks (the task keeps its final phase).
     pub task_history: Option<Duration>,
+    /// Finished webhook deliveries in the delivery log.
+    pub webhook_log: Option<Duration>,
 }
 
 /// Files and bytes deleted in one area.
@@ -56,6 +58,8 @@ pub struct Collected {
     pub history_rows: u64,
     /// Expired console sessions (they last `GEVULOT_SESSION_HOURS`).
     pub sessions: u64,
+    /// Finished webhook deliveries past their retention.
+    pub deliveries: u64,
     pub took: Duration,
 }
 
@@ -164,6 +168,12 @@ pub async fn collect(
         let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
         collected.history_rows = store
             .delete_phase_history_before(now_ms().saturating_sub(keep_ms))
+            .await?;
+    }
+    if let Some(keep) = retention.webhook_log {
+        let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+        collected.deliveries = store
+            .delete_deliveries_before(now_ms().saturating_sub(keep_ms))
             .await?;
     }
     collected.sessions = store.delete_expired_sessions().await?;

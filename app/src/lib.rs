@@ -24,3 +24,4 @@ pub mod store;
 pub mod tx;
 pub mod validate;
 pub mod vm;
+pub mod webhooks;

@@ -18,6 +18,7 @@ pub enum Nav {
     Users,
     Settings,
     Audit,
+    Webhooks,
     None,
 }
 
@@ -97,6 +98,7 @@ pub(crate) fn document<V: IntoView + 'static>(
                 {nav_link("/console/files", "Downloads", Nav::Files, nav)}
                 {nav_link("/console/gpus", "GPUs", Nav::Gpus, nav)}
                 {nav_link("/console/network", "Network", Nav::Network, nav)}
+                {operator.then(|| nav_link("/console/webhooks", "Webhooks", Nav::Webhooks, nav))}
                 {admin.then(|| nav_link("/console/users", "Users", Nav::Users, nav))}
                 {admin.then(|| nav_link("/console/audit", "Audit", Nav::Audit, nav))}
                 {operator.then(|| nav_link("/console/settings", "Settings", Nav::Settings, nav))}

@@ -12,11 +12,13 @@ mod files;
 mod network;
 mod programs;
 mod transactions;
+mod webhooks;
 
 pub use files::*;
 pub use network::*;
 pub use programs::*;
 pub use transactions::*;
+pub use webhooks::*;
 
 /// A time as RFC 3339 (UTC, millisecond precision).
 pub fn system_rfc3339(t: std::time::SystemTime) -> String {

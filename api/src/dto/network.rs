@@ -471,7 +471,7 @@ pub struct AuditEntryInfo {
     pub address: Option<String>,
     /// `sign_in`, `sign_in_failed`, `sign_out`, `setup`, `user_created`, `role_changed`,
     /// `password_changed`, `token_created`, `token_deleted`, `upload`, `deploy`, `run`, `cancel`,
-    /// `gpu_pool`, `whitelist`, `drain` or `resume`.
+    /// `gpu_pool`, `whitelist`, `drain`, `resume`, `webhook_created` or `webhook_deleted`.
     pub action: String,
     /// What it acted on: a username, a hash, a GPU address, a key.
     #[serde(skip_serializing_if = "Option::is_none")]

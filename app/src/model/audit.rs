@@ -20,10 +20,12 @@ pub enum AuditAction {
     Whitelist,
     Drain,
     Resume,
+    WebhookCreated,
+    WebhookDeleted,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 17] = [
+    pub const ALL: [AuditAction; 19] = [
         AuditAction::SignIn,
         AuditAction::SignInFailed,
         AuditAction::SignOut,
@@ -41,6 +43,8 @@ impl AuditAction {
         AuditAction::Whitelist,
         AuditAction::Drain,
         AuditAction::Resume,
+        AuditAction::WebhookCreated,
+        AuditAction::WebhookDeleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +66,8 @@ impl AuditAction {
             AuditAction::Whitelist => "whitelist",
             AuditAction::Drain => "drain",
             AuditAction::Resume => "resume",
+            AuditAction::WebhookCreated => "webhook_created",
+            AuditAction::WebhookDeleted => "webhook_deleted",
         }
     }
 

@@ -5,11 +5,13 @@ mod audit;
 mod files;
 mod program;
 mod task;
+mod webhook;
 
 pub use audit::{Actor, AuditAction, AuditEntry, NewAuditEntry};
 pub use files::OutputFile;
 pub use program::{Program, ProgramRole};
 pub use task::{FailureReason, NewTask, Phase, PhaseChange, PhaseChangeOf, Task, TaskKind};
+pub use webhook::{Delivery, DeliveryState, Webhook, WebhookFilter};
 
 use crate::crypto::PublicKey;
 use crate::tx::{Hash, Kind, Transaction};

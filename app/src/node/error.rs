@@ -49,6 +49,15 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    /// A URL the node refuses (not http(s), credentials in it, too long).
+    #[error("{0}")]
+    BadUrl(String),
+    /// A URL leads to an address the node may not reach (loopback, private, reserved).
+    #[error("{0}")]
+    AddressNotAllowed(String),
+    /// The most the node keeps of something is reached.
+    #[error("{0}")]
+    LimitReached(String),
     /// Something failed that should not have; the node logged it.
     #[error("{0}")]
     Internal(String),
@@ -70,6 +79,9 @@ impl NodeError {
             NodeError::P2pUnavailable => "p2p_unavailable",
             NodeError::SysfsUnavailable(_) => "sysfs_unavailable",
             NodeError::Unavailable(_) => "file_unavailable",
+            NodeError::BadUrl(_) => "bad_url",
+            NodeError::AddressNotAllowed(_) => "address_not_allowed",
+            NodeError::LimitReached(_) => "limit_reached",
             NodeError::Io { .. } | NodeError::Internal(_) => "internal_error",
         }
     }
@@ -83,6 +95,18 @@ impl NodeError {
 impl From<StoreError> for NodeError {
     fn from(e: StoreError) -> Self {
         NodeError::Database(e)
+    }
+}
+
+impl From<crate::webhooks::HookError> for NodeError {
+    fn from(e: crate::webhooks::HookError) -> Self {
+        use crate::webhooks::HookError;
+        match e {
+            HookError::BadUrl(s) => NodeError::BadUrl(s),
+            HookError::AddressNotAllowed(s) => NodeError::AddressNotAllowed(s),
+            HookError::TooMany(s) => NodeError::LimitReached(s),
+            HookError::Store(s) => NodeError::Database(s),
+        }
     }
 }
 

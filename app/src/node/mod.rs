@@ -24,6 +24,7 @@ mod start;
 mod transactions;
 mod trees;
 mod uploads;
+mod webhooks;
 
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -77,6 +78,8 @@ pub struct Parts {
     pub acl_sync: Option<(String, SyncStatus)>,
     /// Largest upload, in bytes.
     pub max_upload_bytes: u64,
+    /// How webhooks are delivered (the sender runs once [`Node::start`] starts it).
+    pub webhooks: crate::webhooks::Settings,
     pub observer: Option<Arc<dyn SubmitObserver>>,
 }
 
@@ -104,6 +107,7 @@ struct Inner {
     /// Fetches files the network knows from their producers and peers (built on first use, or
     /// by `Node::start` to share it with the pipeline).
     peer_files: std::sync::OnceLock<Arc<crate::peer_files::PeerFiles>>,
+    webhooks: crate::webhooks::Webhooks,
 }
 
 type DataUseCache =
@@ -111,8 +115,11 @@ type DataUseCache =
 
 impl Node {
     pub fn from_parts(parts: Parts) -> Self {
+        let webhooks =
+            crate::webhooks::Webhooks::new(parts.intake.store().clone(), parts.webhooks.clone());
         Self {
             inner: Arc::new(Inner {
+                webhooks,
                 parts,
                 started_at: SystemTime::now(),
                 stored: cache::Bounded::new(cache::Bounds {

@@ -16,7 +16,11 @@ impl Node {
     /// One collector pass now.
     pub async fn collect(&self, retention: &Retention) -> Result<Collected, NodeError> {
         let collected = collect(self.store(), self.data_dir(), retention).await?;
-        if collected.files() > 0 || collected.history_rows > 0 || collected.sessions > 0 {
+        if collected.files() > 0
+            || collected.history_rows > 0
+            || collected.sessions > 0
+            || collected.deliveries > 0
+        {
             info!(
                 target: "gevulot",
                 freed_bytes = collected.bytes(),
@@ -27,6 +31,7 @@ impl Node {
                 content = collected.content.files,
                 history_rows = collected.history_rows,
                 sessions = collected.sessions,
+                deliveries = collected.deliveries,
                 took_ms = collected.took.as_millis() as u64,
                 "retention: deleted what expired"
             );

@@ -43,6 +43,8 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// How long a console session lasts (`GEVULOT_SESSION_HOURS`).
     pub session_ttl: Duration,
+    /// How webhooks are delivered.
+    pub webhooks: crate::webhooks::Settings,
     /// How programs run; `None` on a node that never executes.
     pub execution: Option<Execution>,
     pub observer: Option<Arc<dyn SubmitObserver>>,
@@ -92,6 +94,7 @@ impl Node {
             sysfs_root,
             max_upload_bytes,
             session_ttl,
+            webhooks,
             execution,
             observer,
         } = config;
@@ -143,8 +146,12 @@ impl Node {
             p2p,
             acl_sync,
             max_upload_bytes,
+            webhooks,
             observer,
         });
+        for task in node.webhooks().run(node.events()) {
+            node.keep(task);
+        }
         if let Some(network) = network {
             node.keep(tokio::spawn(network.run()));
         }

@@ -66,6 +66,14 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0007_peer_sync.sql"),
         include_str!("../../../migrations/sqlite/0007_peer_sync.sql"),
     ),
+    (
+        8,
+        "webhooks",
+        "0008_webhooks.sql",
+        "0008_webhooks.sql",
+        include_str!("../../../migrations/postgres/0008_webhooks.sql"),
+        include_str!("../../../migrations/sqlite/0008_webhooks.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -192,6 +192,8 @@ mod retention;
 mod sync;
 mod tasks;
 mod transactions;
+mod webhooks;
+pub use webhooks::{Attempt, NewDelivery};
 
 impl Store {
     /// Connects to the database named by `url`: `postgres://…`/`postgresql://…` or `sqlite:…`.

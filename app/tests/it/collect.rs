@@ -153,6 +153,7 @@ async fn retention_deletes_what_expired_and_keeps_what_a_live_run_needs(db: Db) 
         vm_logs: Some(14 * DAY),
         vm_log_dir: Some(logs.clone()),
         task_history: Some(30 * DAY),
+        webhook_log: Some(30 * DAY),
     };
     let collected = collect(store, &data, &retention).await.expect("collect");
 

@@ -109,6 +109,7 @@ pub(crate) async fn launch(
         sysfs_root: dir.path().join("sys"),
         max_upload_bytes: 1 << 20,
         session_ttl: app::auth::DEFAULT_SESSION_TTL,
+        webhooks: Default::default(),
         execution: None,
         observer: None,
     })
@@ -153,6 +154,7 @@ pub(crate) async fn unstarted(seed: u8, passphrase: &str) -> (Node, Network) {
         p2p: Some(p2p.clone()),
         acl_sync: None,
         max_upload_bytes: 1 << 20,
+        webhooks: Default::default(),
         observer: None,
     });
     let node = Node {

@@ -21,6 +21,7 @@ mod settings;
 mod sign_in;
 mod transactions;
 mod users;
+mod webhooks;
 
 pub use account::*;
 pub use audit::*;
@@ -34,6 +35,7 @@ pub use settings::*;
 pub use sign_in::*;
 pub use transactions::*;
 pub use users::*;
+pub use webhooks::*;
 
 /// Messages for form fields, by field name; `""` for the form as a whole.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -8,12 +8,14 @@ mod doors;
 mod effective;
 mod retention;
 mod secret;
+mod webhooks;
 
 pub use backup::{BackupArgs, RestoreArgs};
 pub use doors::DoorArgs;
 pub use effective::Setting;
 pub use retention::RetentionArgs;
 pub use secret::{Secret, secret};
+pub use webhooks::WebhookArgs;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -517,6 +519,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub doors: DoorArgs,
+
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
 
     /// Every directive above with its value and source, for the settings page (filled by
     /// [`Cli::from_env`]).

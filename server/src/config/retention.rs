@@ -32,6 +32,10 @@ pub struct RetentionArgs {
           value_parser = clap::value_parser!(u64).range(1..=8760))]
     pub session_hours: u64,
 
+    /// Days a webhook's delivery log keeps a finished delivery.
+    #[arg(long, env = "GEVULOT_WEBHOOK_LOG_RETENTION_DAYS", default_value_t = 30)]
+    pub webhook_log_retention_days: u64,
+
     /// Days the audit log keeps an entry.
     #[arg(long, env = "GEVULOT_AUDIT_RETENTION_DAYS", default_value_t = 365)]
     pub audit_retention_days: u64,
@@ -50,6 +54,7 @@ impl RetentionArgs {
             vm_logs: days(self.vm_log_retention_days),
             vm_log_dir: Some(vm_log_dir),
             task_history: days(self.task_history_retention_days),
+            webhook_log: days(self.webhook_log_retention_days),
         }
     }
 

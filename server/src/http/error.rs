@@ -128,7 +128,10 @@ impl From<NodeError> for ApiError {
             | NodeError::WrongKind(_)
             | NodeError::InvalidParameter(_)
             | NodeError::BadFileName(_)
-            | NodeError::UnknownUpload(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            | NodeError::UnknownUpload(_)
+            | NodeError::BadUrl(_)
+            | NodeError::AddressNotAllowed(_)
+            | NodeError::LimitReached(_) => StatusCode::UNPROCESSABLE_ENTITY,
             NodeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             NodeError::UploadBroken(_) => StatusCode::BAD_REQUEST,
             NodeError::P2pUnavailable | NodeError::SysfsUnavailable(_) => {

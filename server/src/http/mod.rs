@@ -27,6 +27,7 @@ pub mod rest;
 pub mod rpc;
 pub mod settings;
 mod state;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

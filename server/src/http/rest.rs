@@ -22,7 +22,7 @@ use super::dto::{
     TransactionPage, TransactionQuery, TransactionStatus, TreeNode, parse_hash,
 };
 use super::error::{ApiError, ErrorCode, NotSignedIn, Problem, Unknown};
-use super::{AppState, audit, auth, drain, gpus, operator, settings};
+use super::{AppState, audit, auth, drain, gpus, operator, settings, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -39,7 +39,8 @@ use super::{AppState, audit, auth, drain, gpus, operator, settings};
         (name = "auth", description = "Sign-in, users and API tokens"),
         (name = "operator", description = "Uploads, deploys and runs signed by the node (operator role)"),
         (name = "files", description = "Output files of proofs and verifications"),
-        (name = "gpus", description = "GPU inventory and the node's GPU pool")
+        (name = "gpus", description = "GPU inventory and the node's GPU pool"),
+        (name = "webhooks", description = "Signed notifications of Runs' progress to an integrator's URL")
     ),
     components(schemas(Problem))
 )]
@@ -73,6 +74,9 @@ pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(auth::list_users, auth::create_user))
         .routes(routes!(auth::create_token))
         .routes(routes!(auth::setup))
+        .routes(routes!(webhooks::list, webhooks::create))
+        .routes(routes!(webhooks::get, webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
         .with_state(state)
         .split_for_parts()
 }

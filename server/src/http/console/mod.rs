@@ -73,6 +73,15 @@ pub fn router() -> Router<AppState> {
         .route("/console/settings", get(settings_page))
         .route("/console/network", get(network_page))
         .route("/console/audit", get(audit_page))
+        .route(
+            "/console/webhooks",
+            get(webhooks::webhooks_page).post(webhooks::create_webhook),
+        )
+        .route("/console/webhooks/{id}", get(webhooks::webhook_page))
+        .route(
+            "/console/webhooks/{id}/delete",
+            post(webhooks::delete_webhook),
+        )
         .route("/console/users/{id}/role", post(set_role))
 }
 
@@ -430,6 +439,8 @@ console_forms! {
     dashboard::DrainForm => Operator,
     users::UserForm => Admin,
     users::RoleForm => Admin,
+    webhooks::HookForm => Operator,
+    webhooks::DeleteHookForm => Operator,
 }
 
 /// A signed-in form post whose CSRF token is the session's and whose user has the form's role;
@@ -479,6 +490,7 @@ mod settings;
 mod sign_in;
 mod transactions;
 mod users;
+mod webhooks;
 
 use account::{account_page, change_password, create_token, delete_token};
 use audit::audit_page;

@@ -108,6 +108,7 @@ pub struct Metrics {
     peers_penalised: Counter,
     network_nodes: Family<NetworkLabels, Gauge>,
     file_fetches: Family<P2pLabels, Counter>,
+    webhook_deliveries: Family<P2pLabels, Counter>,
     intake_commits: Counter,
     intake_committed: Counter,
     phase_commits: Counter,
@@ -219,6 +220,12 @@ impl Default for Metrics {
             "Files the network knows that this node did not hold, fetched from their producer or a peer (fetched), or that no source had (failed)",
             file_fetches.clone(),
         );
+        let webhook_deliveries = Family::<P2pLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts: delivered (the receiver answered 2xx), retried (failed, sent again later), gave_up (failed for the last time); missed counts task changes the sender fell too far behind to see",
+            webhook_deliveries.clone(),
+        );
         let intake_commits = counter(
             &mut registry,
             "intake_commits",
@@ -310,6 +317,7 @@ impl Default for Metrics {
             peers_penalised,
             network_nodes,
             file_fetches,
+            webhook_deliveries,
             intake_commits,
             intake_committed,
             phase_commits,
@@ -505,6 +513,18 @@ impl Metrics {
         let (fetched, failed) = state.node.peer_fetches();
         for (outcome, total) in [("fetched", fetched), ("failed", failed)] {
             let counter = self.file_fetches.get_or_create(&P2pLabels { outcome });
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+        let hooks = state.node.webhook_counts();
+        for (outcome, total) in [
+            ("delivered", hooks.delivered),
+            ("retried", hooks.retried),
+            ("gave_up", hooks.gave_up),
+            ("missed", hooks.missed),
+        ] {
+            let counter = self
+                .webhook_deliveries
+                .get_or_create(&P2pLabels { outcome });
             counter.inc_by(total.saturating_sub(counter.get()));
         }
         // The intake keeps running totals; the counters follow them.

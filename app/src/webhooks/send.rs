@@ -1,0 +1,353 @@
+//! The sender: turns the bus's task changes into stored notifications for the hooks that want
+//! them, and delivers each hook's notifications in order with retries.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+use tracing::{debug, warn};
+
+use super::{Webhooks, signature};
+use crate::events::{Event, Events};
+use crate::model::{Delivery, DeliveryState, Phase, Task, Webhook};
+use crate::store::{Attempt, NewDelivery};
+use crate::store::{StoreError, now_ms};
+use crate::tx::{Hash, Payload};
+
+/// Notifications sent at once, each to a different hook.
+const BATCH: i64 = 32;
+/// How often the sender looks for retries that fell due.
+const TICK: Duration = Duration::from_secs(1);
+/// The longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// How much of a receiver's answer the log keeps.
+const ERROR_CHARS: usize = 300;
+
+#[derive(Debug, Default)]
+pub(super) struct Counts {
+    delivered: AtomicU64,
+    retried: AtomicU64,
+    gave_up: AtomicU64,
+    missed: AtomicU64,
+}
+
+/// Deliveries since the node started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CountsSnapshot {
+    pub delivered: u64,
+    /// Attempts that failed and will be retried.
+    pub retried: u64,
+    pub gave_up: u64,
+    /// Task changes the sender fell too far behind to see (the bus is bounded).
+    pub missed: u64,
+}
+
+impl Counts {
+    pub(super) fn snapshot(&self) -> CountsSnapshot {
+        CountsSnapshot {
+            delivered: self.delivered.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
+            gave_up: self.gave_up.load(Ordering::Relaxed),
+            missed: self.missed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn task_json(t: &Task, phase: Phase) -> serde_json::Value {
+    json!({
+        "id": t.id,
+        "step": t.step_index,
+        "kind": t.kind.as_str(),
+        "phase": phase.as_str(),
+        "error": if phase.is_terminal() { t.error.clone() } else { None },
+    })
+}
+
+/// What a Run's end looks like: `succeeded`, or the phase of its first step that did not.
+fn outcome(tasks: &[Task]) -> &'static str {
+    tasks
+        .iter()
+        .find(|t| t.phase != Phase::Succeeded)
+        .map_or("succeeded", |t| t.phase.as_str())
+}
+
+/// Whether `task` is the Run's last task to end (so its change, and only its, ends the Run).
+fn ends_run(tasks: &[Task], task_id: i64) -> bool {
+    tasks.iter().all(|t| t.phase.is_terminal())
+        && tasks
+            .iter()
+            .max_by_key(|t| (t.finished_at_ms.unwrap_or(0), t.id))
+            .is_some_and(|last| last.id == task_id)
+}
+
+impl Webhooks {
+    /// Runs the sender until the node shuts down: one task stores notifications from `events`,
+    /// another delivers them.
+    pub fn run(&self, events: &Events) -> [tokio::task::JoinHandle<()>; 2] {
+        let listening = self.clone();
+        let receiver = events.subscribe();
+        let sending = self.clone();
+        [
+            tokio::spawn(async move { listening.listen(receiver).await }),
+            tokio::spawn(async move { sending.deliver().await }),
+        ]
+    }
+
+    async fn listen(self, mut events: tokio::sync::broadcast::Receiver<Event>) {
+        loop {
+            match events.recv().await {
+                Ok(Event::TaskChanged {
+                    tx, task_id, phase, ..
+                }) => {
+                    if let Err(e) = self.task_changed(tx, task_id, phase).await {
+                        warn!(target: "gevulot", run = %tx, error = %e, "cannot store webhook notifications for a task change");
+                    }
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(n)) => {
+                    self.inner.counts.missed.fetch_add(n, Ordering::Relaxed);
+                    warn!(target: "gevulot", missed = n, "the webhook sender fell behind the node's events; hooks miss those changes");
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Stores the notifications a task change of Run `run` makes for the hooks that want it.
+    async fn task_changed(&self, run: Hash, task_id: i64, phase: Phase) -> Result<(), StoreError> {
+        let hooks = self.hooks().await?;
+        if hooks.is_empty() {
+            return Ok(());
+        }
+        let store = &self.inner.store;
+        let Some(stored) = store.get_transaction(&run).await? else {
+            return Ok(());
+        };
+        if !matches!(stored.tx.payload, Payload::Run { .. }) {
+            return Ok(());
+        }
+        let wanting: Vec<&Webhook> = hooks
+            .iter()
+            .map(|(h, _)| h)
+            .filter(|h| h.filter.matches(&run, &stored.tx.author))
+            .collect();
+        if wanting.is_empty() {
+            return Ok(());
+        }
+        let tasks = store.tasks_for_tx(&run).await?;
+        let Some(task) = tasks.iter().find(|t| t.id == task_id) else {
+            return Ok(());
+        };
+        let at = rfc3339(now_ms());
+        let mut events = vec![(
+            "task.phase",
+            json!({
+                "event": "task.phase",
+                "run": run.to_hex(),
+                "at": at,
+                "task": task_json(task, phase),
+            }),
+        )];
+        if phase.is_terminal() && ends_run(&tasks, task_id) {
+            events.push((
+                "run.ended",
+                json!({
+                    "event": "run.ended",
+                    "run": run.to_hex(),
+                    "at": at,
+                    "outcome": outcome(&tasks),
+                    "tasks": tasks.iter().map(|t| task_json(t, t.phase)).collect::<Vec<_>>(),
+                }),
+            ));
+        }
+        let new: Vec<NewDelivery> = wanting
+            .iter()
+            .flat_map(|h| {
+                events.iter().map(|(event, body)| NewDelivery {
+                    hook_id: h.id,
+                    event,
+                    run,
+                    payload: body.to_string(),
+                })
+            })
+            .collect();
+        store.enqueue_deliveries(&new).await?;
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    async fn deliver(self) {
+        loop {
+            let due = match self.inner.store.due_deliveries(now_ms(), BATCH).await {
+                Ok(due) => due,
+                Err(e) => {
+                    warn!(target: "gevulot", error = %e, "cannot read due webhook deliveries; retrying");
+                    tokio::time::sleep(TICK).await;
+                    continue;
+                }
+            };
+            if due.is_empty() {
+                tokio::select! {
+                    _ = self.inner.wake.notified() => {}
+                    _ = tokio::time::sleep(TICK) => {}
+                }
+                continue;
+            }
+            let hooks = match self.hooks().await {
+                Ok(hooks) => hooks,
+                Err(e) => {
+                    warn!(target: "gevulot", error = %e, "cannot read webhooks; retrying");
+                    tokio::time::sleep(TICK).await;
+                    continue;
+                }
+            };
+            let sends = due.iter().filter_map(|d| {
+                let (hook, secret) = hooks.iter().find(|(h, _)| h.id == d.hook_id)?;
+                Some(self.attempt(d, hook, secret))
+            });
+            futures::future::join_all(sends).await;
+        }
+    }
+
+    /// Sends `d` once and records how it went.
+    async fn attempt(&self, d: &Delivery, hook: &Webhook, secret: &str) {
+        let result = self.post(d, hook, secret).await;
+        let counts = &self.inner.counts;
+        let attempts = u32::try_from(d.attempts)
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
+        let attempt = match result {
+            Ok(status) => {
+                counts.delivered.fetch_add(1, Ordering::Relaxed);
+                debug!(target: "gevulot", hook = hook.id, delivery = d.id, status, "webhook delivered");
+                Attempt {
+                    state: DeliveryState::Delivered,
+                    next_at_ms: now_ms(),
+                    status: Some(i64::from(status)),
+                    error: None,
+                }
+            }
+            Err((status, error)) => {
+                let give_up = attempts >= self.inner.settings.max_attempts;
+                if give_up {
+                    counts.gave_up.fetch_add(1, Ordering::Relaxed);
+                    warn!(target: "gevulot", hook = hook.id, delivery = d.id, attempts, error = %error, "gave up on a webhook delivery");
+                } else {
+                    counts.retried.fetch_add(1, Ordering::Relaxed);
+                }
+                let wait = backoff(self.inner.settings.retry_backoff, attempts);
+                Attempt {
+                    state: if give_up {
+                        DeliveryState::GaveUp
+                    } else {
+                        DeliveryState::Pending
+                    },
+                    next_at_ms: now_ms().saturating_add(wait.as_millis() as i64),
+                    status: status.map(i64::from),
+                    error: Some(if give_up {
+                        format!("gave up after {attempts} attempts: {error}")
+                    } else {
+                        error
+                    }),
+                }
+            }
+        };
+        if let Err(e) = self.inner.store.record_attempt(d.id, &attempt).await {
+            warn!(target: "gevulot", delivery = d.id, error = %e, "cannot record a webhook attempt; it is sent again");
+        }
+    }
+
+    /// POSTs the notification; the receiver's status when it answered 2xx, else the status (if
+    /// any) and why it failed.
+    async fn post(
+        &self,
+        d: &Delivery,
+        hook: &Webhook,
+        secret: &str,
+    ) -> Result<u16, (Option<u16>, String)> {
+        // An address literal never reaches the resolver: check it here.
+        let url = url::Url::parse(&hook.url).map_err(|e| (None, format!("bad URL: {e}")))?;
+        if let Some(host @ (url::Host::Ipv4(_) | url::Host::Ipv6(_))) = url.host() {
+            super::guard::check_host(&self.inner.allowed, &host)
+                .await
+                .map_err(|e| (None, e))?;
+        }
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let response = self
+            .inner
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("x-gevulot-event", &d.event)
+            .header("x-gevulot-delivery", d.id.to_string())
+            .header("x-gevulot-timestamp", timestamp.to_string())
+            .header(
+                "x-gevulot-signature",
+                signature(secret, timestamp, d.payload.as_bytes()),
+            )
+            .body(d.payload.clone())
+            .send()
+            .await
+            .map_err(|e| (None, describe(&e, self.inner.settings.timeout)))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(status.as_u16());
+        }
+        let body = response.text().await.unwrap_or_default();
+        let body: String = body.chars().take(ERROR_CHARS).collect();
+        Err((
+            Some(status.as_u16()),
+            format!("the receiver answered {status}: {}", body.trim()),
+        ))
+    }
+}
+
+/// The wait after attempt `attempts` failed: `first`, doubling, at most an hour.
+fn backoff(first: Duration, attempts: u32) -> Duration {
+    let factor = 1u32
+        .checked_shl(attempts.saturating_sub(1))
+        .unwrap_or(u32::MAX);
+    first.saturating_mul(factor).min(MAX_BACKOFF)
+}
+
+/// A failed request in words: the error and its causes.
+fn describe(e: &reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        return format!("no answer within {} s", timeout.as_secs());
+    }
+    let mut text = if e.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        "the request failed".to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_an_hour() {
+        let s = Duration::from_secs;
+        assert_eq!(backoff(s(10), 1), s(10));
+        assert_eq!(backoff(s(10), 2), s(20));
+        assert_eq!(backoff(s(10), 4), s(80));
+        assert_eq!(backoff(s(10), 40), MAX_BACKOFF);
+    }
+}
