@@ -223,6 +223,30 @@ async function flows(js) {
   assert.match(await page.locator("#sync").innerText(), /each peer is asked/);
   await shot(page, `${tag}-network`);
 
+  // Webhooks: an inward address is refused at its field; a public one is registered, its secret
+  // shown once, and deleted again.
+  await page.click("nav a[href='/console/webhooks']");
+  await page.waitForURL(/\/console\/webhooks$/);
+  await page.fill("#url", "http://192.168.1.1/hook");
+  await page.click("form[action='/console/webhooks'] button[type=submit]");
+  assert.match(await page.locator("#url-error").innerText(), /GEVULOT_WEBHOOK_ALLOW_NETS/);
+  assert.equal(await page.inputValue("#url"), "http://192.168.1.1/hook", "the input is kept");
+  await page.fill("#url", `http://93.184.216.34/${tag}`);
+  await page.click("form[action='/console/webhooks'] button[type=submit]");
+  assert.match(await page.locator("#new-secret").innerText(), /^whsec_/);
+  const hook = page.locator("#webhooks tr", { hasText: `/${tag}` });
+  assert.equal(await hook.count(), 1);
+  await shot(page, `${tag}-webhooks`);
+  await page.click(`#webhooks tr:has-text("/${tag}") a`);
+  await page.waitForURL(/\/console\/webhooks\/\d+$/);
+  assert.match(await page.locator("main").innerText(), /Deliveries/);
+  await page.goto(`${base}/console/webhooks`);
+  await Promise.all([
+    page.waitForURL(/\/console\/webhooks$/),
+    page.click(`#webhooks tr:has-text("/${tag}") button[type=submit]`),
+  ]);
+  assert.equal(await page.locator("#webhooks tr", { hasText: `/${tag}` }).count(), 0);
+
   // Drain from the dashboard, then resume.
   await page.goto(`${base}/console`);
   await Promise.all([page.waitForURL(/\/console$/), page.click("#drain")]);

@@ -229,6 +229,19 @@ impl Store {
         rows.into_iter().map(delivery).collect()
     }
 
+    /// When the earliest of the hooks' oldest pending deliveries is due, if any is pending.
+    pub async fn next_delivery_at(&self) -> Result<Option<i64>> {
+        let at: Option<i64> = dispatch!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT MIN(next_at) FROM webhook_deliveries WHERE id IN \
+                 (SELECT MIN(id) FROM webhook_deliveries WHERE state = 'pending' GROUP BY hook_id)",
+            )
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(at)
+    }
+
     /// Records an attempt of delivery `id`.
     pub async fn record_attempt(&self, id: i64, attempt: &Attempt) -> Result<()> {
         let finished = (attempt.state != DeliveryState::Pending).then(now_ms);

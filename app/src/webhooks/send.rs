@@ -17,7 +17,7 @@ use crate::tx::{Hash, Payload};
 
 /// Notifications sent at once, each to a different hook.
 const BATCH: i64 = 32;
-/// How often the sender looks for retries that fell due.
+/// The longest the sender waits before it looks for due deliveries again.
 const TICK: Duration = Duration::from_secs(1);
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
@@ -193,9 +193,17 @@ impl Webhooks {
                 }
             };
             if due.is_empty() {
+                // Until the next retry falls due (at most a tick), or something new is stored.
+                let wait = match self.inner.store.next_delivery_at().await {
+                    Ok(Some(at)) => Duration::from_millis(
+                        u64::try_from(at.saturating_sub(now_ms())).unwrap_or(0),
+                    )
+                    .min(TICK),
+                    _ => TICK,
+                };
                 tokio::select! {
                     _ = self.inner.wake.notified() => {}
-                    _ = tokio::time::sleep(TICK) => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
                 continue;
             }

@@ -19,3 +19,4 @@ mod storage;
 mod support;
 mod vectors;
 mod vm;
+mod webhooks;

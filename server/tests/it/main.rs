@@ -26,3 +26,4 @@ mod rest;
 mod rpc;
 mod run;
 mod support;
+mod webhooks;
