@@ -78,7 +78,9 @@ struct Inner {
     store: Store,
     settings: Settings,
     allowed: Arc<Allowed>,
-    client: reqwest::Client,
+    /// `None` when the HTTP client could not be built: every attempt then fails with why (an
+    /// unguarded client is never used instead).
+    client: Option<reqwest::Client>,
     /// Wakes the sender when notifications were stored.
     wake: Notify,
     /// The hooks and their secrets, read once per change.
@@ -107,7 +109,10 @@ impl Webhooks {
             .no_proxy()
             .timeout(settings.timeout)
             .build()
-            .unwrap_or_default();
+            .inspect_err(|e| {
+                tracing::error!(target: "gevulot", error = %e, "cannot build the webhook HTTP client; no webhook is delivered");
+            })
+            .ok();
         Self {
             inner: Arc::new(Inner {
                 store,

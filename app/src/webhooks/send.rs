@@ -290,9 +290,10 @@ impl Webhooks {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        let response = self
-            .inner
-            .client
+        let Some(client) = &self.inner.client else {
+            return Err((None, "the node could not build its HTTP client (see its log)".into()));
+        };
+        let response = client
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("x-gevulot-event", &d.event)
