@@ -1,12 +1,15 @@
 //! `gevulot-cli`: the client command, with the original client's command names.
 //!
-//! Offline commands: `generate-key`, `show-public-key`, `calculate-hash`. Commands that ask a node
-//! (`info`, `status`, `list`, `peers`) call its `gevulot_*` JSON-RPC methods through the client
-//! generated from `api::rpc::Gevulot` (`node.rs`); `--json` prints the node's answer as JSON for
-//! scripts. The original client's network commands (deploy, exec, get-tx, print-tx-tree) are
-//! still to come.
+//! Offline commands: `generate-key`, `show-public-key`, `calculate-hash`. The original client's
+//! network commands (`deploy`, `exec`, `get-tx`, `print-tx-tree`, in `original.rs`, serving local
+//! files from `serve.rs`) keep its flags, defaults, task JSON and output, over the original
+//! JSON-RPC methods. Commands that ask a node more (`info`, `status`, `list`, `peers`) call its
+//! `gevulot_*` methods through the client generated from `api::rpc::Gevulot` (`node.rs`);
+//! `--json` prints the node's answer as JSON for scripts. Every failure goes to standard error
+//! with exit status 1.
 
 use std::io::Read;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -15,6 +18,8 @@ use app::crypto::SecretKey;
 use clap::{Parser, Subcommand};
 
 mod node;
+mod original;
+mod serve;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,7 +50,85 @@ enum Command {
     /// Create a new key file (refuses to overwrite) and print its public key.
     GenerateKey,
     /// Print the public key of the key file (130 hex characters).
+    #[command(alias = "print-public-key")]
     ShowPublicKey,
+    /// Deploy a prover and a verifier. A local image file is served to the node from a
+    /// temporary HTTP server (--listen-addr) until the node has it.
+    #[command(arg_required_else_help = true)]
+    Deploy {
+        /// The deployment's name.
+        #[arg(short = 'n', long)]
+        name: String,
+        /// The prover's image file, or its BLAKE3 checksum (then --proverimgurl is needed).
+        #[arg(short = 'p', long)]
+        prover: String,
+        /// The verifier's image file, or its BLAKE3 checksum (then --verifierimgurl is needed).
+        #[arg(short = 'v', long)]
+        verifier: String,
+        /// The prover's name (default: its image's file name).
+        #[arg(long = "provername")]
+        prover_name: Option<String>,
+        /// The verifier's name (default: its image's file name).
+        #[arg(long = "verifiername")]
+        verifier_name: Option<String>,
+        /// Where the node downloads the prover's image (no local server for it then).
+        #[arg(long = "proverimgurl")]
+        prover_img_url: Option<String>,
+        /// Where the node downloads the verifier's image.
+        #[arg(long = "verifierimgurl")]
+        verifier_img_url: Option<String>,
+        /// CPUs for a proving task (resources left unset take the defaults: 2 CPUs, 2048 MiB,
+        /// no GPU; none set: the node decides).
+        #[arg(long = "provercpus")]
+        prover_cpus: Option<u64>,
+        /// Memory for a proving task, in MiB.
+        #[arg(long = "provermem")]
+        prover_mem: Option<u64>,
+        /// GPUs for a proving task: 0 or 1.
+        #[arg(long = "provergpus", value_parser = clap::value_parser!(u64).range(0..=1))]
+        prover_gpus: Option<u64>,
+        /// CPUs for a verifying task.
+        #[arg(long = "verifiercpus")]
+        verifier_cpus: Option<u64>,
+        /// Memory for a verifying task, in MiB.
+        #[arg(long = "verifiermem")]
+        verifier_mem: Option<u64>,
+        /// GPUs for a verifying task: 0 or 1.
+        #[arg(long = "verifiergpus", value_parser = clap::value_parser!(u64).range(0..=1))]
+        verifier_gpus: Option<u64>,
+        /// Where the temporary server for local files listens (the node must reach it).
+        #[arg(short = 'l', long = "listen-addr", default_value = "127.0.0.1:8080")]
+        listen_addr: SocketAddr,
+    },
+    /// Run a workflow: the tasks, in order, in the original JSON format. Local input files are
+    /// served to the node like deploy's images.
+    ///
+    /// [{"program": "<hash>", "cmd_args": [{"name": "--nonce", "value": "42"}],
+    ///   "inputs": [{"Input": {"local_path": "witness.txt", "vm_path": "/workspace/witness.txt"}},
+    ///              {"Output": {"source_program": "<hash>", "file_name": "/workspace/proof.dat"}}]}]
+    ///
+    /// With "file_url" in an Input, "local_path" is the file's BLAKE3 checksum.
+    #[command(arg_required_else_help = true, verbatim_doc_comment)]
+    Exec {
+        /// The task array (JSON).
+        #[arg(short = 't', long)]
+        tasks: String,
+        /// Where the temporary server for local files listens.
+        #[arg(short = 'l', long = "listen-addr", default_value = "127.0.0.1:8080")]
+        listen_addr: SocketAddr,
+    },
+    /// Print a Run's tree of Proofs and Verifications (getTransactionTree).
+    #[command(arg_required_else_help = true)]
+    PrintTxTree {
+        /// The Run's hash.
+        hash: String,
+    },
+    /// Print a transaction as JSON (getTransaction).
+    #[command(arg_required_else_help = true)]
+    GetTx {
+        /// The transaction's hash.
+        hash: String,
+    },
     /// Print the BLAKE3 checksum of a file, as programs and inputs name them.
     CalculateHash {
         #[arg(short = 'f', long = "file")]
@@ -110,6 +193,11 @@ fn show<T: serde::Serialize>(json: bool, answer: &T, human: fn(&T)) -> anyhow::R
     Ok(())
 }
 
+fn parse_hash(text: &str) -> anyhow::Result<app::tx::Hash> {
+    app::tx::Hash::from_hex(text.trim())
+        .with_context(|| format!("{text:?} is not a hash (64 hexadecimal characters)"))
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -128,6 +216,71 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", SecretKey::read_file(&cli.keyfile)?.public_key());
         }
         Command::CalculateHash { file } => println!("{}", blake3_file(&file)?),
+        Command::Deploy {
+            name,
+            prover,
+            verifier,
+            prover_name,
+            verifier_name,
+            prover_img_url,
+            verifier_img_url,
+            prover_cpus,
+            prover_mem,
+            prover_gpus,
+            verifier_cpus,
+            verifier_mem,
+            verifier_gpus,
+            listen_addr,
+        } => {
+            let key = SecretKey::read_file(&cli.keyfile)?;
+            let prover = original::ProgramArgs {
+                image: prover,
+                name: prover_name,
+                url: prover_img_url,
+                cpus: prover_cpus,
+                mem: prover_mem,
+                gpus: prover_gpus,
+            };
+            let verifier = original::ProgramArgs {
+                image: verifier,
+                name: verifier_name,
+                url: verifier_img_url,
+                cpus: verifier_cpus,
+                mem: verifier_mem,
+                gpus: verifier_gpus,
+            };
+            println!("Start prover / verifier deployment");
+            let (tx, p, v) = runtime()?.block_on(original::deploy(
+                c,
+                &key,
+                name,
+                &prover,
+                &verifier,
+                listen_addr,
+            ))?;
+            println!(
+                "Prover / Verifier deployed correctly.\nProver hash:{p}\nVerifier hash:{v}.\nTx Hash:{tx}"
+            );
+        }
+        Command::Exec { tasks, listen_addr } => {
+            let key = SecretKey::read_file(&cli.keyfile)?;
+            let tx = runtime()?.block_on(original::exec(c, &key, &tasks, listen_addr))?;
+            println!("Programs send to execution correctly. Tx hash:{tx}");
+        }
+        Command::PrintTxTree { hash } => {
+            let hash = parse_hash(&hash)?;
+            let tree = runtime()?.block_on(original::get_tree(c, &hash))?;
+            let mut lines = Vec::new();
+            original::tree_lines(&tree, 0, &mut lines);
+            for line in lines {
+                println!("{line}");
+            }
+        }
+        Command::GetTx { hash } => {
+            let hash = parse_hash(&hash)?;
+            let tx = runtime()?.block_on(original::get_transaction(c, &hash))?;
+            println!("{}", serde_json::to_string(&tx)?);
+        }
         Command::Info => show(
             cli.json,
             &runtime()?.block_on(node::info(c))?,

@@ -28,7 +28,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    fn client(&self) -> anyhow::Result<HttpClient> {
+    pub(crate) fn client(&self) -> anyhow::Result<HttpClient> {
         let mut headers = HeaderMap::new();
         if let Some(token) = &self.token {
             let value = format!("Bearer {token}")
@@ -45,7 +45,7 @@ impl Connection {
 }
 
 /// The node's words for a failed call, with its catalogue code.
-fn failed(url: &str, e: ClientError) -> anyhow::Error {
+pub(crate) fn failed(url: &str, e: ClientError) -> anyhow::Error {
     match &e {
         ClientError::Call(call) => match api::rpc::error_code(call) {
             Some(code) => anyhow::anyhow!("{} ({code})", call.message()),

@@ -291,7 +291,10 @@ impl Webhooks {
             .unwrap_or_default()
             .as_secs();
         let Some(client) = &self.inner.client else {
-            return Err((None, "the node could not build its HTTP client (see its log)".into()));
+            return Err((
+                None,
+                "the node could not build its HTTP client (see its log)".into(),
+            ));
         };
         let response = client
             .post(url)

@@ -109,3 +109,161 @@ async fn the_node_commands() {
     let (ok, _, err) = cli(&nowhere, None, &["info"]);
     assert!(!ok && err.contains("cannot reach the node at"), "{err}");
 }
+
+/// The original client's flow against a real node with VMs: `deploy` of local images (served by
+/// the CLI until the node has them, then it exits), `exec` with a local input in the original
+/// task JSON, then `get-tx` and `print-tx-tree` in the original's output forms.
+#[tokio::test]
+async fn the_original_commands_deploy_exec_get_tx_and_print_tx_tree() {
+    use crate::support::{Lab, all_end, phases, rpc};
+
+    let Some(lab) = Lab::new().await else { return };
+    lab.program_image("prover.img", "/bin/test-prover");
+    lab.program_image("verifier.img", "/bin/test-verifier");
+    let node = lab.start(&[]);
+    let dir = testkit::tempdir();
+    let key = dir.path().join("client.pki");
+    let key = key.to_str().expect("path");
+    let (ok, public, err) = cli(&node.base, None, &["-k", key, "generate-key"]);
+    assert!(ok, "{err}");
+    let public = public.trim().to_string();
+    let images = lab.dir.path();
+    let (prover_img, verifier_img) = (images.join("prover.img"), images.join("verifier.img"));
+
+    let (ok, out, err) = cli(
+        &node.base,
+        None,
+        &[
+            "-k",
+            key,
+            "deploy",
+            "-n",
+            "from-the-cli",
+            "-p",
+            prover_img.to_str().expect("path"),
+            "-v",
+            verifier_img.to_str().expect("path"),
+            "--provername",
+            "cli-prover",
+            "--provercpus",
+            "1",
+            "--provermem",
+            "256",
+            "--verifiercpus",
+            "1",
+            "--verifiermem",
+            "256",
+            "-l",
+            "127.0.0.1:0",
+        ],
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        !err.contains("did not download"),
+        "the node fetched both images: {err}"
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "Start prover / verifier deployment", "{out}");
+    assert_eq!(lines[1], "Prover / Verifier deployed correctly.", "{out}");
+    let prover = lines[2]
+        .strip_prefix("Prover hash:")
+        .expect("prover hash")
+        .to_string();
+    let verifier = lines[3]
+        .strip_prefix("Verifier hash:")
+        .and_then(|v| v.strip_suffix('.'))
+        .expect("verifier hash")
+        .to_string();
+    let deploy = lines[4]
+        .strip_prefix("Tx Hash:")
+        .expect("tx hash")
+        .to_string();
+    let program = crate::support::get(&format!("{}/api/v1/programs/{prover}", node.base)).await;
+    assert_eq!(program["name"], "cli-prover", "{program}");
+    assert_eq!(
+        program["image"]["state"], "ready",
+        "the CLI left after delivery: {program}"
+    );
+    let deploy = app::tx::Hash::from_hex(&deploy).expect("hash");
+    let stored = rpc(&node.base, "getTransaction", serde_json::json!([deploy.0])).await;
+    assert_eq!(stored["result"]["Ok"]["author"], public, "{stored}");
+
+    // exec: a local input, an argument pair dropped for being empty, the prover's output.
+    let witness = dir.path().join("witness.txt");
+    std::fs::write(&witness, b"a witness served by the CLI").expect("witness");
+    let tasks = serde_json::json!([
+        {"program": prover, "cmd_args": [{"name": "--nonce", "value": "7"}, {"name": "", "value": ""}],
+         "inputs": [{"Input": {"local_path": witness, "vm_path": "/workspace/witness.txt"}}]},
+        {"program": verifier, "cmd_args": [],
+         "inputs": [{"Output": {"source_program": prover, "file_name": "/workspace/proof.dat"}}]}
+    ])
+    .to_string();
+    let (ok, out, err) = cli(
+        &node.base,
+        None,
+        &["-k", key, "exec", "-t", &tasks, "-l", "127.0.0.1:0"],
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(!err.contains("did not download"), "{err}");
+    let run = out
+        .trim()
+        .strip_prefix("Programs send to execution correctly. Tx hash:")
+        .expect("the original's line")
+        .to_string();
+    let hash = app::tx::Hash::from_hex(&run).expect("hash");
+    let ended = all_end(&node.base, &hash, 240).await;
+    assert_eq!(phases(&ended), ["succeeded", "succeeded"], "{ended:?}");
+    let stored = rpc(&node.base, "getTransaction", serde_json::json!([hash.0])).await;
+    let step = &stored["result"]["Ok"]["payload"]["Run"]["workflow"]["steps"][0];
+    assert_eq!(
+        step["args"],
+        serde_json::json!(["--nonce", "7"]),
+        "{stored}"
+    );
+
+    // get-tx prints getTransaction's transaction; print-tx-tree the tree, tab-indented.
+    let (ok, out, err) = cli(&node.base, None, &["get-tx", &run]);
+    assert!(ok, "{err}");
+    assert_eq!(json(&out), stored["result"]["Ok"], "{out}");
+    let start = std::time::Instant::now();
+    let tree = loop {
+        let (ok, out, err) = cli(&node.base, None, &["print-tx-tree", &run]);
+        assert!(ok, "{err}");
+        if out.lines().count() >= 3 {
+            break out;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "{out}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let lines: Vec<&str> = tree.lines().collect();
+    assert_eq!(lines[0], format!("Root: {run}"), "{tree}");
+    let nodes = lines.iter().filter(|l| l.starts_with("\tNode: ")).count();
+    let leaves = lines.iter().filter(|l| l.starts_with("\t\tLeaf: ")).count();
+    assert_eq!(
+        (lines.len(), nodes, leaves),
+        (3, 1, 1),
+        "the prover's Proof and the verifier's Verification of it:\n{tree}"
+    );
+
+    // Failures say why, on standard error, with a failing exit status.
+    let unknown = "ab".repeat(32);
+    let (ok, out, err) = cli(&node.base, None, &["get-tx", &unknown]);
+    assert!(!ok && out.is_empty() && !err.is_empty(), "{out}\n{err}");
+    let (ok, _, err) = cli(
+        &node.base,
+        None,
+        &[
+            "-k", key, "deploy", "-n", "x", "-p", &unknown, "-v", &unknown,
+        ],
+    );
+    assert!(!ok && err.contains("--proverimgurl"), "{err}");
+    let (ok, _, err) = cli(
+        &node.base,
+        None,
+        &["-k", key, "exec", "-t", "[{\"program\": 1}]"],
+    );
+    assert!(!ok && err.contains("task JSON"), "{err}");
+}

@@ -1,0 +1,404 @@
+//! The original client's network commands, with its flags, defaults, JSON task format and
+//! output: `deploy`, `exec`, `get-tx`, `print-tx-tree`. They use the node's original JSON-RPC
+//! methods (`sendTransaction`, `getTransaction`, `getTransactionTree`), so they work against any
+//! Gevulot node. Unlike the original, a failure goes to standard error with a non-zero exit.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use app::crypto::SecretKey;
+use app::tx::rpc::TransactionTree;
+use app::tx::{
+    Hash, Payload, ProgramData, ProgramMetadata, ResourceRequest, Transaction, Workflow,
+    WorkflowStep,
+};
+use jsonrpsee::core::client::ClientT;
+use jsonrpsee::rpc_params;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::node::Connection;
+use crate::serve::FileServer;
+
+/// One program of `deploy`: a local image file, or an image's checksum with its URL.
+#[derive(Debug, Clone, Default)]
+pub struct ProgramArgs {
+    /// A file path, or (when no such file exists) the image's BLAKE3 checksum.
+    pub image: String,
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub cpus: Option<u64>,
+    pub mem: Option<u64>,
+    pub gpus: Option<u64>,
+}
+
+/// The original's rule: resources are named only when a flag sets one; the others default.
+pub fn resource_requirements(
+    cpus: Option<u64>,
+    mem: Option<u64>,
+    gpus: Option<u64>,
+) -> Option<ResourceRequest> {
+    if cpus.is_none() && mem.is_none() && gpus.is_none() {
+        return None;
+    }
+    let default = ResourceRequest::default();
+    Some(ResourceRequest {
+        cpus: cpus.unwrap_or(default.cpus),
+        mem: mem.unwrap_or(default.mem),
+        gpus: gpus.unwrap_or(default.gpus),
+    })
+}
+
+fn blake3_hex(path: &Path) -> anyhow::Result<String> {
+    crate::blake3_file(path)
+}
+
+/// A nonce no earlier transaction of this client used (the original always sent 0, so the
+/// same command twice was the same transaction).
+fn nonce() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+fn program(
+    args: &ProgramArgs,
+    role: &str,
+    server: &mut FileServer,
+) -> anyhow::Result<ProgramMetadata> {
+    let local = Path::new(&args.image);
+    let (checksum, url, file_name) = if local.is_file() {
+        let checksum = blake3_hex(local)?;
+        let file_name = local
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .context("the image path names no file")?;
+        let url = match &args.url {
+            Some(url) => url.clone(),
+            None => server.add(&std::fs::canonicalize(local)?)?,
+        };
+        (checksum, url, file_name)
+    } else {
+        let Some(url) = &args.url else {
+            bail!(
+                "{role} {:?} is no file here, so it is taken as the image's checksum, and then \
+                 --{role}imgurl must say where the node downloads it",
+                args.image
+            );
+        };
+        let file_name = url
+            .split(['?', '#'])
+            .next()
+            .and_then(|u| u.rsplit('/').next())
+            .filter(|n| !n.is_empty())
+            .with_context(|| format!("--{role}imgurl {url:?} ends in no file name"))?
+            .to_string();
+        (args.image.to_ascii_lowercase(), url.clone(), file_name)
+    };
+    let mut meta = ProgramMetadata {
+        name: args.name.clone().unwrap_or_else(|| file_name.clone()),
+        hash: Hash([0; 32]),
+        image_file_name: file_name,
+        image_file_url: url,
+        image_file_checksum: checksum,
+        resource_requirements: resource_requirements(args.cpus, args.mem, args.gpus),
+    };
+    meta.hash = meta.compute_hash();
+    Ok(meta)
+}
+
+/// Sends `tx` with `sendTransaction`, then reads it back with `getTransaction`.
+async fn send(c: &Connection, tx: &Transaction) -> anyhow::Result<()> {
+    let client = c.client()?;
+    let answer: Value = client
+        .request("sendTransaction", rpc_params![tx])
+        .await
+        .map_err(|e| crate::node::failed(&c.url, e))?;
+    if let Some(err) = answer.get("Err") {
+        bail!("the node refused the transaction: {}", text(err));
+    }
+    let stored = get_transaction(c, &tx.hash).await?;
+    if stored["hash"].as_str() != Some(tx.hash.to_hex().as_str()) {
+        bail!("the node accepted {} but does not return it", tx.hash);
+    }
+    Ok(())
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_string)
+}
+
+/// `getTransaction`'s `Ok` value.
+pub async fn get_transaction(c: &Connection, hash: &Hash) -> anyhow::Result<Value> {
+    let answer: Value = c
+        .client()?
+        .request("getTransaction", rpc_params![hash.0])
+        .await
+        .map_err(|e| crate::node::failed(&c.url, e))?;
+    match (answer.get("Ok"), answer.get("Err")) {
+        (Some(tx), _) => Ok(tx.clone()),
+        (None, Some(err)) => bail!("{}", text(err)),
+        _ => bail!("the node answered something else than a transaction: {answer}"),
+    }
+}
+
+pub async fn get_tree(c: &Connection, hash: &Hash) -> anyhow::Result<TransactionTree> {
+    let answer: Value = c
+        .client()?
+        .request("getTransactionTree", rpc_params![hash.0])
+        .await
+        .map_err(|e| crate::node::failed(&c.url, e))?;
+    match (answer.get("Ok"), answer.get("Err")) {
+        (Some(tree), _) => serde_json::from_value(tree.clone())
+            .with_context(|| format!("the node's tree is not the original's shape: {tree}")),
+        (None, Some(err)) => bail!("{}", text(err)),
+        _ => bail!("the node answered something else than a tree: {answer}"),
+    }
+}
+
+/// The original's tree print: `Root: h`, then `Node: h` and `Leaf: h` indented by tabs.
+pub fn tree_lines(tree: &TransactionTree, depth: usize, out: &mut Vec<String>) {
+    let tabs = "\t".repeat(depth);
+    match tree {
+        TransactionTree::Root { children, hash } => {
+            out.push(format!("Root: {hash}"));
+            children.iter().for_each(|c| tree_lines(c, depth + 1, out));
+        }
+        TransactionTree::Node { children, hash } => {
+            out.push(format!("{tabs}Node: {hash}"));
+            children.iter().for_each(|c| tree_lines(c, depth + 1, out));
+        }
+        TransactionTree::Leaf { hash } => out.push(format!("{tabs}Leaf: {hash}")),
+    }
+}
+
+/// Serves what `server` holds until the node has it; warns about files it never fetched.
+async fn deliver(server: FileServer) {
+    let missed = server.serve().await;
+    for path in missed {
+        eprintln!(
+            "warning: the node did not download {} within {} s of asking; it stays unavailable \
+             to the node unless served elsewhere",
+            path.display(),
+            crate::serve::IDLE.as_secs()
+        );
+    }
+}
+
+/// `deploy`: (tx, prover, verifier) hashes.
+pub async fn deploy(
+    c: &Connection,
+    key: &SecretKey,
+    name: String,
+    prover: &ProgramArgs,
+    verifier: &ProgramArgs,
+    listen: SocketAddr,
+) -> anyhow::Result<(Hash, Hash, Hash)> {
+    let mut server = FileServer::new(listen);
+    let prover = program(prover, "prover", &mut server)?;
+    let verifier = program(verifier, "verifier", &mut server)?;
+    let (p, v) = (prover.hash, verifier.hash);
+    let tx = Transaction::new_signed(
+        Payload::Deploy {
+            name,
+            prover,
+            verifier,
+        },
+        nonce(),
+        key,
+    );
+    send(c, &tx).await?;
+    deliver(server).await;
+    Ok((tx.hash, p, v))
+}
+
+/// One task of `exec --tasks`, the original's JSON.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskJson {
+    program: String,
+    #[serde(default)]
+    cmd_args: Vec<ArgJson>,
+    #[serde(default)]
+    inputs: Vec<InputJson>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArgJson {
+    name: String,
+    value: String,
+}
+
+#[derive(Debug, Deserialize)]
+enum InputJson {
+    Input {
+        /// A local file, or the checksum when `file_url` is given.
+        local_path: String,
+        vm_path: String,
+        #[serde(default)]
+        file_url: Option<String>,
+    },
+    Output {
+        source_program: String,
+        file_name: String,
+    },
+}
+
+fn hash_of(field: &str, text: &str) -> anyhow::Result<Hash> {
+    Hash::from_hex(text.trim())
+        .with_context(|| format!("{field} {text:?} is not a hash (64 hexadecimal characters)"))
+}
+
+/// The Run's steps from the original's task JSON; local inputs are added to `server`.
+pub fn steps(tasks: &str, server: &mut FileServer) -> anyhow::Result<Vec<WorkflowStep>> {
+    let tasks: Vec<TaskJson> = serde_json::from_str(tasks).context(
+        "--tasks is not the task JSON: [{\"program\": hash, \"cmd_args\": [{\"name\", \"value\"}], \
+         \"inputs\": [{\"Input\": {\"local_path\", \"vm_path\", \"file_url\"?}} | \
+         {\"Output\": {\"source_program\", \"file_name\"}}]}]",
+    )?;
+    if tasks.is_empty() {
+        bail!("--tasks names no task");
+    }
+    tasks
+        .into_iter()
+        .map(|t| {
+            let inputs = t
+                .inputs
+                .into_iter()
+                .map(|i| match i {
+                    InputJson::Input {
+                        local_path,
+                        vm_path,
+                        file_url: Some(url),
+                    } => Ok(ProgramData::Input {
+                        file_name: vm_path,
+                        file_url: url,
+                        checksum: local_path.trim().to_ascii_lowercase(),
+                    }),
+                    InputJson::Input {
+                        local_path,
+                        vm_path,
+                        file_url: None,
+                    } => {
+                        let path = PathBuf::from(&local_path);
+                        let full = std::fs::canonicalize(&path)
+                            .with_context(|| format!("input {local_path:?} is no file here"))?;
+                        Ok(ProgramData::Input {
+                            file_name: vm_path,
+                            checksum: blake3_hex(&full)?,
+                            file_url: server.add(&full)?,
+                        })
+                    }
+                    InputJson::Output {
+                        source_program,
+                        file_name,
+                    } => Ok(ProgramData::Output {
+                        source_program: hash_of("source_program", &source_program)?,
+                        file_name,
+                    }),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Ok(WorkflowStep {
+                program: hash_of("program", &t.program)?,
+                // The original flattened to [name, value, …] and dropped empty strings.
+                args: t
+                    .cmd_args
+                    .into_iter()
+                    .flat_map(|a| [a.name, a.value])
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                inputs,
+            })
+        })
+        .collect()
+}
+
+/// `exec`: the Run's hash.
+pub async fn exec(
+    c: &Connection,
+    key: &SecretKey,
+    tasks: &str,
+    listen: SocketAddr,
+) -> anyhow::Result<Hash> {
+    let mut server = FileServer::new(listen);
+    let steps = steps(tasks, &mut server)?;
+    let tx = Transaction::new_signed(
+        Payload::Run {
+            workflow: Workflow { steps },
+        },
+        nonce(),
+        key,
+    );
+    send(c, &tx).await?;
+    deliver(server).await;
+    Ok(tx.hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_are_named_only_when_a_flag_sets_one() {
+        assert_eq!(resource_requirements(None, None, None), None);
+        let only_mem = resource_requirements(None, Some(24576), None).expect("set");
+        assert_eq!(
+            (only_mem.cpus, only_mem.mem, only_mem.gpus),
+            (ResourceRequest::default().cpus, 24576, 0)
+        );
+    }
+
+    #[test]
+    fn the_original_task_json() {
+        let dir = testkit::tempdir();
+        let local = dir.path().join("witness.txt");
+        std::fs::write(&local, b"witness").expect("write");
+        let (p, v) = ("11".repeat(32), "22".repeat(32));
+        let tasks = serde_json::json!([
+            {"program": p, "cmd_args": [{"name": "--nonce", "value": "42"}, {"name": "-v", "value": ""}],
+             "inputs": [
+                {"Input": {"local_path": local, "vm_path": "/workspace/witness.txt"}},
+                {"Input": {"local_path": "AB".repeat(32), "vm_path": "/workspace/big.bin", "file_url": "https://files.example/big.bin"}}
+             ]},
+            {"program": v, "inputs": [{"Output": {"source_program": p, "file_name": "/workspace/proof.dat"}}]}
+        ])
+        .to_string();
+        let mut server = FileServer::new("127.0.0.1:0".parse().expect("addr"));
+        let steps = steps(&tasks, &mut server).expect("steps");
+        assert_eq!(
+            steps[0].args,
+            ["--nonce", "42", "-v"],
+            "empty strings dropped"
+        );
+        let ProgramData::Input {
+            file_url,
+            checksum,
+            file_name,
+        } = &steps[0].inputs[0]
+        else {
+            panic!("an input");
+        };
+        assert_eq!(file_name, "/workspace/witness.txt");
+        assert_eq!(checksum, &blake3::hash(b"witness").to_hex().to_string());
+        assert!(
+            file_url.starts_with("http://127.0.0.1:"),
+            "served: {file_url}"
+        );
+        assert!(matches!(&steps[0].inputs[1],
+            ProgramData::Input { checksum, file_url, .. } if checksum == &"ab".repeat(32) && file_url == "https://files.example/big.bin"));
+        assert!(
+            matches!(&steps[1].inputs[0], ProgramData::Output { source_program, .. } if source_program.to_hex() == p)
+        );
+        for bad in [
+            "{}",
+            "[]",
+            "[{\"program\": \"zz\"}]",
+            "[{\"program\": \"11\", \"extra\": 1}]",
+        ] {
+            assert!(super::steps(bad, &mut server).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The temporary file server of `deploy` and `exec`, as the original client had: each local file
+//! is served at `http://<listen address>/<SHA3-256 of its path, hex>` while the node downloads
+//! it. It stops once every file was sent whole at least once, or when no download started for
+//! [`IDLE`] (the node fetches files when a transaction arrives, so this is seconds).
+//!
+//! Plain HTTP/1.1, one request per connection, `GET` and `HEAD`, `Range: bytes=N-` for a resumed
+//! download; at most [`MAX_CONNECTIONS`] at once.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+/// How long the server waits for a download to start before it gives up.
+pub const IDLE: Duration = Duration::from_secs(10);
+const MAX_CONNECTIONS: usize = 16;
+const MAX_HEAD: usize = 16 << 10;
+
+#[derive(Debug)]
+struct Served {
+    path: PathBuf,
+    len: u64,
+    /// Whether it was sent whole at least once.
+    delivered: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    files: HashMap<String, Served>,
+    /// When the last download started (or serving began).
+    last_start: Option<Instant>,
+}
+
+/// Local files being served. The address is bound when the first file is added (a command
+/// with no local file binds nothing).
+#[derive(Debug)]
+pub struct FileServer {
+    listen: SocketAddr,
+    bound: Option<(std::net::TcpListener, String)>,
+    state: Arc<Mutex<State>>,
+}
+
+impl FileServer {
+    /// A server for `listen` (port 0: any free port).
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            bound: None,
+            state: Arc::default(),
+        }
+    }
+
+    /// Adds `path`; returns the URL the node downloads it from.
+    pub fn add(&mut self, path: &Path) -> anyhow::Result<String> {
+        let len = std::fs::metadata(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .len();
+        if self.bound.is_none() {
+            let listen = self.listen;
+            let listener = std::net::TcpListener::bind(listen).with_context(|| {
+                format!("cannot serve local files on {listen}; choose another address with -l")
+            })?;
+            listener.set_nonblocking(true)?;
+            let base = format!("http://{}", listener.local_addr()?);
+            self.bound = Some((listener, base));
+        }
+        let base = self
+            .bound
+            .as_ref()
+            .map(|(_, b)| b.clone())
+            .unwrap_or_default();
+        let token = app::hash::Hash::sha3(path.to_string_lossy().as_bytes()).to_hex();
+        let mut st = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        st.files.insert(
+            token.clone(),
+            Served {
+                path: path.to_path_buf(),
+                len,
+                delivered: false,
+            },
+        );
+        Ok(format!("{base}/{token}"))
+    }
+
+    /// Serves until every file was delivered whole, or no download started for [`IDLE`];
+    /// returns the paths never delivered.
+    pub async fn serve(self) -> Vec<PathBuf> {
+        let Some((listener, _)) = self.bound else {
+            return Vec::new();
+        };
+        let Ok(listener) = TcpListener::from_std(listener) else {
+            return Vec::new();
+        };
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .last_start = Some(Instant::now());
+        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        loop {
+            let (done, idle_for) = {
+                let st = self
+                    .state
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let done = st.files.values().all(|f| f.delivered);
+                let idle = st.last_start.map_or(Duration::ZERO, |t| t.elapsed());
+                (done, idle)
+            };
+            if done || idle_for >= IDLE {
+                break;
+            }
+            let wait = (IDLE - idle_for).min(Duration::from_millis(200));
+            let accepted = tokio::time::timeout(wait, listener.accept()).await;
+            let Ok(Ok((stream, _))) = accepted else {
+                continue;
+            };
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                continue; // over the limit: the connection is dropped, the node retries
+            };
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let _ = answer(stream, &state).await;
+            });
+        }
+        // Let transfers under way finish (bounded by the idle period).
+        let _ = tokio::time::timeout(IDLE, permits.acquire_many(MAX_CONNECTIONS as u32)).await;
+        let st = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        st.files
+            .values()
+            .filter(|f| !f.delivered)
+            .map(|f| f.path.clone())
+            .collect()
+    }
+}
+
+async fn answer(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(IDLE, stream.read(&mut buf))
+            .await
+            .map_err(|_| std::io::ErrorKind::TimedOut)??;
+        if n == 0 || head.len() + n > MAX_HEAD {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let mut words = head.split_whitespace();
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let from: u64 = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.trim().eq_ignore_ascii_case("range").then(|| {
+                value
+                    .trim()
+                    .strip_prefix("bytes=")?
+                    .strip_suffix('-')?
+                    .parse()
+                    .ok()
+            })?
+        })
+        .unwrap_or(0);
+    let token = target
+        .trim_start_matches('/')
+        .split('?')
+        .next()
+        .unwrap_or("");
+    let found = {
+        let mut st = state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let found = st.files.get(token).map(|f| (f.path.clone(), f.len));
+        if found.is_some() && method == "GET" {
+            st.last_start = Some(Instant::now());
+        }
+        found
+    };
+    let Some((path, len)) = found.filter(|_| matches!(method, "GET" | "HEAD")) else {
+        let reply = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        return stream.write_all(reply.as_bytes()).await;
+    };
+    let from = from.min(len);
+    let status = if from > 0 {
+        format!(
+            "206 Partial Content\r\nContent-Range: bytes {from}-{}/{len}",
+            len.saturating_sub(1)
+        )
+    } else {
+        "200 OK".to_string()
+    };
+    let reply = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+        len - from
+    );
+    stream.write_all(reply.as_bytes()).await?;
+    if method == "HEAD" {
+        return Ok(());
+    }
+    let mut file = tokio::fs::File::open(&path).await?;
+    file.seek(std::io::SeekFrom::Start(from)).await?;
+    let mut rest = file.take(len - from);
+    let sent = tokio::io::copy(&mut rest, &mut stream).await?;
+    stream.shutdown().await?;
+    if from + sent == len {
+        let mut st = state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(f) = st.files.get_mut(token) {
+            f.delivered = true;
+        }
+    }
+    Ok(())
+}
