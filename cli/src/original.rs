@@ -187,6 +187,28 @@ async fn deliver(server: FileServer) {
     }
 }
 
+/// The Deploy the original client builds for these programs (local images added to `server`).
+pub fn deploy_tx(
+    key: &SecretKey,
+    name: String,
+    prover: &ProgramArgs,
+    verifier: &ProgramArgs,
+    server: &mut FileServer,
+    nonce: u64,
+) -> anyhow::Result<Transaction> {
+    let prover = program(prover, "prover", server)?;
+    let verifier = program(verifier, "verifier", server)?;
+    Ok(Transaction::new_signed(
+        Payload::Deploy {
+            name,
+            prover,
+            verifier,
+        },
+        nonce,
+        key,
+    ))
+}
+
 /// `deploy`: (tx, prover, verifier) hashes.
 pub async fn deploy(
     c: &Connection,
@@ -197,18 +219,14 @@ pub async fn deploy(
     listen: SocketAddr,
 ) -> anyhow::Result<(Hash, Hash, Hash)> {
     let mut server = FileServer::new(listen);
-    let prover = program(prover, "prover", &mut server)?;
-    let verifier = program(verifier, "verifier", &mut server)?;
+    let tx = deploy_tx(key, name, prover, verifier, &mut server, nonce())?;
+    let Payload::Deploy {
+        prover, verifier, ..
+    } = &tx.payload
+    else {
+        bail!("a Deploy was built as something else");
+    };
     let (p, v) = (prover.hash, verifier.hash);
-    let tx = Transaction::new_signed(
-        Payload::Deploy {
-            name,
-            prover,
-            verifier,
-        },
-        nonce(),
-        key,
-    );
     send(c, &tx).await?;
     deliver(server).await;
     Ok((tx.hash, p, v))
@@ -316,6 +334,23 @@ pub fn steps(tasks: &str, server: &mut FileServer) -> anyhow::Result<Vec<Workflo
         .collect()
 }
 
+/// The Run the original client builds for the task JSON (local inputs added to `server`).
+pub fn run_tx(
+    key: &SecretKey,
+    tasks: &str,
+    server: &mut FileServer,
+    nonce: u64,
+) -> anyhow::Result<Transaction> {
+    let steps = steps(tasks, server)?;
+    Ok(Transaction::new_signed(
+        Payload::Run {
+            workflow: Workflow { steps },
+        },
+        nonce,
+        key,
+    ))
+}
+
 /// `exec`: the Run's hash.
 pub async fn exec(
     c: &Connection,
@@ -324,14 +359,7 @@ pub async fn exec(
     listen: SocketAddr,
 ) -> anyhow::Result<Hash> {
     let mut server = FileServer::new(listen);
-    let steps = steps(tasks, &mut server)?;
-    let tx = Transaction::new_signed(
-        Payload::Run {
-            workflow: Workflow { steps },
-        },
-        nonce(),
-        key,
-    );
+    let tx = run_tx(key, tasks, &mut server, nonce())?;
     send(c, &tx).await?;
     deliver(server).await;
     Ok(tx.hash)
@@ -400,5 +428,77 @@ mod tests {
         ] {
             assert!(super::steps(bad, &mut server).is_err(), "{bad}");
         }
+    }
+
+    /// For the same inputs and nonce, the same bytes the original client sent (its own library
+    /// made these vectors): the Deploy and the Run, as `sendTransaction`'s parameters.
+    #[test]
+    fn the_same_transactions_as_the_original() {
+        let key_of = |v: &serde_json::Value| {
+            let bytes = hex::decode(v["secret_key_hex"].as_str().expect("key")).expect("hex");
+            SecretKey::from_bytes(&bytes).expect("secret key")
+        };
+        let mut server = FileServer::new("127.0.0.1:0".parse().expect("addr"));
+        let v = testkit::vector("deploy");
+        let prover = ProgramArgs {
+            image: "0ddc0ec8a19228be949b9a8f224599478c6662a7910eb4fab802f1dd93fafd01".into(),
+            name: Some("prover".into()),
+            url: Some("http://127.0.0.1:8000/prover.img".into()),
+            cpus: Some(1),
+            mem: Some(512),
+            gpus: None,
+        };
+        let verifier = ProgramArgs {
+            image: "8feef5effd1ba59187a642e77a78063d7ca12861a3c6f1f5a6119e72b597c2b5".into(),
+            name: Some("verifier".into()),
+            url: Some("http://127.0.0.1:8000/verifier.img".into()),
+            ..ProgramArgs::default()
+        };
+        let nonce = v["nonce"].as_u64().expect("nonce");
+        let tx = deploy_tx(
+            &key_of(&v),
+            "prover-bundle".into(),
+            &prover,
+            &verifier,
+            &mut server,
+            nonce,
+        )
+        .expect("deploy");
+        assert_eq!(tx.hash.to_hex(), v["hash_hex"].as_str().expect("hash"));
+        assert_eq!(
+            serde_json::to_string(&[&tx]).expect("json"),
+            v["send_transaction_params_json"].as_str().expect("params")
+        );
+        assert_eq!(
+            serde_json::to_string(&[tx.hash.0]).expect("json"),
+            v["get_transaction_params_json"].as_str().expect("params"),
+            "getTransaction's parameter"
+        );
+
+        let v = testkit::vector("run");
+        let (p, vr) = (
+            "8e20b79028aca64928b5f335c1bcfd58dde6e4902845ecf20657591f8ac406e5",
+            "70653c6a7b7629b5b82a86920216f29c49bd6b72b463699230eb6f6209b9984d",
+        );
+        let tasks = serde_json::json!([
+            {"program": p, "cmd_args": [{"name": "--nonce", "value": "1"}],
+             "inputs": [{"Input": {"local_path": "01b089f96aa80410b771e873888a4259d461dbf272b59191e6a116e69892d29e",
+                                    "vm_path": "/workspace/in.txt", "file_url": "http://127.0.0.1:8000/in.txt"}}]},
+            {"program": vr, "cmd_args": [],
+             "inputs": [{"Output": {"source_program": p, "file_name": "/workspace/proof.dat"}}]}
+        ])
+        .to_string();
+        let tx = run_tx(
+            &key_of(&v),
+            &tasks,
+            &mut server,
+            v["nonce"].as_u64().expect("nonce"),
+        )
+        .expect("run");
+        assert_eq!(tx.hash.to_hex(), v["hash_hex"].as_str().expect("hash"));
+        assert_eq!(
+            serde_json::to_string(&[&tx]).expect("json"),
+            v["send_transaction_params_json"].as_str().expect("params")
+        );
     }
 }

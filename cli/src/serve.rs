@@ -21,6 +21,36 @@ use tokio::sync::Semaphore;
 pub const IDLE: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: usize = 16;
 const MAX_HEAD: usize = 16 << 10;
+/// How often transfers under way are reported on standard error.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1u32 << 20)
+}
+
+/// One line on standard error per file whose transfer moved since the last report.
+fn report(state: &Mutex<State>) {
+    let mut st = state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for f in st.files.values_mut() {
+        if f.sent == f.reported {
+            continue;
+        }
+        f.reported = f.sent;
+        let name = f.path.file_name().unwrap_or_default().to_string_lossy();
+        let percent = (f.sent * 100).checked_div(f.len).unwrap_or(100);
+        let bar: String = (0..20)
+            .map(|i| if i * 5 < percent { '#' } else { '.' })
+            .collect();
+        eprintln!(
+            "{name} [{bar}] {:.1}/{:.1} MiB {percent}%{}",
+            mib(f.sent),
+            mib(f.len),
+            if f.delivered { " delivered" } else { "" }
+        );
+    }
+}
 
 #[derive(Debug)]
 struct Served {
@@ -28,6 +58,9 @@ struct Served {
     len: u64,
     /// Whether it was sent whole at least once.
     delivered: bool,
+    /// Bytes sent by the transfer under way (or the last one), and what was last reported.
+    sent: u64,
+    reported: u64,
 }
 
 #[derive(Debug, Default)]
@@ -86,6 +119,8 @@ impl FileServer {
                 path: path.to_path_buf(),
                 len,
                 delivered: false,
+                sent: 0,
+                reported: 0,
             },
         );
         Ok(format!("{base}/{token}"))
@@ -105,7 +140,12 @@ impl FileServer {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .last_start = Some(Instant::now());
         let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let mut last_report = Instant::now();
         loop {
+            if last_report.elapsed() >= PROGRESS_EVERY {
+                report(&self.state);
+                last_report = Instant::now();
+            }
             let (done, idle_for) = {
                 let st = self
                     .state
@@ -134,6 +174,7 @@ impl FileServer {
         }
         // Let transfers under way finish (bounded by the idle period).
         let _ = tokio::time::timeout(IDLE, permits.acquire_many(MAX_CONNECTIONS as u32)).await;
+        report(&self.state);
         let st = self
             .state
             .lock()
