@@ -5,8 +5,10 @@
 //! files from `serve.rs`) keep its flags, defaults, task JSON and output, over the original
 //! JSON-RPC methods. Commands that ask a node more (`info`, `status`, `list`, `peers`) call its
 //! `gevulot_*` methods through the client generated from `api::rpc::Gevulot` (`node.rs`);
-//! `--json` prints the node's answer as JSON for scripts. Every failure goes to standard error
-//! with exit status 1.
+//! `follow` watches a Run live (`follow.rs`), `download` fetches its output files and
+//! `--upload` sends local files through the node's REST upload (`transfer.rs`). `--json` prints
+//! every command's answer as JSON for scripts. Exit status: 0 done, 1 refused or failed,
+//! 2 usage, 3 the node cannot be reached, 4 the followed Run (or Deploy) failed.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -17,9 +19,11 @@ use anyhow::Context;
 use app::crypto::SecretKey;
 use clap::{Parser, Subcommand};
 
+mod follow;
 mod node;
 mod original;
 mod serve;
+mod transfer;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,6 +37,7 @@ struct Cli {
         short = 'k',
         long = "keyfile",
         global = true,
+        env = "GEVULOT_CLI_KEYFILE",
         default_value = "localkey.pki"
     )]
     keyfile: PathBuf,
@@ -99,6 +104,9 @@ enum Command {
         /// Where the temporary server for local files listens (the node must reach it).
         #[arg(short = 'l', long = "listen-addr", default_value = "127.0.0.1:8080")]
         listen_addr: SocketAddr,
+        /// Upload local images to the node (an operator's token) instead of serving them.
+        #[arg(long)]
+        upload: bool,
     },
     /// Run a workflow: the tasks, in order, in the original JSON format. Local input files are
     /// served to the node like deploy's images.
@@ -116,6 +124,26 @@ enum Command {
         /// Where the temporary server for local files listens.
         #[arg(short = 'l', long = "listen-addr", default_value = "127.0.0.1:8080")]
         listen_addr: SocketAddr,
+        /// Upload local inputs to the node (an operator's token) instead of serving them.
+        #[arg(long)]
+        upload: bool,
+    },
+    /// Show a Run's steps and phases live until it ends (a Deploy's images until both are
+    /// fetched). Exit status 0 when it succeeded, 4 when it did not.
+    #[command(arg_required_else_help = true)]
+    Follow {
+        /// The Run's (or Deploy's) hash.
+        hash: String,
+    },
+    /// Fetch every output file of a Run's Proofs and Verifications into DIR/<transaction>/,
+    /// resuming partial files and checking each file's BLAKE3.
+    #[command(arg_required_else_help = true)]
+    Download {
+        /// The Run's hash (or any transaction of its tree).
+        hash: String,
+        /// Where the files go.
+        #[arg(short = 'o', long = "output", default_value = ".")]
+        output: PathBuf,
     },
     /// Print a Run's tree of Proofs and Verifications (getTransactionTree).
     #[command(arg_required_else_help = true)]
@@ -162,7 +190,7 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
-    /// The node's peer network (needs an API token: `--token` or `GEVULOT_API_TOKEN`).
+    /// The node's peer network (needs an API token: `--token` or `GEVULOT_CLI_TOKEN`).
     Peers,
 }
 
@@ -205,17 +233,46 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the client's runtime")
 }
 
+/// Prints `value` as JSON when `json`, else `text`.
+fn out(json: bool, value: serde_json::Value, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!("{}", text());
+    }
+    Ok(())
+}
+
+/// The followed transaction ended otherwise than it should (exit status 4).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct RunFailed(String);
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let c = &cli.connection;
+    let json = cli.json;
     match cli.command {
         Command::GenerateKey => {
             let key = SecretKey::generate_file(&cli.keyfile)?;
-            println!("{}", key.public_key());
+            let public = key.public_key().to_string();
+            out(
+                json,
+                serde_json::json!({"public_key": public, "key_file": cli.keyfile}),
+                || public.clone(),
+            )?;
         }
         Command::ShowPublicKey => {
-            println!("{}", SecretKey::read_file(&cli.keyfile)?.public_key());
+            let public = SecretKey::read_file(&cli.keyfile)?.public_key().to_string();
+            out(json, serde_json::json!({"public_key": public}), || {
+                public.clone()
+            })?;
         }
-        Command::CalculateHash { file } => println!("{}", blake3_file(&file)?),
+        Command::CalculateHash { file } => {
+            let checksum = blake3_file(&file)?;
+            out(json, serde_json::json!({"checksum": checksum}), || {
+                checksum.clone()
+            })?;
+        }
         Command::Deploy {
             name,
             prover,
@@ -231,6 +288,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             verifier_mem,
             verifier_gpus,
             listen_addr,
+            upload,
         } => {
             let key = SecretKey::read_file(&cli.keyfile)?;
             let prover = original::ProgramArgs {
@@ -249,45 +307,97 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 mem: verifier_mem,
                 gpus: verifier_gpus,
             };
-            println!("Start prover / verifier deployment");
+            if !json {
+                println!("Start prover / verifier deployment");
+            }
             let (tx, p, v) = runtime()?.block_on(original::deploy(
                 c,
                 &key,
                 name,
-                &prover,
-                &verifier,
+                (&prover, &verifier),
                 listen_addr,
+                upload,
             ))?;
-            println!(
-                "Prover / Verifier deployed correctly.\nProver hash:{p}\nVerifier hash:{v}.\nTx Hash:{tx}"
-            );
+            out(
+                json,
+                serde_json::json!({"tx": tx.to_hex(), "prover": p.to_hex(), "verifier": v.to_hex()}),
+                || {
+                    format!(
+                        "Prover / Verifier deployed correctly.\nProver hash:{p}\nVerifier hash:{v}.\nTx Hash:{tx}"
+                    )
+                },
+            )?;
         }
-        Command::Exec { tasks, listen_addr } => {
+        Command::Exec {
+            tasks,
+            listen_addr,
+            upload,
+        } => {
             let key = SecretKey::read_file(&cli.keyfile)?;
-            let tx = runtime()?.block_on(original::exec(c, &key, &tasks, listen_addr))?;
-            println!("Programs send to execution correctly. Tx hash:{tx}");
+            let tx = runtime()?.block_on(original::exec(c, &key, &tasks, listen_addr, upload))?;
+            out(json, serde_json::json!({"tx": tx.to_hex()}), || {
+                format!("Programs send to execution correctly. Tx hash:{tx}")
+            })?;
         }
         Command::PrintTxTree { hash } => {
             let hash = parse_hash(&hash)?;
             let tree = runtime()?.block_on(original::get_tree(c, &hash))?;
             let mut lines = Vec::new();
             original::tree_lines(&tree, 0, &mut lines);
-            for line in lines {
-                println!("{line}");
-            }
+            out(json, serde_json::to_value(&tree)?, || lines.join("\n"))?;
         }
         Command::GetTx { hash } => {
             let hash = parse_hash(&hash)?;
             let tx = runtime()?.block_on(original::get_transaction(c, &hash))?;
             println!("{}", serde_json::to_string(&tx)?);
         }
-        Command::Info => show(
-            cli.json,
-            &runtime()?.block_on(node::info(c))?,
-            node::print_info,
-        )?,
+        Command::Follow { hash } => {
+            let hash = parse_hash(&hash)?.to_hex();
+            let (end, status) = runtime()?.block_on(follow::follow(c, &hash, json))?;
+            match end {
+                follow::Ended::Succeeded => {
+                    if !json {
+                        println!("{} {hash} succeeded", status.kind);
+                    }
+                }
+                follow::Ended::Failed(why) => {
+                    return Err(RunFailed(format!(
+                        "{} {hash} did not succeed: {why}",
+                        status.kind
+                    ))
+                    .into());
+                }
+            }
+        }
+        Command::Download { hash, output } => {
+            let hash = parse_hash(&hash)?;
+            let files = runtime()?.block_on(transfer::download(c, &hash, &output))?;
+            out(json, serde_json::to_value(&files)?, || {
+                if files.is_empty() {
+                    return "no output files (yet): its Proofs and Verifications name none".into();
+                }
+                files
+                    .iter()
+                    .map(|f| {
+                        format!(
+                            "{}  {} bytes  BLAKE3 {}{}",
+                            f.path.display(),
+                            f.bytes,
+                            f.checksum,
+                            if f.already_here {
+                                "  (already here)"
+                            } else {
+                                ""
+                            }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })?;
+        }
+        Command::Info => show(json, &runtime()?.block_on(node::info(c))?, node::print_info)?,
         Command::Status { hash } => show(
-            cli.json,
+            json,
             &runtime()?.block_on(node::status(c, hash))?,
             node::print_status,
         )?,
@@ -309,13 +419,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ..Default::default()
             };
             show(
-                cli.json,
+                json,
                 &runtime()?.block_on(node::list(c, query))?,
                 node::print_page,
             )?;
         }
         Command::Peers => show(
-            cli.json,
+            json,
             &runtime()?.block_on(node::peers(c))?,
             node::print_peers,
         )?,
@@ -323,12 +433,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The exit status for a failure: 3 the node cannot be reached, 4 a followed Run failed, else 1.
+fn status_of(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<node::Unreachable>().is_some() {
+        3
+    } else if e.downcast_ref::<RunFailed>().is_some() {
+        4
+    } else {
+        1
+    }
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(status_of(&e))
         }
     }
 }

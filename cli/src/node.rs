@@ -11,23 +11,48 @@ use jsonrpsee::http_client::{HeaderMap, HttpClient, HttpClientBuilder};
 /// Where the node is and how to talk to it (the global flags).
 #[derive(Debug, clap::Args)]
 pub struct Connection {
-    /// The node's JSON-RPC URL.
+    /// The node's JSON-RPC URL (its REST API is on the same address).
     #[arg(
         short = 'j',
         long = "jsonurl",
         global = true,
+        env = "GEVULOT_CLI_URL",
         default_value = "http://localhost:9944"
     )]
     pub url: String,
     /// Seconds to wait for each answer.
     #[arg(long = "rpctimeout", global = true, default_value_t = 60)]
     pub timeout_secs: u64,
-    /// An API token of the node (for `peers`); never printed.
-    #[arg(long, global = true, env = "GEVULOT_API_TOKEN", hide_env_values = true)]
+    /// An API token of the node (for `peers` and `--upload`); never printed.
+    #[arg(long, global = true, env = "GEVULOT_CLI_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }
 
+/// The node could not be reached (exit status 3).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreachable(pub String);
+
 impl Connection {
+    /// The node's address for REST (`http://host:port`, no trailing slash).
+    pub fn base(&self) -> String {
+        self.url.trim_end_matches('/').to_string()
+    }
+
+    /// A WebSocket client for subscriptions.
+    pub(crate) async fn ws_client(&self) -> anyhow::Result<jsonrpsee::ws_client::WsClient> {
+        let url = match self.url.split_once("://") {
+            Some(("https", rest)) => format!("wss://{rest}"),
+            Some((_, rest)) => format!("ws://{rest}"),
+            None => format!("ws://{}", self.url),
+        };
+        jsonrpsee::ws_client::WsClientBuilder::default()
+            .request_timeout(Duration::from_secs(self.timeout_secs))
+            .build(&url)
+            .await
+            .map_err(|e| failed(&self.url, e))
+    }
+
     pub(crate) fn client(&self) -> anyhow::Result<HttpClient> {
         let mut headers = HeaderMap::new();
         if let Some(token) = &self.token {
@@ -52,7 +77,9 @@ pub(crate) fn failed(url: &str, e: ClientError) -> anyhow::Error {
             None => anyhow::anyhow!("{}", call.message()),
         },
         ClientError::Transport(_) | ClientError::RequestTimeout => {
-            anyhow::anyhow!("cannot reach the node at {url}: {e}")
+            anyhow::Error::new(Unreachable(format!(
+                "cannot reach the node at {url}: {e}; check -j/--jsonurl (GEVULOT_CLI_URL) and that the node runs"
+            )))
         }
         _ => anyhow::Error::new(e),
     }

@@ -209,17 +209,36 @@ pub fn deploy_tx(
     ))
 }
 
-/// `deploy`: (tx, prover, verifier) hashes.
+/// With `--upload`: a local image is uploaded to the node, whose URL the program then names.
+async fn uploaded(c: &Connection, args: &ProgramArgs) -> anyhow::Result<ProgramArgs> {
+    let local = Path::new(&args.image);
+    if args.url.is_some() || !local.is_file() {
+        return Ok(args.clone());
+    }
+    let (_, url) = crate::transfer::upload(c, local).await?;
+    Ok(ProgramArgs {
+        url: Some(url),
+        ..args.clone()
+    })
+}
+
+/// `deploy`: (tx, prover, verifier) hashes. Local images are served from `listen`, or
+/// uploaded to the node with `upload`.
 pub async fn deploy(
     c: &Connection,
     key: &SecretKey,
     name: String,
-    prover: &ProgramArgs,
-    verifier: &ProgramArgs,
+    (prover, verifier): (&ProgramArgs, &ProgramArgs),
     listen: SocketAddr,
+    upload: bool,
 ) -> anyhow::Result<(Hash, Hash, Hash)> {
+    let (prover, verifier) = if upload {
+        (uploaded(c, prover).await?, uploaded(c, verifier).await?)
+    } else {
+        (prover.clone(), verifier.clone())
+    };
     let mut server = FileServer::new(listen);
-    let tx = deploy_tx(key, name, prover, verifier, &mut server, nonce())?;
+    let tx = deploy_tx(key, name, &prover, &verifier, &mut server, nonce())?;
     let Payload::Deploy {
         prover, verifier, ..
     } = &tx.payload
@@ -351,15 +370,43 @@ pub fn run_tx(
     ))
 }
 
-/// `exec`: the Run's hash.
+/// With `--upload`: each local input is uploaded, and the task JSON names its URL instead.
+async fn upload_inputs(c: &Connection, tasks: &str) -> anyhow::Result<String> {
+    let mut tasks: Value = serde_json::from_str(tasks).context("--tasks is not JSON")?;
+    for task in tasks.as_array_mut().into_iter().flatten() {
+        for input in task["inputs"].as_array_mut().into_iter().flatten() {
+            let Some(spec) = input.get_mut("Input").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            if spec.get("file_url").is_some_and(|u| !u.is_null()) {
+                continue;
+            }
+            let Some(local) = spec.get("local_path").and_then(Value::as_str) else {
+                continue;
+            };
+            let (checksum, url) = crate::transfer::upload(c, Path::new(local)).await?;
+            spec.insert("local_path".into(), Value::String(checksum));
+            spec.insert("file_url".into(), Value::String(url));
+        }
+    }
+    Ok(tasks.to_string())
+}
+
+/// `exec`: the Run's hash. Local inputs are served from `listen`, or uploaded with `upload`.
 pub async fn exec(
     c: &Connection,
     key: &SecretKey,
     tasks: &str,
     listen: SocketAddr,
+    upload: bool,
 ) -> anyhow::Result<Hash> {
+    let tasks = if upload {
+        upload_inputs(c, tasks).await?
+    } else {
+        tasks.to_string()
+    };
     let mut server = FileServer::new(listen);
-    let tx = run_tx(key, tasks, &mut server, nonce())?;
+    let tx = run_tx(key, &tasks, &mut server, nonce())?;
     send(c, &tx).await?;
     deliver(server).await;
     Ok(tx.hash)

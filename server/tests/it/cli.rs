@@ -26,12 +26,14 @@ fn cli_binary() -> PathBuf {
 /// Runs the CLI with `args` against `url`: (success, stdout, stderr).
 fn cli(url: &str, token: Option<&str>, args: &[&str]) -> (bool, String, String) {
     let mut cmd = Command::new(cli_binary());
-    cmd.env_remove("GEVULOT_API_TOKEN")
+    cmd.env_remove("GEVULOT_CLI_TOKEN")
+        .env_remove("GEVULOT_CLI_URL")
+        .env_remove("GEVULOT_CLI_KEYFILE")
         .arg("-j")
         .arg(url)
         .args(args);
     if let Some(token) = token {
-        cmd.env("GEVULOT_API_TOKEN", token);
+        cmd.env("GEVULOT_CLI_TOKEN", token);
     }
     let out = cmd.output().expect("gevulot-cli runs");
     (
@@ -266,4 +268,259 @@ async fn the_original_commands_deploy_exec_get_tx_and_print_tx_tree() {
         &["-k", key, "exec", "-t", "[{\"program\": 1}]"],
     );
     assert!(!ok && err.contains("task JSON"), "{err}");
+}
+
+/// Runs the CLI with `args` and environment `env`: (exit status, stdout, stderr). It waits on
+/// a blocking thread, so the test's own servers (the lab's files) keep answering meanwhile.
+async fn cli_env(env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || cli_env_blocking(&env, &args))
+        .await
+        .expect("the CLI's waiting thread")
+}
+
+fn cli_env_blocking(env: &[(String, String)], args: &[String]) -> (i32, String, String) {
+    let mut cmd = Command::new(cli_binary());
+    for name in [
+        "GEVULOT_CLI_TOKEN",
+        "GEVULOT_CLI_URL",
+        "GEVULOT_CLI_KEYFILE",
+    ] {
+        cmd.env_remove(name);
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("gevulot-cli runs");
+    // A bound on every command, so that a hang fails here with what it said so far.
+    let start = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(180) {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "gevulot-cli {args:?} did not end:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The integrator's commands: `deploy --upload` and `exec --upload` through an operator's
+/// token, `follow` until the Run succeeds, `download` with checksums and resume, `--json`,
+/// `GEVULOT_CLI_*` settings, and exit statuses that tell a failed Run, a usage error and an
+/// unreachable node apart.
+#[tokio::test]
+async fn the_integrators_commands_upload_follow_download() {
+    use crate::support::Lab;
+
+    let Some(lab) = Lab::new().await else { return };
+    lab.program_image("prover.img", "/bin/test-prover");
+    lab.program_image("verifier.img", "/bin/test-verifier");
+    let node = lab.start(&[("GEVULOT_ADMIN_PASSWORD", "admin-password-1")]);
+    let token = api_token(
+        &reqwest::Client::new(),
+        &node.base,
+        "admin",
+        "admin-password-1",
+    )
+    .await;
+    let dir = testkit::tempdir();
+    let key = dir.path().join("client.pki");
+    let env = [
+        ("GEVULOT_CLI_URL", node.base.as_str()),
+        ("GEVULOT_CLI_KEYFILE", key.to_str().expect("path")),
+        ("GEVULOT_CLI_TOKEN", token.as_str()),
+    ];
+    let (code, out, err) = cli_env(&env, &["--json", "generate-key"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        json(&out)["public_key"].as_str().map(str::len),
+        Some(130),
+        "{out}"
+    );
+
+    // deploy --upload: the images go through the REST upload; nothing is served.
+    let images = lab.dir.path();
+    let (code, out, err) = cli_env(
+        &env,
+        &[
+            "--json",
+            "deploy",
+            "--upload",
+            "-n",
+            "uploaded",
+            "-p",
+            images.join("prover.img").to_str().expect("path"),
+            "-v",
+            images.join("verifier.img").to_str().expect("path"),
+            "--provermem",
+            "256",
+            "--provercpus",
+            "1",
+            "--verifiermem",
+            "256",
+            "--verifiercpus",
+            "1",
+            "-l",
+            "127.0.0.1:1",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let deployed = json(&out);
+    let prover = deployed["prover"].as_str().expect("prover").to_string();
+    let verifier = deployed["verifier"].as_str().expect("verifier").to_string();
+    let (code, out, err) = cli_env(&env, &["get-tx", deployed["tx"].as_str().expect("tx")]).await;
+    assert_eq!(code, 0, "{err}");
+    let url = json(&out)["payload"]["Deploy"]["prover"]["image_file_url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    assert!(
+        url.contains("/txfiles/"),
+        "the node's own upload URL: {url}"
+    );
+    // follow on a Deploy: both images fetched.
+    let (code, out, err) = cli_env(&env, &["follow", deployed["tx"].as_str().expect("tx")]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.lines().last().is_some_and(|l| l.ends_with("succeeded")),
+        "{out}"
+    );
+
+    // exec --upload with a local input; follow until it succeeds.
+    let witness = dir.path().join("witness.txt");
+    std::fs::write(&witness, b"an uploaded witness").expect("witness");
+    let tasks = serde_json::json!([
+        {"program": prover, "cmd_args": [{"name": "--nonce", "value": "11"}],
+         "inputs": [{"Input": {"local_path": witness, "vm_path": "/workspace/witness.txt"}}]},
+        {"program": verifier, "cmd_args": [],
+         "inputs": [{"Output": {"source_program": prover, "file_name": "/workspace/proof.dat"}}]}
+    ])
+    .to_string();
+    let (code, out, err) = cli_env(
+        &env,
+        &[
+            "--json",
+            "exec",
+            "--upload",
+            "-t",
+            &tasks,
+            "-l",
+            "127.0.0.1:1",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let run = json(&out)["tx"].as_str().expect("tx").to_string();
+    let (code, out, err) = cli_env(&env, &["follow", &run]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("step 1 proof"))
+            && lines.iter().any(|l| l.starts_with("step 2 verification")),
+        "each step's phases: {out}"
+    );
+    assert_eq!(
+        lines.last().copied(),
+        Some(format!("run {run} succeeded").as_str()),
+        "{out}"
+    );
+
+    // download: every output file, checked; again: already here; a partial file is resumed.
+    let into = dir.path().join("outputs");
+    let into_arg = into.to_str().expect("path");
+    let (code, out, err) = cli_env(&env, &["--json", "download", &run, "-o", into_arg]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let files = json(&out);
+    let files = files.as_array().expect("files");
+    assert!(!files.is_empty(), "the Proof names proof.dat");
+    for f in files {
+        let path = std::path::Path::new(f["path"].as_str().expect("path"));
+        let body = std::fs::read(path).expect("downloaded");
+        assert_eq!(
+            blake3::hash(&body).to_hex().as_str(),
+            f["checksum"].as_str().expect("sum")
+        );
+        assert!(
+            path.starts_with(into.join(f["transaction"].as_str().expect("tx"))),
+            "{f}"
+        );
+    }
+    let first = std::path::PathBuf::from(files[0]["path"].as_str().expect("path"));
+    let whole = std::fs::read(&first).expect("file");
+    let (code, out, _) = cli_env(&env, &["download", &run, "-o", into_arg]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("(already here)"), "{out}");
+    std::fs::remove_file(&first).expect("remove");
+    let mut part = first.clone().into_os_string();
+    part.push(".part");
+    std::fs::write(&part, &whole[..whole.len() / 2]).expect("partial");
+    let (code, out, err) = cli_env(&env, &["download", &run, "-o", into_arg]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(
+        std::fs::read(&first).expect("resumed"),
+        whole,
+        "resumed to the whole file"
+    );
+
+    // Exit statuses: a failed Deploy (a dead URL) is 4 with the reason; usage 2; no node 3.
+    let dead = format!("{}/never-served.img", lab.base);
+    let dead_too = format!("{}/never-served-either.img", lab.base);
+    let (code, out, err) = cli_env(
+        &env,
+        &[
+            "--json",
+            "deploy",
+            "-n",
+            "dead",
+            "-p",
+            &"ab".repeat(32),
+            "--proverimgurl",
+            &dead,
+            "-v",
+            &"cd".repeat(32),
+            "--verifierimgurl",
+            &dead_too,
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let tx = json(&out)["tx"].as_str().expect("tx").to_string();
+    let (code, _, err) = cli_env(&env, &["follow", &tx]).await;
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("could not be fetched") && err.contains("404"),
+        "{err}"
+    );
+    let (code, _, _) = cli_env(&env, &["follow"]).await;
+    assert_eq!(code, 2, "usage");
+    let (code, _, err) = cli_env(&[("GEVULOT_CLI_URL", "http://127.0.0.1:1")], &["info"]).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("cannot reach the node"), "{err}");
+    // --upload without a token says which setting is missing, and sends nothing.
+    let (code, _, err) = cli_env(
+        &[
+            ("GEVULOT_CLI_URL", node.base.as_str()),
+            ("GEVULOT_CLI_KEYFILE", key.to_str().expect("path")),
+        ],
+        &["exec", "--upload", "-t", &tasks],
+    )
+    .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("GEVULOT_CLI_TOKEN"), "{err}");
 }
