@@ -122,7 +122,8 @@ async fn the_original_commands_deploy_exec_get_tx_and_print_tx_tree() {
     let Some(lab) = Lab::new().await else { return };
     lab.program_image("prover.img", "/bin/test-prover");
     lab.program_image("verifier.img", "/bin/test-verifier");
-    let node = lab.start(&[]);
+    // One CPU: a Run that sleeps keeps the next one waiting in the queue.
+    let node = lab.start(&[("GEVULOT_CPUS", "1")]);
     let dir = testkit::tempdir();
     let key = dir.path().join("client.pki");
     let key = key.to_str().expect("path");
@@ -180,15 +181,42 @@ async fn the_original_commands_deploy_exec_get_tx_and_print_tx_tree() {
         .strip_prefix("Tx Hash:")
         .expect("tx hash")
         .to_string();
-    let program = crate::support::get(&format!("{}/api/v1/programs/{prover}", node.base)).await;
+    // The CLI left after delivering every byte; the node checks and keeps the image.
+    let start = std::time::Instant::now();
+    let program = loop {
+        let program = crate::support::get(&format!("{}/api/v1/programs/{prover}", node.base)).await;
+        if program["image"]["state"] == "ready" {
+            break program;
+        }
+        assert!(
+            program["image"]["state"] == "fetching"
+                && start.elapsed() < std::time::Duration::from_secs(30),
+            "the node had the whole image when the CLI left: {program}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(program["name"], "cli-prover", "{program}");
-    assert_eq!(
-        program["image"]["state"], "ready",
-        "the CLI left after delivery: {program}"
-    );
     let deploy = app::tx::Hash::from_hex(&deploy).expect("hash");
     let stored = rpc(&node.base, "getTransaction", serde_json::json!([deploy.0])).await;
     assert_eq!(stored["result"]["Ok"]["author"], public, "{stored}");
+
+    // The queue is busy: a Run holds the node's only CPU for a while.
+    let busy = serde_json::json!([
+        {"program": prover, "cmd_args": [{"name": "--sleep-ms", "value": "15000"}], "inputs": []}
+    ])
+    .to_string();
+    let (ok, out, err) = cli(&node.base, None, &["-k", key, "exec", "-t", &busy]);
+    assert!(ok, "{out}\n{err}");
+    let busy = out.trim().rsplit(':').next().expect("hash").to_string();
+    let busy = app::tx::Hash::from_hex(&busy).expect("hash");
+    crate::support::wait_tasks(
+        &node.base,
+        &busy,
+        std::time::Duration::from_secs(120),
+        "the busy Run running",
+        |t| t.iter().any(|t| t["phase"] == "running"),
+    )
+    .await;
 
     // exec: a local input, an argument pair dropped for being empty, the prover's output.
     let witness = dir.path().join("witness.txt");
@@ -213,6 +241,14 @@ async fn the_original_commands_deploy_exec_get_tx_and_print_tx_tree() {
         .expect("the original's line")
         .to_string();
     let hash = app::tx::Hash::from_hex(&run).expect("hash");
+    // The CLI served the input only until the node had it, while this Run still waits.
+    let waiting = crate::support::tasks(&node.base, &hash).await;
+    assert!(
+        waiting
+            .iter()
+            .all(|t| t["phase"] != "running" && t["phase"] != "succeeded"),
+        "the Run waits behind the busy one: {waiting:?}"
+    );
     let ended = all_end(&node.base, &hash, 240).await;
     assert_eq!(phases(&ended), ["succeeded", "succeeded"], "{ended:?}");
     let stored = rpc(&node.base, "getTransaction", serde_json::json!([hash.0])).await;
