@@ -48,19 +48,21 @@ pub async fn list(
     }))
 }
 
-/// One page of entries for `q`, and the cursor of the next (the REST API's and the console's).
-pub async fn page(
-    state: &AppState,
-    q: &AuditQuery,
-) -> Result<(Vec<AuditEntry>, Option<String>), ApiError> {
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
+/// A page of rows numbered by id, newest first: the id to read below (the `cursor`, the last id
+/// of the previous page) and the page size (default 50, at most `max`).
+pub fn id_page(
+    cursor: Option<&str>,
+    limit: Option<u32>,
+    max: u32,
+) -> Result<(Option<i64>, u32), ApiError> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=max).contains(&limit) {
         return Err(ApiError::bad_request(
             ErrorCode::InvalidParameter,
-            "limit: between 1 and 1000",
+            format!("limit: between 1 and {max}"),
         ));
     }
-    let before = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
+    let before = match cursor.filter(|c| !c.is_empty()) {
         None => None,
         Some(c) => Some(c.parse::<i64>().map_err(|_| {
             ApiError::bad_request(
@@ -69,6 +71,15 @@ pub async fn page(
             )
         })?),
     };
+    Ok((before, limit))
+}
+
+/// One page of entries for `q`, and the cursor of the next (the REST API's and the console's).
+pub async fn page(
+    state: &AppState,
+    q: &AuditQuery,
+) -> Result<(Vec<AuditEntry>, Option<String>), ApiError> {
+    let (before, limit) = id_page(q.cursor.as_deref(), q.limit, 1000)?;
     let action = match q.action.as_deref().filter(|a| !a.is_empty()) {
         None => None,
         Some(a) => Some(AuditAction::parse(a).ok_or_else(|| {

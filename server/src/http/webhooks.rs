@@ -164,22 +164,7 @@ pub async fn page(
     id: i64,
     q: &DeliveryQuery,
 ) -> Result<(Vec<app::model::Delivery>, Option<String>), ApiError> {
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::bad_request(
-            ErrorCode::InvalidParameter,
-            "limit: between 1 and 200",
-        ));
-    }
-    let before = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
-        None => None,
-        Some(c) => Some(c.parse::<i64>().map_err(|_| {
-            ApiError::bad_request(
-                ErrorCode::InvalidCursor,
-                "cursor: pass the next_cursor of the previous page",
-            )
-        })?),
-    };
+    let (before, limit) = super::audit::id_page(q.cursor.as_deref(), q.limit, 200)?;
     let found = state
         .node
         .webhook_deliveries(id, scope, before, i64::from(limit))

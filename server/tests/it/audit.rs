@@ -161,6 +161,28 @@ async fn every_kind_of_operator_action_is_recorded_and_cannot_be_changed() {
         .await
         .expect("role");
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    // A webhook registered and deleted.
+    let created: Value = c
+        .post(format!("{base}/api/v1/webhooks"))
+        .bearer_auth(&token)
+        .json(&json!({"url": "http://93.184.216.34/hook"}))
+        .send()
+        .await
+        .expect("webhook")
+        .json()
+        .await
+        .expect("json");
+    let hook = format!("webhook {}", created["webhook"]["id"]);
+    let r = c
+        .delete(format!(
+            "{base}/api/v1/webhooks/{}",
+            created["webhook"]["id"]
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("delete webhook");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
     // A command on the host.
     let key = app::crypto::SecretKey::from_bytes(&[9u8; 32])
         .expect("key")
@@ -201,6 +223,8 @@ async fn every_kind_of_operator_action_is_recorded_and_cannot_be_changed() {
         ("resume", "admin", None),
         ("sign_out", "olga", Some("olga")),
         ("whitelist", "cli", Some(key.as_str())),
+        ("webhook_created", "admin", Some(hook.as_str())),
+        ("webhook_deleted", "admin", Some(hook.as_str())),
         (
             "role_changed",
             "admin",
