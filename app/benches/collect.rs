@@ -138,9 +138,20 @@ async fn bench(items: usize) -> anyhow::Result<()> {
         "second pass (nothing to free): {:.2} s",
         again.took.as_secs_f64()
     );
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    let _ = std::fs::create_dir_all(&out);
-    let _ = std::fs::write(out.join("collect.txt"), report);
+    testkit::bench::Figures::new("collect")
+        .against(
+            &format!("collector pass over {files} files"),
+            collected.took.as_secs_f64(),
+            "s",
+            "bare walk",
+            walk.as_secs_f64(),
+        )
+        .add(
+            "second pass, nothing to free",
+            again.took.as_secs_f64(),
+            "s",
+        )
+        .write(&report);
     store.close().await;
     Ok(())
 }

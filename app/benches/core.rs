@@ -188,6 +188,30 @@ fn main() -> anyhow::Result<()> {
         results.push((backend, figures));
     }
     report.note("ratios of stored tx/s to raw verify/s in this run (1.0 = storage costs nothing):");
+    let mut figures = testkit::bench::Figures::new("core");
+    figures.add("raw signature verifications", verify, "verify/s");
+    figures.against(
+        "full stateless validation",
+        validate,
+        "tx/s",
+        "raw verifications",
+        verify,
+    );
+    for (backend, (seq, conc, batch)) in &results {
+        for (how, rate) in [
+            ("sequential", seq),
+            ("concurrent", conc),
+            ("batched", batch),
+        ] {
+            figures.against(
+                &format!("{backend}: {how} stores"),
+                *rate,
+                "tx/s",
+                "raw verifications",
+                verify,
+            );
+        }
+    }
     for (backend, (seq, conc, batch)) in results {
         report.note(&format!(
             "  {backend:<8} sequential {:.3}   concurrent {:.3}   batched {:.3}",
@@ -196,8 +220,6 @@ fn main() -> anyhow::Result<()> {
             batch / verify
         ));
     }
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(out.join("core.txt"), &report.text)?;
+    figures.write(&report.text);
     Ok(())
 }

@@ -253,8 +253,37 @@ async fn main() -> anyhow::Result<()> {
         pulled,
     );
     print!("{report}");
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    let _ = std::fs::create_dir_all(&out);
-    let _ = std::fs::write(out.join("p2p.txt"), report);
+    let (local50, local99) = (ms(p50(&local)), ms(p99(&local)));
+    let peers_rate = burst as f64 / arrived.as_secs_f64();
+    testkit::bench::Figures::new("p2p")
+        .against(
+            "propagation to all 4 peers, p50",
+            ms(p50(&network)),
+            "ms",
+            "local submit p50",
+            local50,
+        )
+        .against(
+            "propagation to all 4 peers, p99",
+            ms(p99(&network)),
+            "ms",
+            "local submit p99",
+            local99,
+        )
+        .against(
+            "burst stored on all 4 peers",
+            peers_rate,
+            "tx/s",
+            "local ingest",
+            local_rate,
+        )
+        .against(
+            "catch-up of a late joiner",
+            catch_up_rate,
+            "tx/s",
+            "local ingest",
+            local_rate,
+        )
+        .write(&report);
     Ok(())
 }

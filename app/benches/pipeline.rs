@@ -7,7 +7,7 @@
 //! `cargo bench -p app --bench pipeline` (`GEVULOT_BENCH_SAMPLES` changes the sample count).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use app::crypto::SecretKey;
@@ -303,7 +303,25 @@ async fn main() {
         decisions,
     );
     print!("{report}");
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    let _ = std::fs::create_dir_all(&out);
-    let _ = std::fs::write(out.join("pipeline.txt"), report);
+    testkit::bench::Figures::new("pipeline")
+        .against(
+            "submit -> VM spawn, 1,000 queued, median",
+            ms(m1),
+            "ms",
+            "empty queue",
+            ms(m0),
+        )
+        .against(
+            "submit -> VM spawn, 1,000 queued, p99",
+            ms(p1),
+            "ms",
+            "empty queue",
+            ms(p0),
+        )
+        .add(
+            "1,000 Runs stored -> all waiting for resources",
+            ms(filled),
+            "ms",
+        )
+        .write(&report);
 }

@@ -185,8 +185,20 @@ fn main() -> anyhow::Result<()> {
         nr.as_secs_f64() / br.as_secs_f64()
     );
     print!("{report}");
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(out.join("vm.txt"), report)?;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    testkit::bench::Figures::new("vm")
+        .against(
+            "spawn -> agent ready through the node (median)",
+            ms(nr),
+            "ms",
+            "bare QEMU",
+            ms(br),
+        )
+        .add(
+            "spawn -> result submitted through the node (median)",
+            ms(nres),
+            "ms",
+        )
+        .write(&report);
     Ok(())
 }

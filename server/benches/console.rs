@@ -173,6 +173,7 @@ async fn main() -> anyhow::Result<()> {
         ("one transaction", format!("/console/transactions/{a_run}")),
         ("dashboard", "/console".to_string()),
     ];
+    let mut figures = testkit::bench::Figures::new("console");
     let mut report = format!(
         "console render benchmark: {count} transactions (SQLite), {requests} requests per page, one at a time\n"
     );
@@ -185,14 +186,14 @@ async fn main() -> anyhow::Result<()> {
             samples.push(t.elapsed());
         }
         let (median, p99) = stats(samples);
+        figures.add(&format!("console: {label}, median"), median, "ms");
+        figures.add(&format!("console: {label}, p99"), p99, "ms");
         let _ = writeln!(
             report,
             "{label:<40} {median:>8.2} ms median {p99:>8.2} ms p99"
         );
     }
     print!("{report}");
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    let _ = std::fs::create_dir_all(&out);
-    let _ = std::fs::write(out.join("console.txt"), report);
+    figures.write(&report);
     Ok(())
 }

@@ -23,7 +23,7 @@ use app::crypto::SecretKey;
 use app::tx::{Payload, Transaction};
 use common::start_node;
 
-struct Report(String);
+struct Report(String, testkit::bench::Figures);
 
 impl Report {
     fn line(&mut self, text: String) {
@@ -189,6 +189,18 @@ async fn rpc_scenarios(
         offset += requests;
         let after = commits(&client, &metrics_url).await?;
         let per_commit = (after.1 - before.1) / (after.0 - before.0).max(1.0);
+        report.1.against(
+            &format!("{backend}: sendTransaction c={concurrency}"),
+            stats.per_second,
+            "tx/s",
+            "batched storage",
+            batched,
+        );
+        report.1.add(
+            &format!("{backend}: sendTransaction c={concurrency}, p99"),
+            stats.p99_ms,
+            "ms",
+        );
         report.line(format!(
             "{backend:<8} sendTransaction  c={concurrency:<3} {:>8.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   {per_commit:>5.1} tx/commit   {:>4.2} of batched storage, {:>4.2} of verification",
             stats.per_second, stats.p50_ms, stats.p99_ms,
@@ -244,6 +256,13 @@ async fn rpc_scenarios(
             }
         })
         .await?;
+        report.1.against(
+            &format!("{backend}: getTransaction c={concurrency}"),
+            stats.per_second,
+            "req/s",
+            "unknown-method floor",
+            floor.per_second,
+        );
         report.line(format!(
             "{backend:<8} getTransaction   c={concurrency:<3} {:>8.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   floor (unknown method) {:>8.0} req/s   {:>4.2} of the floor",
             stats.per_second, stats.p50_ms, stats.p99_ms, floor.per_second,
@@ -263,6 +282,13 @@ async fn rpc_scenarios(
             }
         })
         .await?;
+        report.1.against(
+            &format!("{backend}: REST GET transaction c={concurrency}"),
+            rest.per_second,
+            "req/s",
+            "JSON-RPC floor",
+            floor.per_second,
+        );
         report.line(format!(
             "{backend:<8} REST GET tx      c={concurrency:<3} {:>8.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   {:>4.2} of the JSON-RPC floor",
             rest.per_second, rest.p50_ms, rest.p99_ms,
@@ -337,6 +363,13 @@ async fn file_scenarios(report: &mut Report, requests: usize) -> anyhow::Result<
             ));
             results.push(stats.mib_per_second);
         }
+        report.1.against(
+            &format!("download server, 4 MiB files, c={concurrency}"),
+            results[0],
+            "MiB/s",
+            "python3 -m http.server",
+            results[1],
+        );
         report.line(format!(
             "files    ratio gevulot/python at c={concurrency}: {:.2}",
             results[0] / results[1]
@@ -361,7 +394,7 @@ fn main() -> anyhow::Result<()> {
             .map(|n| Transaction::new_signed(Payload::Empty, n, &key).to_json())
             .collect(),
     );
-    let mut report = Report(String::new());
+    let mut report = Report(String::new(), testkit::bench::Figures::new("http"));
     report.line(format!(
         "http benchmark: a real gevulot process over loopback, {requests} requests per scenario, 2-core machine shared with the load generator"
     ));
@@ -374,8 +407,6 @@ fn main() -> anyhow::Result<()> {
         rpc_scenarios(&mut report, "postgres", Some(&pg), &txs, requests).await?;
         file_scenarios(&mut report, requests).await
     })?;
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(out.join("http.txt"), &report.0)?;
+    report.1.write(&report.0);
     Ok(())
 }

@@ -293,6 +293,8 @@ pub fn tempdir() -> tempfile::TempDir {
 
 /// VM test fixtures: Debian's kernel, its modules and the static guest binaries, prepared by
 /// `scripts/build-vm-fixtures` under the workspace's `target/`.
+pub mod bench;
+
 pub mod vm {
     use std::path::{Path, PathBuf};
 

@@ -224,11 +224,23 @@ async fn a_flood_is_refused_in_bounded_memory() {
         refused += client.await.expect("client");
     }
     let after = rss_kib(node.pid());
-    println!(
-        "flood: 6400 requests, {refused} refused; RSS {} MiB before, {} MiB after",
+    let report = format!(
+        "flood: 6400 requests, {refused} refused; RSS {} MiB before, {} MiB after\n",
         before / 1024,
         after / 1024
     );
+    print!("{report}");
+    testkit::bench::Figures::new("fault-flood")
+        .add("flood requests from one address", 6400.0, "requests")
+        .add("refused (429)", refused as f64, "requests")
+        .against(
+            "RSS after the flood",
+            after as f64 / 1024.0,
+            "MiB",
+            "RSS before",
+            before as f64 / 1024.0,
+        )
+        .write(&report);
     assert!(refused > 0, "the flood went over the default limits");
     assert!(
         after < before + 64 * 1024,

@@ -125,4 +125,14 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
     let acked = acked.lock().expect("acked").len();
     assert!(acked >= ROUNDS * ACKS_PER_ROUND);
     assert!(stored >= acked, "{stored} stored, {acked} acknowledged");
+    // Every acknowledged hash was checked after each restart above: none was lost.
+    let report = format!(
+        "SIGKILL under load: {ROUNDS} kills, {acked} transactions acknowledged, 0 lost, {stored} stored and re-hashed\n"
+    );
+    print!("{report}");
+    testkit::bench::Figures::new("fault-sigkill")
+        .add("SIGKILLs under load", ROUNDS as f64, "kills")
+        .add("transactions acknowledged", acked as f64, "tx")
+        .add("acknowledged transactions lost", 0.0, "tx")
+        .write(&report);
 }

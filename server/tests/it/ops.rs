@@ -38,7 +38,9 @@ async fn readiness_follows_postgres() {
     assert!(stdout(&probe).contains("\"database\""));
 
     cluster.pause().expect("stop postgres");
+    let down = std::time::Instant::now();
     let (status, report) = readyz(&node).await;
+    let to_503 = down.elapsed();
     assert_eq!(status, 503, "{report}");
     assert_eq!(report["status"], "unavailable");
     assert_eq!(report["checks"]["database"]["status"], "fail");
@@ -89,6 +91,7 @@ async fn readiness_follows_postgres() {
     );
 
     cluster.resume().expect("start postgres");
+    let back = std::time::Instant::now();
     let mut ready = false;
     for _ in 0..60 {
         if readyz(&node).await.0 == 200 {
@@ -101,6 +104,7 @@ async fn readiness_follows_postgres() {
         ready,
         "readiness did not come back after PostgreSQL returned"
     );
+    let to_ready = back.elapsed();
     let (status, _) = {
         let r = reqwest::Client::new()
             .post(format!("{}/api/v1/transactions", node.base))
@@ -115,6 +119,29 @@ async fn readiness_follows_postgres() {
         status, 201,
         "the node works again after the database returns"
     );
+    let report = format!(
+        "PostgreSQL outage: readiness 503 after {:.2} s, ready again {:.2} s after it returned, 17 submissions refused with 503, none acknowledged\n",
+        to_503.as_secs_f64(),
+        to_ready.as_secs_f64()
+    );
+    print!("{report}");
+    testkit::bench::Figures::new("fault-postgres-outage")
+        .add(
+            "PostgreSQL stopped -> readiness 503",
+            to_503.as_secs_f64(),
+            "s",
+        )
+        .add(
+            "PostgreSQL back -> ready (no restart)",
+            to_ready.as_secs_f64(),
+            "s",
+        )
+        .add(
+            "submissions refused while down (503, never acknowledged)",
+            17.0,
+            "requests",
+        )
+        .write(&report);
 }
 
 #[tokio::test]
