@@ -406,3 +406,21 @@ impl TreeNode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+        /// A cursor this server issued reads back; anything else is `invalid_cursor`, never a panic.
+        #[test]
+        fn cursors_read_back_and_anything_else_is_refused(seq in proptest::prelude::any::<i64>(), junk in "\\PC{0,60}") {
+            proptest::prop_assert_eq!(decode_cursor(&encode_cursor(seq)).ok(), Some(seq));
+            if let Err(e) = decode_cursor(&junk) {
+                proptest::prop_assert_eq!(e.code, ErrorCode::InvalidCursor);
+            }
+        }
+    }
+}

@@ -12,6 +12,7 @@ mod group_commit;
 mod guest_protocol;
 mod hostile_peer;
 mod p2p;
+mod parsers;
 mod pipeline_rules;
 mod props;
 mod schema;
