@@ -267,3 +267,57 @@ async fn answer(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn ask(addr: &str, request: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(request).await.expect("send");
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    #[tokio::test]
+    async fn serves_whole_ranged_and_refuses_the_rest_until_delivered() {
+        let dir = testkit::tempdir();
+        let file = dir.path().join("image.img");
+        std::fs::write(&file, b"0123456789").expect("write");
+        let mut server = FileServer::new("127.0.0.1:0".parse().expect("addr"));
+        let url = server.add(&file).expect("add");
+        let (addr, path) = url
+            .strip_prefix("http://")
+            .and_then(|u| u.split_once('/'))
+            .map(|(a, p)| (a.to_string(), format!("/{p}")))
+            .expect("url");
+        let serving = tokio::spawn(server.serve());
+
+        let head = ask(&addr, format!("HEAD {path} HTTP/1.1\r\n\r\n").as_bytes()).await;
+        assert!(
+            head.starts_with("HTTP/1.1 200") && head.contains("Content-Length: 10"),
+            "{head}"
+        );
+        let missing = ask(&addr, b"GET /elsewhere HTTP/1.1\r\n\r\n").await;
+        assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+        let garbage = ask(&addr, b"\x00\xff garbage\r\n\r\n").await;
+        assert!(garbage.starts_with("HTTP/1.1 404"), "{garbage}");
+        let part = ask(
+            &addr,
+            format!("GET {path} HTTP/1.1\r\nrange: bytes=4-\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert!(
+            part.starts_with("HTTP/1.1 206") && part.ends_with("456789"),
+            "{part}"
+        );
+        assert!(part.contains("Content-Range: bytes 4-9/10"), "{part}");
+        // The resumed transfer reached the end: the file is delivered and serving stops.
+        let missed = tokio::time::timeout(IDLE * 2, serving)
+            .await
+            .expect("serving stops once delivered")
+            .expect("task");
+        assert!(missed.is_empty(), "{missed:?}");
+    }
+}
