@@ -28,6 +28,15 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / f64::from(1u32 << 20)
 }
 
+/// A 20-character progress bar of `done` out of `total`, and the percentage.
+pub fn bar(done: u64, total: u64) -> (String, u64) {
+    let percent = (done * 100).checked_div(total).unwrap_or(100);
+    let bar = (0..20)
+        .map(|i| if i * 5 < percent { '#' } else { '.' })
+        .collect();
+    (bar, percent)
+}
+
 /// One line on standard error per file whose transfer moved since the last report.
 fn report(state: &Mutex<State>) {
     let mut st = state
@@ -39,10 +48,7 @@ fn report(state: &Mutex<State>) {
         }
         f.reported = f.sent;
         let name = f.path.file_name().unwrap_or_default().to_string_lossy();
-        let percent = (f.sent * 100).checked_div(f.len).unwrap_or(100);
-        let bar: String = (0..20)
-            .map(|i| if i * 5 < percent { '#' } else { '.' })
-            .collect();
+        let (bar, percent) = bar(f.sent, f.len);
         eprintln!(
             "{name} [{bar}] {:.1}/{:.1} MiB {percent}%{}",
             mib(f.sent),

@@ -57,7 +57,7 @@ pub async fn upload(c: &Connection, path: &Path) -> anyhow::Result<(String, Stri
         "uploading {name} ({:.1} MiB)",
         size as f64 / f64::from(1u32 << 20)
     );
-    let body = reqwest::Body::wrap_stream(tokio_util_stream(file));
+    let body = reqwest::Body::from(file);
     let response = http()?
         .post(&url)
         .bearer_auth(token)
@@ -98,24 +98,6 @@ fn problem(text: &str) -> String {
             })
         })
         .unwrap_or_else(|| text.chars().take(300).collect())
-}
-
-/// A file's content as a stream of chunks.
-fn tokio_util_stream(
-    file: tokio::fs::File,
-) -> impl futures::Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static {
-    futures::stream::unfold(file, |mut file| async move {
-        use tokio::io::AsyncReadExt;
-        let mut buf = vec![0u8; 256 << 10];
-        match file.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(buf), file))
-            }
-            Err(e) => Some((Err(e), file)),
-        }
-    })
 }
 
 /// One output file written by `download`.
