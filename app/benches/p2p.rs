@@ -62,6 +62,7 @@ async fn node(seed: u8, bootstrap: Vec<String>) -> anyhow::Result<Node> {
         sysfs_root: dir.path().join("sys"),
         max_upload_bytes: 1 << 20,
         session_ttl: app::auth::DEFAULT_SESSION_TTL,
+        placement_redundancy: 1,
         webhooks: Default::default(),
         execution: None,
         observer: None,

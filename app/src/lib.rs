@@ -19,6 +19,7 @@ pub mod node;
 pub mod p2p;
 pub mod peer_files;
 pub mod pipeline;
+pub mod placement;
 pub mod scheduler;
 pub mod store;
 pub mod tx;

@@ -147,6 +147,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         sysfs_root: args.sysfs_root.clone(),
         max_upload_bytes: args.max_upload_bytes,
         session_ttl: args.retention.session_ttl(),
+        placement_redundancy: args.placement_redundancy as usize,
         webhooks: args.webhooks.settings(),
         execution,
         observer: Some(metrics.clone()),

@@ -85,6 +85,7 @@ pub async fn lone_node() -> anyhow::Result<app::node::Node> {
         sysfs_root: "/".into(),
         max_upload_bytes: 1 << 20,
         session_ttl: app::auth::DEFAULT_SESSION_TTL,
+        placement_redundancy: 1,
         webhooks: Default::default(),
         execution: None,
         observer: None,

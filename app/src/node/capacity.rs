@@ -45,6 +45,7 @@ impl Node {
             download_url: self.file_base_url().to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             at_ms: 0,
+            holds: Vec::new(),
         }
     }
 }

@@ -107,6 +107,8 @@ struct Inner {
     /// Fetches files the network knows from their producers and peers (built on first use, or
     /// by `Node::start` to share it with the pipeline).
     peer_files: std::sync::OnceLock<Arc<crate::peer_files::PeerFiles>>,
+    /// Where Runs are placed in the network (set by [`Node::start`] when the node has one).
+    placement: std::sync::OnceLock<crate::placement::PlacementView>,
     webhooks: crate::webhooks::Webhooks,
 }
 
@@ -137,6 +139,7 @@ impl Node {
                 draining: Mutex::default(),
                 data_use: DataUseCache::default(),
                 peer_files: std::sync::OnceLock::new(),
+                placement: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -192,6 +195,15 @@ impl Node {
     }
 
     /// Whether the node executes programs.
+    /// Where Runs are placed in the network; `None` without a network.
+    pub fn placement(&self) -> Option<&crate::placement::PlacementView> {
+        self.inner.placement.get()
+    }
+
+    pub(crate) fn set_placement(&self, view: crate::placement::PlacementView) {
+        let _ = self.inner.placement.set(view);
+    }
+
     pub fn executes(&self) -> bool {
         self.parts().pipeline.is_some()
     }

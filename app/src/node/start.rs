@@ -43,6 +43,8 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// How long a console session lasts (`GEVULOT_SESSION_HOURS`).
     pub session_ttl: Duration,
+    /// How many nodes prove each step of a Run (`GEVULOT_PLACEMENT_REDUNDANCY`).
+    pub placement_redundancy: usize,
     /// How webhooks are delivered.
     pub webhooks: crate::webhooks::Settings,
     /// How programs run; `None` on a node that never executes.
@@ -94,6 +96,7 @@ impl Node {
             sysfs_root,
             max_upload_bytes,
             session_ttl,
+            placement_redundancy,
             webhooks,
             execution,
             observer,
@@ -154,6 +157,18 @@ impl Node {
         }
         if let Some(network) = network {
             node.keep(tokio::spawn(network.run()));
+        }
+        if let (Some(view), Some((capacity, _))) = (node.p2p(), &announcing) {
+            let (placer, placement) = crate::placement::Placer::new(
+                store.clone(),
+                node.events().clone(),
+                view.clone(),
+                pipeline.clone(),
+                capacity.subscribe(),
+                placement_redundancy,
+            );
+            node.set_placement(placement);
+            node.keep(tokio::spawn(placer.run()));
         }
         if let Some((capacity, every)) = announcing {
             node.keep(tokio::spawn(super::capacity::keep_current(

@@ -3,6 +3,11 @@
 //! executes or drains, its download URL). Gossipsub signs each message with the node's key and
 //! checks the signature, so an announcement names its author. Each node keeps the latest
 //! announcement of every peer; an executor is live while its announcements keep coming.
+//!
+//! An announcement also lists the Runs its node holds (see `placement`): a hold is a lease that
+//! lasts as long as the announcements keep coming, so a node that stops or leaves loses its
+//! holds within `LIVE_INTERVALS` intervals. A Run that ended on its holder (failed, cancelled)
+//! stays listed with its ending for a while, so every node learns it.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -20,8 +25,32 @@ pub const CAPACITY_TOPIC: &str = "gevulot/capacity/1";
 const LIVE_INTERVALS: u32 = 3;
 /// Announcements kept at most (one per peer).
 const MAX_KNOWN: usize = 1024;
-/// The largest announcement accepted, in bytes.
-pub(super) const MAX_ANNOUNCEMENT_BYTES: usize = 16 * 1024;
+/// The largest announcement accepted, in bytes (room for [`MAX_HOLDS`] holds).
+pub(super) const MAX_ANNOUNCEMENT_BYTES: usize = 96 * 1024;
+/// Runs one node holds at most (ended ones included); a node holding this many takes no more.
+pub const MAX_HOLDS: usize = 512;
+
+/// A Run a node holds: it executes it, or executed it and says how it ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// The Run's hash (hex).
+    pub run: String,
+    /// When the node took it (ms since the Unix epoch).
+    pub since_ms: i64,
+    /// The peer id of the node it took the Run over from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// How the Run ended on this node, when it did (`failed` or `cancelled`, and why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<Ended>,
+}
+
+/// How a held Run ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ended {
+    pub outcome: String,
+    pub reason: String,
+}
 
 /// What a node offers, as it announces it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +76,9 @@ pub struct Capacity {
     /// gossip message).
     #[serde(default)]
     pub at_ms: i64,
+    /// The Runs it holds (see [`Hold`]).
+    #[serde(default)]
+    pub holds: Vec<Hold>,
 }
 
 impl Capacity {
@@ -117,6 +149,9 @@ impl Network {
             return;
         };
         capacity.at_ms = crate::store::now_ms();
+        if let Ok(holds) = self.shared.holds.read() {
+            capacity.holds = holds.iter().take(MAX_HOLDS).cloned().collect();
+        }
         let me = *self.swarm.local_peer_id();
         let own = Executor {
             peer_id: me.to_string(),

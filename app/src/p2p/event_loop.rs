@@ -351,6 +351,7 @@ impl Network {
                     self.sync_all();
                 }
                 _ = announce_tick.tick() => self.announce_capacity(),
+                () = self.shared.announce_now.notified() => self.announce_capacity(),
                 _ = redial.tick() => self.resolve_bootstrap(),
                 _ = acl_refresh.tick(), if self.acl.is_some() => self.refresh_whitelist(),
                 () = synced(self.whitelist_sync.as_ref()), if self.acl.is_some() => self.refresh_whitelist(),

@@ -31,7 +31,7 @@ mod identity;
 mod sync;
 
 pub use address::check_bootstrap;
-pub use capacity::{CAPACITY_TOPIC, Capacity, Executor};
+pub use capacity::{CAPACITY_TOPIC, Capacity, Ended, Executor, Hold, MAX_HOLDS};
 pub use event_loop::Network;
 pub use gossip::BIG_TX_BYTES;
 pub use identity::{identity, peer_id, peer_key, psk, psk_fingerprint};
@@ -193,6 +193,10 @@ struct Shared {
     penalised: RwLock<HashMap<PeerId, SystemTime>>,
     /// The latest capacity announcement of every node heard from.
     executors: RwLock<capacity::Executors>,
+    /// The Runs this node holds, as its next announcement lists them.
+    holds: RwLock<Vec<capacity::Hold>>,
+    /// Asks the event loop to announce at once (the holds changed).
+    announce_now: tokio::sync::Notify,
     /// True from start until the event loop is gone (ended, panicked or never run).
     running: AtomicBool,
 }
@@ -228,6 +232,10 @@ pub struct P2p {
 impl P2p {
     pub fn peer_id(&self) -> String {
         self.peer_id.to_string()
+    }
+
+    pub fn local_peer_id(&self) -> PeerId {
+        self.peer_id
     }
 
     /// The address the network listens on (the real port when 0 was asked for).
@@ -284,6 +292,14 @@ impl P2p {
             .read()
             .map(|e| e.live(self.announce_every))
             .unwrap_or_default()
+    }
+
+    /// Replaces the Runs this node holds and announces them at once.
+    pub fn set_holds(&self, holds: Vec<Hold>) {
+        if let Ok(mut h) = self.shared.holds.write() {
+            *h = holds;
+        }
+        self.shared.announce_now.notify_one();
     }
 
     /// How often nodes announce their capacity.

@@ -20,6 +20,7 @@ mod driver;
 mod execute;
 mod plan;
 mod prefetch;
+mod placed;
 mod prepare;
 mod results;
 
@@ -120,6 +121,8 @@ struct Inner<E> {
     peer_files: std::sync::OnceLock<Arc<crate::peer_files::PeerFiles>>,
     /// Fetches started on arrival (see `prefetch.rs`).
     prefetching: Arc<tokio::sync::Semaphore>,
+    /// Set when the network places Runs (see `placed.rs`): the results each step needs.
+    placement: std::sync::OnceLock<usize>,
 }
 
 /// A handle on the pipeline (cheap to clone).
@@ -184,6 +187,7 @@ impl<E: Execute> Pipeline<E> {
                 executor,
                 peer_files: std::sync::OnceLock::new(),
                 prefetching: prefetch::prefetch_permits(),
+                placement: std::sync::OnceLock::new(),
                 state: Mutex::new(State {
                     scheduler,
                     waiting: HashMap::new(),
@@ -333,14 +337,18 @@ impl<E: Execute> Pipeline<E> {
     pub async fn run(self) {
         let mut events = self.inner.intake.events().subscribe();
         let mut passes = tokio::task::JoinSet::new();
-        passes.spawn(self.clone().plan_open_runs_owned());
-        let mut replan = false;
+        let placed = self.redundancy().is_some();
+        let mut replan = !placed;
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tokio::select! {
                 event = events.recv() => match event {
                     Ok(Event::TransactionStored { hash, kind: Kind::Run, source, .. }) if source != Source::P2p => {
                         self.prefetch_soon(hash);
+                        // With placement on, the placement decides which node plans it.
+                        if placed {
+                            continue;
+                        }
                         if let Err(e) = self.plan_run(hash).await {
                             warn!(target: "gevulot", run = %hash, error = %e, "cannot plan the run yet; retrying");
                             replan = true;

@@ -12,8 +12,12 @@ use crate::tx::{Hash, Payload, Transaction};
 use super::{Admitted, Execute, Pipeline, cancelled_by, result_kind};
 
 impl<E: Execute> Pipeline<E> {
-    /// Plans every Run with unfinished business. Returns false when the database failed.
+    /// Plans every Run with unfinished business. Returns false when the database failed. With
+    /// placement on, the placement hands this node its Runs instead (see `placed.rs`).
     pub(super) async fn plan_open_runs(&self) -> bool {
+        if self.redundancy().is_some() {
+            return true;
+        }
         let runs = match self.store().runs_to_plan().await {
             Ok(runs) => runs,
             Err(e) => {

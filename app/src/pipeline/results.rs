@@ -13,8 +13,9 @@ use super::driver::Failure;
 use super::{Execute, Pipeline};
 
 impl<E: Execute> Pipeline<E> {
-    /// This node's result for step `index` of `run`, if it made one: a Proof (child of the Run)
-    /// or a Verification (child of the Proof it verified), signed by this node.
+    /// The result of step `index` of `run`: a Proof (child of the Run) or a Verification (child
+    /// of the Proof it verified). This node's own when each step is to be proven independently
+    /// by several nodes (or placement is off); otherwise the first, whichever node signed it.
     pub(super) async fn find_result(
         &self,
         run: &Transaction,
@@ -27,7 +28,8 @@ impl<E: Execute> Pipeline<E> {
             return Ok(None);
         };
         let node = self.inner.key.public_key();
-        let results = self.store().results_of_run(&run.hash, &node).await?;
+        let author = (self.redundancy() != Some(1)).then_some(&node);
+        let results = self.store().results_of_run(&run.hash, author).await?;
         // A prover step's Proof, or a verifier step's Verification of one of the Run's Proofs.
         Ok(results
             .into_iter()

@@ -74,6 +74,14 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0008_webhooks.sql"),
         include_str!("../../../migrations/sqlite/0008_webhooks.sql"),
     ),
+    (
+        9,
+        "run endings",
+        "0009_placement.sql",
+        "0009_placement.sql",
+        include_str!("../../../migrations/postgres/0009_placement.sql"),
+        include_str!("../../../migrations/sqlite/0009_placement.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -27,6 +27,7 @@ use sqlx::sqlite::{
 pub use auth::{ApiTokenRow, UserRow};
 pub use migrations::MIGRATIONS;
 pub use schema::{SchemaColumn, SchemaDescription, SchemaIndex};
+pub use placement::RunEnding;
 pub use sync::PeerCursor;
 pub use transactions::Inserted;
 
@@ -187,6 +188,7 @@ mod audit;
 mod auth;
 mod files;
 mod gpus;
+mod placement;
 mod programs;
 mod retention;
 mod sync;

@@ -414,28 +414,30 @@ impl Store {
         Ok(Some(TransactionTree::build(root, &edges)))
     }
 
-    /// The Proofs of `run` and the Verifications of those Proofs that `author` signed, in
-    /// arrival order: what a node looks for before executing a step again.
+    /// The Proofs of `run` and the Verifications of those Proofs that `author` signed (any
+    /// author's with `None`), in arrival order: what a node looks for before executing a step.
     pub async fn results_of_run(
         &self,
         run: &Hash,
-        author: &PublicKey,
+        author: Option<&PublicKey>,
     ) -> Result<Vec<StoredTransaction>> {
         let columns = TX_COLUMNS
             .split(", ")
             .map(|c| format!("v.{c}"))
             .collect::<Vec<_>>()
             .join(", ");
+        // `$2` empty: any author.
         let sql = format!(
-            "SELECT {TX_COLUMNS} FROM transactions WHERE parent = $1 AND kind = 'proof' AND author = $2 \
+            "SELECT {TX_COLUMNS} FROM transactions WHERE parent = $1 AND kind = 'proof' AND ($2 = '' OR author = $2) \
              UNION ALL \
              SELECT {columns} FROM transactions v JOIN transactions p ON v.parent = p.hash \
-             WHERE p.parent = $1 AND p.kind = 'proof' AND v.kind = 'verification' AND v.author = $2"
+             WHERE p.parent = $1 AND p.kind = 'proof' AND v.kind = 'verification' AND ($2 = '' OR v.author = $2)"
         );
+        let author = author.map(PublicKey::to_hex).unwrap_or_default();
         let rows: Vec<TxTuple> = dispatch!(self, pool => {
             sqlx::query_as(AssertSqlSafe(sql))
                 .bind(run.to_hex())
-                .bind(author.to_hex())
+                .bind(&author)
                 .fetch_all(pool)
                 .await?
         });

@@ -109,6 +109,7 @@ pub(crate) async fn launch(
         sysfs_root: dir.path().join("sys"),
         max_upload_bytes: 1 << 20,
         session_ttl: app::auth::DEFAULT_SESSION_TTL,
+        placement_redundancy: 1,
         webhooks: Default::default(),
         execution: None,
         observer: None,

@@ -318,7 +318,7 @@ impl Lab {
     /// The node's results (Proofs) of `run`.
     async fn proofs(&self, run: &Hash) -> usize {
         self.store
-            .results_of_run(run, &self.node.public_key())
+            .results_of_run(run, Some(&self.node.public_key()))
             .await
             .expect("results")
             .len()

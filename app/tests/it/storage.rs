@@ -879,7 +879,7 @@ async fn results_and_cancels_of_a_run(db: Db) {
         let store = db.store.clone();
         async move {
             store
-                .results_of_run(&run.hash, &node_key)
+                .results_of_run(&run.hash, Some(&node_key))
                 .await
                 .expect("results")
                 .into_iter()

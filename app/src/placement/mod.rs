@@ -1,0 +1,739 @@
+//! Placement: the network executes each Run once (or `GEVULOT_PLACEMENT_REDUNDANCY` times), on
+//! nodes that can fit it, wherever it arrived, and carries on when such a node goes.
+//!
+//! Every node runs a [`Placer`] over the same inputs: the Runs it stores that have not ended, and
+//! the capacity announcements of the live nodes (see `p2p::capacity`), whose holds are the
+//! leases. From them [`rule::decide`] names the same node(s) everywhere; a chosen executing node
+//! takes the Run (its next announcement, sent at once, lists the hold), plans it, and keeps it
+//! while its announcements keep coming. When they stop (the node was killed, left, or lost the
+//! network) the hold lapses after `LIVE_INTERVALS` intervals and the next node takes the Run
+//! over; its tasks skip every step that already has a result, wherever it was proven.
+//!
+//! A Run ends for placement when its last step has its results (every node sees the Proofs and
+//! Verifications), when a Cancel by its author is stored, when it failed on its holder (which
+//! keeps announcing the ending for a while, so every node records it), or when no live node
+//! could ever fit it. Each node records the ending (`run_endings`) and never places it again.
+//!
+//! A node that starts waits about two announcement intervals before it takes anything (it has to
+//! hear the others' holds first), unless it has no peer to hear from. The Runs it held when it
+//! stopped (its tasks that had not ended) are its holds again; if another node took one over
+//! meanwhile, the one that took it first keeps it and the other lets go.
+
+pub mod rule;
+
+pub use rule::{Decision, Holder, Needs};
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::events::{Event, Events};
+use crate::model::Phase;
+use crate::p2p::{Capacity, Ended, Executor, Hold, P2p, MAX_HOLDS};
+use crate::pipeline::Pipeline;
+use crate::store::{Store, StoreError, now_ms};
+use crate::tx::{Hash, Kind, Payload};
+
+/// How often every open Run is looked at again.
+const TICK: Duration = Duration::from_millis(500);
+/// How often the open Runs are read again from the database.
+const RELOAD_EVERY: Duration = Duration::from_secs(30);
+/// Open Runs read at most at once.
+const MAX_OPEN: u32 = 10_000;
+/// How long a Run that ended here stays in this node's announcements.
+const ENDED_ANNOUNCED: Duration = Duration::from_secs(600);
+
+/// Where a Run stands in the network, as this node sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// `waiting` (no node holds it yet), `placed`, or `ended`.
+    pub state: &'static str,
+    pub nodes: Vec<PlacedOn>,
+    /// How it ended (`done`, `failed`, `cancelled`, `unplaceable`), once it did.
+    pub outcome: Option<String>,
+    /// Why it waits, or why it ended.
+    pub reason: Option<String>,
+}
+
+/// A node holding a Run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlacedOn {
+    pub peer_id: String,
+    /// Its node key (hex), which signs its results.
+    pub public_key: Option<String>,
+    /// When it took the Run (ms since the Unix epoch).
+    pub since_ms: i64,
+    /// The node it took the Run over from.
+    pub taken_over_from: Option<String>,
+    /// Whether it is this node.
+    pub local: bool,
+}
+
+/// What placement did on this node since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Runs this node took when first placed.
+    pub placed: u64,
+    /// Runs this node took over from a node that went.
+    pub taken_over: u64,
+    /// Runs this node let go because another node held them first.
+    pub released: u64,
+    /// Steps this node stopped because another node proved them first.
+    pub duplicates_stopped: u64,
+    /// Runs no node could fit.
+    pub unplaceable: u64,
+}
+
+#[derive(Debug, Default)]
+struct AtomicCounters {
+    placed: AtomicU64,
+    taken_over: AtomicU64,
+    released: AtomicU64,
+    duplicates_stopped: AtomicU64,
+    unplaceable: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    views: RwLock<HashMap<Hash, Placement>>,
+    counters: AtomicCounters,
+}
+
+/// A read-only view of placement, for the APIs and metrics (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct PlacementView {
+    shared: Arc<Shared>,
+    redundancy: usize,
+}
+
+impl PlacementView {
+    /// Where `run` stands, while it is open (ended Runs are in the store's `run_endings`).
+    pub fn get(&self, run: &Hash) -> Option<Placement> {
+        self.shared.views.read().ok()?.get(run).cloned()
+    }
+
+    /// The open Runs, by state.
+    pub fn open_counts(&self) -> (usize, usize) {
+        self.shared.views.read().map_or((0, 0), |v| {
+            let placed = v.values().filter(|p| p.state == "placed").count();
+            (v.len() - placed, placed)
+        })
+    }
+
+    pub fn redundancy(&self) -> usize {
+        self.redundancy
+    }
+
+    pub fn counters(&self) -> Counters {
+        let c = &self.shared.counters;
+        Counters {
+            placed: c.placed.load(Ordering::Relaxed),
+            taken_over: c.taken_over.load(Ordering::Relaxed),
+            released: c.released.load(Ordering::Relaxed),
+            duplicates_stopped: c.duplicates_stopped.load(Ordering::Relaxed),
+            unplaceable: c.unplaceable.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// An open Run as the placer keeps it.
+#[derive(Debug, Default)]
+struct Open {
+    /// What its largest step needs, once its programs are known.
+    needs: Option<Needs>,
+    /// Every node seen holding it (to say whom a node took it over from).
+    seen: BTreeSet<String>,
+}
+
+/// A hold of this node.
+#[derive(Debug)]
+struct Mine {
+    hold: Hold,
+    /// Whether the pipeline was handed the Run since this process started.
+    started: bool,
+}
+
+/// Drives placement on one node; see the module's documentation.
+#[derive(Debug)]
+pub struct Placer {
+    store: Store,
+    events: Events,
+    p2p: P2p,
+    pipeline: Option<Pipeline>,
+    own: watch::Receiver<Option<Capacity>>,
+    me: String,
+    redundancy: usize,
+    settle_until: Instant,
+    settled: bool,
+    open: HashMap<Hash, Open>,
+    holds: BTreeMap<Hash, Mine>,
+    ended: VecDeque<(Hold, Instant)>,
+    shared: Arc<Shared>,
+}
+
+impl Placer {
+    /// A placer for a node whose network is `p2p`, whose own capacity is `own`, and that
+    /// executes through `pipeline` (none on a node that never executes).
+    pub fn new(
+        store: Store,
+        events: Events,
+        p2p: P2p,
+        pipeline: Option<Pipeline>,
+        own: watch::Receiver<Option<Capacity>>,
+        redundancy: usize,
+    ) -> (Placer, PlacementView) {
+        let redundancy = redundancy.max(1);
+        if let Some(p) = &pipeline {
+            p.set_placed(redundancy);
+        }
+        let shared = Arc::new(Shared::default());
+        let settle_until = Instant::now() + p2p.announce_every() * 2;
+        let placer = Placer {
+            store,
+            events,
+            me: p2p.peer_id(),
+            p2p,
+            pipeline,
+            own,
+            redundancy,
+            settle_until,
+            settled: false,
+            open: HashMap::new(),
+            holds: BTreeMap::new(),
+            ended: VecDeque::new(),
+            shared: shared.clone(),
+        };
+        (placer, PlacementView { shared, redundancy })
+    }
+
+    /// Runs until the event bus closes.
+    pub async fn run(mut self) {
+        let mut events = self.events.subscribe();
+        self.restore().await;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reload = tokio::time::interval(RELOAD_EVERY);
+        reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Ok(event) => self.on_event(event).await,
+                    Err(RecvError::Lagged(_)) => self.reload().await,
+                    Err(RecvError::Closed) => return,
+                },
+                _ = tick.tick() => self.evaluate(None).await,
+                _ = reload.tick() => self.reload().await,
+            }
+        }
+    }
+
+    /// The Runs this node held when it stopped become its holds again.
+    async fn restore(&mut self) {
+        match self.store.runs_with_open_tasks().await {
+            Ok(runs) => {
+                for run in runs {
+                    self.holds.insert(
+                        run,
+                        Mine {
+                            hold: Hold {
+                                run: run.to_hex(),
+                                since_ms: now_ms(),
+                                from: None,
+                                ended: None,
+                            },
+                            started: false,
+                        },
+                    );
+                }
+            }
+            Err(e) => {
+                warn!(target: "gevulot", error = %e, "cannot read the Runs this node held; they are placed anew")
+            }
+        }
+        self.publish_holds();
+    }
+
+    /// Reads the open Runs again (at start, when events were missed, and now and then).
+    async fn reload(&mut self) {
+        let runs = match self.store.unended_runs(MAX_OPEN).await {
+            Ok(runs) => runs,
+            Err(e) => {
+                warn!(target: "gevulot", error = %e, "cannot read the open Runs; retrying");
+                return;
+            }
+        };
+        let now: BTreeSet<Hash> = runs.iter().copied().collect();
+        for run in runs {
+            self.open.entry(run).or_default();
+        }
+        // Runs that ended while events were missed.
+        let gone: Vec<Hash> = self
+            .open
+            .keys()
+            .filter(|r| !now.contains(r))
+            .copied()
+            .collect();
+        for run in gone {
+            self.forget(&run);
+        }
+        let held: Vec<Hash> = self.holds.keys().copied().collect();
+        for run in held {
+            if !now.contains(&run) {
+                self.forget(&run);
+            } else if let Err(e) = self.check_done(run).await {
+                warn!(target: "gevulot", run = %run, error = %e, "cannot read the Run's results");
+            }
+        }
+        self.publish_holds();
+    }
+
+    async fn on_event(&mut self, event: Event) {
+        let result = match event {
+            Event::TransactionStored {
+                hash,
+                kind: Kind::Run,
+                ..
+            } => {
+                self.open.entry(hash).or_default();
+                self.evaluate(Some(hash)).await;
+                Ok(())
+            }
+            Event::TransactionStored {
+                kind: Kind::Cancel,
+                parent: Some(run),
+                ..
+            } => self.cancelled(run).await,
+            Event::TransactionStored {
+                hash,
+                kind: Kind::Proof | Kind::Verification,
+                source,
+                ..
+            } => self.result_stored(hash, source).await,
+            Event::TaskChanged {
+                tx,
+                phase: Phase::Failed | Phase::TimedOut,
+                ..
+            } => self.failed_here(tx).await,
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            warn!(target: "gevulot", error = %e, "placement cannot read the database; it looks again later");
+        }
+    }
+
+    /// A Cancel by the Run's author ends the Run everywhere (the pipeline stops its tasks).
+    async fn cancelled(&mut self, run: Hash) -> Result<(), StoreError> {
+        let Some(stored) = self.store.get_transaction(&run).await? else {
+            return Ok(());
+        };
+        if let Some(cancel) = self.store.cancel_of(&run, &[stored.tx.author]).await? {
+            let reason = format!("cancelled by the Cancel transaction {cancel}");
+            self.store
+                .end_run(&run, "cancelled", Some(&reason), None)
+                .await?;
+            self.forget(&run);
+            self.publish_holds();
+        }
+        Ok(())
+    }
+
+    /// A Proof or Verification: another node's stops this node's duplicate step (one result per
+    /// step), and the Run ends once its last step has its results.
+    async fn result_stored(
+        &mut self,
+        hash: Hash,
+        source: crate::model::Source,
+    ) -> Result<(), StoreError> {
+        let Some(stored) = self.store.get_transaction(&hash).await? else {
+            return Ok(());
+        };
+        if source == crate::model::Source::P2p
+            && let Some(pipeline) = &self.pipeline
+            && pipeline.peer_result(&stored.tx).await?
+        {
+            self.shared
+                .counters
+                .duplicates_stopped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let run = match &stored.tx.payload {
+            Payload::Proof { parent, .. } => *parent,
+            Payload::Verification { parent, .. } => match self.store.get_transaction(parent).await? {
+                Some(proof) => match proof.tx.payload {
+                    Payload::Proof { parent, .. } => parent,
+                    _ => return Ok(()),
+                },
+                None => return Ok(()),
+            },
+            _ => return Ok(()),
+        };
+        if self.open.contains_key(&run) || self.holds.contains_key(&run) {
+            self.check_done(run).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends `run` when its last step has a result from `redundancy` different nodes.
+    async fn check_done(&mut self, run: Hash) -> Result<(), StoreError> {
+        let Some(stored) = self.store.get_transaction(&run).await? else {
+            return Ok(());
+        };
+        let Payload::Run { workflow } = &stored.tx.payload else {
+            return Ok(());
+        };
+        let Some(last) = workflow.steps.last() else {
+            return Ok(());
+        };
+        let results = self.store.results_of_run(&run, None).await?;
+        let authors: BTreeSet<_> = results
+            .iter()
+            .filter(|r| match &r.tx.payload {
+                Payload::Proof { prover, .. } => *prover == last.program,
+                Payload::Verification { verifier, .. } => *verifier == last.program,
+                _ => false,
+            })
+            .map(|r| r.tx.author)
+            .collect();
+        if authors.len() >= self.redundancy {
+            self.store.end_run(&run, "done", None, None).await?;
+            self.forget(&run);
+            self.publish_holds();
+        }
+        Ok(())
+    }
+
+    /// A task of this node failed for good: the Run it holds ended here, and every node learns
+    /// it from this node's announcements.
+    async fn failed_here(&mut self, run: Hash) -> Result<(), StoreError> {
+        if !self.holds.contains_key(&run) {
+            return Ok(());
+        }
+        let tasks = self.store.tasks_for_tx(&run).await?;
+        let Some(failed) = tasks
+            .iter()
+            .find(|t| matches!(t.phase, Phase::Failed | Phase::TimedOut))
+        else {
+            return Ok(());
+        };
+        let reason = format!(
+            "step {} {}: {}",
+            failed.step_index + 1,
+            if failed.phase == Phase::TimedOut {
+                "timed out"
+            } else {
+                "failed"
+            },
+            failed.error.as_deref().unwrap_or("no reason recorded")
+        );
+        self.store
+            .end_run(&run, "failed", Some(&reason), Some(&self.me))
+            .await?;
+        if let Some(mine) = self.holds.remove(&run) {
+            let mut hold = mine.hold;
+            hold.ended = Some(Ended {
+                outcome: "failed".into(),
+                reason,
+            });
+            self.ended.push_back((hold, Instant::now()));
+        }
+        self.forget(&run);
+        self.publish_holds();
+        Ok(())
+    }
+
+    /// Drops `run` from what this node places and holds.
+    fn forget(&mut self, run: &Hash) {
+        self.open.remove(run);
+        self.holds.remove(run);
+        if let Ok(mut views) = self.shared.views.write() {
+            views.remove(run);
+        }
+    }
+
+    /// What this node announces: its holds, then the Runs that ended here lately.
+    fn publish_holds(&mut self) {
+        while self
+            .ended
+            .front()
+            .is_some_and(|(_, at)| at.elapsed() > ENDED_ANNOUNCED)
+            || self.ended.len() > MAX_HOLDS / 4
+        {
+            self.ended.pop_front();
+        }
+        let holds: Vec<Hold> = self
+            .holds
+            .values()
+            .map(|m| m.hold.clone())
+            .chain(self.ended.iter().map(|(h, _)| h.clone()))
+            .collect();
+        self.p2p.set_holds(holds);
+    }
+
+    /// The live nodes, this one with its current holds.
+    fn live(&self) -> Vec<Executor> {
+        let mut live: Vec<Executor> = self
+            .p2p
+            .executors()
+            .into_iter()
+            .filter(|e| e.peer_id != self.me)
+            .collect();
+        if let Some(mut capacity) = self.own.borrow().clone() {
+            capacity.holds = self.holds.values().map(|m| m.hold.clone()).collect();
+            live.push(Executor {
+                peer_id: self.me.clone(),
+                public_key: crate::p2p::peer_key(&self.p2p.local_peer_id())
+                    .map(|k| k.to_hex()),
+                local: true,
+                capacity,
+                announced_at: std::time::SystemTime::now(),
+            });
+        }
+        live
+    }
+
+    /// What a Run's largest step needs, once all its programs are deployed here.
+    async fn needs(&self, run: &Hash) -> Result<Option<Needs>, StoreError> {
+        let Some(stored) = self.store.get_transaction(run).await? else {
+            return Ok(None);
+        };
+        let Payload::Run { workflow } = &stored.tx.payload else {
+            return Ok(None);
+        };
+        let mut requests = Vec::with_capacity(workflow.steps.len());
+        for step in &workflow.steps {
+            match self.store.get_program(&step.program).await? {
+                Some(p) => requests.push(p.resource_requirements.unwrap_or_default()),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(Needs::of(&requests)))
+    }
+
+    /// Looks at every open Run (or only `only`) and takes, keeps or lets go of each.
+    async fn evaluate(&mut self, only: Option<Hash>) {
+        if !self.settled {
+            self.settled = Instant::now() >= self.settle_until
+                || (self.p2p.bootstrap().is_empty() && self.p2p.peer_count() == 0);
+        }
+        let live = self.live();
+        let mut changed = self.learn_endings(&live).await;
+        let runs: Vec<Hash> = match only {
+            Some(run) => vec![run],
+            None => self.open.keys().copied().collect(),
+        };
+        for run in runs {
+            match self.place(run, &live).await {
+                Ok(c) => changed |= c,
+                Err(e) => {
+                    warn!(target: "gevulot", run = %run, error = %e, "cannot place the Run yet; retrying");
+                }
+            }
+        }
+        if changed {
+            self.publish_holds();
+        }
+    }
+
+    /// Records the Runs that ended on other nodes (failed there), as their announcements say.
+    async fn learn_endings(&mut self, live: &[Executor]) -> bool {
+        let mut changed = false;
+        for e in live.iter().filter(|e| !e.local) {
+            for hold in &e.capacity.holds {
+                let (Some(ended), Some(run)) = (&hold.ended, Hash::from_hex(&hold.run)) else {
+                    continue;
+                };
+                if !self.open.contains_key(&run) {
+                    continue;
+                }
+                if let Err(e) = self
+                    .store
+                    .end_run(&run, &ended.outcome, Some(&ended.reason), Some(&e.peer_id))
+                    .await
+                {
+                    warn!(target: "gevulot", run = %run, error = %e, "cannot record how the Run ended");
+                    continue;
+                }
+                if self.holds.contains_key(&run) {
+                    self.release(run, &e.peer_id).await;
+                }
+                self.forget(&run);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Places one Run; returns whether this node's holds changed.
+    async fn place(&mut self, run: Hash, live: &[Executor]) -> Result<bool, StoreError> {
+        let Some(open) = self.open.get(&run) else {
+            return Ok(false);
+        };
+        let needs = match open.needs {
+            Some(n) => n,
+            None => match self.needs(&run).await? {
+                Some(n) => {
+                    if let Some(o) = self.open.get_mut(&run) {
+                        o.needs = Some(n);
+                    }
+                    n
+                }
+                None => {
+                    self.show(
+                        run,
+                        Placement {
+                            state: "waiting",
+                            nodes: Vec::new(),
+                            outcome: None,
+                            reason: Some(
+                                "waiting for its programs to be deployed on this node".into(),
+                            ),
+                        },
+                    );
+                    return Ok(false);
+                }
+            },
+        };
+        let decision = rule::decide(&run, &needs, live, self.redundancy);
+        let mut changed = false;
+        if let Some(o) = self.open.get_mut(&run) {
+            o.seen
+                .extend(decision.holders.iter().map(|h| h.peer_id.clone()));
+        }
+        if decision.losers.contains(&self.me) {
+            let keeper = decision
+                .holders
+                .first()
+                .map_or_else(String::new, |h| h.peer_id.clone());
+            self.release(run, &keeper).await;
+            changed = true;
+        } else if let Some(mine) = self.holds.get_mut(&run)
+            && !mine.started
+            && self.settled
+        {
+            // Held before this process started: carry on.
+            if let Some(pipeline) = &self.pipeline {
+                pipeline.take(run).await?;
+            }
+            mine.started = true;
+        }
+        if self.settled
+            && decision.chosen.contains(&self.me)
+            && !self.holds.contains_key(&run)
+            && let Some(pipeline) = self.pipeline.clone()
+        {
+            let from = self.open.get(&run).and_then(|o| {
+                o.seen
+                    .iter()
+                    .find(|p| **p != self.me && !live.iter().any(|e| e.peer_id == **p))
+                    .cloned()
+            });
+            self.holds.insert(
+                run,
+                Mine {
+                    hold: Hold {
+                        run: run.to_hex(),
+                        since_ms: now_ms(),
+                        from: from.clone(),
+                        ended: None,
+                    },
+                    started: true,
+                },
+            );
+            // Announced before the tasks start, so a slower node sees the hold first.
+            self.publish_holds();
+            if let Err(e) = pipeline.take(run).await {
+                self.holds.remove(&run);
+                return Err(e);
+            }
+            let counters = &self.shared.counters;
+            match &from {
+                Some(from) => {
+                    info!(target: "gevulot", run = %run, from = %from, "took the Run over from a node that went");
+                    counters.taken_over.fetch_add(1, Ordering::Relaxed);
+                }
+                None => {
+                    info!(target: "gevulot", run = %run, "the Run is placed on this node");
+                    counters.placed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            changed = true;
+        }
+        if let (Some(reason), true) = (&decision.unplaceable, self.settled) {
+            info!(target: "gevulot", run = %run, reason = %reason, "no node can run the Run");
+            self.store
+                .end_run(&run, "unplaceable", Some(reason), None)
+                .await?;
+            self.shared
+                .counters
+                .unplaceable
+                .fetch_add(1, Ordering::Relaxed);
+            self.forget(&run);
+            return Ok(changed);
+        }
+        let view = self.view_of(&run, &decision, live);
+        self.show(run, view);
+        Ok(changed)
+    }
+
+    fn view_of(&self, run: &Hash, decision: &Decision, live: &[Executor]) -> Placement {
+        let mut holders = decision.holders.clone();
+        if let Some(mine) = self.holds.get(run)
+            && !holders.iter().any(|h| h.peer_id == self.me)
+        {
+            holders.push(Holder {
+                peer_id: self.me.clone(),
+                since_ms: mine.hold.since_ms,
+                from: mine.hold.from.clone(),
+            });
+        }
+        let nodes: Vec<PlacedOn> = holders
+            .into_iter()
+            .map(|h| PlacedOn {
+                public_key: live
+                    .iter()
+                    .find(|e| e.peer_id == h.peer_id)
+                    .and_then(|e| e.public_key.clone()),
+                local: h.peer_id == self.me,
+                peer_id: h.peer_id,
+                since_ms: h.since_ms,
+                taken_over_from: h.from,
+            })
+            .collect();
+        let reason = if nodes.is_empty() {
+            decision.waiting.clone().or_else(|| {
+                (!self.settled).then(|| "this node is still learning who holds what".into())
+            })
+        } else {
+            None
+        };
+        Placement {
+            state: if nodes.is_empty() { "waiting" } else { "placed" },
+            nodes,
+            outcome: None,
+            reason,
+        }
+    }
+
+    fn show(&self, run: Hash, view: Placement) {
+        if let Ok(mut views) = self.shared.views.write() {
+            views.insert(run, view);
+        }
+    }
+
+    /// Lets go of `run`: `keeper` holds it.
+    async fn release(&mut self, run: Hash, keeper: &str) {
+        self.holds.remove(&run);
+        self.shared.counters.released.fetch_add(1, Ordering::Relaxed);
+        info!(target: "gevulot", run = %run, keeper = %keeper, "another node holds the Run; letting it go");
+        if let Some(pipeline) = &self.pipeline
+            && let Err(e) = pipeline.release(run).await
+        {
+            warn!(target: "gevulot", run = %run, error = %e, "cannot forget the Run's tasks here");
+        }
+    }
+}
