@@ -54,6 +54,47 @@ pub fn time(ms: i64) -> String {
 }
 
 /// Bytes in the largest unit that keeps the number readable.
+/// Where a Run is placed, in a sentence: "placed on node X (taken over from Y)", why it waits,
+/// or how it ended.
+pub fn placement_sentence(p: &app::placement::Placement) -> String {
+    let node = |n: &app::placement::PlacedOn| {
+        let who = n
+            .public_key
+            .as_deref()
+            .map_or_else(|| n.peer_id.clone(), short);
+        let mut s = if n.local {
+            format!("this node ({who})")
+        } else {
+            format!("node {who}")
+        };
+        if let Some(from) = &n.taken_over_from {
+            s.push_str(&format!(", taken over from {from}"));
+        }
+        s
+    };
+    match p.state {
+        "placed" => format!(
+            "placed on {}",
+            p.nodes.iter().map(node).collect::<Vec<_>>().join(" and ")
+        ),
+        "ended" => format!(
+            "ended ({}){}",
+            p.outcome.as_deref().unwrap_or("unknown"),
+            p.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
+        _ => format!(
+            "waiting{}",
+            p.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
+    }
+}
+
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;

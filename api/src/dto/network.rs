@@ -76,6 +76,43 @@ pub struct PeerNetwork {
     pub announce_interval_seconds: u64,
     /// Every node whose capacity announcements keep coming, this one included, by peer id.
     pub nodes: Vec<NodeCapacity>,
+    /// How Runs are placed on the network's nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementInfo>,
+}
+
+/// How Runs are placed: each on one node that can fit it (or `redundancy` nodes), taken over by
+/// another when its node goes.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PlacementInfo {
+    /// Nodes that prove each step (`GEVULOT_PLACEMENT_REDUNDANCY`).
+    pub redundancy: u64,
+    /// Open Runs no node holds yet, and open Runs held.
+    pub waiting_runs: u64,
+    pub placed_runs: u64,
+    /// Since this node started: Runs it took when first placed, took over from a node that
+    /// went, let go to a node that held them first; steps it stopped because another node
+    /// proved them first; Runs no node could fit.
+    pub placed: u64,
+    pub taken_over: u64,
+    pub released: u64,
+    pub duplicates_stopped: u64,
+    pub unplaceable: u64,
+}
+
+impl From<&app::node::PlacementSummary> for PlacementInfo {
+    fn from(p: &app::node::PlacementSummary) -> Self {
+        Self {
+            redundancy: p.redundancy as u64,
+            waiting_runs: p.waiting as u64,
+            placed_runs: p.placed as u64,
+            placed: p.counters.placed,
+            taken_over: p.counters.taken_over,
+            released: p.counters.released,
+            duplicates_stopped: p.counters.duplicates_stopped,
+            unplaceable: p.counters.unplaceable,
+        }
+    }
 }
 
 /// What a node of the network offers, as it last announced (signed by its node key).
@@ -93,7 +130,8 @@ pub struct NodeCapacity {
     pub draining: bool,
     pub cpus: u64,
     pub mem_mib: u64,
-    /// The models of the GPUs in its pool, one entry per GPU.
+    /// The models of the GPUs programs may get (in its pool, ready, not reserved), one entry
+    /// per GPU.
     pub gpus: Vec<String>,
     pub free_cpus: u64,
     pub free_mem_mib: u64,
@@ -106,6 +144,8 @@ pub struct NodeCapacity {
     pub version: String,
     /// When this node received the announcement (RFC 3339).
     pub announced_at: String,
+    /// The Runs it holds (executes) now.
+    pub runs_held: u64,
 }
 
 impl From<&app::p2p::Executor> for NodeCapacity {
@@ -128,6 +168,7 @@ impl From<&app::p2p::Executor> for NodeCapacity {
             download_url: c.download_url.clone(),
             version: c.version.clone(),
             announced_at: system_rfc3339(e.announced_at),
+            runs_held: c.holds.iter().filter(|h| h.ended.is_none()).count() as u64,
         }
     }
 }
@@ -372,6 +413,7 @@ impl From<&app::node::NetworkView> for PeerNetwork {
                 .collect(),
             announce_interval_seconds: n.announce_every.as_secs(),
             nodes: n.executors.iter().map(NodeCapacity::from).collect(),
+            placement: n.placement.as_ref().map(PlacementInfo::from),
         }
     }
 }

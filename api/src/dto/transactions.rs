@@ -222,6 +222,68 @@ pub struct TransactionStatus {
     /// inputs, fetched as soon as the transaction is stored. Empty on a node that does not
     /// execute.
     pub files: Vec<FileFetchInfo>,
+    /// Where a Run is placed in the network: which node holds it (and whom it took it over
+    /// from), or why it waits, or how it ended. Absent for other kinds and on a node without a
+    /// network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<RunPlacement>,
+}
+
+/// Where a Run is placed, as this node sees the network.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RunPlacement {
+    /// `waiting` (no node holds it yet), `placed`, or `ended`.
+    #[schema(example = "placed")]
+    pub state: String,
+    /// The nodes holding it (one, or `GEVULOT_PLACEMENT_REDUNDANCY`).
+    pub nodes: Vec<PlacedNode>,
+    /// Once ended: `done`, `failed`, `cancelled` or `unplaceable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// Why it waits, or why it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The peer id of the node it ended on, when it failed there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_on: Option<String>,
+}
+
+/// A node holding a Run.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PlacedNode {
+    pub peer_id: String,
+    /// Its node key (hex), which signs its Proofs and Verifications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// When it took the Run (RFC 3339).
+    pub since: String,
+    /// The peer id of the node it took the Run over from, when the first holder went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_over_from: Option<String>,
+    /// Whether it is the node that answers.
+    pub local: bool,
+}
+
+impl From<&app::placement::Placement> for RunPlacement {
+    fn from(p: &app::placement::Placement) -> Self {
+        Self {
+            state: p.state.to_string(),
+            nodes: p
+                .nodes
+                .iter()
+                .map(|n| PlacedNode {
+                    peer_id: n.peer_id.clone(),
+                    public_key: n.public_key.clone(),
+                    since: rfc3339(n.since_ms),
+                    taken_over_from: n.taken_over_from.clone(),
+                    local: n.local,
+                })
+                .collect(),
+            outcome: p.outcome.clone(),
+            reason: p.reason.clone(),
+            ended_on: p.ended_on.clone(),
+        }
+    }
 }
 
 /// A file and where it stands on this node.
@@ -350,6 +412,7 @@ impl From<&app::node::TxStatus> for TransactionStatus {
                 .iter()
                 .map(|f| FileFetchInfo::new(&f.name, &f.checksum.to_hex(), &f.state))
                 .collect(),
+            placement: s.placement.as_ref().map(RunPlacement::from),
         }
     }
 }

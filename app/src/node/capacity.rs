@@ -18,7 +18,13 @@ impl Node {
         let gpus = match self.gpus().await {
             Ok(gpus) => gpus
                 .iter()
-                .filter(|g| g.in_pool)
+                // What a task could get: in the pool and ready (as the scheduler counts them).
+                .filter(|g| {
+                    matches!(
+                        g.state,
+                        crate::gpu::PoolState::Free | crate::gpu::PoolState::Busy(_)
+                    )
+                })
                 .map(|g| {
                     g.gpu
                         .as_ref()

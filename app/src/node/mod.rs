@@ -35,7 +35,7 @@ pub use drain::{DrainState, Stopped};
 pub use error::NodeError;
 pub use files::FileView;
 pub use info::{NodeInfo, Resources};
-pub use network::{AclView, NetworkView};
+pub use network::{AclView, NetworkView, PlacementSummary};
 pub use peer_files::KnownFile;
 pub use programs::{Deployed, ImageSource, InputSource, InputSpec, ProgramSpec, StepSpec};
 pub use start::{Config, Execution, StartError};

@@ -26,6 +26,17 @@ pub struct NetworkView {
     pub executors: Vec<crate::p2p::Executor>,
     /// How often nodes announce their capacity.
     pub announce_every: std::time::Duration,
+    /// How Runs are placed: the redundancy, the open Runs by state, what this node did.
+    pub placement: Option<PlacementSummary>,
+}
+
+/// Placement as this node sees it.
+#[derive(Clone, Debug)]
+pub struct PlacementSummary {
+    pub redundancy: usize,
+    pub waiting: usize,
+    pub placed: usize,
+    pub counters: crate::placement::Counters,
 }
 
 /// Who may join and submit.
@@ -58,6 +69,15 @@ impl Node {
             penalised: p2p.penalised(),
             executors: p2p.executors(),
             announce_every: p2p.announce_every(),
+            placement: self.placement().map(|view| {
+                let (waiting, placed) = view.open_counts();
+                PlacementSummary {
+                    redundancy: view.redundancy(),
+                    waiting,
+                    placed,
+                    counters: view.counters(),
+                }
+            }),
         })
     }
 

@@ -20,6 +20,8 @@ pub struct TxStatus {
     /// The files it names and where each stands on this node (a Deploy's images, a Run's
     /// inputs); empty on a node that does not execute.
     pub files: Vec<FileFetch>,
+    /// Where a Run is placed in the network (`None` for other kinds, or without a network).
+    pub placement: Option<crate::placement::Placement>,
 }
 
 /// A file a transaction names, and where it stands here.
@@ -211,10 +213,27 @@ impl Node {
             },
             _ => Vec::new(),
         };
+        let placement = match (kind, self.placement()) {
+            (Kind::Run, Some(view)) => match view.get(hash) {
+                Some(open) => Some(open),
+                None => store
+                    .run_ending(hash)
+                    .await?
+                    .map(|ending| crate::placement::Placement {
+                        state: "ended",
+                        nodes: Vec::new(),
+                        outcome: Some(ending.outcome),
+                        reason: ending.reason,
+                        ended_on: ending.node,
+                    }),
+            },
+            _ => None,
+        };
         Ok(TxStatus {
             hash: *hash,
             kind,
             files,
+            placement,
             tasks: tasks
                 .into_iter()
                 .map(|task| TaskView {

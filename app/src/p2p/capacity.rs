@@ -61,7 +61,8 @@ pub struct Capacity {
     pub draining: bool,
     pub cpus: u64,
     pub mem_mib: u64,
-    /// The models of the GPUs in its pool, one entry per GPU.
+    /// The models of the GPUs programs may get (in its pool, ready, not reserved), one entry per
+    /// GPU.
     pub gpus: Vec<String>,
     pub free_cpus: u64,
     pub free_mem_mib: u64,

@@ -18,9 +18,9 @@
 
 mod driver;
 mod execute;
+mod placed;
 mod plan;
 mod prefetch;
-mod placed;
 mod prepare;
 mod results;
 

@@ -34,7 +34,7 @@ use tracing::{info, warn};
 
 use crate::events::{Event, Events};
 use crate::model::Phase;
-use crate::p2p::{Capacity, Ended, Executor, Hold, P2p, MAX_HOLDS};
+use crate::p2p::{Capacity, Ended, Executor, Hold, MAX_HOLDS, P2p};
 use crate::pipeline::Pipeline;
 use crate::store::{Store, StoreError, now_ms};
 use crate::tx::{Hash, Kind, Payload};
@@ -58,6 +58,8 @@ pub struct Placement {
     pub outcome: Option<String>,
     /// Why it waits, or why it ended.
     pub reason: Option<String>,
+    /// The peer id of the node it ended on, when it failed there.
+    pub ended_on: Option<String>,
 }
 
 /// A node holding a Run.
@@ -144,7 +146,7 @@ impl PlacementView {
 /// An open Run as the placer keeps it.
 #[derive(Debug, Default)]
 struct Open {
-    /// What its largest step needs, once its programs are known.
+    /// What its largest step needs, once all its programs are known.
     needs: Option<Needs>,
     /// Every node seen holding it (to say whom a node took it over from).
     seen: BTreeSet<String>,
@@ -363,7 +365,8 @@ impl Placer {
         }
         let run = match &stored.tx.payload {
             Payload::Proof { parent, .. } => *parent,
-            Payload::Verification { parent, .. } => match self.store.get_transaction(parent).await? {
+            Payload::Verification { parent, .. } => match self.store.get_transaction(parent).await?
+            {
                 Some(proof) => match proof.tx.payload {
                     Payload::Proof { parent, .. } => parent,
                     _ => return Ok(()),
@@ -486,8 +489,7 @@ impl Placer {
             capacity.holds = self.holds.values().map(|m| m.hold.clone()).collect();
             live.push(Executor {
                 peer_id: self.me.clone(),
-                public_key: crate::p2p::peer_key(&self.p2p.local_peer_id())
-                    .map(|k| k.to_hex()),
+                public_key: crate::p2p::peer_key(&self.p2p.local_peer_id()).map(|k| k.to_hex()),
                 local: true,
                 capacity,
                 announced_at: std::time::SystemTime::now(),
@@ -496,8 +498,10 @@ impl Placer {
         live
     }
 
-    /// What a Run's largest step needs, once all its programs are deployed here.
-    async fn needs(&self, run: &Hash) -> Result<Option<Needs>, StoreError> {
+    /// What a Run's largest step needs, and whether every program of it is deployed here (a
+    /// program not deployed yet counts as needing nothing: the node that takes the Run waits
+    /// for it, for as long as `GEVULOT_PROGRAM_WAIT` allows, and fails it with the reason).
+    async fn needs(&self, run: &Hash) -> Result<Option<(Needs, bool)>, StoreError> {
         let Some(stored) = self.store.get_transaction(run).await? else {
             return Ok(None);
         };
@@ -505,13 +509,14 @@ impl Placer {
             return Ok(None);
         };
         let mut requests = Vec::with_capacity(workflow.steps.len());
+        let mut complete = true;
         for step in &workflow.steps {
             match self.store.get_program(&step.program).await? {
                 Some(p) => requests.push(p.resource_requirements.unwrap_or_default()),
-                None => return Ok(None),
+                None => complete = false,
             }
         }
-        Ok(Some(Needs::of(&requests)))
+        Ok(Some((Needs::of(&requests), complete)))
     }
 
     /// Looks at every open Run (or only `only`) and takes, keeps or lets go of each.
@@ -576,26 +581,13 @@ impl Placer {
         let needs = match open.needs {
             Some(n) => n,
             None => match self.needs(&run).await? {
-                Some(n) => {
-                    if let Some(o) = self.open.get_mut(&run) {
+                Some((n, complete)) => {
+                    if complete && let Some(o) = self.open.get_mut(&run) {
                         o.needs = Some(n);
                     }
                     n
                 }
-                None => {
-                    self.show(
-                        run,
-                        Placement {
-                            state: "waiting",
-                            nodes: Vec::new(),
-                            outcome: None,
-                            reason: Some(
-                                "waiting for its programs to be deployed on this node".into(),
-                            ),
-                        },
-                    );
-                    return Ok(false);
-                }
+                None => return Ok(false),
             },
         };
         let decision = rule::decide(&run, &needs, live, self.redundancy);
@@ -712,10 +704,15 @@ impl Placer {
             None
         };
         Placement {
-            state: if nodes.is_empty() { "waiting" } else { "placed" },
+            state: if nodes.is_empty() {
+                "waiting"
+            } else {
+                "placed"
+            },
             nodes,
             outcome: None,
             reason,
+            ended_on: None,
         }
     }
 
@@ -728,7 +725,10 @@ impl Placer {
     /// Lets go of `run`: `keeper` holds it.
     async fn release(&mut self, run: Hash, keeper: &str) {
         self.holds.remove(&run);
-        self.shared.counters.released.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .counters
+            .released
+            .fetch_add(1, Ordering::Relaxed);
         info!(target: "gevulot", run = %run, keeper = %keeper, "another node holds the Run; letting it go");
         if let Some(pipeline) = &self.pipeline
             && let Err(e) = pipeline.release(run).await

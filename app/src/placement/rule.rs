@@ -221,7 +221,11 @@ mod tests {
 
     #[test]
     fn every_view_order_gives_the_same_choice() {
-        let nodes = vec![node("a", 4, 0, true), node("b", 4, 0, true), node("c", 4, 0, true)];
+        let nodes = vec![
+            node("a", 4, 0, true),
+            node("b", 4, 0, true),
+            node("c", 4, 0, true),
+        ];
         for i in 0..50u8 {
             let run = Hash([i; 32]);
             let first = decide(&run, &SMALL, &nodes, 1);
@@ -234,7 +238,11 @@ mod tests {
 
     #[test]
     fn runs_spread_over_the_nodes() {
-        let nodes = vec![node("a", 4, 0, true), node("b", 4, 0, true), node("c", 4, 0, true)];
+        let nodes = vec![
+            node("a", 4, 0, true),
+            node("b", 4, 0, true),
+            node("c", 4, 0, true),
+        ];
         let mut count = std::collections::HashMap::new();
         for i in 0..300u16 {
             let run = Hash::sha3(&i.to_le_bytes());
@@ -249,7 +257,11 @@ mod tests {
     #[test]
     fn a_gpu_run_goes_where_a_gpu_is_and_free_room_comes_first() {
         let gpu = Needs { gpus: 1, ..SMALL };
-        let nodes = vec![node("a", 4, 0, true), node("b", 4, 1, false), node("c", 4, 0, true)];
+        let nodes = vec![
+            node("a", 4, 0, true),
+            node("b", 4, 1, false),
+            node("c", 4, 0, true),
+        ];
         for i in 0..20u8 {
             let run = Hash([i; 32]);
             assert_eq!(decide(&run, &gpu, &nodes, 1).chosen, vec!["b".to_string()]);
@@ -262,14 +274,24 @@ mod tests {
     #[test]
     fn a_holder_keeps_its_run_and_a_gone_one_is_replaced() {
         let run = Hash([7; 32]);
-        let plain = vec![node("a", 4, 0, true), node("b", 4, 0, true), node("c", 4, 0, true)];
+        let plain = vec![
+            node("a", 4, 0, true),
+            node("b", 4, 0, true),
+            node("c", 4, 0, true),
+        ];
         let first = decide(&run, &SMALL, &plain, 1).chosen[0].clone();
         // Whoever holds it keeps it, even when it is not the first choice.
         let other = ["a", "b", "c"].into_iter().find(|p| *p != first).unwrap();
         let held: Vec<Executor> = plain
             .iter()
             .cloned()
-            .map(|e| if e.peer_id == other { holding(e, &run, 10) } else { e })
+            .map(|e| {
+                if e.peer_id == other {
+                    holding(e, &run, 10)
+                } else {
+                    e
+                }
+            })
             .collect();
         let d = decide(&run, &SMALL, &held, 1);
         assert_eq!(d.holders[0].peer_id, other);
@@ -300,7 +322,11 @@ mod tests {
 
     #[test]
     fn redundancy_picks_distinct_nodes() {
-        let nodes = vec![node("a", 4, 0, true), node("b", 4, 0, true), node("c", 4, 0, true)];
+        let nodes = vec![
+            node("a", 4, 0, true),
+            node("b", 4, 0, true),
+            node("c", 4, 0, true),
+        ];
         let run = Hash([3; 32]);
         let d = decide(&run, &SMALL, &nodes, 2);
         assert_eq!(d.chosen.len(), 2);
@@ -308,7 +334,13 @@ mod tests {
         // One already holds it: one more is chosen, not the holder.
         let held: Vec<Executor> = nodes
             .into_iter()
-            .map(|e| if e.peer_id == "a" { holding(e, &run, 1) } else { e })
+            .map(|e| {
+                if e.peer_id == "a" {
+                    holding(e, &run, 1)
+                } else {
+                    e
+                }
+            })
             .collect();
         let d = decide(&run, &SMALL, &held, 2);
         assert_eq!(d.chosen.len(), 1);

@@ -26,8 +26,8 @@ use sqlx::sqlite::{
 
 pub use auth::{ApiTokenRow, UserRow};
 pub use migrations::MIGRATIONS;
-pub use schema::{SchemaColumn, SchemaDescription, SchemaIndex};
 pub use placement::RunEnding;
+pub use schema::{SchemaColumn, SchemaDescription, SchemaIndex};
 pub use sync::PeerCursor;
 pub use transactions::Inserted;
 

@@ -17,7 +17,9 @@ pub struct RunEnding {
 
 fn hashes(rows: Vec<(String,)>) -> Result<Vec<Hash>> {
     rows.into_iter()
-        .map(|(h,)| Hash::from_hex(&h).ok_or_else(|| StoreError::Corrupt(format!("bad run hash {h}"))))
+        .map(|(h,)| {
+            Hash::from_hex(&h).ok_or_else(|| StoreError::Corrupt(format!("bad run hash {h}")))
+        })
         .collect()
 }
 

@@ -9,6 +9,8 @@ pub struct NetworkPageView {
     /// In a sentence: the catch-up's interval and what it did since start.
     pub sync: String,
     pub announce_interval_seconds: u64,
+    /// How Runs are placed, in a sentence (absent without a network).
+    pub placement: Option<String>,
     /// Every node heard from, as it last announced itself.
     pub nodes: Vec<app::p2p::Executor>,
     /// Peer ids and when each may connect again (ms since the epoch).
@@ -41,6 +43,7 @@ fn node_row(e: app::p2p::Executor) -> impl IntoView {
             <td>{format!("{} free of {} MiB", c.free_mem_mib, c.mem_mib)}</td>
             <td>{gpus}</td>
             <td>{format!("{} running, {} waiting", c.running, c.waiting)}</td>
+            <td>{c.holds.iter().filter(|h| h.ended.is_none()).count()}</td>
             <td class="mono">{c.download_url}</td>
             <td>{c.version}</td>
             <td>{time(heard)}</td>
@@ -57,7 +60,7 @@ pub fn network_page(v: NetworkPageView) -> impl IntoView {
             <table id="nodes">
                 <thead><tr>
                     <th scope="col">"Node key"</th><th scope="col">"State"</th><th scope="col">"CPUs"</th>
-                    <th scope="col">"Memory"</th><th scope="col">"GPUs"</th><th scope="col">"Tasks"</th>
+                    <th scope="col">"Memory"</th><th scope="col">"GPUs"</th><th scope="col">"Tasks"</th><th scope="col">"Runs held"</th>
                     <th scope="col">"Downloads from"</th><th scope="col">"Version"</th><th scope="col">"Heard"</th>
                 </tr></thead>
                 <tbody>{v.nodes.into_iter().map(node_row).collect_view()}</tbody>
@@ -88,6 +91,12 @@ pub fn network_page(v: NetworkPageView) -> impl IntoView {
             <h2 id="sync-h">"Catch-up"</h2>
             <p id="sync">{v.sync}</p>
         </section>
+        {v.placement.map(|p| view! {
+            <section class="panel" aria-labelledby="placement-h">
+                <h2 id="placement-h">"Placement"</h2>
+                <p id="placement">{p}</p>
+            </section>
+        })}
         <section class="panel" aria-labelledby="nodes-h">
             <h2 id="nodes-h">"Nodes"</h2>
             <p class="muted">{format!("What every node announced, signed by its node key, every {} s; a node silent for three intervals is left out.", v.announce_interval_seconds)}</p>

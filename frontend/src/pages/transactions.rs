@@ -134,6 +134,8 @@ pub struct TransactionView {
     pub outputs: Vec<OutputRow>,
     /// Shown for an unfinished Run to an operator.
     pub can_cancel: bool,
+    /// Where a Run is placed in the network, in a sentence.
+    pub placement: Option<String>,
     pub csrf: String,
 }
 
@@ -160,6 +162,7 @@ pub fn transaction(v: TransactionView) -> impl IntoView {
         tasks: v.tasks,
         outputs: v.outputs,
         can_cancel: v.can_cancel,
+        placement: v.placement,
         csrf: v.csrf,
     };
     view! {
@@ -190,6 +193,8 @@ pub struct TransactionLive {
     pub outputs: Vec<OutputRow>,
     /// Shown for an unfinished Run to an operator.
     pub can_cancel: bool,
+    /// Where a Run is placed in the network, in a sentence.
+    pub placement: Option<String>,
     pub csrf: String,
 }
 
@@ -201,8 +206,11 @@ pub fn transaction_live(v: TransactionLive) -> impl IntoView {
         tasks,
         outputs,
         can_cancel,
+        placement,
         csrf,
     } = v;
+    let placement =
+        placement.map(|p| view! { <p id="placement"><strong>"Placement: "</strong>{p}</p> });
     let cancel = can_cancel.then(|| {
         let action = format!("/console/transactions/{hash}/cancel");
         view! {
@@ -271,5 +279,5 @@ pub fn transaction_live(v: TransactionLive) -> impl IntoView {
             </table>
         }
     });
-    view! { <div id="tx-live" data-live="true">{cancel}{tree_view}{tasks_view}{outputs_view}</div> }
+    view! { <div id="tx-live" data-live="true">{cancel}{placement}{tree_view}{tasks_view}{outputs_view}</div> }
 }

@@ -21,6 +21,7 @@ mod operator;
 mod ops;
 mod peer_files;
 mod pipeline;
+mod placement;
 mod quadlet;
 mod rest;
 mod rpc;

@@ -543,16 +543,19 @@ async fn tasks_that_cannot_fit_together_wait_while_a_small_one_passes() {
     ] {
         accepted(&node.base, &d).await;
     }
-    // More than the node has: refused at once with the reason.
+    // More than any node of the network has: refused at once with the reason, no task made.
     let never = run(&user, vec![step(&huge, &[], vec![])]);
     accepted(&node.base, &never).await;
-    let refused = all_end(&node.base, &never.hash, 30).await;
-    assert_eq!(phases(&refused), ["failed"]);
-    let reason = refused[0]["error"].as_str().expect("reason");
+    let refused = wait_placement(&node.base, &never.hash, Duration::from_secs(30), |p| {
+        p["outcome"] == "unplaceable"
+    })
+    .await;
+    let reason = refused["reason"].as_str().expect("reason");
     assert!(
-        reason.contains("4096 MiB of memory") && reason.contains("2048"),
+        reason.contains("4096 MiB") && reason.contains("2048 MiB"),
         "{reason}"
     );
+    assert!(tasks(&node.base, &never.hash).await.is_empty());
 
     let big1 = run(
         &user,
@@ -732,17 +735,24 @@ async fn a_download_shows_its_progress_and_can_be_cancelled() {
     );
 }
 
-/// Two executing nodes in one network: the node a client gives a Run to executes it, once; its
-/// peer stores the Run, the Proof and the Verification as they cross the network, runs nothing
-/// itself, and its file list sends clients to the producer for the files it does not hold.
+/// An executing node and a relay in one network: the executor runs the Run, once; the relay
+/// stores the Run, the Proof and the Verification as they cross the network, runs nothing
+/// itself, and its file list sends clients to the producer for the files it does not hold. A
+/// node that joins later fetches the images from its peers, and runs a Run once the first
+/// executor is gone.
 #[tokio::test]
-async fn a_run_is_executed_once_by_the_node_its_client_chose() {
+async fn results_and_files_cross_the_network() {
     let Some(lab) = Lab::new().await else { return };
     let prover_img = lab.program_image("prover.img", "/bin/test-prover");
     let verifier_img = lab.program_image("verifier.img", "/bin/test-verifier");
-    let a = lab.start(&[]);
+    let fast = ("GEVULOT_P2P_ANNOUNCE_INTERVAL_SECS", "1");
+    let a = lab.start(&[fast]);
     let a_p2p = a.p2p.to_string();
-    let b = lab.start(&[("GEVULOT_P2P_DISCOVERY_ADDR", &a_p2p)]);
+    let b = lab.start(&[
+        fast,
+        ("GEVULOT_P2P_DISCOVERY_ADDR", &a_p2p),
+        ("GEVULOT_NODE_NO_EXECUTION", "true"),
+    ]);
     let connected = "gevulot_peers_connected 1";
     let start = Instant::now();
     while !(a.metrics_text().await.contains(connected)
@@ -847,7 +857,7 @@ async fn a_run_is_executed_once_by_the_node_its_client_chose() {
         b_fetched.contains("gevulot_file_fetches_total{outcome=\"fetched\"} 1"),
         "the proof's file from a:\n{b_fetched}"
     );
-    let c = lab.start(&[("GEVULOT_P2P_DISCOVERY_ADDR", &a_p2p)]);
+    let c = lab.start(&[fast, ("GEVULOT_P2P_DISCOVERY_ADDR", &a_p2p)]);
     let ready = |base: String, program: Hash| async move {
         get(&format!("{base}/api/v1/programs/{}", program.to_hex())).await["image"]["state"]
             == "ready"
@@ -861,6 +871,8 @@ async fn a_run_is_executed_once_by_the_node_its_client_chose() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // a goes: the next Run can only be placed on c.
+    let _a_data = a.kill();
     let again = run(
         &user,
         vec![

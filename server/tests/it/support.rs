@@ -651,6 +651,29 @@ pub async fn tasks(base: &str, hash: &Hash) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// Waits until the REST status of the Run `hash` shows a placement for which `check` holds, and
+/// returns it.
+pub async fn wait_placement(
+    base: &str,
+    hash: &Hash,
+    timeout: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let start = Instant::now();
+    loop {
+        let p =
+            get(&format!("{base}/api/v1/transactions/{hash}/status")).await["placement"].clone();
+        if check(&p) {
+            return p;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "the placement is not as expected within {timeout:?}: {p}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Waits until `check` holds for the tasks of `hash`, failing with the last tasks seen.
 pub async fn wait_tasks(
     base: &str,

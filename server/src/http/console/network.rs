@@ -34,7 +34,22 @@ pub(super) async fn network_page(
         .map(|(peer, until)| (peer.clone(), epoch_ms(*until)))
         .collect();
     let nodes = network.executors.clone();
+    let placement = network.placement.as_ref().map(|p| {
+        let c = p.counters;
+        format!(
+            "Each Run is executed by {} that can fit it, wherever it arrived, and taken over when that node goes. Open Runs: {} placed, {} waiting. Since start this node took {} Runs, took {} over from nodes that went, let {} go to nodes that held them first, stopped {} steps another node proved first; {} Runs no node could fit.",
+            if p.redundancy == 1 { "one node".to_string() } else { format!("{} nodes", p.redundancy) },
+            p.placed,
+            p.waiting,
+            c.placed,
+            c.taken_over,
+            c.released,
+            c.duplicates_stopped,
+            c.unplaceable,
+        )
+    });
     let view = pages::NetworkPageView {
+        placement,
         announce_interval_seconds: network.announce_every.as_secs(),
         summary: summary_of(network),
         sync,

@@ -327,8 +327,9 @@ pub(super) async fn outputs(
 pub(super) async fn task_rows(
     state: &AppState,
     hash: &Hash,
-) -> Result<Vec<pages::TaskRow>, ApiError> {
+) -> Result<(Vec<pages::TaskRow>, Option<String>), ApiError> {
     let status = state.node.status(hash).await?;
+    let placement = status.placement.as_ref().map(frontend::placement_sentence);
     let mut rows = Vec::with_capacity(status.tasks.len());
     for t in status.tasks {
         let program_name = state
@@ -352,7 +353,7 @@ pub(super) async fn task_rows(
             timeline: t.timeline,
         });
     }
-    Ok(rows)
+    Ok((rows, placement))
 }
 
 pub(super) async fn transaction_view(
@@ -368,7 +369,7 @@ pub(super) async fn transaction_view(
         ))
     })?;
     let tree = state.node.tree(&hash).await?;
-    let tasks = task_rows(state, &hash).await?;
+    let (tasks, placement) = task_rows(state, &hash).await?;
     let outputs = outputs(state, tree.as_ref(), &stored.tx).await?;
     let can_cancel = stored.tx.kind() == Kind::Run
         && s.user.role.allows(Role::Operator)
@@ -381,6 +382,7 @@ pub(super) async fn transaction_view(
         tasks,
         outputs,
         can_cancel,
+        placement,
         csrf: s.csrf.clone(),
     })
 }
@@ -407,6 +409,7 @@ pub(super) async fn transaction_page(
             tasks: view.tasks,
             outputs: view.outputs,
             can_cancel: view.can_cancel,
+            placement: view.placement,
             csrf: view.csrf,
         };
         return render(&state, Some(&s), &headers, page, move || {

@@ -82,6 +82,11 @@ struct P2pLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    event: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NetworkLabels {
     state: &'static str,
 }
@@ -109,6 +114,8 @@ pub struct Metrics {
     network_nodes: Family<NetworkLabels, Gauge>,
     file_fetches: Family<P2pLabels, Counter>,
     webhook_deliveries: Family<P2pLabels, Counter>,
+    placement: Family<EventLabels, Counter>,
+    placement_runs: Family<NetworkLabels, Gauge>,
     intake_commits: Counter,
     intake_committed: Counter,
     phase_commits: Counter,
@@ -226,6 +233,18 @@ impl Default for Metrics {
             "Webhook delivery attempts: delivered (the receiver answered 2xx), retried (failed, sent again later), gave_up (failed for the last time); missed counts task changes the sender fell too far behind to see",
             webhook_deliveries.clone(),
         );
+        let placement = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "placement",
+            "What placement did on this node: Runs it took when first placed (placed), took over from a node that went (taken_over), let go to a node that held them first (released), steps it stopped because another node proved them first (duplicate_stopped), and Runs no node could fit (unplaceable)",
+            placement.clone(),
+        );
+        let placement_runs = Family::<NetworkLabels, Gauge>::default();
+        registry.register(
+            "placement_runs",
+            "Open Runs by placement state: waiting (no node holds them yet) or placed",
+            placement_runs.clone(),
+        );
         let intake_commits = counter(
             &mut registry,
             "intake_commits",
@@ -317,6 +336,8 @@ impl Default for Metrics {
             peers_penalised,
             network_nodes,
             file_fetches,
+            placement,
+            placement_runs,
             webhook_deliveries,
             intake_commits,
             intake_committed,
@@ -514,6 +535,25 @@ impl Metrics {
         for (outcome, total) in [("fetched", fetched), ("failed", failed)] {
             let counter = self.file_fetches.get_or_create(&P2pLabels { outcome });
             counter.inc_by(total.saturating_sub(counter.get()));
+        }
+        if let Some(view) = state.node.placement() {
+            let c = view.counters();
+            for (event, total) in [
+                ("placed", c.placed),
+                ("taken_over", c.taken_over),
+                ("released", c.released),
+                ("duplicate_stopped", c.duplicates_stopped),
+                ("unplaceable", c.unplaceable),
+            ] {
+                let counter = self.placement.get_or_create(&EventLabels { event });
+                counter.inc_by(total.saturating_sub(counter.get()));
+            }
+            let (waiting, placed) = view.open_counts();
+            for (state, n) in [("waiting", waiting), ("placed", placed)] {
+                self.placement_runs
+                    .get_or_create(&NetworkLabels { state })
+                    .set(n as i64);
+            }
         }
         let hooks = state.node.webhook_counts();
         for (outcome, total) in [
