@@ -7,7 +7,10 @@
 //! - gossip throughput with validation on: a burst submitted on one node, the rate at which the
 //!   slowest peer stores it, against the rate the submitting node stores it;
 //! - catch-up: a sixth node started after everything was published pulls it all from its peers
-//!   (request-response pages through its intake); its rate against the local ingest rate above.
+//!   (request-response pages through its intake); its rate against the local ingest rate above;
+//! - placement: a Run submitted on each node in turn → one node takes it (its tasks exist), p50
+//!   and p99, against propagation. (The nodes execute, but no VM starts: the Runs' program is
+//!   never deployed, so each Run ends after its program wait.)
 //!
 //! Prints the figures and their ratios, and writes them to `target/bench/p2p.txt`.
 //!
@@ -31,7 +34,33 @@ struct Node {
     p2p: P2p,
 }
 
-/// A node started as `gevulot run` starts one (without execution), on its own SQLite store.
+/// How the nodes execute: a pipeline whose VMs never start (no VM is needed to measure
+/// placement).
+fn execution(dir: &std::path::Path) -> app::node::Execution {
+    app::node::Execution {
+        executor: app::vm::executor::ExecutorConfig {
+            qemu: dir.join("no-qemu"),
+            vms_dir: dir.join("vms"),
+            log_dir: dir.join("logs"),
+            accel: app::vm::qemu::Accel::Tcg,
+            vsock: app::vm::executor::VsockMode::Unavailable {
+                reason: "benchmark".into(),
+            },
+            port: 8080,
+            timeouts: Default::default(),
+            max_output_bytes: 1 << 20,
+            max_workspace_bytes: 1 << 20,
+        },
+        downloads: Default::default(),
+        max_run_time: Duration::from_secs(10),
+        max_attempts: 1,
+        retry_backoff: Duration::from_secs(1),
+        program_wait: Duration::from_secs(1),
+        per_program_limit: None,
+    }
+}
+
+/// A node started as `gevulot run` starts one, on its own SQLite store.
 async fn node(seed: u8, bootstrap: Vec<String>) -> anyhow::Result<Node> {
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
@@ -58,13 +87,19 @@ async fn node(seed: u8, bootstrap: Vec<String>) -> anyhow::Result<Node> {
             capacity: None,
         }),
         file_base_url: "http://127.0.0.1:9".into(),
-        resources: Default::default(),
+        resources: app::node::Resources {
+            cpus: 4,
+            mem_mib: 4096,
+            gpu_devices: Vec::new(),
+            execution: true,
+            min_free_bytes: 0,
+        },
         sysfs_root: dir.path().join("sys"),
         max_upload_bytes: 1 << 20,
         session_ttl: app::auth::DEFAULT_SESSION_TTL,
         placement_redundancy: 1,
         webhooks: Default::default(),
-        execution: None,
+        execution: Some(execution(dir.path())),
         observer: None,
     })
     .await?;
@@ -100,6 +135,45 @@ async fn stored(
     })
     .await
     .map_err(|_| anyhow::anyhow!("{hash} did not arrive within 30 s"))?
+}
+
+/// A Run of one step whose program nobody deployed.
+fn run_tx(author: &SecretKey, nonce: u64) -> Transaction {
+    Transaction::new_signed(
+        Payload::Run {
+            workflow: app::tx::Workflow {
+                steps: vec![app::tx::WorkflowStep {
+                    program: Hash([7; 32]),
+                    args: Vec::new(),
+                    inputs: Vec::new(),
+                }],
+            },
+        },
+        nonce,
+        author,
+    )
+}
+
+/// Waits until a node takes `run`: its tasks appear on one of `subs`.
+async fn claimed(
+    subs: &mut [tokio::sync::broadcast::Receiver<Event>],
+    run: &Hash,
+) -> anyhow::Result<()> {
+    let waits = subs.iter_mut().map(|events| {
+        Box::pin(async move {
+            loop {
+                match events.recv().await {
+                    Ok(Event::TaskChanged { tx, .. }) if tx == *run => return Ok(()),
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(e) => return Err(anyhow::anyhow!("event bus closed: {e}")),
+                }
+            }
+        })
+    });
+    tokio::time::timeout(Duration::from_secs(30), futures::future::select_all(waits))
+        .await
+        .map_err(|_| anyhow::anyhow!("no node took {run} within 30 s"))?
+        .0
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -162,6 +236,24 @@ async fn main() -> anyhow::Result<()> {
     local.sort();
     network.sort();
     drop(events);
+
+    // Placement: a Run submitted on each node in turn; the time until one node takes it. The
+    // first one also waits for every node to have heard the others.
+    let placed_runs = (samples / 10).max(10);
+    let mut subs: Vec<_> = nodes.iter().map(|n| n.core.events().subscribe()).collect();
+    let warm = run_tx(&author, 1 << 40);
+    nodes[0].core.submit(&warm, Source::Rpc).await?;
+    claimed(&mut subs, &warm.hash).await?;
+    let mut claims = Vec::with_capacity(placed_runs);
+    for n in 0..placed_runs {
+        let run = run_tx(&author, (1 << 40) + 1 + n as u64);
+        let start = Instant::now();
+        nodes[n % NODES].core.submit(&run, Source::Rpc).await?;
+        claimed(&mut subs, &run.hash).await?;
+        claims.push(start.elapsed());
+    }
+    claims.sort();
+    drop(subs);
     let a = &nodes[0];
 
     // A burst: everything submitted on A as fast as A stores it; B's rate of storing it.
@@ -228,7 +320,9 @@ async fn main() -> anyhow::Result<()> {
          {:<58} {:>8}\n\
          {:<58} {:>8.0} tx/s\n\
          {:<58} {:>8.2}\n\
-         {:<58} {:>8}\n",
+         {:<58} {:>8}\n\
+         {:<58} {:>8.2} ms p50 {:>8.2} ms p99\n\
+         {:<58} {:>8.2} x p50 {:>8.2} x p99\n",
         "baseline: submit on one node (validate + commit)",
         ms(p50(&local)),
         ms(p99(&local)),
@@ -252,6 +346,12 @@ async fn main() -> anyhow::Result<()> {
         catch_up_rate / local_rate.max(1e-9),
         "transactions the late joiner pulled",
         pulled,
+        &format!("placement: Run stored -> taken by a node ({placed_runs} Runs)"),
+        ms(p50(&claims)),
+        ms(p99(&claims)),
+        "ratio (placement / propagation)",
+        ms(p50(&claims)) / ms(p50(&network)).max(1e-9),
+        ms(p99(&claims)) / ms(p99(&network)).max(1e-9),
     );
     print!("{report}");
     let (local50, local99) = (ms(p50(&local)), ms(p99(&local)));
@@ -277,6 +377,20 @@ async fn main() -> anyhow::Result<()> {
             "tx/s",
             "local ingest",
             local_rate,
+        )
+        .against(
+            "placement: Run stored -> taken by a node, p50",
+            ms(p50(&claims)),
+            "ms",
+            "propagation p50",
+            ms(p50(&network)),
+        )
+        .against(
+            "placement: Run stored -> taken by a node, p99",
+            ms(p99(&claims)),
+            "ms",
+            "propagation p99",
+            ms(p99(&network)),
         )
         .against(
             "catch-up of a late joiner",
