@@ -146,6 +146,8 @@ impl PlacementView {
 /// An open Run as the placer keeps it.
 #[derive(Debug, Default)]
 struct Open {
+    /// Its place in the order the Runs arrived (Runs are taken oldest first).
+    arrival: u64,
     /// What its largest step needs, once all its programs are known.
     needs: Option<Needs>,
     /// Every node seen holding it (to say whom a node took it over from).
@@ -173,6 +175,7 @@ pub struct Placer {
     settle_until: Instant,
     settled: bool,
     open: HashMap<Hash, Open>,
+    arrivals: u64,
     holds: BTreeMap<Hash, Mine>,
     ended: VecDeque<(Hold, Instant)>,
     shared: Arc<Shared>,
@@ -206,6 +209,7 @@ impl Placer {
             settle_until,
             settled: false,
             open: HashMap::new(),
+            arrivals: 0,
             holds: BTreeMap::new(),
             ended: VecDeque::new(),
             shared: shared.clone(),
@@ -271,7 +275,7 @@ impl Placer {
         };
         let now: BTreeSet<Hash> = runs.iter().copied().collect();
         for run in runs {
-            self.open.entry(run).or_default();
+            self.arrived(run);
         }
         // Runs that ended while events were missed.
         let gone: Vec<Hash> = self
@@ -301,7 +305,7 @@ impl Placer {
                 kind: Kind::Run,
                 ..
             } => {
-                self.open.entry(hash).or_default();
+                self.arrived(hash);
                 self.evaluate(Some(hash)).await;
                 Ok(())
             }
@@ -449,6 +453,22 @@ impl Placer {
         Ok(())
     }
 
+    /// Keeps `run` open, after every Run that arrived before it. Beyond `MAX_OPEN` open Runs a
+    /// new one waits for a reload (which reads the oldest first).
+    fn arrived(&mut self, run: Hash) {
+        if !self.open.contains_key(&run) && self.open.len() < MAX_OPEN as usize {
+            self.arrivals += 1;
+            let arrival = self.arrivals;
+            self.open.insert(
+                run,
+                Open {
+                    arrival,
+                    ..Open::default()
+                },
+            );
+        }
+    }
+
     /// Drops `run` from what this node places and holds.
     fn forget(&mut self, run: &Hash) {
         self.open.remove(run);
@@ -529,7 +549,12 @@ impl Placer {
         let mut changed = self.learn_endings(&live).await;
         let runs: Vec<Hash> = match only {
             Some(run) => vec![run],
-            None => self.open.keys().copied().collect(),
+            None => {
+                let mut runs: Vec<(u64, Hash)> =
+                    self.open.iter().map(|(h, o)| (o.arrival, *h)).collect();
+                runs.sort_unstable();
+                runs.into_iter().map(|(_, h)| h).collect()
+            }
         };
         for run in runs {
             match self.place(run, &live).await {
@@ -697,9 +722,16 @@ impl Placer {
             })
             .collect();
         let reason = if nodes.is_empty() {
-            decision.waiting.clone().or_else(|| {
-                (!self.settled).then(|| "this node is still learning who holds what".into())
-            })
+            decision
+                .waiting
+                .clone()
+                .or_else(|| {
+                    (!self.settled).then(|| "this node is still learning who holds what".into())
+                })
+                .or_else(|| {
+                    (!decision.chosen.is_empty())
+                        .then(|| format!("to be taken by {}", decision.chosen.join(" and ")))
+                })
         } else {
             None
         };

@@ -281,7 +281,10 @@ mod tests {
         ];
         let first = decide(&run, &SMALL, &plain, 1).chosen[0].clone();
         // Whoever holds it keeps it, even when it is not the first choice.
-        let other = ["a", "b", "c"].into_iter().find(|p| *p != first).unwrap();
+        let other = ["a", "b", "c"]
+            .into_iter()
+            .find(|p| *p != first)
+            .expect("another node");
         let held: Vec<Executor> = plain
             .iter()
             .cloned()

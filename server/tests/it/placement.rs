@@ -9,7 +9,7 @@ use app::crypto::SecretKey;
 use serde_json::{Value, json};
 
 use crate::network::{ADMIN, Member, eventually_within, member_in};
-use crate::support::{Lab, accepted, deploy, input, output_of, program, rpc, run, step};
+use crate::support::{Lab, accepted, deploy, input, output_of, program, rpc, run, sign_in, step};
 
 /// Long enough for a few TCG boots on a busy 2-core machine.
 const RUN_WAIT: Duration = Duration::from_secs(240);
@@ -48,6 +48,20 @@ impl Member {
     async fn tree(&self, hash: &str) -> Value {
         let hash = app::tx::Hash::from_hex(hash).expect("a hash");
         rpc(&self.node.base, "getTransactionTree", json!([hash])).await["result"].clone()
+    }
+
+    /// A console page, signed in as the admin.
+    async fn console(&self, path: &str) -> String {
+        let c = reqwest::Client::new();
+        let (session, _) = sign_in(&c, &self.node.base, ADMIN.0, ADMIN.1).await;
+        c.get(format!("{}{path}", self.node.base))
+            .header("cookie", session)
+            .send()
+            .await
+            .expect("page")
+            .text()
+            .await
+            .expect("html")
     }
 
     async fn peer_id(&self) -> String {
@@ -194,7 +208,7 @@ async fn a_run_goes_once_to_a_node_that_fits_it() {
     let authors: BTreeSet<&str> = found.iter().map(|(_, a)| a.as_str()).collect();
     assert_eq!(authors.len(), 1, "both by the node that held it: {found:?}");
     assert!(
-        *authors.iter().next().unwrap() != a.key,
+        *authors.iter().next().expect("an author") != a.key,
         "the relay proved nothing"
     );
     eventually_within(
@@ -212,6 +226,15 @@ async fn a_run_goes_once_to_a_node_that_fits_it() {
     assert_eq!(
         b.placement_counter("placed").await + c.placement_counter("placed").await,
         1
+    );
+    // The console says so too: on the Run's page, and on the network page.
+    let page = a.console(&format!("/console/transactions/{hash}")).await;
+    assert!(page.contains("id=\"placement\""), "{page}");
+    assert!(page.contains("ended (done)"), "{page}");
+    let network = a.console("/console/network").await;
+    assert!(
+        network.contains("id=\"placement\"") && network.contains("Runs held"),
+        "{network}"
     );
 
     // A Run that asks for a GPU goes to the node whose pool has one, not to the node it was sent to.
@@ -244,9 +267,14 @@ async fn a_run_goes_once_to_a_node_that_fits_it() {
     .await;
     let on_c = c.status(&g_hash).await;
     assert_eq!(on_c["tasks"].as_array().map_or(0, Vec::len), 1, "{on_c}");
+    eventually_within(
+        Duration::from_secs(30),
+        "b sees the GPU Run on c",
+        || async { on_c_or_ended_there(&b.status(&g_hash).await["placement"]) },
+    )
+    .await;
     let on_b = b.status(&g_hash).await;
     assert_eq!(on_b["tasks"], json!([]), "b does not run it: {on_b}");
-    assert!(on_c_or_ended_there(&on_b["placement"]), "{on_b}");
     assert_ne!(b_id, c_id);
 
     // A Run no node can fit (two GPUs) fails at once, with the reason, everywhere.
