@@ -84,6 +84,7 @@ async fn node(seed: u8, bootstrap: Vec<String>) -> anyhow::Result<Node> {
             max_peers: 64,
             sync_every: std::time::Duration::from_secs(30),
             announce_every: std::time::Duration::from_secs(1),
+            outbox_capacity: app::intake::OUTBOX_CAPACITY,
             capacity: None,
         }),
         file_base_url: "http://127.0.0.1:9".into(),

@@ -132,6 +132,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             max_peers: args.doors.p2p_max_peers,
             sync_every: std::time::Duration::from_secs(args.p2p_sync_interval_secs),
             announce_every: std::time::Duration::from_secs(args.p2p_announce_interval_secs),
+            outbox_capacity: usize::try_from(args.p2p_outbox_capacity).unwrap_or(usize::MAX),
             capacity: None,
         }),
         file_base_url: file_base_url.clone(),

@@ -20,9 +20,14 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// An outbox and its receiving end (for the P2P network's event loop).
+    /// An outbox of [`OUTBOX_CAPACITY`] and its receiving end (for the P2P network's event loop).
     pub fn new() -> (Self, OutboxReceiver) {
-        let (sender, receiver) = mpsc::channel(OUTBOX_CAPACITY);
+        Self::with_capacity(OUTBOX_CAPACITY)
+    }
+
+    /// An outbox holding at most `capacity` transactions (at least 1).
+    pub fn with_capacity(capacity: usize) -> (Self, OutboxReceiver) {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
         (
             Self {

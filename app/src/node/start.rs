@@ -101,7 +101,10 @@ impl Node {
             execution,
             observer,
         } = config;
-        let (outbox, outbox_receiver) = Outbox::new();
+        let (outbox, outbox_receiver) = Outbox::with_capacity(
+            p2p.as_ref()
+                .map_or(crate::intake::OUTBOX_CAPACITY, |p| p.outbox_capacity),
+        );
         let mut intake = Intake::new(store.clone(), limits, acl).with_node_author(key.public_key());
         if p2p.is_some() {
             intake = intake.with_gossip(outbox);

@@ -92,6 +92,9 @@ pub struct Config {
     pub sync_every: Duration,
     /// How often this node announces its capacity.
     pub announce_every: Duration,
+    /// Newly stored transactions waiting to be gossiped at most; beyond it they are dropped
+    /// from gossip (the catch-up still delivers them).
+    pub outbox_capacity: usize,
     /// This node's capacity as it changes (set by `Node::start`); nothing is announced without.
     pub capacity: Option<tokio::sync::watch::Receiver<Option<Capacity>>>,
 }

@@ -119,6 +119,21 @@ impl PlacementView {
         self.shared.views.read().ok()?.get(run).cloned()
     }
 
+    /// Up to `n` open Runs with where each stands, placed ones first, then by hash.
+    pub fn open_runs(&self, n: usize) -> Vec<(Hash, Placement)> {
+        let mut runs: Vec<(Hash, Placement)> = self
+            .shared
+            .views
+            .read()
+            .map(|v| v.iter().map(|(h, p)| (*h, p.clone())).collect())
+            .unwrap_or_default();
+        runs.sort_by(|(ha, a), (hb, b)| {
+            (a.state != "placed", ha.0).cmp(&(b.state != "placed", hb.0))
+        });
+        runs.truncate(n);
+        runs
+    }
+
     /// The open Runs, by state.
     pub fn open_counts(&self) -> (usize, usize) {
         self.shared.views.read().map_or((0, 0), |v| {

@@ -57,6 +57,7 @@ pub(crate) fn network_config(passphrase: &str, bootstrap: &[String]) -> Config {
         max_peers: 64,
         sync_every: std::time::Duration::from_secs(30),
         announce_every: std::time::Duration::from_secs(1),
+        outbox_capacity: app::intake::OUTBOX_CAPACITY,
         capacity: None,
     }
 }

@@ -11,6 +11,8 @@ pub struct NetworkPageView {
     pub announce_interval_seconds: u64,
     /// How Runs are placed, in a sentence (absent without a network).
     pub placement: Option<String>,
+    /// Open Runs (hex hash) and where each is placed, in a sentence.
+    pub runs: Vec<(String, String)>,
     /// Every node heard from, as it last announced itself.
     pub nodes: Vec<app::p2p::Executor>,
     /// Peer ids and when each may connect again (ms since the epoch).
@@ -91,11 +93,24 @@ pub fn network_page(v: NetworkPageView) -> impl IntoView {
             <h2 id="sync-h">"Catch-up"</h2>
             <p id="sync">{v.sync}</p>
         </section>
-        {v.placement.map(|p| view! {
-            <section class="panel" aria-labelledby="placement-h">
-                <h2 id="placement-h">"Placement"</h2>
-                <p id="placement">{p}</p>
-            </section>
+        {v.placement.map(|p| {
+            let runs = v.runs;
+            view! {
+                <section class="panel" aria-labelledby="placement-h">
+                    <h2 id="placement-h">"Placement"</h2>
+                    <p id="placement">{p}</p>
+                    {(!runs.is_empty()).then(|| view! {
+                        <table id="open-runs">
+                            <thead><tr><th scope="col">"Open Run"</th><th scope="col">"Placement"</th></tr></thead>
+                            <tbody>
+                                {runs.into_iter().map(|(run, where_)| view! {
+                                    <tr><td>{tx_link(&run)}</td><td>{where_}</td></tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    })}
+                </section>
+            }
         })}
         <section class="panel" aria-labelledby="nodes-h">
             <h2 id="nodes-h">"Nodes"</h2>

@@ -342,6 +342,11 @@ pub struct RunArgs {
     #[arg(long, env = "GEVULOT_P2P_ANNOUNCE_INTERVAL_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub p2p_announce_interval_secs: u64,
 
+    /// Newly stored transactions waiting to be gossiped at most; in a burst beyond it they are
+    /// not gossiped (counted as dropped) and reach peers through the catch-up instead.
+    #[arg(long, env = "GEVULOT_P2P_OUTBOX_CAPACITY", default_value_t = app::intake::OUTBOX_CAPACITY as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub p2p_outbox_capacity: u64,
+
     /// How many different nodes prove each step of a Run (1: each Run is executed once in the
     /// network; 2 or more: independent proofs). Every node of a network should say the same.
     #[arg(long, env = "GEVULOT_PLACEMENT_REDUNDANCY", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=16))]

@@ -1,6 +1,7 @@
 //! The catch-up between `gevulot run` processes on loopback: a node killed and restarted while
-//! 2,000 transactions are published, and a node started after they were, end with exactly the
-//! set the publishing node holds.
+//! 2,000 transactions are published, a node started after they were, and a node connected all
+//! along to a publisher whose gossip outbox overflows end with exactly the set the publishing
+//! node holds.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -110,11 +111,17 @@ async fn publish(base: String, sent: Arc<AtomicUsize>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_and_restarted_nodes_converge_to_the_same_set() {
-    let a = member(&ENV).await;
+    // a's gossip outbox holds one transaction: most of the burst is never gossiped.
+    let mut a_env = ENV.to_vec();
+    a_env.push(("GEVULOT_P2P_OUTBOX_CAPACITY", "1"));
+    let a = member(&a_env).await;
     let a_addr = a.node.p2p.to_string();
     let b = joining(&a_addr).await;
-    wait_until("a and b are connected", || async {
-        a.peer_keys().await == [b.key.clone()]
+    let d = joining(&a_addr).await;
+    wait_until("a, b and d are connected", || async {
+        let mut both = vec![b.key.clone(), d.key.clone()];
+        both.sort();
+        a.peer_keys().await == both
     })
     .await;
 
@@ -148,7 +155,7 @@ async fn late_and_restarted_nodes_converge_to_the_same_set() {
 
     // c starts once everything is published.
     let c = joining(&a_addr).await;
-    for (name, node) in [("b", &b), ("c", &c)] {
+    for (name, node) in [("b", &b), ("c", &c), ("d", &d)] {
         wait_until(&format!("{name} holds all {TRANSACTIONS}"), || async {
             count(&node.node.base).await == TRANSACTIONS as i64
         })
@@ -158,6 +165,23 @@ async fn late_and_restarted_nodes_converge_to_the_same_set() {
     assert_eq!(expected.len(), TRANSACTIONS);
     assert_eq!(hashes(&b.node.base).await, expected, "b's set");
     assert_eq!(hashes(&c.node.base).await, expected, "c's set");
+    assert_eq!(hashes(&d.node.base).await, expected, "d's set");
+    // a's outbox overflowed: what it could not gossip reached d through the catch-up.
+    let dropped: u64 = a
+        .metrics()
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("gevulot_p2p_transactions_total{outcome=\"dropped\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(dropped > 0, "a's outbox overflowed");
+    assert!(
+        d.network().await["sync"]["pulled"]
+            .as_u64()
+            .expect("pulled")
+            > 0,
+        "d pulled what gossip did not bring"
+    );
 
     // c got what gossip never brought it by pulling; its view and metrics say so.
     let view = c.network().await;

@@ -364,12 +364,30 @@ async fn a_killed_holder_is_replaced_and_the_run_completes_once() {
     })
     .await;
     let holder = holder.get().expect("holder");
+    // The network page lists the open Run where it is placed.
+    let watcher = &members[(holder + 1) % 3];
+    let page = watcher.console("/console/network").await;
+    assert!(
+        page.contains("id=\"open-runs\"") && page.contains(&hash[..8]),
+        "{page}"
+    );
     let mut members: Vec<Option<Member>> = members.into_iter().map(Some).collect();
     let killed = members[holder].take().expect("holder");
     let killed_id = killed.peer_id().await;
     let killed_key = killed.key.clone();
     let _dir = killed.node.kill();
     let survivors: Vec<Member> = members.into_iter().flatten().collect();
+    // While the survivor works, the Run's status says whom it took the Run over from.
+    eventually_within(RUN_WAIT, "a survivor says it took the Run over", || async {
+        let mut seen = false;
+        for m in &survivors {
+            let p = &m.status(&hash).await["placement"];
+            seen |=
+                p["nodes"][0]["taken_over_from"] == killed_id.as_str() || p["outcome"] == "done";
+        }
+        seen
+    })
+    .await;
 
     eventually_within(RUN_WAIT, "a survivor completes the Run", || async {
         all_have(&[&survivors[0], &survivors[1]], &hash, 1, 1).await

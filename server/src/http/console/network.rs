@@ -48,8 +48,19 @@ pub(super) async fn network_page(
             c.unplaceable,
         )
     });
+    let runs = state
+        .node
+        .placement()
+        .map(|v| {
+            v.open_runs(50)
+                .into_iter()
+                .map(|(run, p)| (run.to_hex(), frontend::placement_sentence(&p)))
+                .collect()
+        })
+        .unwrap_or_default();
     let view = pages::NetworkPageView {
         placement,
+        runs,
         announce_interval_seconds: network.announce_every.as_secs(),
         summary: summary_of(network),
         sync,
