@@ -375,6 +375,7 @@ mod tests {
             max_peers: 1,
             sync_every: Duration::from_secs(1),
             announce_every: Duration::from_secs(1),
+            outbox_capacity: crate::intake::OUTBOX_CAPACITY,
             capacity: None,
         };
         let shown = format!("{config:?}");
