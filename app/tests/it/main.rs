@@ -14,6 +14,7 @@ mod hostile_peer;
 mod p2p;
 mod parsers;
 mod pipeline_rules;
+mod placed;
 mod props;
 mod schema;
 mod storage;

@@ -26,7 +26,7 @@ use tokio::sync::{oneshot, watch};
 
 /// What one attempt of a program does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Act {
+pub(crate) enum Act {
     /// The program asks for its task and submits a result.
     Succeed,
     /// The VM dies after the program started (retryable).
@@ -41,20 +41,20 @@ enum Act {
 
 /// Plays each program's script, one act per attempt (the last act repeats), and counts attempts.
 #[derive(Clone, Default)]
-struct Scripted {
+pub(crate) struct Scripted {
     scripts: Arc<Mutex<HashMap<String, VecDeque<Act>>>>,
     attempts: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 impl Scripted {
-    fn script(&self, program: &str, acts: &[Act]) {
+    pub(crate) fn script(&self, program: &str, acts: &[Act]) {
         self.scripts
             .lock()
             .expect("scripts")
             .insert(program.to_string(), acts.iter().copied().collect());
     }
 
-    fn attempts(&self, program: &str) -> usize {
+    pub(crate) fn attempts(&self, program: &str) -> usize {
         self.attempts
             .lock()
             .expect("attempts")
@@ -129,21 +129,21 @@ const MEM_MIB: u64 = 8192;
 
 /// A store, an intake and the image every program uses already in the content store (no
 /// download), and the keys of the node and of a client.
-struct Lab {
-    _dir: tempfile::TempDir,
-    data: DataDir,
-    store: Store,
-    intake: Intake,
-    node: SecretKey,
-    client: SecretKey,
-    checksum: String,
-    exec: Scripted,
-    nonce: std::sync::atomic::AtomicU64,
+pub(crate) struct Lab {
+    pub(crate) _dir: tempfile::TempDir,
+    pub(crate) data: DataDir,
+    pub(crate) store: Store,
+    pub(crate) intake: Intake,
+    pub(crate) node: SecretKey,
+    pub(crate) client: SecretKey,
+    pub(crate) checksum: String,
+    pub(crate) exec: Scripted,
+    pub(crate) nonce: std::sync::atomic::AtomicU64,
 }
 
 /// The pipeline's settings for these tests: quick retries, a deadline far away unless a test
 /// sets one.
-fn settings(data: &DataDir) -> Config {
+pub(crate) fn settings(data: &DataDir) -> Config {
     Config {
         data_dir: data.clone(),
         file_base_url: "http://127.0.0.1:9995".into(),
@@ -159,7 +159,7 @@ fn settings(data: &DataDir) -> Config {
 }
 
 impl Lab {
-    async fn new() -> Lab {
+    pub(crate) async fn new() -> Lab {
         let dir = testkit::tempdir();
         let data = DataDir::new(dir.path());
         let store = Store::connect(&testkit::sqlite_url(dir.path()), &Default::default())
@@ -187,13 +187,13 @@ impl Lab {
         }
     }
 
-    fn nonce(&self) -> u64 {
+    pub(crate) fn nonce(&self) -> u64 {
         self.nonce
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Starts a pipeline over the lab's store with `config`; returns its handle.
-    fn start(&self, config: Config) -> Pipeline<Scripted> {
+    pub(crate) fn start(&self, config: Config) -> Pipeline<Scripted> {
         let downloader = Downloader::new(
             &self.data,
             DownloadLimits {
@@ -213,7 +213,7 @@ impl Lab {
         pipeline
     }
 
-    fn program(&self, name: &str, mem: u64) -> ProgramMetadata {
+    pub(crate) fn program(&self, name: &str, mem: u64) -> ProgramMetadata {
         let mut meta = ProgramMetadata {
             name: name.into(),
             hash: Hash::default(),
@@ -231,7 +231,7 @@ impl Lab {
     }
 
     /// Deploys `prover` with a throwaway verifier.
-    async fn deploy(&self, prover: &ProgramMetadata) {
+    pub(crate) async fn deploy(&self, prover: &ProgramMetadata) {
         let tx = Transaction::new_signed(
             Payload::Deploy {
                 name: prover.name.clone(),
@@ -244,7 +244,11 @@ impl Lab {
         self.intake.submit(&tx, Source::Rpc).await.expect("deploy");
     }
 
-    fn run_tx(&self, program: &ProgramMetadata, inputs: Vec<ProgramData>) -> Transaction {
+    pub(crate) fn run_tx(
+        &self,
+        program: &ProgramMetadata,
+        inputs: Vec<ProgramData>,
+    ) -> Transaction {
         Transaction::new_signed(
             Payload::Run {
                 workflow: Workflow {
@@ -260,20 +264,20 @@ impl Lab {
         )
     }
 
-    async fn run(&self, program: &ProgramMetadata) -> Hash {
+    pub(crate) async fn run(&self, program: &ProgramMetadata) -> Hash {
         let tx = self.run_tx(program, vec![]);
         self.intake.submit(&tx, Source::Rpc).await.expect("run");
         tx.hash
     }
 
     /// The client cancels `run`.
-    async fn cancel(&self, run: &Hash) {
+    pub(crate) async fn cancel(&self, run: &Hash) {
         let tx =
             Transaction::new_signed(Payload::Cancel { parent: *run }, self.nonce(), &self.client);
         self.intake.submit(&tx, Source::Rpc).await.expect("cancel");
     }
 
-    async fn task(&self, run: &Hash) -> Option<Task> {
+    pub(crate) async fn task(&self, run: &Hash) -> Option<Task> {
         self.store
             .tasks_for_tx(run)
             .await
@@ -283,7 +287,7 @@ impl Lab {
     }
 
     /// Waits until the Run's task is in `phase` (bounded: these are milliseconds of work).
-    async fn wait_for(&self, run: &Hash, phase: Phase) -> Task {
+    pub(crate) async fn wait_for(&self, run: &Hash, phase: Phase) -> Task {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let task = self.task(run).await;
@@ -300,7 +304,7 @@ impl Lab {
     }
 
     /// Waits until the Run's task has ended, and returns it.
-    async fn ended(&self, run: &Hash) -> Task {
+    pub(crate) async fn ended(&self, run: &Hash) -> Task {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(task) = self.task(run).await.filter(|t| t.phase.is_terminal()) {
@@ -311,12 +315,12 @@ impl Lab {
         }
     }
 
-    async fn timeline(&self, run: &Hash) -> Vec<PhaseChange> {
+    pub(crate) async fn timeline(&self, run: &Hash) -> Vec<PhaseChange> {
         self.store.task_timelines(run).await.expect("timeline")
     }
 
     /// The node's results (Proofs) of `run`.
-    async fn proofs(&self, run: &Hash) -> usize {
+    pub(crate) async fn proofs(&self, run: &Hash) -> usize {
         self.store
             .results_of_run(run, Some(&self.node.public_key()))
             .await
@@ -326,7 +330,7 @@ impl Lab {
 }
 
 /// Waits until the pipeline holds nothing: every CPU and MiB is free again.
-async fn all_free(pipeline: &Pipeline<Scripted>) {
+pub(crate) async fn all_free(pipeline: &Pipeline<Scripted>) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let u = pipeline.usage();
