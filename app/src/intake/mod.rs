@@ -64,11 +64,24 @@ pub struct Intake {
     announce: Announce,
     /// The node's own key: what it signs (results, operator actions) is never held to the ACL.
     node_author: Option<crate::crypto::PublicKey>,
+    /// Tells the keys of the network's other nodes (set once the network runs): a Cancel one of
+    /// them signed (an operator's, through that node) counts like this node's own.
+    network_nodes: Arc<OnceLock<NetworkNodes>>,
     /// The group-commit writer, started by the first submission (on its runtime) and shared by
     /// every clone.
     committer: Arc<OnceLock<Committer>>,
     /// The task phases' writer (many phase changes to a commit), started like the committer.
     phases: Arc<OnceLock<PhaseWriter>>,
+}
+
+/// Whether a key is a node of the network.
+#[derive(Clone)]
+pub struct NetworkNodes(pub Arc<dyn Fn(&crate::crypto::PublicKey) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for NetworkNodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NetworkNodes")
+    }
 }
 
 /// The writer of task phase changes: one commit for whatever changes are waiting.
@@ -100,6 +113,7 @@ impl Intake {
                 tree_changes: Arc::default(),
             },
             node_author: None,
+            network_nodes: Arc::default(),
             committer: Arc::new(OnceLock::new()),
             phases: Arc::new(OnceLock::new()),
         }
@@ -116,6 +130,15 @@ impl Intake {
     pub fn with_node_author(mut self, key: crate::crypto::PublicKey) -> Self {
         self.node_author = Some(key);
         self
+    }
+
+    /// Tells the intake (every clone) which keys are the network's nodes.
+    pub fn set_network_nodes(&self, nodes: NetworkNodes) {
+        let _ = self.network_nodes.set(nodes);
+    }
+
+    fn is_network_node(&self, key: &crate::crypto::PublicKey) -> bool {
+        self.network_nodes.get().is_some_and(|n| (n.0)(key))
     }
 
     /// The node's event bus.
@@ -258,6 +281,7 @@ impl Intake {
         }
         if let Payload::Cancel { parent } = &tx.payload
             && self.node_author != Some(tx.author)
+            && !self.is_network_node(&tx.author)
             && let Some(run) = self.store.get_transaction(parent).await?
             && run.tx.author != tx.author
         {

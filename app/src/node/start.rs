@@ -140,6 +140,16 @@ impl Node {
             Some((network, view)) => (Some(network), Some(view)),
             None => (None, None),
         };
+        if let Some(view) = &p2p {
+            // A Cancel an operator made through another node of the network counts here too.
+            let view = view.clone();
+            intake.set_network_nodes(crate::intake::NetworkNodes(Arc::new(move |key| {
+                let hex = key.to_hex();
+                view.executors()
+                    .iter()
+                    .any(|e| !e.local && e.public_key.as_deref() == Some(hex.as_str()))
+            })));
+        }
         let node = Node::from_parts(Parts {
             intake,
             auth,

@@ -102,13 +102,13 @@ impl<E: Execute> Pipeline<E> {
         Ok(())
     }
 
-    /// A Cancel of `run` stored on this node by the Run's author or the node itself.
+    /// A Cancel of `run` stored on this node (the intake admitted it: by the Run's author, this
+    /// node, or another node of the network).
     pub(super) async fn stored_cancel(
         &self,
         run: &Transaction,
     ) -> Result<Option<Hash>, StoreError> {
-        let node = self.inner.key.public_key();
-        self.store().cancel_of(&run.hash, &[run.author, node]).await
+        self.store().first_cancel(&run.hash).await
     }
 
     /// Moves every unfinished task of `tasks` to `phase` with `reason`, and stops their drivers.

@@ -347,12 +347,10 @@ impl Placer {
         }
     }
 
-    /// A Cancel by the Run's author ends the Run everywhere (the pipeline stops its tasks).
+    /// A Cancel (by the Run's author or a node of the network, as the intake admits) ends the
+    /// Run everywhere (the pipeline stops its tasks).
     async fn cancelled(&mut self, run: Hash) -> Result<(), StoreError> {
-        let Some(stored) = self.store.get_transaction(&run).await? else {
-            return Ok(());
-        };
-        if let Some(cancel) = self.store.cancel_of(&run, &[stored.tx.author]).await? {
+        if let Some(cancel) = self.store.first_cancel(&run).await? {
             let reason = format!("cancelled by the Cancel transaction {cancel}");
             self.store
                 .end_run(&run, "cancelled", Some(&reason), None)

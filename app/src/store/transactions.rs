@@ -450,6 +450,25 @@ impl Store {
     }
 
     /// The first stored Cancel of `run` signed by one of `authors` (the Run's author, the node).
+    /// The first Cancel of `run` stored, whoever signed it (the intake admits only the Run's
+    /// author and the network's nodes).
+    pub async fn first_cancel(&self, run: &Hash) -> Result<Option<Hash>> {
+        let found: Option<String> = dispatch!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT hash FROM transactions WHERE parent = $1 AND kind = 'cancel' ORDER BY seq LIMIT 1",
+            )
+            .bind(run.to_hex())
+            .fetch_optional(pool)
+            .await?
+        });
+        found
+            .map(|h| {
+                Hash::from_hex(&h)
+                    .ok_or_else(|| StoreError::Corrupt(format!("bad cancel hash {h}")))
+            })
+            .transpose()
+    }
+
     pub async fn cancel_of(&self, run: &Hash, authors: &[PublicKey]) -> Result<Option<Hash>> {
         if authors.is_empty() {
             return Ok(None);

@@ -304,6 +304,54 @@ async fn a_run_goes_once_to_a_node_that_fits_it() {
         all
     })
     .await;
+
+    // An operator cancels, through the relay, a Run that runs on another node: it stops there,
+    // and every node records it.
+    let long = run(
+        &user,
+        vec![step(
+            &prover,
+            &["--sleep-ms", "120000"],
+            vec![input("/workspace/in.txt", &data)],
+        )],
+    );
+    accepted(&a.node.base, &long).await;
+    let l_hash = long.hash.to_hex();
+    eventually_within(RUN_WAIT, "a node runs the long Run", || async {
+        for m in [&b, &c] {
+            if m.status(&l_hash).await["tasks"][0]["phase"] == "running" {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/transactions/{l_hash}/cancel",
+            a.node.base
+        ))
+        .bearer_auth(&a.token)
+        .send()
+        .await
+        .expect("cancel");
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    eventually_within(
+        Duration::from_secs(60),
+        "the holder stops the cancelled Run",
+        || async {
+            let mut recorded = true;
+            for m in [&a, &b, &c] {
+                recorded &= m.status(&l_hash).await["placement"]["outcome"] == "cancelled";
+            }
+            let mut stopped = false;
+            for m in [&b, &c] {
+                stopped |= m.status(&l_hash).await["tasks"][0]["phase"] == "cancelled";
+            }
+            recorded && stopped
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
