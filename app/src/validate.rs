@@ -142,7 +142,7 @@ pub enum ValidationError {
     )]
     AuthorNotWhitelisted(String),
     #[error(
-        "only the author of the Run {run} (or this node's operator, through the REST API) may cancel it; {author} is not its author"
+        "only the author of the Run {run} (or an operator of a node of the network, through its REST API or console) may cancel it; {author} is neither"
     )]
     CancelNotAuthorized { run: Hash, author: String },
 }
