@@ -177,6 +177,21 @@ struct Mine {
     started: bool,
 }
 
+impl Mine {
+    /// A hold taken now (over from `from`, when its holder went).
+    fn now(run: &Hash, from: Option<String>, started: bool) -> Mine {
+        Mine {
+            hold: Hold {
+                run: run.to_hex(),
+                since_ms: now_ms(),
+                from,
+                ended: None,
+            },
+            started,
+        }
+    }
+}
+
 /// Drives placement on one node; see the module's documentation.
 #[derive(Debug)]
 pub struct Placer {
@@ -258,18 +273,7 @@ impl Placer {
         match self.store.runs_with_open_tasks().await {
             Ok(runs) => {
                 for run in runs {
-                    self.holds.insert(
-                        run,
-                        Mine {
-                            hold: Hold {
-                                run: run.to_hex(),
-                                since_ms: now_ms(),
-                                from: None,
-                                ended: None,
-                            },
-                            started: false,
-                        },
-                    );
+                    self.holds.insert(run, Mine::now(&run, None, false));
                 }
             }
             Err(e) => {
@@ -662,18 +666,7 @@ impl Placer {
                     .find(|p| **p != self.me && !live.iter().any(|e| e.peer_id == **p))
                     .cloned()
             });
-            self.holds.insert(
-                run,
-                Mine {
-                    hold: Hold {
-                        run: run.to_hex(),
-                        since_ms: now_ms(),
-                        from: from.clone(),
-                        ended: None,
-                    },
-                    started: true,
-                },
-            );
+            self.holds.insert(run, Mine::now(&run, from.clone(), true));
             // Announced before the tasks start, so a slower node sees the hold first.
             self.publish_holds();
             if let Err(e) = pipeline.take(run).await {

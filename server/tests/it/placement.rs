@@ -9,7 +9,9 @@ use app::crypto::SecretKey;
 use serde_json::{Value, json};
 
 use crate::network::{ADMIN, Member, eventually_within, member_in};
-use crate::support::{Lab, accepted, deploy, input, output_of, program, rpc, run, sign_in, step};
+use crate::support::{
+    Image, Lab, accepted, deploy, input, output_of, program, rpc, run, sign_in, step,
+};
 
 /// Long enough for a few TCG boots on a busy 2-core machine.
 const RUN_WAIT: Duration = Duration::from_secs(240);
@@ -118,6 +120,27 @@ fn collect(tree: &Value, out: &mut Vec<Value>) {
     }
 }
 
+/// A Run proving `data` with `prover` (given `args`), then verifying the proof.
+fn prove_and_verify(
+    user: &SecretKey,
+    prover: &app::tx::ProgramMetadata,
+    verifier: &app::tx::ProgramMetadata,
+    data: &Image,
+    args: &[&str],
+) -> app::tx::Transaction {
+    run(
+        user,
+        vec![
+            step(prover, args, vec![input("/workspace/in.txt", data)]),
+            step(
+                verifier,
+                &[],
+                vec![output_of(prover, "/workspace/proof.dat")],
+            ),
+        ],
+    )
+}
+
 fn with_hash(mut meta: app::tx::ProgramMetadata) -> app::tx::ProgramMetadata {
     meta.hash = meta.compute_hash();
     meta
@@ -177,17 +200,7 @@ async fn a_run_goes_once_to_a_node_that_fits_it() {
         &deploy(&user, "placed", prover.clone(), verifier.clone()),
     )
     .await;
-    let r = run(
-        &user,
-        vec![
-            step(&prover, &[], vec![input("/workspace/in.txt", &data)]),
-            step(
-                &verifier,
-                &[],
-                vec![output_of(&prover, "/workspace/proof.dat")],
-            ),
-        ],
-    );
+    let r = prove_and_verify(&user, &prover, &verifier, &data, &[]);
     // Sent to the node that never executes.
     accepted(&a.node.base, &r).await;
     let hash = r.hash.to_hex();
@@ -381,21 +394,7 @@ async fn a_killed_holder_is_replaced_and_the_run_completes_once() {
     )
     .await;
     // The prover works for a while: long enough to be killed in the middle.
-    let r = run(
-        &user,
-        vec![
-            step(
-                &prover,
-                &["--sleep-ms", "8000"],
-                vec![input("/workspace/in.txt", &data)],
-            ),
-            step(
-                &verifier,
-                &[],
-                vec![output_of(&prover, "/workspace/proof.dat")],
-            ),
-        ],
-    );
+    let r = prove_and_verify(&user, &prover, &verifier, &data, &["--sleep-ms", "8000"]);
     accepted(&members[0].node.base, &r).await;
     let hash = r.hash.to_hex();
 
@@ -480,17 +479,7 @@ async fn redundancy_two_yields_proofs_from_two_nodes() {
         &deploy(&user, "twice", prover.clone(), verifier.clone()),
     )
     .await;
-    let r = run(
-        &user,
-        vec![
-            step(&prover, &[], vec![input("/workspace/in.txt", &data)]),
-            step(
-                &verifier,
-                &[],
-                vec![output_of(&prover, "/workspace/proof.dat")],
-            ),
-        ],
-    );
+    let r = prove_and_verify(&user, &prover, &verifier, &data, &[]);
     accepted(&a.node.base, &r).await;
     let hash = r.hash.to_hex();
     eventually_within(RUN_WAIT, "two Proofs and two Verifications", || async {
