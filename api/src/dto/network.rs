@@ -91,8 +91,8 @@ pub struct PlacementInfo {
     pub waiting_runs: u64,
     pub placed_runs: u64,
     /// Since this node started: Runs it took when first placed, took over from a node that
-    /// went, let go to a node that held them first; steps it stopped because another node
-    /// proved them first; Runs no node could fit.
+    /// went or drains, let go (another node held them first, or this node drains); steps it
+    /// stopped because another node proved them first; Runs no node could fit.
     pub placed: u64,
     pub taken_over: u64,
     pub released: u64,

@@ -34,8 +34,9 @@ pub struct Stopped {
 
 impl Node {
     /// Drains: no waiting task is given resources from now on; running tasks go on. New
-    /// transactions are still accepted, and their tasks wait. Draining twice keeps the first
-    /// time. Returns the state after the change, and whether this call changed it.
+    /// transactions are still accepted; with a network, placement gives this node no new Run and
+    /// hands the Runs it holds that are not on a VM to other nodes (see `placement`). Draining
+    /// twice keeps the first time. Returns the state after the change, and whether this call changed it.
     pub fn drain(&self) -> (DrainState, bool) {
         let changed = {
             let mut since = self.drain_since();

@@ -272,6 +272,11 @@ impl<E: Execute> Pipeline<E> {
             .then(|| crate::vm::executor::log_tail(&path, max))
     }
 
+    /// Whether the node drains (or stops): no waiting task starts.
+    pub fn draining(&self) -> bool {
+        self.state().draining
+    }
+
     /// Drains (`true`: no waiting task starts; running ones go on) or resumes (`false`).
     pub fn set_draining(&self, on: bool) {
         self.state().draining = on;

@@ -81,9 +81,9 @@ pub struct PlacedOn {
 pub struct Counters {
     /// Runs this node took when first placed.
     pub placed: u64,
-    /// Runs this node took over from a node that went.
+    /// Runs this node took over from a node that went or drains.
     pub taken_over: u64,
-    /// Runs this node let go because another node held them first.
+    /// Runs this node let go: another node held them first, or this node drains.
     pub released: u64,
     /// Steps this node stopped because another node proved them first.
     pub duplicates_stopped: u64,
@@ -524,6 +524,10 @@ impl Placer {
             .collect();
         if let Some(mut capacity) = self.own.borrow().clone() {
             capacity.holds = self.holds.values().map(|m| m.hold.clone()).collect();
+            // Known here at once (the announced value follows within an interval).
+            if let Some(p) = &self.pipeline {
+                capacity.draining = p.draining();
+            }
             live.push(Executor {
                 peer_id: self.me.clone(),
                 public_key: crate::p2p::peer_key(&self.p2p.local_peer_id()).map(|k| k.to_hex()),
@@ -562,8 +566,9 @@ impl Placer {
             self.settled = Instant::now() >= self.settle_until
                 || (self.p2p.bootstrap().is_empty() && self.p2p.peer_count() == 0);
         }
+        let mut changed = self.hand_over_if_draining().await;
         let live = self.live();
-        let mut changed = self.learn_endings(&live).await;
+        changed |= self.learn_endings(&live).await;
         let runs: Vec<Hash> = match only {
             Some(run) => vec![run],
             None => {
@@ -584,6 +589,36 @@ impl Placer {
         if changed {
             self.publish_holds();
         }
+    }
+
+    /// While this node drains, the Runs it holds whose step is not on a VM go to other nodes
+    /// (they would only wait here). Returns whether any went.
+    async fn hand_over_if_draining(&mut self) -> bool {
+        let Some(pipeline) = self.pipeline.clone() else {
+            return false;
+        };
+        if !pipeline.draining() || self.holds.is_empty() {
+            return false;
+        }
+        let mut changed = false;
+        let held: Vec<Hash> = self.holds.keys().copied().collect();
+        for run in held {
+            let on_vm = match self.store.tasks_for_tx(&run).await {
+                Ok(tasks) => tasks.iter().any(|t| {
+                    matches!(t.phase, Phase::Booting | Phase::Running | Phase::Submitting)
+                }),
+                Err(e) => {
+                    warn!(target: "gevulot", run = %run, error = %e, "cannot read the Run's tasks; it stays here for now");
+                    true
+                }
+            };
+            if !on_vm {
+                info!(target: "gevulot", run = %run, "this node drains; handing the Run to another node");
+                self.release(run, "the next node that can run it").await;
+                changed = true;
+            }
+        }
+        changed
     }
 
     /// Records the Runs that ended on other nodes (failed there), as their announcements say.
@@ -663,7 +698,7 @@ impl Placer {
             let from = self.open.get(&run).and_then(|o| {
                 o.seen
                     .iter()
-                    .find(|p| **p != self.me && !live.iter().any(|e| e.peer_id == **p))
+                    .find(|p| **p != self.me && !decision.holders.iter().any(|h| h.peer_id == **p))
                     .cloned()
             });
             self.holds.insert(run, Mine::now(&run, from.clone(), true));
@@ -676,7 +711,7 @@ impl Placer {
             let counters = &self.shared.counters;
             match &from {
                 Some(from) => {
-                    info!(target: "gevulot", run = %run, from = %from, "took the Run over from a node that went");
+                    info!(target: "gevulot", run = %run, from = %from, "took the Run over from a node that went or drains");
                     counters.taken_over.fetch_add(1, Ordering::Relaxed);
                 }
                 None => {

@@ -30,7 +30,9 @@ pub async fn state(State(state): State<AppState>, caller: Caller) -> Result<Json
 }
 
 /// Drain the node (operator): no new task starts; running tasks finish; new transactions are
-/// still accepted and their tasks wait. Draining a draining node changes nothing.
+/// still accepted. The node takes no new Run, and hands the Runs it holds whose step is not
+/// running to other nodes (with none, they wait until a node can take them). Draining a
+/// draining node changes nothing.
 #[utoipa::path(
     post,
     path = "/api/v1/node/drain",

@@ -495,3 +495,70 @@ async fn redundancy_two_yields_proofs_from_two_nodes() {
     assert_eq!(provers.len(), 2, "from two different nodes: {found:?}");
     assert_eq!(provers, BTreeSet::from([a.key.as_str(), b.key.as_str()]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_node_hands_the_next_step_to_a_peer_that_fetches_its_output() {
+    let Some(lab) = Lab::new().await else { return };
+    let prover_img = lab.program_image("prover.img", "/bin/test-prover");
+    let verifier_img = lab.program_image("verifier.img", "/bin/test-verifier");
+    let data = lab.serve("in.txt", b"proven here, verified there".to_vec());
+    let a = lab_member(&lab, None, &[]).await;
+    let b = lab_member(&lab, Some(&a), &[]).await;
+    for m in [&a, &b] {
+        eventually_within(
+            Duration::from_secs(60),
+            "both nodes hear two executors",
+            || async { m.live_executors().await == 2 },
+        )
+        .await;
+    }
+    let user = SecretKey::generate().expect("key");
+    let prover = program("prover", &prover_img, 256, 1);
+    let verifier = program("verifier", &verifier_img, 256, 1);
+    accepted(
+        &a.node.base,
+        &deploy(&user, "handed on", prover.clone(), verifier.clone()),
+    )
+    .await;
+    let r = prove_and_verify(&user, &prover, &verifier, &data, &["--sleep-ms", "3000"]);
+    accepted(&a.node.base, &r).await;
+    let hash = r.hash.to_hex();
+    let holder = std::cell::Cell::new(None);
+    eventually_within(RUN_WAIT, "a node runs the prover", || async {
+        for (i, m) in [&a, &b].into_iter().enumerate() {
+            if m.status(&hash).await["tasks"][0]["phase"] == "running" {
+                holder.set(Some(i));
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    let (holder, other) = match holder.get() {
+        Some(0) => (&a, &b),
+        _ => (&b, &a),
+    };
+    // The holder drains while its prover runs: the prover finishes there, the verifier step
+    // goes to the other node, which fetches the proof file from the holder.
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/node/drain", holder.node.base))
+        .bearer_auth(&holder.token)
+        .send()
+        .await
+        .expect("drain");
+    assert_eq!(r.status(), 200);
+    eventually_within(RUN_WAIT, "the Run is proven and verified", || async {
+        all_have(&[&a, &b], &hash, 1, 1).await
+    })
+    .await;
+    let found = results(other, &hash).await;
+    assert_eq!(
+        found,
+        vec![
+            ("Proof".to_string(), holder.key.clone()),
+            ("Verification".to_string(), other.key.clone()),
+        ]
+    );
+    assert_eq!(other.placement_counter("taken_over").await, 1);
+    assert_eq!(holder.placement_counter("released").await, 1);
+}

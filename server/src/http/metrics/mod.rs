@@ -236,7 +236,7 @@ impl Default for Metrics {
         let placement = Family::<EventLabels, Counter>::default();
         registry.register(
             "placement",
-            "What placement did on this node: Runs it took when first placed (placed), took over from a node that went (taken_over), let go to a node that held them first (released), steps it stopped because another node proved them first (duplicate_stopped), and Runs no node could fit (unplaceable)",
+            "What placement did on this node: Runs it took when first placed (placed), took over from a node that went or drains (taken_over), let go because another node held them first or this node drains (released), steps it stopped because another node proved them first (duplicate_stopped), and Runs no node could fit (unplaceable)",
             placement.clone(),
         );
         let placement_runs = Family::<NetworkLabels, Gauge>::default();
