@@ -167,6 +167,9 @@ struct Open {
     needs: Option<Needs>,
     /// Every node seen holding it (to say whom a node took it over from).
     seen: BTreeSet<String>,
+    /// Whether it was checked for an end this node already knows of (its results, a task of
+    /// this node that failed: a Run stored before endings were recorded).
+    checked: bool,
 }
 
 /// A hold of this node.
@@ -292,15 +295,16 @@ impl Placer {
                 return;
             }
         };
+        // Only a complete answer tells which Runs ended while events were missed.
+        let complete = runs.len() < MAX_OPEN as usize;
         let now: BTreeSet<Hash> = runs.iter().copied().collect();
         for run in runs {
             self.arrived(run);
         }
-        // Runs that ended while events were missed.
         let gone: Vec<Hash> = self
             .open
             .keys()
-            .filter(|r| !now.contains(r))
+            .filter(|r| complete && !now.contains(r))
             .copied()
             .collect();
         for run in gone {
@@ -308,7 +312,7 @@ impl Placer {
         }
         let held: Vec<Hash> = self.holds.keys().copied().collect();
         for run in held {
-            if !now.contains(&run) {
+            if complete && !now.contains(&run) {
                 self.forget(&run);
             } else if let Err(e) = self.check_done(run).await {
                 warn!(target: "gevulot", run = %run, error = %e, "cannot read the Run's results");
@@ -431,12 +435,9 @@ impl Placer {
         Ok(())
     }
 
-    /// A task of this node failed for good: the Run it holds ended here, and every node learns
-    /// it from this node's announcements.
+    /// A task of this node failed for good: the Run ended here, and every node learns it from
+    /// this node's announcements (while it holds the Run).
     async fn failed_here(&mut self, run: Hash) -> Result<(), StoreError> {
-        if !self.holds.contains_key(&run) {
-            return Ok(());
-        }
         let tasks = self.store.tasks_for_tx(&run).await?;
         let Some(failed) = tasks
             .iter()
@@ -652,8 +653,15 @@ impl Placer {
 
     /// Places one Run; returns whether this node's holds changed.
     async fn place(&mut self, run: Hash, live: &[Executor]) -> Result<bool, StoreError> {
+        if let Some(open) = self.open.get_mut(&run)
+            && !open.checked
+        {
+            open.checked = true;
+            self.check_done(run).await?;
+            self.failed_here(run).await?;
+        }
         let Some(open) = self.open.get(&run) else {
-            return Ok(false);
+            return Ok(true);
         };
         let needs = match open.needs {
             Some(n) => n,

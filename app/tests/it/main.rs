@@ -15,6 +15,7 @@ mod p2p;
 mod parsers;
 mod pipeline_rules;
 mod placed;
+mod placement;
 mod props;
 mod schema;
 mod storage;
