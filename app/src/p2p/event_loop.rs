@@ -39,6 +39,9 @@ use crate::tx::Transaction;
 
 /// Connections per peer at most: two nodes dialling each other at once briefly hold two.
 const CONNECTIONS_PER_PEER: u32 = 2;
+/// The shortest time between two announcements asked for at once.
+const ANNOUNCE_AT_MOST_EVERY: Duration = Duration::from_millis(100);
+
 /// Incoming connections still in their handshake (pre-shared key, Noise) at most.
 const PENDING_INCOMING: u32 = 32;
 
@@ -316,6 +319,11 @@ impl Network {
         let first = tokio::time::Instant::now() + self.announce_every.min(Duration::from_secs(1));
         let mut announce_tick = tokio::time::interval_at(first, self.announce_every);
         announce_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Announcements asked for at once (the holds changed) go out at most this often, so a
+        // burst of placements is a few messages, not one per Run.
+        let mut soon_tick = tokio::time::interval(ANNOUNCE_AT_MOST_EVERY);
+        soon_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut announce_soon = false;
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm(event),
@@ -351,7 +359,11 @@ impl Network {
                     self.sync_all();
                 }
                 _ = announce_tick.tick() => self.announce_capacity(),
-                () = self.shared.announce_now.notified() => self.announce_capacity(),
+                () = self.shared.announce_now.notified() => announce_soon = true,
+                _ = soon_tick.tick(), if announce_soon => {
+                    announce_soon = false;
+                    self.announce_capacity();
+                }
                 _ = redial.tick() => self.resolve_bootstrap(),
                 _ = acl_refresh.tick(), if self.acl.is_some() => self.refresh_whitelist(),
                 () = synced(self.whitelist_sync.as_ref()), if self.acl.is_some() => self.refresh_whitelist(),
