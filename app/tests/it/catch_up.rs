@@ -43,7 +43,12 @@ async fn a_late_joiner_pulls_what_gossip_never_carried() {
     for tx in [&history[0], &history[350], &history[699]] {
         assert!(b.has(&tx.hash).await);
     }
-    // Nothing of it was gossiped; all of it was pulled, once.
+    // Nothing of it was gossiped; all of it was pulled, once (the counter follows the commit of
+    // each page, so it is waited for).
+    eventually(WAIT, "b counts 700 pulled", || async {
+        b.p2p.counters().sync.pulled >= 700
+    })
+    .await;
     let counters = b.p2p.counters();
     assert_eq!(counters.accepted, 0, "{counters:?}");
     assert_eq!(counters.sync.pulled, 700, "{counters:?}");
