@@ -19,13 +19,17 @@
 //! stopped (its tasks that had not ended) are its holds again; if another node took one over
 //! meanwhile, the one that took it first keeps it and the other lets go.
 
+mod endings;
 pub mod rule;
+mod view;
 
 pub use rule::{Decision, Holder, Needs};
+use view::Shared;
+pub use view::{Counters, PlacedOn, Placement, PlacementView};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast::error::RecvError;
@@ -34,7 +38,7 @@ use tracing::{info, warn};
 
 use crate::events::{Event, Events};
 use crate::model::Phase;
-use crate::p2p::{Capacity, Ended, Executor, Hold, MAX_HOLDS, P2p};
+use crate::p2p::{Capacity, Executor, Hold, MAX_HOLDS, P2p};
 use crate::pipeline::Pipeline;
 use crate::store::{Store, StoreError, now_ms};
 use crate::tx::{Hash, Kind, Payload};
@@ -47,116 +51,6 @@ const RELOAD_EVERY: Duration = Duration::from_secs(30);
 const MAX_OPEN: u32 = 10_000;
 /// How long a Run that ended here stays in this node's announcements.
 const ENDED_ANNOUNCED: Duration = Duration::from_secs(600);
-
-/// Where a Run stands in the network, as this node sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Placement {
-    /// `waiting` (no node holds it yet), `placed`, or `ended`.
-    pub state: &'static str,
-    pub nodes: Vec<PlacedOn>,
-    /// How it ended (`done`, `failed`, `cancelled`, `unplaceable`), once it did.
-    pub outcome: Option<String>,
-    /// Why it waits, or why it ended.
-    pub reason: Option<String>,
-    /// The peer id of the node it ended on, when it failed there.
-    pub ended_on: Option<String>,
-}
-
-/// A node holding a Run.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlacedOn {
-    pub peer_id: String,
-    /// Its node key (hex), which signs its results.
-    pub public_key: Option<String>,
-    /// When it took the Run (ms since the Unix epoch).
-    pub since_ms: i64,
-    /// The node it took the Run over from.
-    pub taken_over_from: Option<String>,
-    /// Whether it is this node.
-    pub local: bool,
-}
-
-/// What placement did on this node since it started.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Runs this node took when first placed.
-    pub placed: u64,
-    /// Runs this node took over from a node that went or drains.
-    pub taken_over: u64,
-    /// Runs this node let go: another node held them first, or this node drains.
-    pub released: u64,
-    /// Steps this node stopped because another node proved them first.
-    pub duplicates_stopped: u64,
-    /// Runs no node could fit.
-    pub unplaceable: u64,
-}
-
-#[derive(Debug, Default)]
-struct AtomicCounters {
-    placed: AtomicU64,
-    taken_over: AtomicU64,
-    released: AtomicU64,
-    duplicates_stopped: AtomicU64,
-    unplaceable: AtomicU64,
-}
-
-#[derive(Debug, Default)]
-struct Shared {
-    views: RwLock<HashMap<Hash, Placement>>,
-    counters: AtomicCounters,
-}
-
-/// A read-only view of placement, for the APIs and metrics (cheap to clone).
-#[derive(Clone, Debug)]
-pub struct PlacementView {
-    shared: Arc<Shared>,
-    redundancy: usize,
-}
-
-impl PlacementView {
-    /// Where `run` stands, while it is open (ended Runs are in the store's `run_endings`).
-    pub fn get(&self, run: &Hash) -> Option<Placement> {
-        self.shared.views.read().ok()?.get(run).cloned()
-    }
-
-    /// Up to `n` open Runs with where each stands, placed ones first, then by hash.
-    pub fn open_runs(&self, n: usize) -> Vec<(Hash, Placement)> {
-        let mut runs: Vec<(Hash, Placement)> = self
-            .shared
-            .views
-            .read()
-            .map(|v| v.iter().map(|(h, p)| (*h, p.clone())).collect())
-            .unwrap_or_default();
-        runs.sort_by(|(ha, a), (hb, b)| {
-            (a.state != "placed", ha.0).cmp(&(b.state != "placed", hb.0))
-        });
-        runs.truncate(n);
-        runs
-    }
-
-    /// The open Runs, by state.
-    pub fn open_counts(&self) -> (usize, usize) {
-        self.shared.views.read().map_or((0, 0), |v| {
-            let placed = v.values().filter(|p| p.state == "placed").count();
-            (v.len() - placed, placed)
-        })
-    }
-
-    pub fn redundancy(&self) -> usize {
-        self.redundancy
-    }
-
-    pub fn counters(&self) -> Counters {
-        let c = &self.shared.counters;
-        Counters {
-            placed: c.placed.load(Ordering::Relaxed),
-            taken_over: c.taken_over.load(Ordering::Relaxed),
-            released: c.released.load(Ordering::Relaxed),
-            duplicates_stopped: c.duplicates_stopped.load(Ordering::Relaxed),
-            unplaceable: c.unplaceable.load(Ordering::Relaxed),
-        }
-    }
-}
 
 /// An open Run as the placer keeps it.
 #[derive(Debug, Default)]
@@ -355,122 +249,6 @@ impl Placer {
         }
     }
 
-    /// A Cancel (by the Run's author or a node of the network, as the intake admits) ends the
-    /// Run everywhere (the pipeline stops its tasks).
-    async fn cancelled(&mut self, run: Hash) -> Result<(), StoreError> {
-        if let Some(cancel) = self.store.first_cancel(&run).await? {
-            let reason = format!("cancelled by the Cancel transaction {cancel}");
-            self.store
-                .end_run(&run, "cancelled", Some(&reason), None)
-                .await?;
-            self.forget(&run);
-            self.publish_holds();
-        }
-        Ok(())
-    }
-
-    /// A Proof or Verification: another node's stops this node's duplicate step (one result per
-    /// step), and the Run ends once its last step has its results.
-    async fn result_stored(
-        &mut self,
-        hash: Hash,
-        source: crate::model::Source,
-    ) -> Result<(), StoreError> {
-        let Some(stored) = self.store.get_transaction(&hash).await? else {
-            return Ok(());
-        };
-        if source == crate::model::Source::P2p
-            && let Some(pipeline) = &self.pipeline
-            && pipeline.peer_result(&stored.tx).await?
-        {
-            self.shared
-                .counters
-                .duplicates_stopped
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        let run = match &stored.tx.payload {
-            Payload::Proof { parent, .. } => *parent,
-            Payload::Verification { parent, .. } => match self.store.get_transaction(parent).await?
-            {
-                Some(proof) => match proof.tx.payload {
-                    Payload::Proof { parent, .. } => parent,
-                    _ => return Ok(()),
-                },
-                None => return Ok(()),
-            },
-            _ => return Ok(()),
-        };
-        if self.open.contains_key(&run) || self.holds.contains_key(&run) {
-            self.check_done(run).await?;
-        }
-        Ok(())
-    }
-
-    /// Ends `run` when its last step has a result from `redundancy` different nodes.
-    async fn check_done(&mut self, run: Hash) -> Result<(), StoreError> {
-        let Some(stored) = self.store.get_transaction(&run).await? else {
-            return Ok(());
-        };
-        let Payload::Run { workflow } = &stored.tx.payload else {
-            return Ok(());
-        };
-        let Some(last) = workflow.steps.last() else {
-            return Ok(());
-        };
-        let results = self.store.results_of_run(&run, None).await?;
-        let authors: BTreeSet<_> = results
-            .iter()
-            .filter(|r| match &r.tx.payload {
-                Payload::Proof { prover, .. } => *prover == last.program,
-                Payload::Verification { verifier, .. } => *verifier == last.program,
-                _ => false,
-            })
-            .map(|r| r.tx.author)
-            .collect();
-        if authors.len() >= self.redundancy {
-            self.store.end_run(&run, "done", None, None).await?;
-            self.forget(&run);
-            self.publish_holds();
-        }
-        Ok(())
-    }
-
-    /// A task of this node failed for good: the Run ended here, and every node learns it from
-    /// this node's announcements (while it holds the Run).
-    async fn failed_here(&mut self, run: Hash) -> Result<(), StoreError> {
-        let tasks = self.store.tasks_for_tx(&run).await?;
-        let Some(failed) = tasks
-            .iter()
-            .find(|t| matches!(t.phase, Phase::Failed | Phase::TimedOut))
-        else {
-            return Ok(());
-        };
-        let reason = format!(
-            "step {} {}: {}",
-            failed.step_index + 1,
-            if failed.phase == Phase::TimedOut {
-                "timed out"
-            } else {
-                "failed"
-            },
-            failed.error.as_deref().unwrap_or("no reason recorded")
-        );
-        self.store
-            .end_run(&run, "failed", Some(&reason), Some(&self.me))
-            .await?;
-        if let Some(mine) = self.holds.remove(&run) {
-            let mut hold = mine.hold;
-            hold.ended = Some(Ended {
-                outcome: "failed".into(),
-                reason,
-            });
-            self.ended.push_back((hold, Instant::now()));
-        }
-        self.forget(&run);
-        self.publish_holds();
-        Ok(())
-    }
-
     /// Keeps `run` open, after every Run that arrived before it. Beyond `MAX_OPEN` open Runs a
     /// new one waits for a reload (which reads the oldest first).
     fn arrived(&mut self, run: Hash) {
@@ -622,35 +400,6 @@ impl Placer {
         changed
     }
 
-    /// Records the Runs that ended on other nodes (failed there), as their announcements say.
-    async fn learn_endings(&mut self, live: &[Executor]) -> bool {
-        let mut changed = false;
-        for e in live.iter().filter(|e| !e.local) {
-            for hold in &e.capacity.holds {
-                let (Some(ended), Some(run)) = (&hold.ended, Hash::from_hex(&hold.run)) else {
-                    continue;
-                };
-                if !self.open.contains_key(&run) {
-                    continue;
-                }
-                if let Err(e) = self
-                    .store
-                    .end_run(&run, &ended.outcome, Some(&ended.reason), Some(&e.peer_id))
-                    .await
-                {
-                    warn!(target: "gevulot", run = %run, error = %e, "cannot record how the Run ended");
-                    continue;
-                }
-                if self.holds.contains_key(&run) {
-                    self.release(run, &e.peer_id).await;
-                }
-                self.forget(&run);
-                changed = true;
-            }
-        }
-        changed
-    }
-
     /// Places one Run; returns whether this node's holds changed.
     async fn place(&mut self, run: Hash, live: &[Executor]) -> Result<bool, StoreError> {
         if let Some(open) = self.open.get_mut(&run)
@@ -744,63 +493,6 @@ impl Placer {
         let view = self.view_of(&run, &decision, live);
         self.show(run, view);
         Ok(changed)
-    }
-
-    fn view_of(&self, run: &Hash, decision: &Decision, live: &[Executor]) -> Placement {
-        let mut holders = decision.holders.clone();
-        if let Some(mine) = self.holds.get(run)
-            && !holders.iter().any(|h| h.peer_id == self.me)
-        {
-            holders.push(Holder {
-                peer_id: self.me.clone(),
-                since_ms: mine.hold.since_ms,
-                from: mine.hold.from.clone(),
-            });
-        }
-        let nodes: Vec<PlacedOn> = holders
-            .into_iter()
-            .map(|h| PlacedOn {
-                public_key: live
-                    .iter()
-                    .find(|e| e.peer_id == h.peer_id)
-                    .and_then(|e| e.public_key.clone()),
-                local: h.peer_id == self.me,
-                peer_id: h.peer_id,
-                since_ms: h.since_ms,
-                taken_over_from: h.from,
-            })
-            .collect();
-        let reason = if nodes.is_empty() {
-            decision
-                .waiting
-                .clone()
-                .or_else(|| {
-                    (!self.settled).then(|| "this node is still learning who holds what".into())
-                })
-                .or_else(|| {
-                    (!decision.chosen.is_empty())
-                        .then(|| format!("to be taken by {}", decision.chosen.join(" and ")))
-                })
-        } else {
-            None
-        };
-        Placement {
-            state: if nodes.is_empty() {
-                "waiting"
-            } else {
-                "placed"
-            },
-            nodes,
-            outcome: None,
-            reason,
-            ended_on: None,
-        }
-    }
-
-    fn show(&self, run: Hash, view: Placement) {
-        if let Ok(mut views) = self.shared.views.write() {
-            views.insert(run, view);
-        }
     }
 
     /// Lets go of `run`: `keeper` holds it.

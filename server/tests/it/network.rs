@@ -71,9 +71,14 @@ impl Member {
 
     /// The console's dashboard, signed in as the admin.
     async fn dashboard(&self) -> String {
+        self.console("/console").await
+    }
+
+    /// A console page, signed in as the admin.
+    pub(crate) async fn console(&self, path: &str) -> String {
         let c = reqwest::Client::new();
         let (session, _) = sign_in(&c, &self.node.base, ADMIN.0, ADMIN.1).await;
-        c.get(format!("{}/console", self.node.base))
+        c.get(format!("{}{path}", self.node.base))
             .header("cookie", session)
             .send()
             .await

@@ -9,9 +9,7 @@ use app::crypto::SecretKey;
 use serde_json::{Value, json};
 
 use crate::network::{ADMIN, Member, eventually_within, member_in};
-use crate::support::{
-    Image, Lab, accepted, deploy, input, output_of, program, rpc, run, sign_in, step,
-};
+use crate::support::{Image, Lab, accepted, deploy, input, output_of, program, rpc, run, step};
 
 /// Long enough for a few TCG boots on a busy 2-core machine.
 const RUN_WAIT: Duration = Duration::from_secs(240);
@@ -50,20 +48,6 @@ impl Member {
     async fn tree(&self, hash: &str) -> Value {
         let hash = app::tx::Hash::from_hex(hash).expect("a hash");
         rpc(&self.node.base, "getTransactionTree", json!([hash])).await["result"].clone()
-    }
-
-    /// A console page, signed in as the admin.
-    async fn console(&self, path: &str) -> String {
-        let c = reqwest::Client::new();
-        let (session, _) = sign_in(&c, &self.node.base, ADMIN.0, ADMIN.1).await;
-        c.get(format!("{}{path}", self.node.base))
-            .header("cookie", session)
-            .send()
-            .await
-            .expect("page")
-            .text()
-            .await
-            .expect("html")
     }
 
     async fn peer_id(&self) -> String {
@@ -120,6 +104,61 @@ fn collect(tree: &Value, out: &mut Vec<Value>) {
     }
 }
 
+/// Waits until every node of `members` hears `executors` executing nodes.
+async fn all_hear(members: &[&Member], executors: usize) {
+    for m in members {
+        eventually_within(
+            Duration::from_secs(60),
+            &format!("every node hears {executors} executors"),
+            || async { m.live_executors().await == executors },
+        )
+        .await;
+    }
+}
+
+/// The test prover and verifier, deployed by a fresh user through `on`.
+struct Deployed {
+    user: SecretKey,
+    prover_img: Image,
+    prover: app::tx::ProgramMetadata,
+    verifier: app::tx::ProgramMetadata,
+}
+
+async fn deployed(lab: &Lab, on: &Member, name: &str) -> Deployed {
+    let prover_img = lab.program_image("prover.img", "/bin/test-prover");
+    let verifier_img = lab.program_image("verifier.img", "/bin/test-verifier");
+    let user = SecretKey::generate().expect("key");
+    let prover = program("prover", &prover_img, 256, 1);
+    let verifier = program("verifier", &verifier_img, 256, 1);
+    accepted(
+        &on.node.base,
+        &deploy(&user, name, prover.clone(), verifier.clone()),
+    )
+    .await;
+    Deployed {
+        user,
+        prover_img,
+        prover,
+        verifier,
+    }
+}
+
+/// Which of `members` runs the first step of `hash` on a VM, once one does.
+async fn running_on(members: &[&Member], hash: &str) -> usize {
+    let found = std::cell::Cell::new(None);
+    eventually_within(RUN_WAIT, "a node runs the first step", || async {
+        for (i, m) in members.iter().enumerate() {
+            if m.status(hash).await["tasks"][0]["phase"] == "running" {
+                found.set(Some(i));
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    found.get().expect("a node runs it")
+}
+
 /// A Run proving `data` with `prover` (given `args`), then verifying the proof.
 fn prove_and_verify(
     user: &SecretKey,
@@ -161,8 +200,6 @@ async fn all_have(members: &[&Member], run: &str, proofs: usize, verifications: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_goes_once_to_a_node_that_fits_it() {
     let Some(lab) = Lab::new().await else { return };
-    let prover_img = lab.program_image("prover.img", "/bin/test-prover");
-    let verifier_img = lab.program_image("verifier.img", "/bin/test-verifier");
     let data = lab.serve("in.txt", b"a placed witness".to_vec());
     let sysfs = testkit::tempdir();
     app::gpu::fixture::workstation(sysfs.path()).expect("fixture");
@@ -182,24 +219,15 @@ async fn a_run_goes_once_to_a_node_that_fits_it() {
         ],
     )
     .await;
-    for m in [&a, &b, &c] {
-        eventually_within(
-            Duration::from_secs(60),
-            "every node hears both executors",
-            || async { m.live_executors().await == 2 },
-        )
-        .await;
-    }
+    all_hear(&[&a, &b, &c], 2).await;
     let (b_id, c_id) = (b.peer_id().await, c.peer_id().await);
 
-    let user = SecretKey::generate().expect("key");
-    let prover = program("prover", &prover_img, 256, 1);
-    let verifier = program("verifier", &verifier_img, 256, 1);
-    accepted(
-        &a.node.base,
-        &deploy(&user, "placed", prover.clone(), verifier.clone()),
-    )
-    .await;
+    let Deployed {
+        user,
+        prover_img,
+        prover,
+        verifier,
+    } = deployed(&lab, &a, "placed").await;
     let r = prove_and_verify(&user, &prover, &verifier, &data, &[]);
     // Sent to the node that never executes.
     accepted(&a.node.base, &r).await;
@@ -370,47 +398,25 @@ async fn a_run_goes_once_to_a_node_that_fits_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_holder_is_replaced_and_the_run_completes_once() {
     let Some(lab) = Lab::new().await else { return };
-    let prover_img = lab.program_image("prover.img", "/bin/test-prover");
-    let verifier_img = lab.program_image("verifier.img", "/bin/test-verifier");
     let data = lab.serve("in.txt", b"a witness that outlives its node".to_vec());
     let a = lab_member(&lab, None, &[]).await;
     let b = lab_member(&lab, Some(&a), &[]).await;
     let c = lab_member(&lab, Some(&a), &[]).await;
     let members = [a, b, c];
-    for m in &members {
-        eventually_within(
-            Duration::from_secs(60),
-            "every node hears three executors",
-            || async { m.live_executors().await == 3 },
-        )
-        .await;
-    }
-    let user = SecretKey::generate().expect("key");
-    let prover = program("prover", &prover_img, 256, 1);
-    let verifier = program("verifier", &verifier_img, 256, 1);
-    accepted(
-        &members[0].node.base,
-        &deploy(&user, "takeover", prover.clone(), verifier.clone()),
-    )
-    .await;
+    all_hear(&[&members[0], &members[1], &members[2]], 3).await;
+    let Deployed {
+        user,
+        prover_img: _,
+        prover,
+        verifier,
+    } = deployed(&lab, &members[0], "takeover").await;
     // The prover works for a while: long enough to be killed in the middle.
     let r = prove_and_verify(&user, &prover, &verifier, &data, &["--sleep-ms", "8000"]);
     accepted(&members[0].node.base, &r).await;
     let hash = r.hash.to_hex();
 
     // Find the holder once its VM runs.
-    let holder = std::cell::Cell::new(None);
-    eventually_within(RUN_WAIT, "a node runs the prover", || async {
-        for (i, m) in members.iter().enumerate() {
-            if m.status(&hash).await["tasks"][0]["phase"] == "running" {
-                holder.set(Some(i));
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    let holder = holder.get().expect("holder");
+    let holder = running_on(&[&members[0], &members[1], &members[2]], &hash).await;
     // The network page lists the open Run where it is placed.
     let watcher = &members[(holder + 1) % 3];
     let page = watcher.console("/console/network").await;
@@ -457,28 +463,17 @@ async fn a_killed_holder_is_replaced_and_the_run_completes_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redundancy_two_yields_proofs_from_two_nodes() {
     let Some(lab) = Lab::new().await else { return };
-    let prover_img = lab.program_image("prover.img", "/bin/test-prover");
-    let verifier_img = lab.program_image("verifier.img", "/bin/test-verifier");
     let data = lab.serve("in.txt", b"proven twice".to_vec());
     let twice = [("GEVULOT_PLACEMENT_REDUNDANCY", "2")];
     let a = lab_member(&lab, None, &twice).await;
     let b = lab_member(&lab, Some(&a), &twice).await;
-    for m in [&a, &b] {
-        eventually_within(
-            Duration::from_secs(60),
-            "both nodes hear two executors",
-            || async { m.live_executors().await == 2 },
-        )
-        .await;
-    }
-    let user = SecretKey::generate().expect("key");
-    let prover = program("prover", &prover_img, 256, 1);
-    let verifier = program("verifier", &verifier_img, 256, 1);
-    accepted(
-        &a.node.base,
-        &deploy(&user, "twice", prover.clone(), verifier.clone()),
-    )
-    .await;
+    all_hear(&[&a, &b], 2).await;
+    let Deployed {
+        user,
+        prover_img: _,
+        prover,
+        verifier,
+    } = deployed(&lab, &a, "twice").await;
     let r = prove_and_verify(&user, &prover, &verifier, &data, &[]);
     accepted(&a.node.base, &r).await;
     let hash = r.hash.to_hex();
@@ -499,43 +494,21 @@ async fn redundancy_two_yields_proofs_from_two_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_node_hands_the_next_step_to_a_peer_that_fetches_its_output() {
     let Some(lab) = Lab::new().await else { return };
-    let prover_img = lab.program_image("prover.img", "/bin/test-prover");
-    let verifier_img = lab.program_image("verifier.img", "/bin/test-verifier");
     let data = lab.serve("in.txt", b"proven here, verified there".to_vec());
     let a = lab_member(&lab, None, &[]).await;
     let b = lab_member(&lab, Some(&a), &[]).await;
-    for m in [&a, &b] {
-        eventually_within(
-            Duration::from_secs(60),
-            "both nodes hear two executors",
-            || async { m.live_executors().await == 2 },
-        )
-        .await;
-    }
-    let user = SecretKey::generate().expect("key");
-    let prover = program("prover", &prover_img, 256, 1);
-    let verifier = program("verifier", &verifier_img, 256, 1);
-    accepted(
-        &a.node.base,
-        &deploy(&user, "handed on", prover.clone(), verifier.clone()),
-    )
-    .await;
+    all_hear(&[&a, &b], 2).await;
+    let Deployed {
+        user,
+        prover_img: _,
+        prover,
+        verifier,
+    } = deployed(&lab, &a, "handed on").await;
     let r = prove_and_verify(&user, &prover, &verifier, &data, &["--sleep-ms", "3000"]);
     accepted(&a.node.base, &r).await;
     let hash = r.hash.to_hex();
-    let holder = std::cell::Cell::new(None);
-    eventually_within(RUN_WAIT, "a node runs the prover", || async {
-        for (i, m) in [&a, &b].into_iter().enumerate() {
-            if m.status(&hash).await["tasks"][0]["phase"] == "running" {
-                holder.set(Some(i));
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    let (holder, other) = match holder.get() {
-        Some(0) => (&a, &b),
+    let (holder, other) = match running_on(&[&a, &b], &hash).await {
+        0 => (&a, &b),
         _ => (&b, &a),
     };
     // The holder drains while its prover runs: the prover finishes there, the verifier step
