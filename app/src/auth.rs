@@ -164,6 +164,8 @@ const MAX_TRACKED: usize = 10_000;
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 60 * 60);
 
 pub const MIN_PASSWORD_LEN: usize = 10;
+/// Bounds the work of hashing a password (argon2 reads all of it).
+pub const MAX_PASSWORD_LEN: usize = 256;
 
 /// Users, sessions and tokens over the store.
 #[derive(Clone)]
@@ -237,9 +239,9 @@ pub fn check_password(password: &str) -> Result<(), AuthError> {
             "a password needs at least 10 characters",
         ));
     }
-    if password.len() > 1024 {
+    if password.chars().count() > MAX_PASSWORD_LEN {
         return Err(AuthError::WeakPassword(
-            "a password is at most 1024 bytes long",
+            "a password is at most 256 characters long",
         ));
     }
     Ok(())

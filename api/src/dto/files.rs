@@ -1,10 +1,9 @@
 //! Output files and their download locations.
 
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::transactions::{CURSOR_PREFIX, bad_cursor, cursor_text};
+use super::transactions::{bad_cursor, cursor_parts, encode_cursor};
 
 use crate::error::BadRequest;
 
@@ -49,18 +48,16 @@ pub struct FilePage {
     pub next_cursor: Option<String>,
 }
 
-/// Cursor over (transaction seq, file index).
+/// Cursor over (transaction seq, file index): `v1.<seq>.<index>`.
 pub fn encode_file_cursor((seq, index): (i64, i64)) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{seq}:{index}"))
+    format!("{}.{index}", encode_cursor(seq))
 }
 
 pub fn decode_file_cursor(cursor: &str) -> Result<(i64, i64), BadRequest> {
-    let text = cursor_text(cursor)?;
-    let (seq, index) = text.split_once(':').ok_or_else(bad_cursor)?;
-    Ok((
-        seq.parse().map_err(|_| bad_cursor())?,
-        index.parse().map_err(|_| bad_cursor())?,
-    ))
+    match cursor_parts(cursor)?.as_slice() {
+        [seq, index] => Ok((*seq, *index)),
+        _ => Err(bad_cursor()),
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
@@ -68,7 +65,9 @@ pub fn decode_file_cursor(cursor: &str) -> Result<(i64, i64), BadRequest> {
 #[into_params(parameter_in = Query)]
 pub struct FileQuery {
     /// The `next_cursor` of the previous page.
+    #[param(pattern = r"^v1\.[0-9]{1,18}\.[0-9]{1,18}$")]
     pub cursor: Option<String>,
     /// Page size, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }

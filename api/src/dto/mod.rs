@@ -9,12 +9,14 @@ use app::tx::Hash;
 use crate::error::{BadRequest, ErrorCode};
 
 mod files;
+mod names;
 mod network;
 mod programs;
 mod transactions;
 mod webhooks;
 
 pub use files::*;
+pub use names::*;
 pub use network::*;
 pub use programs::*;
 pub use transactions::*;
@@ -28,20 +30,6 @@ pub fn system_rfc3339(t: std::time::SystemTime) -> String {
 /// Milliseconds since the epoch as RFC 3339 (UTC, millisecond precision).
 pub fn rfc3339(ms: i64) -> String {
     system_rfc3339(UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
-}
-
-pub fn parse_rfc3339(field: &str, text: &str) -> Result<i64, BadRequest> {
-    let t = humantime::parse_rfc3339_weak(text).map_err(|e| {
-        BadRequest::new(
-            ErrorCode::InvalidParameter,
-            format!("{field}: {text:?} is not an RFC 3339 time ({e}), e.g. 2026-01-31T12:00:00Z"),
-        )
-    })?;
-    let ms = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    Ok(i64::try_from(ms).unwrap_or(i64::MAX))
 }
 
 /// Decodes a JSON request body, with the decoder's words on failure (`malformed_json`).

@@ -554,9 +554,12 @@ impl From<&app::model::AuditEntry> for AuditEntryInfo {
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// The `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]{0,18}$")]
     pub cursor: Option<String>,
     /// Page size, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Only this action, e.g. `sign_in_failed`.
+    #[param(value_type = Option<AuditActionName>, inline)]
     pub action: Option<String>,
 }

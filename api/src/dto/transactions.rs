@@ -1,6 +1,5 @@
 //! Transactions: listings, details, trees, execution status.
 
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -85,15 +84,20 @@ impl From<&Page<StoredTransaction>> for TransactionPage {
     }
 }
 
-pub(super) const CURSOR_PREFIX: &str = "v1:";
+/// The version prefix of the cursors this server issues.
+const CURSOR_PREFIX: &str = "v1.";
 
-/// An opaque cursor: the keyset of the last item, versioned.
+/// An opaque cursor: the keyset of the last item, versioned (`v1.<seq>`). Clients pass it
+/// back unchanged; the document states its shape so that generated clients can check it.
 pub fn encode_cursor(seq: i64) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{seq}"))
+    format!("{CURSOR_PREFIX}{seq}")
 }
 
 pub fn decode_cursor(cursor: &str) -> Result<i64, BadRequest> {
-    cursor_text(cursor)?.parse().map_err(|_| bad_cursor())
+    match cursor_parts(cursor)?.as_slice() {
+        [seq] => Ok(*seq),
+        _ => Err(bad_cursor()),
+    }
 }
 
 pub(super) fn bad_cursor() -> BadRequest {
@@ -103,15 +107,18 @@ pub(super) fn bad_cursor() -> BadRequest {
     )
 }
 
-/// What a cursor this server issued holds, after its version prefix.
-pub(super) fn cursor_text(cursor: &str) -> Result<String, BadRequest> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|_| bad_cursor())?;
-    let text = String::from_utf8(raw).map_err(|_| bad_cursor())?;
-    text.strip_prefix(CURSOR_PREFIX)
-        .map(str::to_string)
-        .ok_or_else(bad_cursor)
+/// The numbers of a cursor this server issued: after its version prefix, `.`-separated
+/// non-negative numbers of 1 to 18 digits (so that every cursor of that shape is one).
+pub(super) fn cursor_parts(cursor: &str) -> Result<Vec<i64>, BadRequest> {
+    let rest = cursor.strip_prefix(CURSOR_PREFIX).ok_or_else(bad_cursor)?;
+    rest.split('.')
+        .map(|part| {
+            if part.is_empty() || part.len() > 18 || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad_cursor());
+            }
+            part.parse().map_err(|_| bad_cursor())
+        })
+        .collect()
 }
 
 /// Filters for listing transactions.
@@ -121,27 +128,36 @@ pub(super) fn cursor_text(cursor: &str) -> Result<String, BadRequest> {
 pub struct TransactionQuery {
     /// Only this kind (`run`, `proof`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[param(value_type = Option<KindName>, inline)]
     pub kind: Option<String>,
-    /// Only this author (hex public key).
+    /// Only this author (hex public key, 130 characters); a key no transaction has matches
+    /// nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[param(pattern = r"^[0-9a-fA-F]{130}$", min_length = 130, max_length = 130)]
     pub author: Option<String>,
     /// Only hashes starting with this hex prefix.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[param(pattern = r"^[0-9a-fA-F]{0,64}$", max_length = 64)]
     pub hash_prefix: Option<String>,
     /// Only transactions with a task in this phase (`queued`, `running`, `failed`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[param(value_type = Option<PhaseName>, inline)]
     pub status: Option<String>,
     /// Received at or after this time (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[param(format = DateTime)]
     pub since: Option<String>,
     /// Received before this time (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[param(format = DateTime)]
     pub until: Option<String>,
     /// The `next_cursor` of the previous page.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[param(pattern = r"^v1\.[0-9]{1,18}$")]
     pub cursor: Option<String>,
     /// Page size, 1 to 1000 (default 50).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -158,12 +174,18 @@ impl TransactionQuery {
                 )
             })?),
         };
-        let author = match &self.author {
-            None => None,
-            Some(a) => Some(app::crypto::PublicKey::from_hex(a).map_err(|e| {
-                BadRequest::new(ErrorCode::InvalidParameter, format!("author: {e}"))
-            })?),
-        };
+        if let Some(a) = &self.author
+            && (a.len() != 130 || !a.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(BadRequest::new(
+                ErrorCode::InvalidParameter,
+                format!(
+                    "author: {:?} is not a public key (130 hexadecimal characters)",
+                    truncate(a)
+                ),
+            ));
+        }
+        let author = self.author.as_ref().map(|a| a.to_ascii_lowercase());
         if let Some(p) = &self.hash_prefix
             && (p.len() > 64 || !p.bytes().all(|b| b.is_ascii_hexdigit()))
         {
@@ -477,12 +499,25 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
 
-        /// A cursor this server issued reads back; anything else is `invalid_cursor`, never a panic.
+        /// A cursor this server issued reads back, and so does every string of the shape the
+        /// document states; anything else is `invalid_cursor`, never a panic.
         #[test]
-        fn cursors_read_back_and_anything_else_is_refused(seq in proptest::prelude::any::<i64>(), junk in "\\PC{0,60}") {
+        fn cursors_read_back_and_anything_else_is_refused(
+            seq in 0..1_000_000_000_000_000_000i64,
+            index in 0..1_000_000i64,
+            digits in "[0-9]{1,18}",
+            junk in "\\PC{0,60}",
+        ) {
             proptest::prop_assert_eq!(decode_cursor(&encode_cursor(seq)).ok(), Some(seq));
-            if let Err(e) = decode_cursor(&junk) {
-                proptest::prop_assert_eq!(e.code, ErrorCode::InvalidCursor);
+            proptest::prop_assert_eq!(
+                decode_file_cursor(&encode_file_cursor((seq, index))).ok(),
+                Some((seq, index))
+            );
+            let (one, two) = (format!("v1.{digits}"), format!("v1.{digits}.{digits}"));
+            proptest::prop_assert!(decode_cursor(&one).is_ok());
+            proptest::prop_assert!(decode_file_cursor(&two).is_ok());
+            for bad in [decode_cursor(&junk).err(), decode_file_cursor(&junk).err()].into_iter().flatten() {
+                proptest::prop_assert_eq!(bad.code, ErrorCode::InvalidCursor);
             }
         }
     }

@@ -13,12 +13,20 @@ use super::*;
 pub struct NewWebhook {
     /// Where to POST notifications (http or https). It must lead to a public address unless the
     /// operator allows its network (`GEVULOT_WEBHOOK_ALLOW_NETS`).
+    #[schema(format = "uri")]
     pub url: String,
     /// Only this Run (hash, hex).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[0-9a-fA-F]{64}$", min_length = 64, max_length = 64)]
     pub run: Option<String>,
-    /// Only Runs signed by this key (public key, hex).
+    /// Only Runs signed by this key (public key, hex: 130 characters, a point of secp256k1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        format = "secp256k1-public-key",
+        pattern = r"^[0-9a-fA-F]{130}$",
+        min_length = 130,
+        max_length = 130
+    )]
     pub author: Option<String>,
 }
 
@@ -142,7 +150,9 @@ pub struct DeliveryPage {
 #[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
     /// The `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]{0,18}$")]
     pub cursor: Option<String>,
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }

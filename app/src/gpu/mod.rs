@@ -58,6 +58,24 @@ impl PciFunction {
     }
 }
 
+/// Whether `text` is a PCI function's address as sysfs names it: `dddd:bb:dd.f`, lowercase hex
+/// (domain, bus, device), function 0 to 7.
+pub fn is_pci_address(text: &str) -> bool {
+    let b = text.as_bytes();
+    let hex = |r: std::ops::Range<usize>| {
+        b[r].iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+    };
+    b.len() == 12
+        && hex(0..4)
+        && b[4] == b':'
+        && hex(5..7)
+        && b[7] == b':'
+        && hex(8..10)
+        && b[10] == b'.'
+        && (b'0'..=b'7').contains(&b[11])
+}
+
 /// Why a GPU cannot be passed through, with the command that fixes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
@@ -283,6 +301,25 @@ pub mod fixture;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pci_addresses_as_sysfs_names_them() {
+        for good in ["0000:01:00.0", "abcd:ef:1f.7"] {
+            assert!(is_pci_address(good), "{good}");
+        }
+        for bad in [
+            "",
+            "0000:01:00.8",
+            "0000:01:00",
+            "0000:0A:00.0",
+            "Ér",
+            "0000:01:00.0 ",
+            "0000-01:00.0",
+            "0000:01:00.00",
+        ] {
+            assert!(!is_pci_address(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn workstation_inventory() {

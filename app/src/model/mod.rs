@@ -13,7 +13,6 @@ pub use program::{Program, ProgramRole};
 pub use task::{FailureReason, NewTask, Phase, PhaseChange, PhaseChangeOf, Task, TaskKind};
 pub use webhook::{Delivery, DeliveryState, Webhook, WebhookFilter};
 
-use crate::crypto::PublicKey;
 use crate::tx::{Hash, Kind, Transaction};
 
 /// How a transaction reached this node.
@@ -70,7 +69,8 @@ pub struct StoredTransaction {
 #[derive(Clone, Debug, Default)]
 pub struct TxFilter {
     pub kind: Option<Kind>,
-    pub author: Option<PublicKey>,
+    /// Lowercase hex of the author's public key (a key no transaction has matches nothing).
+    pub author: Option<String>,
     /// Lowercase hex prefix of the hash (at most 64 characters).
     pub hash_prefix: Option<String>,
     pub parent: Option<Hash>,

@@ -63,6 +63,11 @@ impl Node {
         reason: Option<&str>,
         by: &crate::model::Actor,
     ) -> Result<Vec<GpuStatus>, NodeError> {
+        if !crate::gpu::is_pci_address(address) {
+            return Err(NodeError::InvalidParameter(format!(
+                "address: {address:?} is not a PCI address (lowercase dddd:bb:dd.f, e.g. 0000:01:00.0)"
+            )));
+        }
         let known = self
             .gpus()
             .await?

@@ -304,7 +304,7 @@ impl Store {
             push(&mut sql, " AND kind = $?", Bind::Text(kind.as_str().into()));
         }
         if let Some(author) = &filter.author {
-            push(&mut sql, " AND author = $?", Bind::Text(author.to_hex()));
+            push(&mut sql, " AND author = $?", Bind::Text(author.clone()));
         }
         if let Some(parent) = &filter.parent {
             push(&mut sql, " AND parent = $?", Bind::Text(parent.to_hex()));

@@ -332,7 +332,7 @@ async fn keyset_pagination_and_filters(db: Db) {
     all.reverse();
     assert_eq!(seen, all);
     let by_author = TxFilter {
-        author: Some(b.public_key()),
+        author: Some(b.public_key().to_hex()),
         ..Default::default()
     };
     let page = db

@@ -64,6 +64,12 @@ pub fn id_page(
     }
     let before = match cursor.filter(|c| !c.is_empty()) {
         None => None,
+        Some(c) if c.len() > 18 || !c.bytes().all(|b| b.is_ascii_digit()) => {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidCursor,
+                "cursor: pass the next_cursor of the previous page",
+            ));
+        }
         Some(c) => Some(c.parse::<i64>().map_err(|_| {
             ApiError::bad_request(
                 ErrorCode::InvalidCursor,

@@ -22,7 +22,7 @@ use app::model::AuditAction;
 
 use super::AppState;
 use super::dto::{json_body, rfc3339};
-use super::error::{ApiError, ErrorCode, NotSignedIn, Problem};
+use super::error::{ApiError, BadInput, ErrorCode, NotSignedIn, Problem};
 
 pub const SESSION_COOKIE: &str = "gevulot_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -258,6 +258,7 @@ pub(crate) fn session_cookie(state: &AppState, token: &str, max_age_secs: i64) -
     tag = "auth",
     request_body = Credentials,
     responses(
+        BadInput,
         (status = 200, description = "Signed in; the session cookie is set", body = SessionInfo),
         (status = 401, description = "Wrong username or password", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed attempts for this user", body = Problem, content_type = "application/problem+json"),
@@ -355,6 +356,8 @@ pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Res
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     pub current_password: String,
+    /// 10 to 256 characters.
+    #[schema(min_length = 10, max_length = 256)]
     pub new_password: String,
 }
 
@@ -365,8 +368,10 @@ pub struct PasswordChange {
     tag = "auth",
     request_body = PasswordChange,
     responses(
+        BadInput,
         (status = 204, description = "Changed; sign in again"),
         (status = 401, description = "Wrong current password", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The new password is too short or too long (`weak_password`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn change_password(
@@ -423,9 +428,14 @@ pub async fn list_users(
 #[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    /// Letters, digits, `.`, `_` and `-`; 1 to 64 characters.
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$", min_length = 1, max_length = 64)]
     pub username: String,
+    /// 10 to 256 characters.
+    #[schema(min_length = 10, max_length = 256)]
     pub password: String,
     /// `viewer`, `operator` or `admin`.
+    #[schema(value_type = api::dto::RoleName)]
     pub role: String,
 }
 
@@ -436,6 +446,7 @@ pub struct NewUser {
     tag = "auth",
     request_body = NewUser,
     responses(
+        BadInput,
         (status = 201, description = "Created", body = UserInfo),
         (status = 403, description = "Not an admin, or no CSRF token", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Username taken", body = Problem, content_type = "application/problem+json"),
@@ -476,7 +487,8 @@ pub async fn create_user(
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
-    /// What the token is for, e.g. `ci`.
+    /// What the token is for, e.g. `ci`: 1 to 128 characters.
+    #[schema(min_length = 1, max_length = 128)]
     pub name: String,
 }
 
@@ -494,8 +506,10 @@ pub struct CreatedToken {
     tag = "auth",
     request_body = NewToken,
     responses(
+        BadInput,
         (status = 201, description = "Created", body = CreatedToken),
         NotSignedIn,
+        (status = 422, description = "A name that is empty or longer than 128 characters", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_token(
@@ -504,7 +518,7 @@ pub async fn create_token(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let new: NewToken = json_body(&body)?;
-    if new.name.is_empty() || new.name.len() > 128 {
+    if new.name.is_empty() || new.name.chars().count() > 128 {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::InvalidParameter,
@@ -536,7 +550,11 @@ pub async fn create_token(
 pub struct Setup {
     /// The one-time token the node printed on its first start.
     pub token: String,
+    /// Letters, digits, `.`, `_` and `-`; 1 to 64 characters.
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$", min_length = 1, max_length = 64)]
     pub username: String,
+    /// 10 to 256 characters.
+    #[schema(min_length = 10, max_length = 256)]
     pub password: String,
 }
 
@@ -547,8 +565,10 @@ pub struct Setup {
     tag = "auth",
     request_body = Setup,
     responses(
+        BadInput,
         (status = 201, description = "The first admin", body = UserInfo),
         (status = 403, description = "Wrong or used token, or users exist", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad username (`bad_username`) or password (`weak_password`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn setup(

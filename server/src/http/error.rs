@@ -42,6 +42,21 @@ pub struct Problem {
 )]
 pub struct NotSignedIn(Problem);
 
+/// A parameter, query or body the server refuses as it stands: not the JSON it expects, a value
+/// outside the document's rules (`code` says which: `invalid_parameter`, `unknown_parameter`,
+/// `invalid_cursor`, `malformed_json`, …).
+#[derive(Debug, utoipa::IntoResponses)]
+#[response(
+    status = 400,
+    description = "Bad request: see `code` and `detail`",
+    content_type = "application/problem+json"
+)]
+#[expect(
+    dead_code,
+    reason = "it only describes a response in the OpenAPI document"
+)]
+pub struct BadInput(Problem);
+
 /// The transaction, program or file named is not on this node.
 #[derive(Debug, utoipa::IntoResponses)]
 #[response(
@@ -166,5 +181,31 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("application/problem+json"),
         );
         response
+    }
+}
+
+/// `axum::extract::Path` whose refusals are problem documents (`400 invalid_parameter`), like
+/// every other refusal of the API, instead of axum's plain text.
+#[derive(Debug, Clone)]
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(e) => Err(ApiError::bad_request(
+                ErrorCode::InvalidParameter,
+                format!("path: {}", e.body_text()),
+            )),
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -15,7 +15,7 @@ use app::gpu::{GpuStatus, PoolDecision, PoolState};
 use super::AppState;
 use super::auth::Caller;
 use super::dto::rfc3339;
-use super::error::{ApiError, ErrorCode, Problem};
+use super::error::{ApiError, ApiPath, BadInput, ErrorCode, Problem};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PciFunctionInfo {
@@ -137,8 +137,24 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<GpuList>, ApiErr
 pub struct PoolChange {
     /// `assign` (add to the pool), `release` (remove), `reserve` or `maintenance` (keep but
     /// do not schedule; needs a reason).
+    #[schema(value_type = PoolAction)]
     pub action: String,
+    /// Why (shown on the GPUs page and in the audit log); `reserve` and `maintenance` need one.
     pub reason: Option<String>,
+}
+
+/// What a pool change does (the document's enumeration of `PoolChange.action`).
+#[derive(Debug, Clone, Copy, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[expect(
+    dead_code,
+    reason = "it only describes a value in the OpenAPI document"
+)]
+pub enum PoolAction {
+    Assign,
+    Release,
+    Reserve,
+    Maintenance,
 }
 
 /// Change a GPU's place in the pool (operator).
@@ -146,9 +162,10 @@ pub struct PoolChange {
     put,
     path = "/api/v1/gpus/{address}",
     tag = "gpus",
-    params(("address" = String, Path, description = "PCI address, e.g. 0000:01:00.0")),
+    params(("address" = String, Path, pattern = r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$", description = "PCI address, e.g. 0000:01:00.0")),
     request_body = PoolChange,
     responses(
+        BadInput,
         (status = 200, description = "The GPU after the change", body = GpuInfo),
         (status = 404, description = "No GPU at that address", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown action, or no reason", body = Problem, content_type = "application/problem+json"),
@@ -157,7 +174,7 @@ pub struct PoolChange {
 pub async fn change(
     State(state): State<AppState>,
     caller: Caller,
-    Path(address): Path<String>,
+    ApiPath(address): ApiPath<String>,
     body: Bytes,
 ) -> Result<Json<GpuInfo>, ApiError> {
     caller.require(Role::Operator)?;

@@ -21,7 +21,7 @@ use app::tx::ResourceRequest;
 use super::AppState;
 use super::auth::Caller;
 use super::dto::{Submitted, parse_hash};
-use super::error::{ApiError, ErrorCode, Problem};
+use super::error::{ApiError, BadInput, ErrorCode, Problem};
 
 fn unprocessable(code: ErrorCode, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
@@ -31,9 +31,29 @@ fn unprocessable(code: ErrorCode, detail: impl Into<String>) -> ApiError {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct UploadQuery {
-    /// The file's name (no directories), e.g. `prover.img`.
+    /// The file's name (no directories, not starting with `.`), e.g. `prover.img`.
+    #[param(
+        pattern = r"^[^./\\\x00-\x1f\x7f-\x9f][^/\\\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1
+    )]
     pub name: String,
 }
+
+/// Raw bytes (the document's schema of an upload's body).
+#[derive(Debug)]
+pub struct FileContent;
+
+impl utoipa::PartialSchema for FileContent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for FileContent {}
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Uploaded {
@@ -51,11 +71,14 @@ pub struct Uploaded {
     path = "/api/v1/uploads",
     tag = "operator",
     params(UploadQuery),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    request_body(content = Option<FileContent>, content_type = "application/octet-stream",
+        description = "The file's content (an absent or empty body is an empty file)"),
     responses(
+        BadInput,
         (status = 201, description = "Stored", body = Uploaded),
         (status = 200, description = "The same content was already uploaded under this name", body = Uploaded),
         (status = 413, description = "Larger than GEVULOT_MAX_UPLOAD_BYTES", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a plain file name (`bad_file_name`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn upload(
@@ -94,8 +117,11 @@ impl From<&app::node::Uploaded> for Uploaded {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceSpec {
+    #[schema(minimum = 1, maximum = 67108864)]
     pub mem_mib: u64,
+    #[schema(minimum = 1, maximum = 4096)]
     pub cpus: u64,
+    #[schema(maximum = 64)]
     pub gpus: u64,
 }
 
@@ -105,12 +131,19 @@ pub struct ResourceSpec {
 pub struct ProgramSpec {
     pub name: String,
     /// The image's file name; for an upload, the name it was uploaded under.
+    #[schema(
+        pattern = r"^[^./\\\x00-\x1f\x7f-\x9f][^/\\\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1
+    )]
     pub image_file_name: Option<String>,
     /// The checksum of an image uploaded to this node (`POST /api/v1/uploads`).
+    #[schema(pattern = r"^[0-9a-fA-F]{64}$", min_length = 64, max_length = 64)]
     pub upload: Option<String>,
-    /// Or: where the image can be downloaded…
+    /// Or: where the image can be downloaded (http or https)…
+    #[schema(format = "uri")]
     pub image_url: Option<String>,
     /// …and its hex BLAKE3.
+    #[schema(pattern = r"^[0-9a-fA-F]{64}$", min_length = 64, max_length = 64)]
     pub image_checksum: Option<String>,
     /// Defaults to 2048 MiB, 2 CPUs, no GPU.
     pub resources: Option<ResourceSpec>,
@@ -177,6 +210,7 @@ fn program_spec(field: &str, spec: &ProgramSpec) -> Result<app::node::ProgramSpe
     tag = "operator",
     request_body = DeployRequest,
     responses(
+        BadInput,
         (status = 201, description = "The Deploy transaction was stored", body = Deployed),
         (status = 422, description = "Refused by a rule, or an unknown upload", body = Problem, content_type = "application/problem+json"),
     )
@@ -216,14 +250,23 @@ pub async fn deploy(
 pub struct InputSpec {
     /// Where the program finds it, under `/workspace/`.
     pub file_name: String,
+    /// Where to download it (http or https)…
+    #[schema(format = "uri")]
     pub url: Option<String>,
-    /// Hex BLAKE3 (with `url`).
+    /// …and its hex BLAKE3.
+    #[schema(pattern = r"^[0-9a-fA-F]{64}$", min_length = 64, max_length = 64)]
     pub checksum: Option<String>,
-    /// The checksum of a file uploaded to this node…
+    /// Or: the checksum of a file uploaded to this node…
+    #[schema(pattern = r"^[0-9a-fA-F]{64}$", min_length = 64, max_length = 64)]
     pub upload: Option<String>,
     /// …and the name it was uploaded under.
+    #[schema(
+        pattern = r"^[^./\\\x00-\x1f\x7f-\x9f][^/\\\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1
+    )]
     pub upload_name: Option<String>,
     /// Or: the program hash of an earlier step that writes this file.
+    #[schema(pattern = r"^[0-9a-fA-F]{64}$", min_length = 64, max_length = 64)]
     pub from_program: Option<String>,
 }
 
@@ -231,6 +274,7 @@ pub struct InputSpec {
 #[serde(deny_unknown_fields)]
 pub struct StepSpec {
     /// Program hash (hex).
+    #[schema(pattern = r"^[0-9a-fA-F]{64}$", min_length = 64, max_length = 64)]
     pub program: String,
     #[serde(default)]
     pub args: Vec<String>,
@@ -241,6 +285,8 @@ pub struct StepSpec {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
+    /// The workflow's steps, run in order.
+    #[schema(min_items = 1)]
     pub steps: Vec<StepSpec>,
 }
 
@@ -303,6 +349,7 @@ fn input(field: &str, spec: &InputSpec) -> Result<app::node::InputSpec, ApiError
     tag = "operator",
     request_body = RunRequest,
     responses(
+        BadInput,
         (status = 201, description = "The Run transaction was stored", body = Submitted),
         (status = 422, description = "Refused by a rule, or an unknown upload", body = Problem, content_type = "application/problem+json"),
     )

@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use utoipa::OpenApi;
@@ -21,7 +21,7 @@ use super::dto::{
     NodeInfo, ProgramDetail, ProgramInfo, ProgramList, Submitted, TransactionDetail,
     TransactionPage, TransactionQuery, TransactionStatus, TreeNode, parse_hash,
 };
-use super::error::{ApiError, ErrorCode, NotSignedIn, Problem, Unknown};
+use super::error::{ApiError, ApiPath, BadInput, ErrorCode, NotSignedIn, Problem, Unknown};
 use super::{AppState, audit, auth, drain, gpus, operator, settings, webhooks};
 
 #[derive(OpenApi)]
@@ -211,7 +211,7 @@ async fn list_transactions(
     get,
     path = "/api/v1/transactions/{hash}",
     tag = "transactions",
-    params(("hash" = String, Path, description = "Transaction hash (64 hex characters)")),
+    params(("hash" = String, Path, pattern = r"^[0-9a-fA-F]{64}$", min_length = 64, max_length = 64, description = "Transaction hash (64 hex characters)")),
     responses(
         (status = 200, description = "The transaction", body = TransactionDetail),
         (status = 400, description = "Not a hash", body = Problem, content_type = "application/problem+json"),
@@ -220,7 +220,7 @@ async fn list_transactions(
 )]
 async fn get_transaction(
     State(state): State<AppState>,
-    Path(hash): Path<String>,
+    ApiPath(hash): ApiPath<String>,
 ) -> Result<Json<TransactionDetail>, ApiError> {
     let hash = parse_hash("hash", &hash)?;
     let stored = state.node.transaction(&hash).await?;
@@ -235,15 +235,16 @@ async fn get_transaction(
     get,
     path = "/api/v1/transactions/{hash}/tree",
     tag = "transactions",
-    params(("hash" = String, Path, description = "Any Run, Proof or Verification of the tree")),
+    params(("hash" = String, Path, pattern = r"^[0-9a-fA-F]{64}$", min_length = 64, max_length = 64, description = "Any Run, Proof or Verification of the tree (hex)")),
     responses(
+        BadInput,
         (status = 200, description = "The tree from its Run", body = TreeNode),
         (status = 404, description = "Not part of a tree on this node", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn transaction_tree(
     State(state): State<AppState>,
-    Path(hash): Path<String>,
+    ApiPath(hash): ApiPath<String>,
 ) -> Result<Json<TreeNode>, ApiError> {
     let hash = parse_hash("hash", &hash)?;
     match state.node.tree(&hash).await? {
@@ -260,15 +261,16 @@ async fn transaction_tree(
     get,
     path = "/api/v1/transactions/{hash}/status",
     tag = "transactions",
-    params(("hash" = String, Path, description = "Transaction hash")),
+    params(("hash" = String, Path, pattern = r"^[0-9a-fA-F]{64}$", min_length = 64, max_length = 64, description = "Transaction hash (hex)")),
     responses(
+        BadInput,
         (status = 200, description = "Status", body = TransactionStatus),
         Unknown,
     )
 )]
 async fn transaction_status(
     State(state): State<AppState>,
-    Path(hash): Path<String>,
+    ApiPath(hash): ApiPath<String>,
 ) -> Result<Json<TransactionStatus>, ApiError> {
     let hash = parse_hash("hash", &hash)?;
     Ok(Json((&state.node.status(&hash).await?).into()))
@@ -300,15 +302,16 @@ fn program_info(state: &AppState, p: &app::model::Program) -> ProgramInfo {
     get,
     path = "/api/v1/programs/{hash}",
     tag = "programs",
-    params(("hash" = String, Path, description = "Program hash")),
+    params(("hash" = String, Path, pattern = r"^[0-9a-fA-F]{64}$", min_length = 64, max_length = 64, description = "Program hash (hex)")),
     responses(
+        BadInput,
         (status = 200, description = "The program", body = ProgramDetail),
         Unknown,
     )
 )]
 async fn get_program(
     State(state): State<AppState>,
-    Path(hash): Path<String>,
+    ApiPath(hash): ApiPath<String>,
 ) -> Result<Json<ProgramDetail>, ApiError> {
     let hash = parse_hash("hash", &hash)?;
     let program = state.node.program(&hash).await?;
@@ -337,8 +340,9 @@ async fn node_info(State(state): State<AppState>) -> Result<Json<NodeInfo>, ApiE
     post,
     path = "/api/v1/transactions/{hash}/cancel",
     tag = "transactions",
-    params(("hash" = String, Path, description = "The Run to cancel")),
+    params(("hash" = String, Path, pattern = r"^[0-9a-fA-F]{64}$", min_length = 64, max_length = 64, description = "The Run to cancel (hex)")),
     responses(
+        BadInput,
         (status = 201, description = "The Cancel transaction was stored", body = Submitted),
         (status = 200, description = "The same Cancel was already stored", body = Submitted),
         NotSignedIn,
@@ -350,7 +354,7 @@ async fn node_info(State(state): State<AppState>) -> Result<Json<NodeInfo>, ApiE
 async fn cancel_transaction(
     State(state): State<AppState>,
     caller: auth::Caller,
-    Path(hash): Path<String>,
+    ApiPath(hash): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Submitted>), ApiError> {
     caller.require(app::auth::Role::Operator)?;
     let hash = parse_hash("hash", &hash)?;
@@ -377,6 +381,7 @@ async fn cancel_transaction(
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Only events that change this transaction's status (hex hash).
+    #[param(pattern = r"^[0-9a-fA-F]{64}$", min_length = 64, max_length = 64)]
     pub tx: Option<String>,
 }
 
@@ -428,7 +433,10 @@ impl From<&app::events::Event> for LiveEvent {
     path = "/api/v1/events",
     tag = "transactions",
     params(EventsQuery),
-    responses((status = 200, description = "A stream of LiveEvent JSON documents", content_type = "text/event-stream", body = LiveEvent))
+    responses(
+        BadInput,
+        (status = 200, description = "A stream of LiveEvent JSON documents", content_type = "text/event-stream", body = LiveEvent),
+    )
 )]
 async fn live_events(
     State(state): State<AppState>,
@@ -508,7 +516,10 @@ async fn node_resources(State(state): State<AppState>) -> Json<super::dto::NodeR
     path = "/api/v1/files",
     tag = "files",
     params(super::dto::FileQuery),
-    responses((status = 200, description = "One page", body = super::dto::FilePage))
+    responses(
+        BadInput,
+        (status = 200, description = "One page", body = super::dto::FilePage),
+    )
 )]
 async fn list_files(
     State(state): State<AppState>,
@@ -540,17 +551,18 @@ async fn list_files(
     path = "/api/v1/files/{tx}/{index}",
     tag = "files",
     params(
-        ("tx" = String, Path, description = "The Proof or Verification (hex)"),
-        ("index" = i64, Path, description = "Position in its file list"),
+        ("tx" = String, Path, pattern = r"^[0-9a-fA-F]{64}$", min_length = 64, max_length = 64, description = "The Proof or Verification (hex)"),
+        ("index" = i64, Path, minimum = 0, description = "Position in its file list"),
     ),
     responses(
+        BadInput,
         (status = 200, description = "The file", body = super::dto::FileInfo),
         Unknown,
     )
 )]
 async fn file_info(
     State(state): State<AppState>,
-    Path((tx, index)): Path<(String, String)>,
+    ApiPath((tx, index)): ApiPath<(String, String)>,
 ) -> Result<Json<super::dto::FileInfo>, ApiError> {
     let tx = parse_hash("tx", &tx)?;
     let index: i64 = index

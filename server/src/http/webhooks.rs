@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 
 use app::auth::Role;
@@ -16,7 +16,7 @@ use super::dto::{
     CreatedWebhook, DeliveryInfo, DeliveryPage, DeliveryQuery, NewWebhook, WebhookInfo,
     WebhookList, json_body,
 };
-use super::error::{ApiError, ErrorCode, NotSignedIn, Problem};
+use super::error::{ApiError, ApiPath, BadInput, ErrorCode, NotSignedIn, Problem};
 
 /// Whose hooks a user may see and delete: an admin's scope is every hook.
 pub fn scope(user: &app::auth::User) -> Option<&str> {
@@ -85,8 +85,9 @@ pub async fn list(
     get,
     path = "/api/v1/webhooks/{id}",
     tag = "webhooks",
-    params(("id" = i64, Path, description = "The hook's id")),
+    params(("id" = i64, Path, minimum = 1, description = "The hook's id")),
     responses(
+        BadInput,
         (status = 200, description = "The hook", body = WebhookInfo),
         NotSignedIn,
         (status = 404, description = "No such hook of yours", body = Problem, content_type = "application/problem+json"),
@@ -95,7 +96,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<WebhookInfo>, ApiError> {
     let hook = state.node.webhook(id, scope(&caller.user)).await?;
     Ok(Json(WebhookInfo::from(&hook)))
@@ -106,8 +107,9 @@ pub async fn get(
     delete,
     path = "/api/v1/webhooks/{id}",
     tag = "webhooks",
-    params(("id" = i64, Path, description = "The hook's id")),
+    params(("id" = i64, Path, minimum = 1, description = "The hook's id")),
     responses(
+        BadInput,
         (status = 204, description = "Deleted"),
         NotSignedIn,
         (status = 403, description = "Not an operator", body = Problem, content_type = "application/problem+json"),
@@ -117,7 +119,7 @@ pub async fn get(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Role::Operator)?;
     state
@@ -133,7 +135,7 @@ pub async fn delete(
     get,
     path = "/api/v1/webhooks/{id}/deliveries",
     tag = "webhooks",
-    params(("id" = i64, Path, description = "The hook's id"), DeliveryQuery),
+    params(("id" = i64, Path, minimum = 1, description = "The hook's id"), DeliveryQuery),
     responses(
         (status = 200, description = "One page, newest first", body = DeliveryPage),
         (status = 400, description = "Bad cursor or limit", body = Problem, content_type = "application/problem+json"),
@@ -144,7 +146,7 @@ pub async fn delete(
 pub async fn deliveries(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     q: Result<Query<DeliveryQuery>, QueryRejection>,
 ) -> Result<Json<DeliveryPage>, ApiError> {
     let q = q

@@ -1,5 +1,6 @@
 //! Tests of the `gevulot` binary as an operator runs it: a real process, real databases.
 
+mod api_fuzz;
 mod arrival;
 mod audit;
 mod auth;
