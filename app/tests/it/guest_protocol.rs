@@ -104,3 +104,144 @@ async fn get_task_and_submit_result() {
     assert_eq!(results.len(), 1);
     assert_eq!(results[0].0, "vm-with-task");
 }
+
+/// A handler that checks what it is given as the node does: the hash must be this VM's task.
+struct Strict;
+
+impl GuestHandler for Strict {
+    async fn get_task(&self, _vm: &str) -> Option<Task> {
+        Some(Task {
+            tx_hash: "ab".repeat(32),
+            name: "prover".into(),
+            args: Vec::new(),
+            files: Vec::new(),
+        })
+    }
+
+    async fn submit_result(
+        &self,
+        _vm: &str,
+        result: TaskResultRequest,
+    ) -> Result<bool, tonic::Status> {
+        if result.tx_hash != "ab".repeat(32) {
+            return Err(tonic::Status::permission_denied("not this VM's task"));
+        }
+        Ok(false)
+    }
+}
+
+/// What a hostile guest can put on the wire: raw bytes, bytes after the HTTP/2 preface, or
+/// protocol messages with any values.
+#[derive(Debug, Clone)]
+enum Attack {
+    Raw(Vec<u8>),
+    AfterPreface(Vec<u8>),
+    Message {
+        tx_hash: String,
+        data: Vec<u8>,
+        files: Vec<(String, Vec<u8>)>,
+        error: Option<i32>,
+    },
+}
+
+fn attack() -> impl proptest::strategy::Strategy<Value = Attack> {
+    use proptest::prelude::*;
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..512).prop_map(Attack::Raw),
+        proptest::collection::vec(any::<u8>(), 0..512).prop_map(Attack::AfterPreface),
+        (
+            prop_oneof![Just("ab".repeat(32)), "\\PC{0,80}"],
+            proptest::collection::vec(any::<u8>(), 0..2048),
+            proptest::collection::vec(
+                ("\\PC{0,64}", proptest::collection::vec(any::<u8>(), 0..40)),
+                0..8
+            ),
+            proptest::option::of(any::<i32>()),
+        )
+            .prop_map(|(tx_hash, data, files, error)| Attack::Message {
+                tx_hash,
+                data,
+                files,
+                error,
+            }),
+    ]
+}
+
+/// Whatever a guest sends, the guest service answers or closes the connection, never panics,
+/// and serves the next well-behaved connection. Bounded: 96 cases.
+#[test]
+fn any_bytes_or_message_from_a_guest_leave_the_service_serving() {
+    use proptest::test_runner::{Config, TestRunner};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = testkit::tempdir();
+    let path = hybrid_listener_path(&dir.path().join("vm.vsock"), guest::proto::DEFAULT_PORT);
+    let listener = rt.block_on(async { tokio::net::UnixListener::bind(&path).expect("listen") });
+    let serving = rt.spawn(serve_hybrid(listener, "vm".to_string(), Arc::new(Strict)));
+    let mut runner = TestRunner::new(Config {
+        cases: 96,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&attack(), |attack| {
+            rt.block_on(async {
+                match &attack {
+                    Attack::Raw(bytes) | Attack::AfterPreface(bytes) => {
+                        let mut s = tokio::net::UnixStream::connect(&path)
+                            .await
+                            .expect("connect");
+                        if matches!(attack, Attack::AfterPreface(_)) {
+                            let _ = s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+                        }
+                        let _ = s.write_all(bytes).await;
+                        let _ = s.shutdown().await;
+                        let mut sink = Vec::new();
+                        let read = tokio::time::timeout(
+                            std::time::Duration::from_secs(10),
+                            s.read_to_end(&mut sink),
+                        )
+                        .await;
+                        assert!(read.is_ok(), "the service neither answered nor closed");
+                    }
+                    Attack::Message {
+                        tx_hash,
+                        data,
+                        files,
+                        error,
+                    } => {
+                        let result = match error {
+                            Some(e) => task_result_request::Result::Error(*e),
+                            None => task_result_request::Result::Task(TaskResult {
+                                data: data.clone(),
+                                files: files
+                                    .iter()
+                                    .map(|(path, checksum)| File {
+                                        path: path.clone(),
+                                        checksum: checksum.clone(),
+                                    })
+                                    .collect(),
+                            }),
+                        };
+                        let answer = client(path.clone())
+                            .await
+                            .submit_result(TaskResultRequest {
+                                tx_hash: tx_hash.clone(),
+                                result: Some(result),
+                            })
+                            .await;
+                        if *tx_hash != "ab".repeat(32) {
+                            assert!(answer.is_err(), "another task's result was taken");
+                        }
+                    }
+                }
+                // The next well-behaved guest is served.
+                let task = client(path.clone()).await.get_task().await;
+                assert!(matches!(task, Ok(Some(_))), "{task:?}");
+            });
+            Ok(())
+        })
+        .expect("the guest service survives every attack");
+    assert!(!serving.is_finished(), "the guest service stopped");
+}

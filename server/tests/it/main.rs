@@ -15,6 +15,7 @@ mod faults;
 mod files;
 mod gpus;
 mod hostile;
+mod inputs;
 mod live;
 mod monitoring;
 mod network;
