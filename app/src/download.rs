@@ -72,6 +72,22 @@ pub enum DownloadError {
     BadChecksum(String),
     #[error("cannot write the download: {0}")]
     Io(String),
+    /// The data directory's filesystem filled while writing; what was written is removed.
+    #[error(
+        "{url}: the data directory's filesystem is full (no space left on device); the partial file was removed"
+    )]
+    NoSpace {
+        url: String,
+        /// The file's whole size, when the server said.
+        size: Option<u64>,
+    },
+}
+
+/// Whether an I/O error means the filesystem is full (`ENOSPC`, or a quota: `EDQUOT`).
+pub fn is_no_space(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+        || e.raw_os_error() == Some(28)
 }
 
 impl DownloadError {
@@ -79,7 +95,7 @@ impl DownloadError {
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            Self::GaveUp { .. } | Self::Deadline { .. } | Self::Io(_)
+            Self::GaveUp { .. } | Self::Deadline { .. } | Self::Io(_) | Self::NoSpace { .. }
         )
     }
 }
@@ -403,7 +419,9 @@ impl Downloader {
                 });
             }
             hasher.update(&chunk);
-            file.write_all(&chunk).await.map_err(io)?;
+            if let Err(e) = file.write_all(&chunk).await {
+                return Err(self.write_failed(url, partial, total, e, file).await);
+            }
             if let Ok(mut p) = self.progress.lock() {
                 p.insert(
                     *expected,
@@ -415,7 +433,9 @@ impl Downloader {
                 );
             }
         }
-        file.sync_all().await.map_err(io)?;
+        if let Err(e) = file.sync_all().await {
+            return Err(self.write_failed(url, partial, total, e, file).await);
+        }
         let actual = Hash(*hasher.finalize().as_bytes());
         if actual != *expected {
             drop(file);
@@ -427,6 +447,28 @@ impl Downloader {
             });
         }
         Ok(Attempt::Done)
+    }
+
+    /// A write that failed: on a full filesystem the partial file goes (it holds the space others
+    /// need; the next attempt starts over) and the error says so; otherwise the partial file is
+    /// kept for the next attempt to resume.
+    async fn write_failed(
+        &self,
+        url: &str,
+        partial: &Path,
+        total: Option<u64>,
+        e: std::io::Error,
+        file: tokio::fs::File,
+    ) -> DownloadError {
+        if !is_no_space(&e) {
+            return DownloadError::Io(e.to_string());
+        }
+        drop(file);
+        let _ = tokio::fs::remove_file(partial).await;
+        DownloadError::NoSpace {
+            url: url.to_string(),
+            size: total,
+        }
     }
 
     /// Makes stored content visible at `target` (a path the file server serves): a hard link,

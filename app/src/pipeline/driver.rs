@@ -18,9 +18,6 @@ use super::{Execute, Pipeline, error_chain, result_kind, switched, vm_name};
 /// The note of a task that waits because the node drains.
 const DRAINING: &str = "the node is draining: no task starts until an operator resumes it";
 
-/// How often a task waiting for disk space looks again.
-const SPACE_CHECK_EVERY: Duration = Duration::from_secs(5);
-
 /// How an attempt ended, when not with a result.
 #[derive(Debug)]
 pub(super) enum Failure {
@@ -36,6 +33,12 @@ pub(super) enum Failure {
     Store(StoreError),
     /// The task was ended elsewhere (a Cancel): nothing more to do.
     Gone,
+    /// The data directory's filesystem filled: the task waits until `need` bytes (at least) are
+    /// free, then tries again (`space.rs`).
+    NoSpace {
+        reason: String,
+        need: Option<u64>,
+    },
 }
 
 impl From<StoreError> for Failure {
@@ -45,6 +48,12 @@ impl From<StoreError> for Failure {
 }
 
 pub(super) fn download_failure(e: DownloadError) -> Failure {
+    if let DownloadError::NoSpace { size, .. } = &e {
+        return Failure::NoSpace {
+            need: *size,
+            reason: e.to_string(),
+        };
+    }
     if e.retryable() {
         Failure::Retryable {
             reason: e.to_string(),
@@ -107,6 +116,18 @@ impl<E: Execute> Pipeline<E> {
                 Err(Failure::Cancelled) => break (Phase::Cancelled, Some("cancelled".into())),
                 Err(Failure::TimedOut(reason)) => break (Phase::TimedOut, Some(reason)),
                 Err(Failure::Fatal(reason)) => break (Phase::Failed, Some(reason)),
+                Err(Failure::NoSpace { reason, need }) => {
+                    match self
+                        .wait_for_room(&mut task, &reason, need, &mut cancel)
+                        .await
+                    {
+                        Ok(()) | Err(Failure::Store(_)) => {}
+                        Err(Failure::Cancelled) => {
+                            break (Phase::Cancelled, Some("cancelled".into()));
+                        }
+                        Err(_) => return,
+                    }
+                }
                 Err(Failure::Store(e)) => {
                     warn!(target: "gevulot", task = task.id, error = %e, "the database failed during the task; repeating the attempt");
                     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -270,6 +291,8 @@ impl<E: Execute> Pipeline<E> {
             .executor
             .execute(spec, cancel.clone(), started)
             .await;
+        // Read before the VM's directory goes: a full disk now may be why the attempt failed.
+        let space_at_end = self.inner.config.data_dir.space().ok();
         // The VM is gone: its CPUs, memory and GPUs go to the next task now.
         let _ = running.await;
         {
@@ -303,32 +326,7 @@ impl<E: Execute> Pipeline<E> {
             }
         };
         self.inner.executor.cleanup(&vm);
-        result
-    }
-
-    /// Waits while the data filesystem is under its floor (`GEVULOT_MIN_FREE_MB`), in phase
-    /// `waiting_for_resources` with the reason, looking again every few seconds; the task's next
-    /// phase follows as usual. Nothing is started that would fail half-way.
-    pub(super) async fn wait_for_space(
-        &self,
-        task: &mut Task,
-        cancel: &mut watch::Receiver<bool>,
-    ) -> Result<(), Failure> {
-        let config = &self.inner.config;
-        let mut said = false;
-        while let Some(reason) = config.data_dir.below_floor(config.min_free_bytes) {
-            if !said {
-                warn!(target: "gevulot", task = task.id, "{reason}");
-                self.set_phase(task, Phase::WaitingForResources, Some(&reason))
-                    .await?;
-                said = true;
-            }
-            tokio::select! {
-                () = tokio::time::sleep(SPACE_CHECK_EVERY) => {}
-                () = switched(cancel) => return Err(Failure::Cancelled),
-            }
-        }
-        Ok(())
+        result.map_err(|failure| self.full_disk(failure, space_at_end))
     }
 
     /// The task's program, waiting (bounded, from when the Run arrived) until it is deployed.

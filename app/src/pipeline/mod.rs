@@ -23,6 +23,7 @@ mod plan;
 mod prefetch;
 mod prepare;
 mod results;
+mod space;
 
 pub use execute::Execute;
 pub use prefetch::{NamedFile, named_files};

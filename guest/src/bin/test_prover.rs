@@ -1,7 +1,8 @@
 //! A test prover: reads its input files and writes `/workspace/proof.dat`, a proof derived from
 //! them: `proof:<BLAKE3 of the inputs, in order>:<args joined by spaces>`. With the arguments
 //! `--sleep-ms N` it works for N milliseconds first (a long-running prover, for cancellation and
-//! recovery tests).
+//! recovery tests); with `--output-mib N` it also writes `/workspace/big.bin`, N MiB, as a second
+//! output (for tests of a disk that fills).
 
 fn main() {
     let outcome = guest::sdk::run(|task| {
@@ -25,9 +26,21 @@ fn main() {
         );
         let path = "/workspace/proof.dat";
         std::fs::write(path, &proof).map_err(|e| format!("{path}: {e}"))?;
+        let mut files = vec![path.to_string()];
+        if let Some(mib) = task
+            .args
+            .windows(2)
+            .find(|w| w[0] == "--output-mib")
+            .and_then(|w| w[1].parse::<usize>().ok())
+        {
+            let big = "/workspace/big.bin";
+            let content: Vec<u8> = (0..mib << 20).map(|i| (i % 251) as u8).collect();
+            std::fs::write(big, content).map_err(|e| format!("{big}: {e}"))?;
+            files.push(big.to_string());
+        }
         Ok(guest::sdk::Output {
             data: proof.into_bytes(),
-            files: vec![path.to_string()],
+            files,
         })
     });
     if let Err(e) = outcome {

@@ -9,6 +9,7 @@ mod catch_up;
 mod cli;
 mod commands;
 mod console;
+mod disk_full;
 mod doors;
 mod drain;
 mod faults;
