@@ -13,7 +13,7 @@ use crate::support::{Running, UNLIMITED, api_token};
 
 const ADMIN_PASSWORD: &str = "fuzz-Pa55word-xyz";
 /// Examples per operation and phase: bounded for CI (`GEVULOT_FUZZ_EXAMPLES` to explore more).
-const EXAMPLES: &str = "10";
+const EXAMPLES: &str = "20";
 /// A fixed seed, so that a CI run is reproducible (`GEVULOT_FUZZ_SEED` to explore others).
 const SEED: &str = "1";
 
