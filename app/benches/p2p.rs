@@ -50,6 +50,7 @@ fn execution(dir: &std::path::Path) -> app::node::Execution {
             timeouts: Default::default(),
             max_output_bytes: 1 << 20,
             max_workspace_bytes: 1 << 20,
+            confinement: Default::default(),
         },
         downloads: Default::default(),
         max_run_time: Duration::from_secs(10),

@@ -137,6 +137,8 @@ pub struct Host {
     pub data_dir: PathBuf,
     /// Memory offered to VMs, in MiB (VFIO pins it all).
     pub vm_memory_mib: u64,
+    /// `GEVULOT_VM_USER`: who QEMU runs as when the node runs as root.
+    pub vm_user: String,
 }
 
 /// `program` itself when it names a path, else the first match on `PATH`.
@@ -409,6 +411,11 @@ impl Host {
         checks.extend(self.gpus());
         checks.push(self.memlock());
         checks.push(self.qemu());
+        checks.push(crate::vm::confine::check(
+            &self.root,
+            &self.identity,
+            &self.vm_user,
+        ));
         checks.push(self.disk());
         checks
     }
@@ -444,6 +451,7 @@ mod tests {
             gpu_devices: vec!["0000:01:00.0".into()],
             data_dir: root.to_path_buf(),
             vm_memory_mib: 65536,
+            vm_user: "gevulot-vm".into(),
         }
     }
 

@@ -205,6 +205,7 @@ async fn doctor(args: &crate::config::DoctorArgs) -> anyhow::Result<()> {
         vm_memory_mib: args
             .mem_gb
             .map_or_else(crate::setup::host_mem_mib, |g| g * 1024),
+        vm_user: args.confine.vm_user.clone(),
     };
     let mut checks = tokio::task::spawn_blocking(move || host.run()).await?;
     let url = args.db.resolve_url()?;

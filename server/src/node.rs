@@ -308,21 +308,42 @@ async fn execution(args: &RunArgs, data: &DataDir, log_directory: &Path) -> app:
     let decision =
         app::vm::accel::decide(choice, &args.qemu_path, Path::new("/"), &data.tmp()).await;
     info!(target: "gevulot", accel = decision.accel.as_str(), reason = %decision.reason, "VM accelerator");
-    let vsock = vsock_mode(args);
+    let mut vsock = vsock_mode(args);
     if let app::vm::executor::VsockMode::Unavailable { reason } = &vsock {
         warn!(target: "gevulot", "{reason}");
     }
+    let vm_logs = log_directory.join("vms");
+    let node_uid = app::doctor::Identity::current(Path::new("/")).map_or(u32::MAX, |i| i.uid);
+    let confinement = match app::vm::confine::resolve(
+        Path::new("/"),
+        node_uid,
+        &args.confine.vm_user,
+        data.root(),
+        &[&data.vms(), &vm_logs],
+    ) {
+        Ok(c) => {
+            info!(target: "gevulot", "{}", c.describe());
+            c
+        }
+        Err(reason) => {
+            // No VM starts unconfined: every task fails saying why.
+            tracing::error!(target: "gevulot", "{reason}");
+            vsock = app::vm::executor::VsockMode::Unavailable { reason };
+            app::vm::confine::Confinement::default()
+        }
+    };
     app::node::Execution {
         executor: app::vm::executor::ExecutorConfig {
             qemu: args.qemu_path.clone(),
             vms_dir: data.vms(),
-            log_dir: log_directory.join("vms"),
+            log_dir: vm_logs,
             accel: decision.accel,
             vsock,
             port: args.vsock_listen_port,
             timeouts: app::vm::runner::Timeouts::default(),
             max_output_bytes: args.max_file_bytes,
             max_workspace_bytes: args.max_workspace_mb.saturating_mul(1 << 20),
+            confinement,
         },
         downloads: app::download::Limits {
             max_bytes: args.max_file_bytes,

@@ -4,6 +4,7 @@
 //! program reported failure, the VM stopped without a result, the guest panicked…), the deadline,
 //! or a cancellation. The VM and its helpers are gone when `run` returns.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use guest::proto::{Task, TaskError, TaskResultRequest, task_result_request};
 use tokio::sync::{oneshot, watch};
 
+use super::confine::{Confinement, VmBounds};
 use super::guest_server::{GuestHandler, HybridDaemon, hybrid_listener_path, serve_hybrid};
 use super::image::{ImageFormat, detect_file};
 use super::outputs::{self, AcceptedOutput};
@@ -47,6 +49,8 @@ pub struct ExecutorConfig {
     /// The most a program may write to its `/workspace` (`GEVULOT_MAX_WORKSPACE_MB`); past it
     /// the VM is stopped and the task fails.
     pub max_workspace_bytes: u64,
+    /// Who QEMU runs as and the limits around it (`confine.rs`).
+    pub confinement: Confinement,
 }
 
 /// Requests a program may send the node's guest service in one task (the SDK sends a few
@@ -236,6 +240,11 @@ impl Executor {
                 std::fs::copy(&o.host_path, &staging)?;
             }
             std::fs::rename(&staging, &target)?;
+            // The guest chose the file's mode and owns it: served files are the node's, plain.
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644))?;
+            if self.config.confinement.user.is_some() {
+                std::os::unix::fs::chown(&target, Some(0), Some(0))?;
+            }
             stored.push(target);
         }
         Ok(stored)
@@ -244,6 +253,9 @@ impl Executor {
     /// Removes a finished task's VM directory (after its outputs were moved away).
     pub fn cleanup(&self, id: &str) {
         let _ = std::fs::remove_dir_all(self.vm_dir(id));
+        if let Some(cgroups) = &self.config.confinement.cgroups {
+            cgroups.remove(id);
+        }
     }
 
     fn stage(&self, spec: &TaskSpec, workspace: &Path) -> Result<(), ExecError> {
@@ -254,11 +266,20 @@ impl Executor {
             let target = workspace.join(&vm_path[WORKSPACE.len() + 1..]);
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent).map_err(ExecError::Prepare)?;
+                for dir in parent.ancestors().take_while(|d| d.starts_with(workspace)) {
+                    self.config
+                        .confinement
+                        .hand_over(dir)
+                        .map_err(ExecError::Prepare)?;
+                }
             }
-            std::fs::copy(source, &target).map_err(|source| ExecError::Stage {
-                path: vm_path.clone(),
-                source,
-            })?;
+            // A copy, never a link: the guest may change its inputs, not the node's content.
+            std::fs::copy(source, &target)
+                .and_then(|_| self.config.confinement.hand_over(&target))
+                .map_err(|source| ExecError::Stage {
+                    path: vm_path.clone(),
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -290,6 +311,16 @@ impl Executor {
         let _ = std::fs::remove_dir_all(&dir);
         let workspace = dir.join("workspace");
         std::fs::create_dir_all(&workspace).map_err(ExecError::Prepare)?;
+        let confinement = &self.config.confinement;
+        confinement
+            .hand_over(&workspace)
+            .map_err(ExecError::Prepare)?;
+        // What QEMU creates itself (its QMP socket and pid file) goes in a directory of its own.
+        let run_dir = dir.join("run");
+        std::fs::create_dir_all(&run_dir).map_err(ExecError::Prepare)?;
+        confinement
+            .hand_over(&run_dir)
+            .map_err(ExecError::Prepare)?;
         self.stage(spec, &workspace)?;
 
         let boot = match detect_file(&spec.image).map_err(ExecError::Prepare)? {
@@ -338,6 +369,7 @@ impl Executor {
                 .map_err(ExecError::Prepare)?;
                 let server = tokio::spawn(serve_hybrid(listener, spec.id.clone(), handler.clone()));
                 let socket = child.socket.clone();
+                confinement.hand_over(&socket).map_err(ExecError::Prepare)?;
                 (Vsock::Hybrid { socket }, Some(child), Some(server), None)
             }
             VsockMode::Kernel { hub } => {
@@ -363,10 +395,32 @@ impl Executor {
             vsock,
             gpus: spec.gpus.clone(),
             serial_log: console.clone(),
-            qmp_socket: dir.join("qmp.sock"),
-            pid_file: dir.join("qemu.pid"),
+            qmp_socket: run_dir.join("qmp.sock"),
+            pid_file: run_dir.join("qemu.pid"),
         };
-        let outcome = match Vm::start(&self.config.qemu, vm_spec, self.config.timeouts).await {
+        // QEMU opens its console log itself: the file is the VM user's, its directory the node's.
+        if let Some(parent) = console.parent() {
+            std::fs::create_dir_all(parent).map_err(ExecError::Prepare)?;
+        }
+        std::fs::File::create(&console).map_err(ExecError::Prepare)?;
+        confinement
+            .hand_over(&console)
+            .map_err(ExecError::Prepare)?;
+        let bounds = Some(VmBounds {
+            mem_mib: spec.mem_mib,
+            cpus: spec.cpus,
+            gpus: !spec.gpus.is_empty(),
+            run_time: spec.deadline,
+        });
+        let started = Vm::start_confined(
+            &self.config.qemu,
+            vm_spec,
+            self.config.timeouts,
+            confinement,
+            bounds,
+        )
+        .await;
+        let outcome = match started {
             Err(e) => Outcome::Failed {
                 reason: format!("the VM did not start: {e}"),
                 retryable: true,

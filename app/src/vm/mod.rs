@@ -4,12 +4,16 @@
 //!
 //! - [`accel`]: KVM or TCG, decided by a capability check and a canary boot.
 //! - [`qemu`]: the typed VM spec and the exact QEMU command line it becomes.
+//! - [`confine`]: who QEMU runs as and the resource limits around it; [`cgroup`]: cgroup v2
+//!   bounds per VM where the node may create cgroups.
 //! - [`image`]: how a program image is recognised (raw bootable disk or kernel bundle).
 //! - [`runner`]: one QEMU process per VM, driven over QMP with closed commands.
 //! - [`executor`]: one task in one VM from staged inputs to a checked outcome.
 
 pub mod accel;
 pub mod bundle;
+pub mod cgroup;
+pub mod confine;
 pub mod executor;
 pub mod guest_server;
 pub mod image;

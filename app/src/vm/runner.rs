@@ -13,6 +13,7 @@ use qapi::futures::{QapiService, QmpStreamTokio};
 use tokio::io::WriteHalf;
 use tokio::net::UnixStream;
 
+use super::confine::{Confinement, VmBounds};
 use super::qemu::VmSpec;
 
 /// How long each step may take.
@@ -120,6 +121,17 @@ impl Vm {
     /// Spawns QEMU for `spec` and waits for QMP. The VM's directory holds its QMP socket and pid
     /// file; its serial console goes to `spec.serial_log`, QEMU's own stderr next to it.
     pub async fn start(qemu: &Path, spec: VmSpec, timeouts: Timeouts) -> Result<Vm, VmError> {
+        Self::start_confined(qemu, spec, timeouts, &Confinement::default(), None).await
+    }
+
+    /// [`Vm::start`] with QEMU confined (`confine.rs`) within `bounds` (none: no limits).
+    pub async fn start_confined(
+        qemu: &Path,
+        spec: VmSpec,
+        timeouts: Timeouts,
+        confinement: &Confinement,
+        bounds: Option<VmBounds>,
+    ) -> Result<Vm, VmError> {
         for dir in [spec.qmp_socket.parent(), spec.serial_log.parent()]
             .into_iter()
             .flatten()
@@ -135,8 +147,12 @@ impl Vm {
             path: stderr_log.display().to_string(),
             source,
         })?;
-        let mut child = tokio::process::Command::new(qemu)
-            .args(spec.args())
+        let (program, args) = match bounds {
+            Some(b) => confinement.command(qemu, spec.args(), &b),
+            None => (qemu.to_path_buf(), spec.args()),
+        };
+        let mut child = tokio::process::Command::new(&program)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -146,6 +162,15 @@ impl Vm {
                 qemu: qemu.display().to_string(),
                 source,
             })?;
+        if let (Some(cgroups), Some(b), Some(pid)) = (&confinement.cgroups, &bounds, child.id())
+            && let Err(source) = cgroups.enter(&spec.name, pid, b)
+        {
+            let _ = child.start_kill();
+            return Err(VmError::Prepare {
+                path: cgroups.root().display().to_string(),
+                source,
+            });
+        }
         let deadline = tokio::time::Instant::now() + timeouts.qmp_ready;
         let qmp = loop {
             if let Some(status) = child.try_wait().map_err(VmError::Qmp)? {
@@ -319,7 +344,8 @@ impl Vms {
     }
 }
 
-/// Ends QEMU processes left over by an earlier run of the node: every `<vms_dir>/<name>/qemu.pid`
+/// Ends QEMU processes left over by an earlier run of the node: every `<vms_dir>/<name>/run/qemu.pid`
+/// (or `<name>/qemu.pid`, where earlier versions kept it)
 /// whose process is still a `gevulot-<name>` QEMU is killed, and every VM directory is removed.
 /// Returns the names of the VMs that were still running.
 pub fn reap_orphans(vms_dir: &Path, proc_root: &Path) -> Vec<String> {
@@ -330,7 +356,8 @@ pub fn reap_orphans(vms_dir: &Path, proc_root: &Path) -> Vec<String> {
     for entry in entries.flatten() {
         let dir = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        let pid = std::fs::read_to_string(dir.join("qemu.pid"))
+        let pid = std::fs::read_to_string(dir.join("run/qemu.pid"))
+            .or_else(|_| std::fs::read_to_string(dir.join("qemu.pid")))
             .ok()
             .and_then(|p| p.trim().parse::<u32>().ok());
         if let Some(pid) = pid {

@@ -32,6 +32,7 @@ fn setup() -> Option<Setup> {
         timeouts: Timeouts::default(),
         max_output_bytes: 1 << 20,
         max_workspace_bytes: 64 << 20,
+        confinement: Default::default(),
     });
     let initrd = testkit::vm::initramfs(&fx).expect("initramfs");
     Some(Setup {
@@ -95,7 +96,7 @@ fn no_cancel() -> tokio::sync::watch::Receiver<bool> {
 }
 
 fn gone(exec: &Executor, id: &str) -> bool {
-    !exec.vm_dir(id).join("qemu.pid").exists() && !exec.vm_dir(id).join("qmp.sock").exists()
+    !exec.vm_dir(id).join("run/qemu.pid").exists() && !exec.vm_dir(id).join("run/qmp.sock").exists()
 }
 
 #[tokio::test]

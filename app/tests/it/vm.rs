@@ -27,8 +27,8 @@ fn spec(dir: &Path, name: &str, socket: PathBuf) -> VmSpec {
         vsock: Vsock::Hybrid { socket },
         gpus: vec![],
         serial_log: dir.join("log").join(name).join("console.log"),
-        qmp_socket: vm.join("qmp.sock"),
-        pid_file: vm.join("qemu.pid"),
+        qmp_socket: vm.join("run/qmp.sock"),
+        pid_file: vm.join("run/qemu.pid"),
     }
 }
 
@@ -82,7 +82,7 @@ async fn lifecycle_over_qmp() {
     );
     assert!(!alive(pid));
     assert!(
-        !dir.path().join("vms/a/qmp.sock").exists(),
+        !dir.path().join("vms/a/run/qmp.sock").exists(),
         "the QMP socket is cleaned up"
     );
     assert!(matches!(
@@ -136,6 +136,7 @@ fn orphans_of_a_killed_node_are_reaped() {
     let socket = d.socket.clone();
     let s = spec(dir.path(), "orphan", socket);
     // Started the way the node starts it, but the node "dies": nothing owns the process now.
+    std::fs::create_dir_all(s.pid_file.parent().expect("run/")).expect("run/");
     let mut child = Command::new(&qemu)
         .args(s.args())
         .stdin(Stdio::null())
@@ -151,7 +152,8 @@ fn orphans_of_a_killed_node_are_reaped() {
     }
     let pid = child.id();
     assert!(alive(pid));
-    // An unrelated leftover directory with a stale pid is removed but nothing is killed.
+    // An unrelated leftover directory with a stale pid (where earlier versions kept it) is
+    // removed but nothing is killed.
     let stale = dir.path().join("vms/stale");
     std::fs::create_dir_all(&stale).expect("mkdir");
     std::fs::write(stale.join("qemu.pid"), std::process::id().to_string()).expect("write");

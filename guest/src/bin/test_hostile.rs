@@ -6,6 +6,10 @@
 //! - `fill MIB`: writes to `/workspace` until it has written MIB MiB or the write fails.
 //! - `fork-bomb`: forks children that each allocate and touch memory without end.
 //! - `flood`: sends the node's guest service thousands of requests over many connections.
+//! - `tamper MS`: overwrites, truncates, renames, re-modes and removes each of its inputs, writes
+//!   `/workspace/setuid.bin` with the setuid bit and reports it as its output, with what each
+//!   attempt did as its proof (`write:denied …`); it waits MS milliseconds first (so a test can
+//!   look at its QEMU process).
 //! - `malformed`: sends a result far larger than any message the service accepts, then one that
 //!   names another transaction, then bytes that are not the protocol at all.
 
@@ -31,6 +35,11 @@ fn main() {
                     data: b"proof".to_vec(),
                     files: vec![path.to_string()],
                 })
+            }
+            Some("tamper") => {
+                let ms: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(0);
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                Ok(tamper(&task.files))
             }
             Some("fill") => {
                 let limit: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(256);
@@ -163,4 +172,44 @@ fn malformed(id: &str) -> Result<guest::sdk::Output, String> {
         }
     })?;
     Err("sent malformed messages".into())
+}
+
+/// Attacks the inputs the node staged; the proof says what each attempt did.
+fn tamper(inputs: &[String]) -> guest::sdk::Output {
+    use std::os::unix::fs::PermissionsExt as _;
+    let said = |r: std::io::Result<()>| if r.is_ok() { "done" } else { "denied" };
+    let mut report = Vec::new();
+    for input in inputs {
+        let write = std::fs::OpenOptions::new()
+            .write(true)
+            .open(input)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"tampered"));
+        let truncate = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(input)
+            .map(drop);
+        let renamed = format!("{input}.moved");
+        let rename = std::fs::rename(input, &renamed);
+        if rename.is_ok() {
+            let _ = std::fs::rename(&renamed, input);
+        }
+        let chmod = std::fs::set_permissions(input, std::fs::Permissions::from_mode(0o666));
+        report.push(format!(
+            "write:{} truncate:{} rename:{} chmod:{}",
+            said(write),
+            said(truncate),
+            said(rename.map(drop)),
+            said(chmod)
+        ));
+        report.push(format!("remove:{}", said(std::fs::remove_file(input))));
+    }
+    let out = "/workspace/setuid.bin";
+    let made = std::fs::write(out, b"#!/bin/sh\nid\n")
+        .and_then(|()| std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o4755)));
+    report.push(format!("setuid:{}", said(made)));
+    guest::sdk::Output {
+        data: report.join(" ").into_bytes(),
+        files: vec![out.to_string()],
+    }
 }

@@ -4,6 +4,7 @@
 //! (`*_FILE`), and never appear in logs or error messages.
 
 mod backup;
+mod confine;
 mod doors;
 mod effective;
 mod retention;
@@ -11,6 +12,7 @@ mod secret;
 mod webhooks;
 
 pub use backup::{BackupArgs, RestoreArgs};
+pub use confine::ConfineArgs;
 pub use doors::DoorArgs;
 pub use effective::Setting;
 pub use retention::RetentionArgs;
@@ -146,6 +148,8 @@ pub struct DoctorArgs {
     /// Memory offered to programs, in GiB [default: all memory of the host]
     #[arg(long, env = "GEVULOT_MEM_GB")]
     pub mem_gb: Option<u64>,
+    #[command(flatten)]
+    pub confine: ConfineArgs,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -529,6 +533,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub doors: DoorArgs,
+
+    #[command(flatten)]
+    pub confine: ConfineArgs,
 
     #[command(flatten)]
     pub webhooks: WebhookArgs,

@@ -154,17 +154,7 @@ async fn a_full_disk_makes_tasks_wait_and_nothing_half_written_is_served() {
     )
     .await;
     // A first Run with room to spare: the images are fetched and the pipeline works.
-    let warm = run(
-        &user,
-        vec![
-            step(&prover, &[], vec![]),
-            step(
-                &verifier,
-                &[],
-                vec![output_of(&prover, "/workspace/proof.dat")],
-            ),
-        ],
-    );
+    let warm = prove_and_verify(&user, &prover, &verifier, &[], vec![]);
     accepted(&node.base, &warm).await;
     assert_eq!(
         phases(&all_end(&node.base, &warm.hash, 300).await),
@@ -173,16 +163,12 @@ async fn a_full_disk_makes_tasks_wait_and_nothing_half_written_is_served() {
 
     // 1. The disk fills while an input downloads.
     fs.fill(2 << 20);
-    let r1 = run(
+    let r1 = prove_and_verify(
         &user,
-        vec![
-            step(&prover, &[], vec![input("/workspace/big.in", &big_input)]),
-            step(
-                &verifier,
-                &[],
-                vec![output_of(&prover, "/workspace/proof.dat")],
-            ),
-        ],
+        &prover,
+        &verifier,
+        &[],
+        vec![input("/workspace/big.in", &big_input)],
     );
     accepted(&node.base, &r1).await;
     let reason = waits_for_space(&node.base, &r1.hash, 0).await;
@@ -216,17 +202,7 @@ async fn a_full_disk_makes_tasks_wait_and_nothing_half_written_is_served() {
 
     // 2. The disk fills while the program writes its outputs (its VM has room to boot).
     fs.fill(image_bytes + (8 << 20));
-    let r2 = run(
-        &user,
-        vec![
-            step(&prover, &["--output-mib", "16"], vec![]),
-            step(
-                &verifier,
-                &[],
-                vec![output_of(&prover, "/workspace/proof.dat")],
-            ),
-        ],
-    );
+    let r2 = prove_and_verify(&user, &prover, &verifier, &["--output-mib", "16"], vec![]);
     accepted(&node.base, &r2).await;
     let reason = waits_for_space(&node.base, &r2.hash, 0).await;
     assert!(

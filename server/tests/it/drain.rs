@@ -114,7 +114,10 @@ async fn sigterm_stops_the_vm_after_the_grace_period_and_the_next_start_resumes_
     )
     .await;
     let task = running[0]["id"].as_i64().expect("task id");
-    let pid_file = node.data.path().join(format!("vms/task-{task}/qemu.pid"));
+    let pid_file = node
+        .data
+        .path()
+        .join(format!("vms/task-{task}/run/qemu.pid"));
     let qemu: u32 = std::fs::read_to_string(&pid_file)
         .expect("the VM's pid file")
         .trim()

@@ -53,6 +53,8 @@ async fn hostile_programs_fail_precisely_and_the_node_stays_healthy() {
     for r in &runs {
         accepted(&node.base, r).await;
     }
+    let mut figures = testkit::bench::Figures::new("fault-hostile-guests");
+    let mut report = String::new();
     for ((args, expected), r) in cases.iter().zip(&runs) {
         let ended = all_end(&node.base, &r.hash, 400).await;
         let task = &ended[0];
@@ -66,6 +68,17 @@ async fn hostile_programs_fail_precisely_and_the_node_stays_healthy() {
             expected.iter().any(|e| reason.contains(e)),
             "{args:?}: the reason {reason:?} is not one of {expected:?}"
         );
+        // The outcome: the task ended (failed or timed out) with its precise reason.
+        figures.add(
+            &format!(
+                "{}: task {} with its reason",
+                args.join(" "),
+                task["phase"].as_str().unwrap_or("?")
+            ),
+            1.0,
+            "tasks",
+        );
+        report.push_str(&format!("{args:?} -> {}: {reason}\n", task["phase"]));
     }
     // Counted by why, for the dashboard.
     let metrics = node.metrics_text().await;
@@ -103,4 +116,11 @@ async fn hostile_programs_fail_precisely_and_the_node_stays_healthy() {
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(vms, 0, "VM directories left behind");
+    figures
+        .add(
+            "node ready, resources free, an honest Run proven after",
+            1.0,
+            "checks",
+        )
+        .write(&report);
 }

@@ -8,6 +8,7 @@ mod backup;
 mod catch_up;
 mod cli;
 mod commands;
+mod confined;
 mod console;
 mod disk_full;
 mod doors;

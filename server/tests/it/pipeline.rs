@@ -134,13 +134,6 @@ async fn json_rpc_run_yields_a_verified_proof_with_downloadable_output() {
     }
 }
 
-fn base64_decode(text: &str) -> Vec<u8> {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .expect("base64")
-}
-
 /// Submits through REST (`POST /api/v1/transactions`); returns the HTTP status and body.
 pub async fn send_rest(base: &str, tx: &Transaction) -> (u16, Value) {
     let r = reqwest::Client::new()

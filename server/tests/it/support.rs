@@ -586,6 +586,27 @@ pub fn run(key: &SecretKey, steps: Vec<WorkflowStep>) -> Transaction {
     )
 }
 
+/// A Run of `prover` (with `args` and `inputs`) whose proof `verifier` checks.
+pub fn prove_and_verify(
+    key: &SecretKey,
+    prover: &ProgramMetadata,
+    verifier: &ProgramMetadata,
+    args: &[&str],
+    inputs: Vec<ProgramData>,
+) -> Transaction {
+    run(
+        key,
+        vec![
+            step(prover, args, inputs),
+            step(
+                verifier,
+                &[],
+                vec![output_of(prover, "/workspace/proof.dat")],
+            ),
+        ],
+    )
+}
+
 pub fn nonce() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
@@ -735,6 +756,13 @@ pub fn all_ended(tasks: &[Value]) -> bool {
         && phases(tasks)
             .iter()
             .all(|p| ["succeeded", "failed", "cancelled", "timed_out"].contains(&p.as_str()))
+}
+
+pub fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("base64")
 }
 
 /// Downloads `url` and returns the BLAKE3 of its content.
