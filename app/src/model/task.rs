@@ -269,6 +269,10 @@ mod tests {
                 "limits",
             ),
             (
+                "output /workspace/proof.dat refused: the guest reported checksum ab, but the file's BLAKE3 is cd",
+                "limits",
+            ),
+            (
                 "needs 64 CPUs, the node has 4; it cannot run on this node",
                 "resources",
             ),

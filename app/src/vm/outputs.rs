@@ -29,7 +29,7 @@ pub enum OutputError {
     #[error("output {path} is {size} bytes, over the limit of {max}")]
     TooLarge { path: String, size: u64, max: u64 },
     #[error(
-        "output {path}: the guest reported checksum {reported}, but the file's BLAKE3 is {actual}"
+        "output {path} refused: the guest reported checksum {reported}, but the file's BLAKE3 is {actual}"
     )]
     ChecksumMismatch {
         path: String,

@@ -162,10 +162,13 @@ impl VmSpec {
                 push(&["-append", &append]);
             }
         }
+        // `mapped-file`: the guest's owners, modes, device nodes and symbolic links are kept in
+        // metadata files QEMU keeps beside them; on the host every file it creates is a plain
+        // file or directory of QEMU's user, never setuid, a device node or a link.
         push(&[
             "-virtfs",
             &format!(
-                "local,path={},mount_tag=0,security_model=none,multidevs=remap,id=workspace",
+                "local,path={},mount_tag=0,security_model=mapped-file,multidevs=remap,id=workspace",
                 path(&self.workspace)
             ),
         ]);
