@@ -62,20 +62,20 @@ pub fn id_page(
             format!("limit: between 1 and {max}"),
         ));
     }
+    // Only the decimal ids this server issues (1 to 18 digits): "+5" or "-5" are not cursors.
     let before = match cursor.filter(|c| !c.is_empty()) {
         None => None,
-        Some(c) if c.len() > 18 || !c.bytes().all(|b| b.is_ascii_digit()) => {
-            return Err(ApiError::bad_request(
-                ErrorCode::InvalidCursor,
-                "cursor: pass the next_cursor of the previous page",
-            ));
-        }
-        Some(c) => Some(c.parse::<i64>().map_err(|_| {
-            ApiError::bad_request(
-                ErrorCode::InvalidCursor,
-                "cursor: pass the next_cursor of the previous page",
-            )
-        })?),
+        Some(c) => Some(
+            c.parse::<i64>()
+                .ok()
+                .filter(|_| c.len() <= 18 && c.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        ErrorCode::InvalidCursor,
+                        "cursor: pass the next_cursor of the previous page",
+                    )
+                })?,
+        ),
     };
     Ok((before, limit))
 }

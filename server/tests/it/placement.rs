@@ -9,7 +9,9 @@ use app::crypto::SecretKey;
 use serde_json::{Value, json};
 
 use crate::network::{ADMIN, Member, eventually_within, member_in};
-use crate::support::{Image, Lab, accepted, deploy, input, output_of, program, rpc, run, step};
+use crate::support::{
+    Image, Lab, accepted, deploy, input, program, prove_and_verify, rpc, run, step,
+};
 
 /// Long enough for a few TCG boots on a busy 2-core machine.
 const RUN_WAIT: Duration = Duration::from_secs(240);
@@ -160,26 +162,6 @@ async fn running_on(members: &[&Member], hash: &str) -> usize {
 }
 
 /// A Run proving `data` with `prover` (given `args`), then verifying the proof.
-fn prove_and_verify(
-    user: &SecretKey,
-    prover: &app::tx::ProgramMetadata,
-    verifier: &app::tx::ProgramMetadata,
-    data: &Image,
-    args: &[&str],
-) -> app::tx::Transaction {
-    run(
-        user,
-        vec![
-            step(prover, args, vec![input("/workspace/in.txt", data)]),
-            step(
-                verifier,
-                &[],
-                vec![output_of(prover, "/workspace/proof.dat")],
-            ),
-        ],
-    )
-}
-
 fn with_hash(mut meta: app::tx::ProgramMetadata) -> app::tx::ProgramMetadata {
     meta.hash = meta.compute_hash();
     meta
@@ -228,7 +210,13 @@ async fn a_run_goes_once_to_a_node_that_fits_it() {
         prover,
         verifier,
     } = deployed(&lab, &a, "placed").await;
-    let r = prove_and_verify(&user, &prover, &verifier, &data, &[]);
+    let r = prove_and_verify(
+        &user,
+        &prover,
+        &verifier,
+        &[],
+        vec![input("/workspace/in.txt", &data)],
+    );
     // Sent to the node that never executes.
     accepted(&a.node.base, &r).await;
     let hash = r.hash.to_hex();
@@ -411,7 +399,13 @@ async fn a_killed_holder_is_replaced_and_the_run_completes_once() {
         verifier,
     } = deployed(&lab, &members[0], "takeover").await;
     // The prover works for a while: long enough to be killed in the middle.
-    let r = prove_and_verify(&user, &prover, &verifier, &data, &["--sleep-ms", "8000"]);
+    let r = prove_and_verify(
+        &user,
+        &prover,
+        &verifier,
+        &["--sleep-ms", "8000"],
+        vec![input("/workspace/in.txt", &data)],
+    );
     accepted(&members[0].node.base, &r).await;
     let hash = r.hash.to_hex();
 
@@ -474,7 +468,13 @@ async fn redundancy_two_yields_proofs_from_two_nodes() {
         prover,
         verifier,
     } = deployed(&lab, &a, "twice").await;
-    let r = prove_and_verify(&user, &prover, &verifier, &data, &[]);
+    let r = prove_and_verify(
+        &user,
+        &prover,
+        &verifier,
+        &[],
+        vec![input("/workspace/in.txt", &data)],
+    );
     accepted(&a.node.base, &r).await;
     let hash = r.hash.to_hex();
     eventually_within(RUN_WAIT, "two Proofs and two Verifications", || async {
@@ -504,7 +504,13 @@ async fn a_draining_node_hands_the_next_step_to_a_peer_that_fetches_its_output()
         prover,
         verifier,
     } = deployed(&lab, &a, "handed on").await;
-    let r = prove_and_verify(&user, &prover, &verifier, &data, &["--sleep-ms", "3000"]);
+    let r = prove_and_verify(
+        &user,
+        &prover,
+        &verifier,
+        &["--sleep-ms", "3000"],
+        vec![input("/workspace/in.txt", &data)],
+    );
     accepted(&a.node.base, &r).await;
     let hash = r.hash.to_hex();
     let (holder, other) = match running_on(&[&a, &b], &hash).await {
