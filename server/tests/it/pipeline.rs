@@ -851,9 +851,11 @@ async fn results_and_files_cross_the_network() {
         "the proof's file from a:\n{b_fetched}"
     );
     let c = lab.start(&[fast, ("GEVULOT_P2P_DISCOVERY_ADDR", &a_p2p)]);
+    // c knows the Deploy only once the catch-up brought it: until then the program is a 404.
     let ready = |base: String, program: Hash| async move {
-        get(&format!("{base}/api/v1/programs/{}", program.to_hex())).await["image"]["state"]
-            == "ready"
+        get_known(&format!("{base}/api/v1/programs/{}", program.to_hex()))
+            .await
+            .is_some_and(|p| p["image"]["state"] == "ready")
     };
     let start = Instant::now();
     while !(ready(c.base.clone(), prover.hash).await && ready(c.base.clone(), verifier.hash).await)

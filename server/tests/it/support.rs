@@ -664,11 +664,21 @@ pub async fn get(url: &str) -> Value {
     r.json().await.expect("json")
 }
 
-/// The tasks of `hash` from the REST status.
+/// GETs `url` as JSON; `None` while the node answers 404 (it has not learnt of the thing yet).
+pub async fn get_known(url: &str) -> Option<Value> {
+    let r = reqwest::get(url).await.expect("get");
+    if r.status() == reqwest::StatusCode::NOT_FOUND {
+        return None;
+    }
+    assert!(r.status().is_success(), "{url}: {}", r.status());
+    Some(r.json().await.expect("json"))
+}
+
+/// The tasks of `hash` from the REST status (none while the node has not heard of `hash`).
 pub async fn tasks(base: &str, hash: &Hash) -> Vec<Value> {
-    get(&format!("{base}/api/v1/transactions/{hash}/status")).await["tasks"]
-        .as_array()
-        .cloned()
+    get_known(&format!("{base}/api/v1/transactions/{hash}/status"))
+        .await
+        .and_then(|s| s["tasks"].as_array().cloned())
         .unwrap_or_default()
 }
 
@@ -682,8 +692,10 @@ pub async fn wait_placement(
 ) -> Value {
     let start = Instant::now();
     loop {
-        let p =
-            get(&format!("{base}/api/v1/transactions/{hash}/status")).await["placement"].clone();
+        // A node that has not heard of the Run yet shows no placement.
+        let p = get_known(&format!("{base}/api/v1/transactions/{hash}/status"))
+            .await
+            .map_or(Value::Null, |s| s["placement"].clone());
         if check(&p) {
             return p;
         }
