@@ -158,8 +158,18 @@ macro_rules! bind_all {
     }};
 }
 
-/// `INSERT INTO table (columns) VALUES ($1, …), (…) …` for `rows` rows, plus `tail`.
-fn multi_row_insert(table: &str, columns: &[&str], rows: usize, tail: &str) -> String {
+/// `INSERT INTO table (columns) VALUES ($1, …), (…) …` for `rows` rows, plus `tail`; with
+/// `anonymous`, every placeholder is `?` instead (SQLite: it looks a numbered parameter up by a
+/// linear scan per bind, which makes a statement of hundreds of parameters quadratic to prepare
+/// and bind; anonymous ones are bound by position).
+fn multi_row_insert(
+    table: &str,
+    columns: &[&str],
+    rows: usize,
+    tail: &str,
+    anonymous: bool,
+) -> String {
+    use std::fmt::Write as _;
     let width = columns.len();
     let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
     for r in 0..rows {
@@ -171,7 +181,11 @@ fn multi_row_insert(table: &str, columns: &[&str], rows: usize, tail: &str) -> S
             if c > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!("${}", r * width + c + 1));
+            if anonymous {
+                sql.push('?');
+            } else {
+                let _ = write!(sql, "${}", r * width + c + 1);
+            }
         }
         sql.push(')');
     }
@@ -218,6 +232,9 @@ impl Store {
                     SqliteJournalMode::Wal
                 })
                 .synchronous(SqliteSynchronous::Full)
+                // A multi-row insert returns up to a statement's rows at once: room for all of
+                // them, so the connection's thread never waits for the reader row by row.
+                .row_buffer_size(ROWS_PER_STATEMENT)
                 .foreign_keys(true)
                 .busy_timeout(options.acquire_timeout);
             let mut pool = SqlitePoolOptions::new()
@@ -313,5 +330,22 @@ impl Store {
             sqlx::raw_sql(AssertSqlSafe(sql)).execute(pool).await?.rows_affected()
         });
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::multi_row_insert;
+
+    #[test]
+    fn multi_row_inserts_number_or_leave_anonymous_their_placeholders() {
+        assert_eq!(
+            multi_row_insert("t", &["a", "b"], 2, " ON CONFLICT DO NOTHING", false),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(
+            multi_row_insert("t", &["a", "b"], 2, "", true),
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)"
+        );
     }
 }

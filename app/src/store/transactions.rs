@@ -214,6 +214,7 @@ impl Store {
             Backend::Sqlite(_) => Some(self.write_gate.lock().await),
             Backend::Postgres(_) => None,
         };
+        let anonymous = matches!(self.backend, Backend::Sqlite(_));
         dispatch!(self, pool => {
             let mut t = pool.begin().await?;
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
@@ -222,6 +223,7 @@ impl Store {
                     TX_INSERT_COLUMNS,
                     chunk.len(),
                     " ON CONFLICT (hash) DO NOTHING RETURNING hash, seq",
+                    anonymous,
                 );
                 let q = bind_all!(sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql)), chunk.iter().flatten().cloned());
                 new_seq.extend(q.fetch_all(&mut *t).await?);
@@ -240,7 +242,7 @@ impl Store {
                 ("tx_files", FILE_INSERT_COLUMNS, &derived.files, ""),
             ] {
                 for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                    let sql = multi_row_insert(table, columns, chunk.len(), tail);
+                    let sql = multi_row_insert(table, columns, chunk.len(), tail, anonymous);
                     let q = bind_all!(sqlx::query(AssertSqlSafe(sql)), chunk.iter().flatten().cloned());
                     q.execute(&mut *t).await?;
                 }
