@@ -129,8 +129,21 @@ impl Default for PoolOptions {
 pub struct Store {
     backend: Backend,
     /// SQLite allows one writer at a time: writers queue here instead of spinning on
-    /// `SQLITE_BUSY` inside the database (which costs tail latency under concurrency).
-    write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// `SQLITE_BUSY` inside the database (which costs tail latency under concurrency). The
+    /// writer keeps its connection between batches (see [`SqliteWriter`]).
+    write_gate: std::sync::Arc<tokio::sync::Mutex<SqliteWriter>>,
+}
+
+/// The connection SQLite batches are written on, kept from one batch to the next: the pool hands
+/// out its connections in turn, and each one's page cache is stale after another connection
+/// wrote, so a writer on a fresh connection re-reads the index pages it is about to change.
+/// Taken out of the pool (which may open another in its place), dropped after a failed batch
+/// (the next one starts on a fresh connection) and when the store closes. An in-memory database
+/// is one connection, which is never taken out of its pool.
+#[derive(Debug, Default)]
+struct SqliteWriter {
+    conn: Option<sqlx::SqliteConnection>,
+    keep: bool,
 }
 
 /// A bind value for queries assembled at run time.
@@ -215,6 +228,7 @@ impl Store {
     /// Connects to the database named by `url`: `postgres://…`/`postgresql://…` or `sqlite:…`.
     /// A SQLite file is created if missing.
     pub async fn connect(url: &str, options: &PoolOptions) -> Result<Self> {
+        let mut writer = SqliteWriter::default();
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections)
@@ -224,6 +238,7 @@ impl Store {
             Backend::Postgres(pool)
         } else if url.starts_with("sqlite:") {
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            writer.keep = !in_memory;
             let connect = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(if in_memory {
@@ -257,7 +272,7 @@ impl Store {
         };
         Ok(Self {
             backend,
-            write_gate: std::sync::Arc::default(),
+            write_gate: std::sync::Arc::new(tokio::sync::Mutex::new(writer)),
         })
     }
 
@@ -311,6 +326,8 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        // The kept writer's connection goes back first: the pool waits for all of them.
+        self.write_gate.lock().await.conn = None;
         dispatch!(self, pool => pool.close().await);
     }
 

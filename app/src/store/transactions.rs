@@ -210,45 +210,83 @@ impl Store {
             .collect::<Result<Vec<_>>>()?;
         let txs = items.iter().map(|(tx, _)| *tx);
         let mut new_seq: HashMap<String, i64> = HashMap::new();
-        let _gate = match self.backend {
-            Backend::Sqlite(_) => Some(self.write_gate.lock().await),
-            Backend::Postgres(_) => None,
-        };
-        let anonymous = matches!(self.backend, Backend::Sqlite(_));
-        dispatch!(self, pool => {
-            let mut t = pool.begin().await?;
-            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let sql = multi_row_insert(
-                    "transactions",
-                    TX_INSERT_COLUMNS,
-                    chunk.len(),
-                    " ON CONFLICT (hash) DO NOTHING RETURNING hash, seq",
-                    anonymous,
-                );
-                let q = bind_all!(sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql)), chunk.iter().flatten().cloned());
-                new_seq.extend(q.fetch_all(&mut *t).await?);
-            }
-            let mut derived = DerivedRows::new();
-            let mut seen = HashSet::new();
-            for tx in txs.clone() {
-                let hash = tx.hash.to_hex();
-                if new_seq.contains_key(&hash) && seen.insert(hash.clone()) {
-                    derived.add(tx, &hash, now);
-                }
-            }
-            for (table, columns, rows, tail) in [
-                ("programs", PROGRAM_INSERT_COLUMNS, &derived.programs, " ON CONFLICT (hash) DO NOTHING"),
-                ("workflow_steps", STEP_INSERT_COLUMNS, &derived.steps, ""),
-                ("tx_files", FILE_INSERT_COLUMNS, &derived.files, ""),
-            ] {
+        // One database transaction on `$t`: the transactions' rows, then what derives from
+        // the new ones.
+        macro_rules! write_batch {
+            ($t:ident, $anonymous:expr) => {{
                 for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                    let sql = multi_row_insert(table, columns, chunk.len(), tail, anonymous);
-                    let q = bind_all!(sqlx::query(AssertSqlSafe(sql)), chunk.iter().flatten().cloned());
-                    q.execute(&mut *t).await?;
+                    let sql = multi_row_insert(
+                        "transactions",
+                        TX_INSERT_COLUMNS,
+                        chunk.len(),
+                        " ON CONFLICT (hash) DO NOTHING RETURNING hash, seq",
+                        $anonymous,
+                    );
+                    let q = bind_all!(
+                        sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql)),
+                        chunk.iter().flatten().cloned()
+                    );
+                    new_seq.extend(q.fetch_all(&mut *$t).await?);
+                }
+                let mut derived = DerivedRows::new();
+                let mut seen = HashSet::new();
+                for tx in txs.clone() {
+                    let hash = tx.hash.to_hex();
+                    if new_seq.contains_key(&hash) && seen.insert(hash.clone()) {
+                        derived.add(tx, &hash, now);
+                    }
+                }
+                for (table, columns, rows, tail) in [
+                    (
+                        "programs",
+                        PROGRAM_INSERT_COLUMNS,
+                        &derived.programs,
+                        " ON CONFLICT (hash) DO NOTHING",
+                    ),
+                    ("workflow_steps", STEP_INSERT_COLUMNS, &derived.steps, ""),
+                    ("tx_files", FILE_INSERT_COLUMNS, &derived.files, ""),
+                ] {
+                    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                        let sql = multi_row_insert(table, columns, chunk.len(), tail, $anonymous);
+                        let q = bind_all!(
+                            sqlx::query(AssertSqlSafe(sql)),
+                            chunk.iter().flatten().cloned()
+                        );
+                        q.execute(&mut *$t).await?;
+                    }
+                }
+                $t.commit().await?;
+                Ok::<(), StoreError>(())
+            }};
+        }
+        match &self.backend {
+            Backend::Postgres(pool) => {
+                let mut t = pool.begin().await?;
+                write_batch!(t, false)?;
+            }
+            Backend::Sqlite(pool) => {
+                let mut writer = self.write_gate.lock().await;
+                let mut write_on = async |conn: &mut sqlx::SqliteConnection| {
+                    let mut t = sqlx::Connection::begin(conn).await?;
+                    write_batch!(t, true)
+                };
+                if writer.keep {
+                    let mut conn = match writer.conn.take() {
+                        Some(conn) => conn,
+                        None => pool.acquire().await?.detach(),
+                    };
+                    let written = write_on(&mut conn).await;
+                    // Kept for the next batch only after a batch that went through.
+                    if written.is_ok() {
+                        writer.conn = Some(conn);
+                    }
+                    written?;
+                } else {
+                    let mut conn = pool.acquire().await?;
+                    write_on(&mut conn).await?;
                 }
             }
-            t.commit().await?;
-        });
+        }
         // The first occurrence of a new hash is the one that was stored.
         let mut reported = HashSet::new();
         Ok(txs
