@@ -206,6 +206,43 @@ fn multi_row_insert(
     sql
 }
 
+/// Creates the SQLite database file readable and writable by its owner alone, or makes an
+/// existing one so: it holds password and token hashes and webhook secrets, and the data
+/// directory around it is searchable by the VM user. SQLite gives its WAL and shared-memory
+/// files the database file's mode.
+fn owner_only(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let io = |e: std::io::Error| {
+        let e = std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+        StoreError::Database(sqlx::Error::Io(e))
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(e)),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = std::path::PathBuf::from(file);
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::info!(target: "gevulot", file = %file.display(), "the database file was readable by others: made owner-only (0600)");
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700))
+                .map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
 /// Rows per multi-row statement: far below both databases' bind-parameter limits.
 const ROWS_PER_STATEMENT: usize = 200;
 
@@ -239,7 +276,11 @@ impl Store {
         } else if url.starts_with("sqlite:") {
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");
             writer.keep = !in_memory;
-            let connect = SqliteConnectOptions::from_str(url)?
+            let connect = SqliteConnectOptions::from_str(url)?;
+            if !in_memory {
+                owner_only(connect.get_filename())?;
+            }
+            let connect = connect
                 .create_if_missing(true)
                 .journal_mode(if in_memory {
                     SqliteJournalMode::Memory

@@ -934,3 +934,41 @@ async fn results_and_cancels_of_a_run(db: Db) {
         None
     );
 }
+
+/// A SQLite database, its WAL and its shared memory are readable by the node's user alone (the
+/// data directory around them is searchable by the VM user); an existing database that others
+/// could read is made so when the node opens it.
+#[tokio::test]
+async fn sqlite_files_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = testkit::tempdir();
+    let url = testkit::sqlite_url(dir.path());
+    let db_file = dir.path().join("gevulot.db");
+    let mode = |name: &str| {
+        std::fs::metadata(dir.path().join(name))
+            .expect("file")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let store = Store::connect(&url, &Default::default())
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    store
+        .insert_transaction(&empty(&key(31), 1), Source::Rpc)
+        .await
+        .expect("insert");
+    for name in ["gevulot.db", "gevulot.db-wal", "gevulot.db-shm"] {
+        assert_eq!(mode(name), 0o600, "{name}");
+    }
+    store.close().await;
+
+    std::fs::set_permissions(&db_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let store = Store::connect(&url, &Default::default())
+        .await
+        .expect("reopen");
+    assert_eq!(mode("gevulot.db"), 0o600);
+    assert_eq!(store.count_transactions().await.expect("count"), 1);
+    store.close().await;
+}
