@@ -171,7 +171,7 @@ async fn rpc_scenarios(
     ));
     // What c clients can get at best when each waits for the durable commit holding its
     // transaction: every commit holds exactly c of them, and nothing else costs anything.
-    let mut bound = std::collections::HashMap::new();
+    let mut bounds = Vec::with_capacity(CONCURRENCY.len());
     for concurrency in CONCURRENCY {
         let dir = testkit::tempdir();
         let url = fresh_database(db_url.is_some(), dir.path()).await?;
@@ -179,7 +179,7 @@ async fn rpc_scenarios(
         report.line(format!(
             "{backend:<8} baseline: stored in batches of {concurrency:<3} {rate:>8.0} tx/s (one commit per c transactions)"
         ));
-        bound.insert(concurrency, rate);
+        bounds.push((concurrency, rate));
     }
 
     let data = testkit::tempdir();
@@ -189,7 +189,7 @@ async fn rpc_scenarios(
         .build()?;
     let metrics_url = format!("{}/metrics", node.metrics);
     let mut offset = 0;
-    for concurrency in CONCURRENCY {
+    for (concurrency, bound) in bounds {
         let before = commits(&client, &metrics_url).await?;
         let (http, url, txs) = (client.clone(), node.rpc.clone(), txs.clone());
         let base = offset;
@@ -219,7 +219,6 @@ async fn rpc_scenarios(
             "batched storage",
             batched,
         );
-        let bound = bound.get(&concurrency).copied().unwrap_or(f64::NAN);
         report.1.against(
             &format!("{backend}: sendTransaction c={concurrency} against one commit per c"),
             stats.per_second,

@@ -235,7 +235,7 @@ fn owner_only(path: &std::path::Path) -> Result<()> {
         };
         let mode = meta.permissions().mode();
         if mode & 0o077 != 0 {
-            tracing::info!(target: "gevulot", file = %file.display(), "the database file was readable by others: made owner-only (0600)");
+            tracing::info!(target: "gevulot", file = %file.display(), "the database file was readable by others: made owner-only");
             std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700))
                 .map_err(io)?;
         }

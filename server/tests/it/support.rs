@@ -659,9 +659,9 @@ pub async fn rpc(base: &str, method: &str, params: Value) -> Value {
 }
 
 pub async fn get(url: &str) -> Value {
-    let r = reqwest::get(url).await.expect("get");
-    assert!(r.status().is_success(), "{url}: {}", r.status());
-    r.json().await.expect("json")
+    get_known(url)
+        .await
+        .unwrap_or_else(|| panic!("{url}: 404 Not Found"))
 }
 
 /// GETs `url` as JSON; `None` while the node answers 404 (it has not learnt of the thing yet).
