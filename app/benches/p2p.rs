@@ -51,6 +51,7 @@ fn execution(dir: &std::path::Path) -> app::node::Execution {
             max_output_bytes: 1 << 20,
             max_workspace_bytes: 1 << 20,
             confinement: Default::default(),
+            max_guest_message_bytes: app::vm::executor::guest_message_bytes(1 << 20),
         },
         downloads: Default::default(),
         max_run_time: Duration::from_secs(10),

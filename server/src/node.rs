@@ -344,6 +344,7 @@ async fn execution(args: &RunArgs, data: &DataDir, log_directory: &Path) -> app:
             max_output_bytes: args.max_file_bytes,
             max_workspace_bytes: args.max_workspace_mb.saturating_mul(1 << 20),
             confinement,
+            max_guest_message_bytes: app::vm::executor::guest_message_bytes(args.max_proof_bytes),
         },
         downloads: app::download::Limits {
             max_bytes: args.max_file_bytes,

@@ -51,6 +51,16 @@ pub struct ExecutorConfig {
     pub max_workspace_bytes: u64,
     /// Who QEMU runs as and the limits around it (`confine.rs`).
     pub confinement: Confinement,
+    /// The largest guest protocol message a program may send. A result carries its proof
+    /// inline, so this is the node's largest proof (`GEVULOT_MAX_PROOF_BYTES`) plus room for
+    /// the list of output files ([`guest_message_bytes`]).
+    pub max_guest_message_bytes: usize,
+}
+
+/// The guest protocol's message bound for proofs of up to `max_proof_bytes`: the proof plus
+/// 1 MiB for the hash, the output files' paths and checksums and the framing.
+pub fn guest_message_bytes(max_proof_bytes: usize) -> usize {
+    max_proof_bytes.saturating_add(1 << 20)
 }
 
 /// Requests a program may send the node's guest service in one task (the SDK sends a few
@@ -123,6 +133,8 @@ struct OneTask {
     started: Mutex<Option<oneshot::Sender<()>>>,
     /// Requests so far; past [`MAX_GUEST_REQUESTS`] the service answers nothing more.
     requests: std::sync::atomic::AtomicU64,
+    /// [`ExecutorConfig::max_guest_message_bytes`].
+    max_message: usize,
 }
 
 impl OneTask {
@@ -139,6 +151,10 @@ impl OneTask {
 }
 
 impl GuestHandler for OneTask {
+    fn max_message_bytes(&self) -> usize {
+        self.max_message
+    }
+
     async fn get_task(&self, _vm: &str) -> Option<Task> {
         if !self.admit() {
             return None;
@@ -348,6 +364,7 @@ impl Executor {
             result: Mutex::new(Some(result_tx)),
             started: Mutex::new(started),
             requests: Default::default(),
+            max_message: self.config.max_guest_message_bytes,
         });
         // The transport, and what must be undone when the task ends.
         let (vsock, _daemon, server, cid) = match &self.config.vsock {

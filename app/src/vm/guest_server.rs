@@ -18,8 +18,17 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tonic::codegen::http;
 
+/// The largest guest protocol message a handler accepts unless it says otherwise (tonic's own
+/// default).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
+
 /// What the node answers to a VM.
 pub trait GuestHandler: Send + Sync + 'static {
+    /// The largest message this VM may send, in bytes (a result carries its proof inline); a
+    /// larger one is refused with `OUT_OF_RANGE` and the connection goes on.
+    fn max_message_bytes(&self) -> usize {
+        DEFAULT_MAX_MESSAGE_BYTES
+    }
     /// The task for `vm`, if it has one now.
     fn get_task(&self, vm: &str) -> impl Future<Output = Option<Task>> + Send;
     /// A result from `vm`; returns whether the VM should ask for more work.
@@ -51,6 +60,7 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: GuestHandler,
 {
+    let max_message = handler.max_message_bytes();
     let service = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let handler = handler.clone();
         let vm = vm.clone();
@@ -71,7 +81,10 @@ where
                         }
                     });
                     let codec = tonic_prost::ProstCodec::<TaskResponse, TaskRequest>::default();
-                    tonic::server::Grpc::new(codec).unary(method, req).await
+                    tonic::server::Grpc::new(codec)
+                        .max_decoding_message_size(max_message)
+                        .unary(method, req)
+                        .await
                 }
                 SUBMIT_RESULT => {
                     let method = tower::service_fn(move |r: tonic::Request<TaskResultRequest>| {
@@ -86,7 +99,10 @@ where
                     });
                     let codec =
                         tonic_prost::ProstCodec::<TaskResultResponse, TaskResultRequest>::default();
-                    tonic::server::Grpc::new(codec).unary(method, req).await
+                    tonic::server::Grpc::new(codec)
+                        .max_decoding_message_size(max_message)
+                        .unary(method, req)
+                        .await
                 }
                 _ => unimplemented(),
             };

@@ -48,6 +48,7 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A [`GuestHandler`] behind a pointer, so handlers of different types share one routing table.
 pub trait DynGuestHandler: Send + Sync + 'static {
+    fn max_message_bytes_dyn(&self) -> usize;
     fn get_task_dyn<'a>(&'a self, vm: &'a str) -> BoxFuture<'a, Option<Task>>;
     fn submit_result_dyn<'a>(
         &'a self,
@@ -57,6 +58,10 @@ pub trait DynGuestHandler: Send + Sync + 'static {
 }
 
 impl<T: GuestHandler> DynGuestHandler for T {
+    fn max_message_bytes_dyn(&self) -> usize {
+        self.max_message_bytes()
+    }
+
     fn get_task_dyn<'a>(&'a self, vm: &'a str) -> BoxFuture<'a, Option<Task>> {
         Box::pin(self.get_task(vm))
     }
@@ -80,6 +85,10 @@ impl std::fmt::Debug for Routed {
 }
 
 impl GuestHandler for Routed {
+    fn max_message_bytes(&self) -> usize {
+        self.0.max_message_bytes_dyn()
+    }
+
     async fn get_task(&self, vm: &str) -> Option<Task> {
         self.0.get_task_dyn(vm).await
     }

@@ -33,6 +33,7 @@ fn setup() -> Option<Setup> {
         max_output_bytes: 1 << 20,
         max_workspace_bytes: 64 << 20,
         confinement: Default::default(),
+        max_guest_message_bytes: app::vm::executor::guest_message_bytes(16 << 20),
     });
     let initrd = testkit::vm::initramfs(&fx).expect("initramfs");
     Some(Setup {

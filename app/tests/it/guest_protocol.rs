@@ -105,6 +105,66 @@ async fn get_task_and_submit_result() {
     assert_eq!(results[0].0, "vm-with-task");
 }
 
+/// A handler that takes results up to its own message bound.
+struct Bounded(usize);
+
+impl GuestHandler for Bounded {
+    fn max_message_bytes(&self) -> usize {
+        self.0
+    }
+
+    async fn get_task(&self, _vm: &str) -> Option<Task> {
+        None
+    }
+
+    async fn submit_result(
+        &self,
+        _vm: &str,
+        _result: TaskResultRequest,
+    ) -> Result<bool, tonic::Status> {
+        Ok(false)
+    }
+}
+
+fn result_of(data_bytes: usize) -> TaskResultRequest {
+    TaskResultRequest {
+        tx_hash: "ab".repeat(32),
+        result: Some(task_result_request::Result::Task(TaskResult {
+            data: vec![7; data_bytes],
+            files: Vec::new(),
+        })),
+    }
+}
+
+/// A result carries its proof inline: the handler's bound, not tonic's 4 MiB default, decides
+/// which results fit, and one that does not is refused without ending the connection.
+#[tokio::test]
+async fn a_result_is_bounded_by_the_handlers_message_size() {
+    let dir = testkit::tempdir();
+    let path = hybrid_listener_path(&dir.path().join("vm.vsock"), guest::proto::DEFAULT_PORT);
+    let listener = tokio::net::UnixListener::bind(&path).expect("listen");
+    let bound = app::vm::executor::guest_message_bytes(6 << 20);
+    tokio::spawn(serve_hybrid(
+        listener,
+        "vm".into(),
+        Arc::new(Bounded(bound)),
+    ));
+    let mut guest = client(path).await;
+    guest
+        .submit_result(result_of(6 << 20))
+        .await
+        .expect("a 6 MiB proof is within the bound");
+    let refused = guest
+        .submit_result(result_of(bound + 1))
+        .await
+        .expect_err("over the bound");
+    assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused:?}");
+    guest
+        .submit_result(result_of(16))
+        .await
+        .expect("the connection still serves");
+}
+
 /// A handler that checks what it is given as the node does: the hash must be this VM's task.
 struct Strict;
 

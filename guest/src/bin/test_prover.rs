@@ -2,7 +2,8 @@
 //! them: `proof:<BLAKE3 of the inputs, in order>:<args joined by spaces>`. With the arguments
 //! `--sleep-ms N` it works for N milliseconds first (a long-running prover, for cancellation and
 //! recovery tests); with `--output-mib N` it also writes `/workspace/big.bin`, N MiB, as a second
-//! output (for tests of a disk that fills).
+//! output (for tests of a disk that fills); with `--proof-mib N` the proof it returns (the
+//! Proof transaction's `proof`, sent inline over the guest protocol) is padded to N MiB.
 
 fn main() {
     let outcome = guest::sdk::run(|task| {
@@ -38,10 +39,16 @@ fn main() {
             std::fs::write(big, content).map_err(|e| format!("{big}: {e}"))?;
             files.push(big.to_string());
         }
-        Ok(guest::sdk::Output {
-            data: proof.into_bytes(),
-            files,
-        })
+        let mut data = proof.into_bytes();
+        if let Some(mib) = task
+            .args
+            .windows(2)
+            .find(|w| w[0] == "--proof-mib")
+            .and_then(|w| w[1].parse::<usize>().ok())
+        {
+            data.resize(mib << 20, b'.');
+        }
+        Ok(guest::sdk::Output { data, files })
     });
     if let Err(e) = outcome {
         eprintln!("test-prover: {e}");

@@ -95,10 +95,31 @@ async fn hostile_programs_fail_precisely_and_the_node_stays_healthy() {
     assert_eq!(ready.status(), 200);
     let usage = get(&format!("{}/api/v1/node/resources", node.base)).await["usage"].clone();
     assert_eq!(usage["running_tasks"], 0, "{usage}");
-    let honest = run(&user, vec![step(&prover, &["--nonce", "honest"], vec![])]);
+    // Its proof, sent inline, is over tonic's 4 MiB default and within GEVULOT_MAX_PROOF_BYTES.
+    let honest = run(
+        &user,
+        vec![step(
+            &prover,
+            &["--nonce", "honest", "--proof-mib", "6"],
+            vec![],
+        )],
+    );
     accepted(&node.base, &honest).await;
     let done = all_end(&node.base, &honest.hash, 240).await;
     assert_eq!(phases(&done), ["succeeded"], "{done:?}");
+    let tree = get(&format!(
+        "{}/api/v1/transactions/{}/tree",
+        node.base, honest.hash
+    ))
+    .await;
+    let proof_hash = tree["children"][0]["hash"].as_str().expect("a Proof");
+    let proof = get(&format!("{}/api/v1/transactions/{proof_hash}", node.base)).await;
+    let proof = base64_decode(
+        proof["output_form"]["payload"]["Proof"]["proof"]
+            .as_str()
+            .expect("proof"),
+    );
+    assert_eq!(proof.len(), 6 << 20, "the whole proof is stored");
     // Nothing new outside the node's own areas, and no VM directory left behind.
     let after = std::fs::read_dir(node.data.path())
         .expect("data")
