@@ -3,12 +3,15 @@
 //!
 //! A batch closes when it is full or when nothing more is waiting, so at low load an item is
 //! handled alone at once (no timer adds latency) and under load one batch carries many. Callers
-//! wait for their own item's outcome; one who stops waiting misses only the answer.
+//! wait for their own item's outcome; one who stops waiting misses only the answer. A batch
+//! whose handling panics fails its own callers (nothing of it is acknowledged) and the writer
+//! goes on with the next.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::StoreError;
@@ -83,7 +86,15 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                 let (inputs, replies): (Vec<I>, Vec<_>) =
                     items.drain(..).map(|i| (i.input, i.reply)).unzip();
                 let n = inputs.len() as u64;
-                let (outcomes, failed) = handle(inputs).await;
+                let handled = std::panic::AssertUnwindSafe(handle(inputs))
+                    .catch_unwind()
+                    .await;
+                let Ok((outcomes, failed)) = handled else {
+                    // The callers' replies go unanswered: each is told its batch failed.
+                    tracing::error!(target: "gevulot", items = n, "a batch writer panicked; its batch is refused and the writer goes on");
+                    count.failed_batches.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
                 debug_assert_eq!(outcomes.len(), replies.len());
                 count.commits.fetch_add(1, Ordering::Relaxed);
                 count.items.fetch_add(n, Ordering::Relaxed);
@@ -105,13 +116,22 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
             failed_batches: self.counters.failed_batches.load(Ordering::Relaxed),
         }
     }
+}
 
-    /// Hands `input` to the next batch and waits for its outcome; `None` when the writer has
-    /// stopped (the node is shutting down).
-    pub(super) async fn call(&self, input: I) -> Option<O> {
+impl<I: Send + 'static, T: Send + 'static> Batcher<I, Result<T, StoreError>> {
+    /// Hands `input` to the next batch and waits for its outcome. When the writer has stopped
+    /// (the node is shutting down) or the batch's handling panicked, nothing of it was
+    /// acknowledged and the caller is told so.
+    pub(super) async fn call(&self, input: I) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.sender.send(Item { input, reply }).await.ok()?;
-        answer.await.ok()
+        if self.sender.send(Item { input, reply }).await.is_err() {
+            return Err(StoreError::Database(sqlx::Error::PoolClosed));
+        }
+        match answer.await {
+            Ok(outcome) => outcome,
+            Err(_) if self.sender.is_closed() => Err(StoreError::Database(sqlx::Error::PoolClosed)),
+            Err(_) => Err(StoreError::BatchFailed),
+        }
     }
 }
 
@@ -155,4 +175,22 @@ where
 /// alone may store all but one; rather than a database that cannot be reached.
 fn refused_by_database(e: &StoreError) -> bool {
     matches!(e, StoreError::Database(sqlx::Error::Database(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_batch_fails_its_callers_and_the_writer_goes_on() {
+        let writer = Batcher::start(8, |batch: Vec<u32>| async move {
+            assert!(!batch.contains(&0), "a bug met while writing");
+            (batch.into_iter().map(Ok).collect(), false)
+        });
+        let failed = writer.call(0).await;
+        assert!(matches!(failed, Err(StoreError::BatchFailed)), "{failed:?}");
+        assert_eq!(writer.call(7).await.expect("the next batch is written"), 7);
+        let stats = writer.stats();
+        assert_eq!((stats.commits, stats.failed_batches), (1, 1), "{stats:?}");
+    }
 }

@@ -76,11 +76,7 @@ impl Committer {
         tx: &Transaction,
         source: Source,
     ) -> Result<Inserted, StoreError> {
-        // The writer stops only when the node shuts down, as the pool closes.
-        self.writer
-            .call((tx.clone(), source))
-            .await
-            .unwrap_or(Err(StoreError::Database(sqlx::Error::PoolClosed)))
+        self.writer.call((tx.clone(), source)).await
     }
 
     pub(super) fn stats(&self) -> CommitStats {

@@ -190,10 +190,7 @@ impl Intake {
             phase,
             note: error.map(str::to_owned),
         };
-        let changed = writer
-            .call(change)
-            .await
-            .unwrap_or(Err(StoreError::Database(sqlx::Error::PoolClosed)))?;
+        let changed = writer.call(change).await?;
         if changed {
             self.announce.events.publish(Event::TaskChanged {
                 tx: task.tx,

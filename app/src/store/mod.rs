@@ -84,6 +84,12 @@ pub enum StoreError {
     /// The database could not be reached for a request that shared its attempt with others.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// The node failed while writing the batch that held this request; nothing of the batch
+    /// was stored.
+    #[error(
+        "the batch holding this request failed inside the node (its log says why); nothing of it was stored"
+    )]
+    BatchFailed,
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
