@@ -122,9 +122,40 @@ impl PeerFiles {
     }
 }
 
+/// One source's failure in a line: the errors that name their URL say it once.
 fn describe(url: &str, e: &DownloadError) -> String {
     match e {
         DownloadError::ChecksumMismatch { .. } => format!("{url} sent other content"),
-        other => format!("{url}: {other}"),
+        DownloadError::BadChecksum(_) | DownloadError::Io(_) => format!("{url}: {e}"),
+        named => named.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_is_named_once_in_its_failure() {
+        let url = "http://peer:9995/images/x/prover.img";
+        let refused = DownloadError::Refused {
+            url: url.into(),
+            status: 404,
+        };
+        assert_eq!(
+            describe(url, &refused),
+            format!("{url}: the server answered 404")
+        );
+        let io = DownloadError::Io("disk gone".into());
+        assert_eq!(
+            describe(url, &io),
+            format!("{url}: cannot write the download: disk gone")
+        );
+        let other = DownloadError::ChecksumMismatch {
+            url: url.into(),
+            expected: "a".into(),
+            actual: "b".into(),
+        };
+        assert_eq!(describe(url, &other), format!("{url} sent other content"));
     }
 }
