@@ -28,7 +28,7 @@ impl DrainState {
 pub struct Stopped {
     /// Tasks that finished during the grace period.
     pub finished: usize,
-    /// Tasks stopped when the grace period ended; the next start resumes them.
+    /// Tasks stopped on a VM when the grace period ended; the next start runs them again.
     pub interrupted: usize,
 }
 
@@ -70,8 +70,8 @@ impl Node {
     }
 
     /// Drains, waits up to `grace` for the running tasks to finish, then stops the rest (their
-    /// VMs are killed; their phases stay, so the next start resumes them). Call before
-    /// [`Node::shutdown`].
+    /// VMs are killed and they go back to `queued`, that attempt not counting, so the next start
+    /// runs them again). Call before [`Node::shutdown`].
     pub async fn stop(&self, grace: Duration) -> Stopped {
         let at_start = self.drain().0.running;
         let until = Instant::now() + grace;

@@ -8,8 +8,9 @@
 //! resources (the [`Scheduler`]), booting and running in a VM (the [`Execute`] implementation),
 //! and submitting its result through the same intake as every other transaction. Every change is
 //! stored before it is announced, so a node that stops at any point (SIGKILL included) finds each
-//! unfinished task again on start: it resumes it, counts an interrupted boot as an attempt, and
-//! never produces a second result for a step that already has one.
+//! unfinished task again on start: it resumes it, counts a boot interrupted by a crash as an
+//! attempt (one stopped by an orderly stop does not count), and never produces a second result
+//! for a step that already has one.
 //!
 //! A prover step (its program was deployed as a prover) yields a `Proof` whose parent is the Run;
 //! a verifier step yields a `Verification` of the Proof of the nearest prover step before it.
@@ -286,17 +287,18 @@ impl<E: Execute> Pipeline<E> {
         }
     }
 
-    /// Stops every task this process drives, as a node that stops: their VMs are killed and
-    /// their phases stay as they are, so the next start resumes each (an interrupted boot
-    /// counts as an attempt). Returns how many tasks were stopped once their drivers are gone.
+    /// Stops every task this process drives, as a node that stops in order: their VMs are
+    /// killed, and the tasks that were on a VM go back to `queued` without that attempt
+    /// counting ([`Store::requeue_stopped`]), so the next start runs them again; the others
+    /// keep their phases and resume. Returns how many tasks were stopped on a VM.
     pub async fn stop_tasks(&self) -> usize {
-        let stopped = {
+        let stopped: Vec<i64> = {
             let mut st = self.state();
             st.draining = true;
             for driver in st.drivers.values() {
                 driver.abort();
             }
-            st.drivers.len()
+            st.drivers.keys().copied().collect()
         };
         // A driver's state leaves `active` when its future is dropped (its VM with it).
         for _ in 0..200 {
@@ -305,7 +307,14 @@ impl<E: Execute> Pipeline<E> {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        stopped
+        let note = "the node stopped during this attempt; its next start runs the task again, and this attempt does not count";
+        match self.store().requeue_stopped(&stopped, note).await {
+            Ok(on_vm) => on_vm,
+            Err(e) => {
+                warn!(target: "gevulot", error = %e, tasks = stopped.len(), "cannot record the stopped attempts; they count when the node starts again");
+                stopped.len()
+            }
+        }
     }
 
     /// Starts every waiting task that fits, telling each its allocation (none while draining).

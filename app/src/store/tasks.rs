@@ -171,6 +171,50 @@ impl Store {
         Ok(done)
     }
 
+    /// Tasks of `ids` that were on a VM (booting, running, submitting) when the node stopped
+    /// them in an orderly stop go back to `queued` with `note`, and that attempt no longer
+    /// counts: the next start runs them again from the beginning. Returns how many changed. (A
+    /// node killed outright changes nothing here: its interrupted attempt counts, which keeps a
+    /// task that crashes the node from doing so forever.)
+    pub async fn requeue_stopped(&self, ids: &[i64], note: &str) -> Result<usize> {
+        let now = now_ms();
+        let on_vm = [Phase::Booting, Phase::Running, Phase::Submitting].map(Phase::as_str);
+        let changed = dispatch!(self, pool => {
+            let mut t = pool.begin().await?;
+            let mut changed = 0;
+            for id in ids {
+                let updated = sqlx::query(
+                    "UPDATE tasks SET phase = $1, error = $2, updated_at = $3, \
+                     attempt = CASE WHEN attempt > 0 THEN attempt - 1 ELSE 0 END \
+                     WHERE id = $4 AND phase IN ($5, $6, $7)",
+                )
+                .bind(Phase::Queued.as_str())
+                .bind(note)
+                .bind(now)
+                .bind(id)
+                .bind(on_vm[0])
+                .bind(on_vm[1])
+                .bind(on_vm[2])
+                .execute(&mut *t)
+                .await?
+                .rows_affected();
+                if updated == 1 {
+                    sqlx::query("INSERT INTO task_phases (task_id, phase, note, at) VALUES ($1, $2, $3, $4)")
+                        .bind(id)
+                        .bind(Phase::Queued.as_str())
+                        .bind(note)
+                        .bind(now)
+                        .execute(&mut *t)
+                        .await?;
+                    changed += 1;
+                }
+            }
+            t.commit().await?;
+            changed
+        });
+        Ok(changed)
+    }
+
     /// The timelines of the tasks of `tx`: every phase each entered, oldest first.
     pub async fn task_timelines(&self, tx: &Hash) -> Result<Vec<PhaseChange>> {
         let rows: Vec<(i64, String, Option<String>, i64)> = dispatch!(self, pool => {

@@ -84,6 +84,7 @@ conformance!(
     keyset_pagination_and_filters,
     acl_whitelist,
     task_lifecycle,
+    stopped_attempts_do_not_count,
     runs_to_plan,
     intake_rules,
     durable_across_reconnect,
@@ -622,6 +623,81 @@ async fn task_lifecycle(db: Db) {
 
 /// The Runs a starting pipeline picks up: this node's own, without tasks or unfinished; never
 /// one a peer relayed (the node its client chose runs it).
+/// An orderly stop puts the tasks that were on a VM back to `queued` without counting that
+/// attempt; tasks elsewhere and finished ones are left as they are.
+async fn stopped_attempts_do_not_count(db: Db) {
+    let k = key(7);
+    let r = run(
+        &k,
+        &[program("p").hash, program("q").hash, program("s").hash],
+        0,
+    );
+    db.put(&r, Source::Rpc).await;
+    let mut ids = Vec::new();
+    for (step_index, walk) in [
+        &[Phase::Booting, Phase::Running][..],
+        &[Phase::WaitingForResources][..],
+        &[Phase::Booting, Phase::Running, Phase::Succeeded][..],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let t = db
+            .store
+            .create_task(&NewTask {
+                tx: r.hash,
+                step_index: step_index as i64,
+                program: program("p").hash,
+                kind: TaskKind::Proof,
+            })
+            .await
+            .expect("create");
+        for phase in walk {
+            assert!(
+                db.store
+                    .set_task_phase(t.id, *phase, None)
+                    .await
+                    .expect("phase")
+            );
+        }
+        ids.push(t.id);
+    }
+    let note = "the node stopped during this attempt";
+    assert_eq!(
+        db.store.requeue_stopped(&ids, note).await.expect("requeue"),
+        1
+    );
+    let tasks = db.store.tasks_for_tx(&r.hash).await.expect("tasks");
+    let seen: Vec<(Phase, i64)> = tasks.iter().map(|t| (t.phase, t.attempt)).collect();
+    assert_eq!(
+        seen,
+        [
+            (Phase::Queued, 0),
+            (Phase::WaitingForResources, 0),
+            (Phase::Succeeded, 1)
+        ]
+    );
+    assert_eq!(tasks[0].error.as_deref(), Some(note));
+    let timeline = db.store.task_timelines(&r.hash).await.expect("timeline");
+    let last = timeline
+        .iter()
+        .rfind(|c| c.task_id == ids[0])
+        .expect("changes");
+    assert_eq!(
+        (last.phase, last.note.as_deref()),
+        (Phase::Queued, Some(note))
+    );
+    // Booting again counts the same attempt number once more.
+    assert!(
+        db.store
+            .set_task_phase(ids[0], Phase::Booting, None)
+            .await
+            .expect("phase")
+    );
+    let again = db.store.tasks_for_tx(&r.hash).await.expect("tasks");
+    assert_eq!(again[0].attempt, 1);
+}
+
 async fn runs_to_plan(db: Db) {
     let k = key(6);
     let p = program("p").hash;

@@ -139,8 +139,31 @@ async fn sigterm_stops_the_vm_after_the_grace_period_and_the_next_start_resumes_
     let node = lab.start_in(data, &grace);
     let done = all_end(&node.base, &long.hash, 240).await;
     assert_eq!(phases(&done), ["succeeded"], "{done:?}");
+    // An orderly stop is not the program's failure: that attempt does not count, and the
+    // timeline says why the task ran again.
     assert_eq!(
-        done[0]["attempt"], 2,
-        "the stopped attempt counts: {done:?}"
+        done[0]["attempt"], 1,
+        "the stopped attempt does not count: {done:?}"
+    );
+    let timeline: Vec<(&str, &str)> = done[0]["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .map(|e| {
+            (
+                e["phase"].as_str().unwrap_or(""),
+                e["note"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    let stopped = timeline
+        .iter()
+        .position(|(phase, note)| *phase == "queued" && note.contains("the node stopped"))
+        .unwrap_or_else(|| panic!("the stop in the timeline: {timeline:?}"));
+    assert_eq!(timeline[stopped - 1].0, "running", "{timeline:?}");
+    assert_eq!(
+        timeline.iter().filter(|(p, _)| *p == "booting").count(),
+        2,
+        "booted again after the start: {timeline:?}"
     );
 }
