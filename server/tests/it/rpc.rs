@@ -382,7 +382,7 @@ async fn the_typed_client() {
         format!("Bearer {token}").parse().expect("header"),
     );
     let operator = HttpClientBuilder::default()
-        .set_headers(headers)
+        .set_headers(headers.clone())
         .build(format!("{}/rpc", node.base))
         .expect("client");
     let network = operator.peers().await.expect("peers");
@@ -400,8 +400,29 @@ async fn the_typed_client() {
     let first = statuses.next().await.expect("a status").expect("decoded");
     assert_eq!(first.hash, run);
 
-    let cancelled = operator.cancel(run.clone()).await.expect("cancel");
+    // An operator's cancel over a WebSocket is audited with the address it came from.
+    let operator_ws = WsClientBuilder::default()
+        .set_headers(headers)
+        .build(format!("{}/rpc", node.base.replacen("http", "ws", 1)))
+        .await
+        .expect("ws client");
+    let cancelled = operator_ws.cancel(run.clone()).await.expect("cancel");
     assert!(cancelled.new, "{cancelled:?}");
+    let audit: Value = c
+        .get(format!("{}/api/v1/audit?action=cancel", node.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("audit")
+        .json()
+        .await
+        .expect("json");
+    let entry = &audit["items"][0];
+    assert_eq!(
+        (&entry["actor"], &entry["target"], &entry["address"]),
+        (&json!("admin"), &json!(run), &json!("127.0.0.1")),
+        "{audit}"
+    );
 
     let batch: Value = c
         .post(format!("{}/rpc", node.base))

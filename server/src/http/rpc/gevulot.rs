@@ -51,7 +51,10 @@ impl GevulotServer for Gevulot {
     async fn cancel(&self, ext: &Extensions, hash: String) -> RpcResult<dto::Submitted> {
         let caller = require(ext, app::auth::Role::Operator).map_err(rpc_error)?;
         let run = hash_param(&hash)?;
-        cancel(&self.state, &run, Source::Rpc, &caller.actor())
+        // The address the request came from (a WebSocket's calls run outside its request).
+        let address = ext.get::<RpcCaller>().and_then(|c| c.address);
+        let actor = app::model::Actor::user(&caller.user.username, address);
+        cancel(&self.state, &run, Source::Rpc, &actor)
             .await
             .map_err(rpc_error)
     }
@@ -144,6 +147,8 @@ pub struct RpcCaller {
     pub caller: Option<Caller>,
     /// False for a cookie session without the session's CSRF token.
     pub csrf_ok: bool,
+    /// The client's address, for the audit log.
+    pub address: Option<std::net::IpAddr>,
 }
 
 /// HTTP middleware for the JSON-RPC routes: resolves the session or token into the request's
@@ -165,7 +170,11 @@ pub async fn identify_caller(
             .is_some_and(|sent| sent == csrf),
         _ => true,
     };
-    req.extensions_mut().insert(RpcCaller { caller, csrf_ok });
+    req.extensions_mut().insert(RpcCaller {
+        caller,
+        csrf_ok,
+        address: crate::http::client::address(),
+    });
     next.run(req).await
 }
 
@@ -174,6 +183,7 @@ fn require(ext: &Extensions, role: app::auth::Role) -> Result<Caller, ApiError> 
     let Some(RpcCaller {
         caller: Some(caller),
         csrf_ok,
+        ..
     }) = ext.get::<RpcCaller>()
     else {
         return Err(ApiError::new(
