@@ -29,6 +29,15 @@ impl Hash {
     pub fn sha3(data: &[u8]) -> Self {
         Self(Sha3_256::digest(data).into())
     }
+
+    /// The BLAKE3 of the file at `path` (a file checksum, as transactions name them) and its
+    /// size, read in a stream.
+    pub fn blake3_of_file(path: &std::path::Path) -> std::io::Result<(Self, u64)> {
+        let mut file = std::fs::File::open(path)?;
+        let mut hasher = blake3::Hasher::new();
+        let size = std::io::copy(&mut file, &mut hasher)?;
+        Ok((Self(*hasher.finalize().as_bytes()), size))
+    }
 }
 
 impl fmt::Debug for Hash {

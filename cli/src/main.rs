@@ -10,7 +10,6 @@
 //! every command's answer as JSON for scripts. Exit status: 0 done, 1 refused or failed,
 //! 2 usage, 3 the node cannot be reached, 4 the followed Run (or Deploy) failed.
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -195,20 +194,9 @@ enum Command {
 }
 
 fn blake3_file(path: &Path) -> anyhow::Result<String> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher.finalize().to_hex().to_string())
+    let (checksum, _) = app::hash::Hash::blake3_of_file(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(checksum.to_hex())
 }
 
 /// Prints the node's answer: as JSON with `--json`, else with `human`.

@@ -41,5 +41,5 @@ fn keys_and_checksums() {
         .arg("calculate-hash")
         .arg("-f")
         .arg(dir.path().join("missing")));
-    assert!(!ok && err.contains("cannot open"), "{err}");
+    assert!(!ok && err.contains("cannot read"), "{err}");
 }

@@ -333,11 +333,9 @@ fn entry_of(path: &Path, name: &str) -> anyhow::Result<Entry> {
 }
 
 fn hash_file(path: &Path) -> anyhow::Result<(u64, String)> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut hasher = blake3::Hasher::new();
-    let bytes = std::io::copy(&mut file, &mut hasher)?;
-    Ok((bytes, hasher.finalize().to_hex().to_string()))
+    let (checksum, bytes) = app::hash::Hash::blake3_of_file(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok((bytes, checksum.to_hex()))
 }
 
 /// Copies `from` to `to` (replaced), hashing as it reads; returns the size and BLAKE3.

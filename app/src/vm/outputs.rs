@@ -77,16 +77,9 @@ pub fn accept(
             max: max_bytes,
         });
     }
-    let mut hasher = blake3::Hasher::new();
-    let file = std::fs::File::open(&host).map_err(|_| OutputError::Missing {
+    let (actual, _) = Hash::blake3_of_file(&host).map_err(|_| OutputError::Missing {
         path: vm_path.to_string(),
     })?;
-    hasher
-        .update_reader(file)
-        .map_err(|_| OutputError::Missing {
-            path: vm_path.to_string(),
-        })?;
-    let actual = Hash(*hasher.finalize().as_bytes());
     if reported_checksum != actual.0 {
         return Err(OutputError::ChecksumMismatch {
             path: vm_path.to_string(),
