@@ -145,10 +145,10 @@ impl Network {
         let topic = gossipsub::IdentTopic::new(TOPIC);
         let capacity_topic = gossipsub::IdentTopic::new(super::CAPACITY_TOPIC);
         // Large transactions travel as announcements (see `gossip.rs`): a gossip message is a
-        // small transaction or an announcement, with room for gossipsub's envelope.
-        let max_bytes = super::gossip::BIG_TX_BYTES + 64 * 1024;
+        // small transaction or an announcement. Frames up to `MAX_FRAME_BYTES` are read, so
+        // that a message over `MAX_MESSAGE_BYTES` is judged (and counts against its forwarder).
         let gossip_config = gossipsub::ConfigBuilder::default()
-            .max_transmit_size(max_bytes)
+            .max_transmit_size(super::gossip::MAX_FRAME_BYTES)
             .validation_mode(gossipsub::ValidationMode::Strict)
             .validate_messages()
             .message_id_fn(super::gossip::message_id)

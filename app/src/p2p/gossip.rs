@@ -21,6 +21,14 @@ use crate::tx::{Hash, Transaction};
 
 /// Transactions larger than this (their JSON) are gossiped as an [`Announcement`].
 pub const BIG_TX_BYTES: usize = 64 * 1024;
+/// The largest gossip message an honest node sends: a transaction up to [`BIG_TX_BYTES`], with
+/// room for gossipsub's envelope. A larger one counts against its forwarder.
+pub const MAX_MESSAGE_BYTES: usize = BIG_TX_BYTES + 64 * 1024;
+/// The largest frame gossipsub reads, above [`MAX_MESSAGE_BYTES`] so that an oversized message
+/// reaches the node's judgement; a frame over it is dropped by gossipsub with the stream it came
+/// on (the peer must open another), unjudged. It bounds what one connection can make the node
+/// buffer.
+pub const MAX_FRAME_BYTES: usize = 512 * 1024;
 /// Announced transactions being fetched at once; beyond it announcements are ignored (the
 /// catch-up brings the transaction later).
 const MAX_FETCHING: usize = 16;
@@ -172,7 +180,9 @@ impl Network {
             self.strikes.remove(&peer);
             self.penalise(
                 peer,
-                &format!("forwarded {MAX_STRIKES} messages that were {what}"),
+                &format!(
+                    "forwarded {MAX_STRIKES} messages no honest node sends (the last: {what})"
+                ),
             );
         }
     }
@@ -202,6 +212,15 @@ impl Network {
                     return self.on_capacity(&message_id, &propagation_source, &message);
                 }
                 let bytes = message.data.len();
+                if bytes > MAX_MESSAGE_BYTES {
+                    warn!(target: "gevulot::p2p", peer = %propagation_source, bytes, "a peer sent a gossip message larger than any node sends");
+                    self.judged(
+                        &message_id,
+                        &propagation_source,
+                        gossipsub::MessageAcceptance::Reject,
+                    );
+                    return self.strike(propagation_source, "oversized messages");
+                }
                 let busy = self.validating.len() >= MAX_VALIDATING;
                 if busy
                     && (self.waiting.len() >= MAX_WAITING

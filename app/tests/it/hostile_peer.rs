@@ -1,6 +1,8 @@
-//! A hostile peer on the gossip topic: it has the pre-shared key, connects, and forwards garbage
-//! and a forged transaction. The node refuses each message (nothing is stored or forwarded),
-//! penalises the peer after a few, disconnects it and lists it as penalised.
+//! A hostile peer on the gossip topic: it has the pre-shared key, connects, and forwards a valid
+//! transaction twice, then an oversized message, garbage and a forged transaction. The node
+//! stores and relays the valid one once, refuses the rest (nothing of it is stored or relayed),
+//! penalises the peer after three, disconnects it and lists it as penalised. Garbage instead of
+//! the handshake is closed.
 
 use std::time::Duration;
 
@@ -34,11 +36,13 @@ fn hostile(passphrase: &str) -> Swarm<gossipsub::Behaviour> {
         })
         .expect("transport")
         .with_behaviour(|key| {
-            gossipsub::Behaviour::new(
-                gossipsub::MessageAuthenticity::Signed(key.clone()),
-                gossipsub::Config::default(),
-            )
-            .expect("gossipsub")
+            // It may send frames larger than the node accepts.
+            let config = gossipsub::ConfigBuilder::default()
+                .max_transmit_size(1 << 20)
+                .build()
+                .expect("config");
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
+                .expect("gossipsub")
         })
         .expect("behaviour")
         .build();
@@ -52,6 +56,13 @@ fn hostile(passphrase: &str) -> Swarm<gossipsub::Behaviour> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_forwarding_garbage_is_penalised() {
     let a = node(91, "net", &[], AclPolicy::Open).await;
+    // An honest peer of a's: it must get what a accepted, once, and nothing else.
+    let b = node(94, "net", &[a.addr()], AclPolicy::Open).await;
+    eventually(WAIT, "b is connected to a", || {
+        let connected = !b.p2p.peers().is_empty();
+        async move { connected }
+    })
+    .await;
     let mut swarm = hostile("net");
     let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", a.p2p.listen_addr().port())
         .parse()
@@ -59,13 +70,20 @@ async fn a_peer_forwarding_garbage_is_penalised() {
     swarm.dial(addr).expect("dial");
     let topic = gossipsub::IdentTopic::new(app::p2p::TOPIC);
 
-    // Three messages no honest peer forwards: two that are not transactions, one forged.
+    // Sent in this order: a valid transaction and its replay, then messages no honest peer
+    // forwards: one over the gossip message limit, one that is not JSON, one that is neither a
+    // transaction nor an announcement, one forged (the peer is cut off before this one, after
+    // three).
+    let valid = Transaction::new_signed(Payload::Empty, 1, &key(95));
     let mut forged = Transaction::new_signed(Payload::Empty, 1, &key(92));
     forged.author = key(93).public_key();
     let mut messages = vec![
-        b"not json at all".to_vec(),
-        br#"{"neither": "a transaction nor an announcement"}"#.to_vec(),
         forged.to_json().into_bytes(),
+        br#"{"neither": "a transaction nor an announcement"}"#.to_vec(),
+        b"not json at all".to_vec(),
+        vec![b'x'; app::p2p::MAX_GOSSIP_MESSAGE_BYTES + 1],
+        valid.to_json().into_bytes(),
+        valid.to_json().into_bytes(),
     ];
     let disconnected = tokio::time::timeout(WAIT, async {
         loop {
@@ -83,7 +101,7 @@ async fn a_peer_forwarding_garbage_is_penalised() {
             if let Ok(SwarmEvent::ConnectionClosed {
                 num_established: 0, ..
             }) = next.await
-                && messages.is_empty()
+                && messages.len() <= 1
             {
                 return;
             }
@@ -93,14 +111,24 @@ async fn a_peer_forwarding_garbage_is_penalised() {
     assert!(disconnected.is_ok(), "the node did not disconnect the peer");
     eventually(WAIT, "a counts the peer as penalised", || {
         let c = a.p2p.counters();
-        async move { c.peers_penalised == 1 && c.rejected == 3 }
+        // The forged one may have arrived before the disconnection.
+        async move { c.peers_penalised == 1 && c.rejected >= 3 && c.accepted == 1 }
     })
     .await;
     let penalised = a.p2p.penalised();
     assert_eq!(penalised.len(), 1, "{penalised:?}");
     assert_eq!(penalised[0].0, swarm.local_peer_id().to_string());
-    assert_eq!(a.store().count_transactions().await.expect("count"), 0);
-    assert!(!a.has(&forged.hash).await);
+    // The valid transaction is stored once and relayed; nothing else is stored or relayed.
+    eventually(WAIT, "b has the valid transaction", || b.has(&valid.hash)).await;
+    for (name, n) in [("a", &a), ("b", &b)] {
+        assert_eq!(
+            n.store().count_transactions().await.expect("count"),
+            1,
+            "{name} stores the valid transaction alone"
+        );
+        assert!(!n.has(&forged.hash).await, "{name} has the forged one");
+    }
+    assert_eq!(b.p2p.counters().rejected, 0, "b was sent nothing invalid");
     // Refused when it dials again.
     swarm
         .dial(
@@ -122,5 +150,42 @@ async fn a_peer_forwarding_garbage_is_penalised() {
     })
     .await;
     assert!(refused.is_ok(), "a penalised peer is refused");
-    assert!(a.p2p.peers().is_empty(), "{:?}", a.p2p.peers());
+    let hostile_id = swarm.local_peer_id().to_string();
+    let peers = a.p2p.peers();
+    assert!(peers.iter().all(|p| p.peer_id != hostile_id), "{peers:?}");
+    assert_eq!(peers.len(), 1, "b stays connected: {peers:?}");
+}
+
+/// Garbage on the wire instead of the network's handshake: the node closes the connection and
+/// goes on serving its peers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_frames_are_closed_and_the_network_goes_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let a = node(88, "net", &[], AclPolicy::Open).await;
+    let b = node(89, "net", &[a.addr()], AclPolicy::Open).await;
+    for garbage in [
+        vec![0u8; 64 * 1024],
+        b"/multistream/1.0.0\n\xff\xff\xff\xff garbage".to_vec(),
+        (0..=255u8).cycle().take(100_000).collect(),
+    ] {
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", a.p2p.listen_addr().port()))
+            .await
+            .expect("connect");
+        let _ = socket.write_all(&garbage).await;
+        let mut sink = Vec::new();
+        // A short one waits out the handshake's timeout (5 s); the others are reset at once.
+        let closed = tokio::time::timeout(WAIT, socket.read_to_end(&mut sink)).await;
+        assert!(
+            closed.is_ok(),
+            "the node kept a connection that sent garbage"
+        );
+    }
+    // The network still works: a transaction on b reaches a.
+    let tx = Transaction::new_signed(Payload::Empty, 1, &key(87));
+    b.core
+        .submit(&tx, app::model::Source::Rpc)
+        .await
+        .expect("stored");
+    eventually(WAIT, "a has b's transaction", || a.has(&tx.hash)).await;
 }
