@@ -149,23 +149,30 @@ impl Scheduler {
         }
     }
 
+    /// Why a task asking for `cpus`, `mem_mib` and `gpus` can never start here (it asks for more
+    /// than the node has, GPUs counted in the pool as it is now); `None` when it can.
+    pub fn never_fits(&self, cpus: u64, mem_mib: u64, gpus: u64) -> Option<Refusal> {
+        [
+            ("CPUs", cpus, self.total_cpus),
+            ("MiB of memory", mem_mib, self.total_mem_mib),
+            ("GPUs", gpus, self.pool.len() as u64),
+        ]
+        .into_iter()
+        .find(|(_, asked, offered)| asked > offered)
+        .map(|(what, asked, offered)| Refusal::NeverFits {
+            what,
+            asked,
+            offered,
+        })
+    }
+
     /// Queues a task, or refuses it when it can never start here.
     pub fn submit(&mut self, request: Request) -> Result<(), Refusal> {
         if self.position.contains_key(&request.task) || self.running.contains_key(&request.task) {
             return Err(Refusal::Duplicate(request.task));
         }
-        for (what, asked, offered) in [
-            ("CPUs", request.cpus, self.total_cpus),
-            ("MiB of memory", request.mem_mib, self.total_mem_mib),
-            ("GPUs", request.gpus, self.pool.len() as u64),
-        ] {
-            if asked > offered {
-                return Err(Refusal::NeverFits {
-                    what,
-                    asked,
-                    offered,
-                });
-            }
+        if let Some(refusal) = self.never_fits(request.cpus, request.mem_mib, request.gpus) {
+            return Err(refusal);
         }
         self.arrivals += 1;
         let key = (-request.priority, self.arrivals);

@@ -213,6 +213,13 @@ impl<E: Execute> Pipeline<E> {
             self.store().set_task_kind(task.id, kind).await?;
             task.kind = kind;
         }
+        // A task that can never start here fails before it downloads anything.
+        let requested = program.resource_requirements.unwrap_or_default();
+        if let Some(refusal) = self.never_fits(&requested) {
+            return Err(Failure::Fatal(format!(
+                "{refusal}; it cannot run on this node"
+            )));
+        }
         self.wait_for_space(task, cancel).await?;
         self.set_phase(task, Phase::Downloading, None).await?;
         let prepared = tokio::select! {
@@ -220,7 +227,6 @@ impl<E: Execute> Pipeline<E> {
             () = switched(cancel) => return Err(Failure::Cancelled),
         };
         self.wait_for_space(task, cancel).await?;
-        let requested = program.resource_requirements.unwrap_or_default();
         let (told, allocation) = oneshot::channel();
         let refused = {
             let mut st = self.state();

@@ -279,6 +279,16 @@ impl<E: Execute> Pipeline<E> {
         self.state().draining
     }
 
+    /// Why a program asking for `requested` can never run on this node, if it cannot.
+    fn never_fits(
+        &self,
+        requested: &crate::tx::ResourceRequest,
+    ) -> Option<crate::scheduler::Refusal> {
+        self.state()
+            .scheduler
+            .never_fits(requested.cpus, requested.mem, requested.gpus)
+    }
+
     /// Drains (`true`: no waiting task starts; running ones go on) or resumes (`false`).
     pub fn set_draining(&self, on: bool) {
         self.state().draining = on;

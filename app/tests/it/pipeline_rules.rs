@@ -645,3 +645,26 @@ async fn a_restart_after_the_result_was_stored_never_runs_the_step_again() {
     );
     assert_eq!(lab.proofs(&run).await, 1);
 }
+
+/// A program that asks for more than the node has: a Run of it fails at once, before it waits
+/// for resources or downloads anything for the task.
+#[tokio::test]
+async fn a_program_that_can_never_fit_fails_at_once() {
+    let lab = Lab::new().await;
+    lab.start(settings(&lab.data));
+    let huge = lab.program("huge", 2 * MEM_MIB);
+    lab.deploy(&huge).await;
+    let run = lab.run(&huge).await;
+    let task = lab.ended(&run).await;
+    assert_eq!(task.phase, Phase::Failed);
+    assert!(
+        task.error
+            .as_deref()
+            .is_some_and(|e| e.contains("offers at most") && e.contains("MiB of memory")),
+        "{:?}",
+        task.error
+    );
+    let walked = phases(&lab.timeline(&run).await);
+    assert!(!walked.contains(&Phase::Downloading), "{walked:?}");
+    assert_eq!(lab.exec.attempts("huge"), 0);
+}
