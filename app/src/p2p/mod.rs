@@ -33,10 +33,7 @@ mod sync;
 pub use address::check_bootstrap;
 pub use capacity::{CAPACITY_TOPIC, Capacity, Ended, Executor, Hold, MAX_HOLDS};
 pub use event_loop::Network;
-pub use gossip::{
-    BIG_TX_BYTES, MAX_FRAME_BYTES as MAX_GOSSIP_FRAME_BYTES,
-    MAX_MESSAGE_BYTES as MAX_GOSSIP_MESSAGE_BYTES,
-};
+pub use gossip::{BIG_TX_BYTES, MAX_MESSAGE_BYTES as MAX_GOSSIP_MESSAGE_BYTES};
 pub use identity::{identity, peer_id, peer_key, psk, psk_fingerprint};
 pub use sync::{PeerSync, SyncCounters};
 
