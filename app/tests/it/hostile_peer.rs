@@ -2,7 +2,7 @@
 //! transaction twice, then an oversized message, garbage and a forged transaction. The node
 //! stores and relays the valid one once, refuses the rest (nothing of it is stored or relayed),
 //! penalises the peer after three, disconnects it and lists it as penalised. Garbage instead of
-//! the handshake is closed.
+//! the handshake is closed, and a peer holds at most two connections.
 
 use std::time::Duration;
 
@@ -20,7 +20,12 @@ use crate::support::key;
 
 /// A bare gossipsub peer with the network's pre-shared key, subscribed to transactions.
 fn hostile(passphrase: &str) -> Swarm<gossipsub::Behaviour> {
-    let keypair = app::p2p::identity(&key(90)).expect("identity");
+    hostile_with(passphrase, 90)
+}
+
+/// [`hostile`] with the identity of `key(seed)`.
+fn hostile_with(passphrase: &str, seed: u8) -> Swarm<gossipsub::Behaviour> {
+    let keypair = app::p2p::identity(&key(seed)).expect("identity");
     let psk = PreSharedKey::new(app::p2p::psk(passphrase));
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -188,4 +193,48 @@ async fn garbage_frames_are_closed_and_the_network_goes_on() {
         .await
         .expect("stored");
     eventually(WAIT, "a has b's transaction", || a.has(&tx.hash)).await;
+}
+
+/// A peer that opens connection after connection: the node holds two per peer (two nodes that
+/// dial each other at once briefly hold two) and closes the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_holds_at_most_two_connections() {
+    use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+
+    let a = node(86, "net", &[], AclPolicy::Open).await;
+    let mut swarm = hostile_with("net", 85);
+    let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", a.p2p.listen_addr().port())
+        .parse()
+        .expect("addr");
+    let a_id: libp2p::PeerId = a.p2p.peer_id().parse().expect("peer id");
+    for _ in 0..4 {
+        swarm
+            .dial(
+                DialOpts::peer_id(a_id)
+                    .condition(PeerCondition::Always)
+                    .addresses(vec![addr.clone()])
+                    .build(),
+            )
+            .expect("dial");
+    }
+    // Every dial is established, and the node closes those beyond two.
+    let (mut established, mut closed) = (0u32, 0u32);
+    let done = tokio::time::timeout(WAIT, async {
+        while established < 4 || closed < 2 {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } => established += 1,
+                SwarmEvent::ConnectionClosed { .. }
+                | SwarmEvent::OutgoingConnectionError { .. } => closed += 1,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "established {established}, closed {closed}");
+    assert_eq!(closed, 2);
+    assert_eq!(
+        swarm.network_info().connection_counters().num_established(),
+        2
+    );
+    assert!(swarm.is_connected(&a_id), "the first connections stay");
 }

@@ -297,7 +297,6 @@ async fn nodes_join_share_transactions_and_come_back() {
     assert!(!outsider.has(&deploy).await && !outsider.has(&empty).await);
 }
 
-/// Writes a node key into a fresh data directory and returns both with the key's hex.
 /// A node that may hold one peer: the second node to join is refused at its handshake (and
 /// counted), while the first stays connected.
 #[tokio::test]
@@ -325,6 +324,7 @@ async fn a_node_holds_at_most_its_peer_limit() {
     assert_eq!(c.peer_keys().await, Vec::<String>::new());
 }
 
+/// Writes a node key into a fresh data directory and returns both with the key's hex.
 fn data_with_key() -> (tempfile::TempDir, String) {
     let data = testkit::tempdir();
     let file = data.path().join("node.key");
