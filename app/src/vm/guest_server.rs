@@ -114,6 +114,9 @@ where
         .await
 }
 
+/// Where [`HybridDaemon::start`] notes its daemon's pid, in the daemon's (the VM's) directory.
+pub const DAEMON_PID_FILE: &str = "vsock-daemon.pid";
+
 /// A `vhost-device-vsock` daemon giving one VM the hybrid vsock, killed when dropped. QEMU
 /// connects to [`socket`](Self::socket); the guest's connections to host port P arrive on
 /// [`hybrid_listener_path`]`(uds, P)`.
@@ -143,6 +146,8 @@ impl HybridDaemon {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()?;
+        // For `reap_orphans`, should the node be killed while the daemon runs.
+        let _ = std::fs::write(dir.join(DAEMON_PID_FILE), child.id().to_string());
         let daemon = HybridDaemon { child, socket, uds };
         for _ in 0..400 {
             if daemon.socket.exists() {

@@ -14,6 +14,7 @@ use tokio::io::WriteHalf;
 use tokio::net::UnixStream;
 
 use super::confine::{Confinement, VmBounds};
+use super::guest_server::DAEMON_PID_FILE;
 use super::qemu::VmSpec;
 
 /// How long each step may take.
@@ -346,8 +347,9 @@ impl Vms {
 
 /// Ends QEMU processes left over by an earlier run of the node: every `<vms_dir>/<name>/run/qemu.pid`
 /// (or `<name>/qemu.pid`, where earlier versions kept it)
-/// whose process is still a `gevulot-<name>` QEMU is killed, and every VM directory is removed.
-/// Returns the names of the VMs that were still running.
+/// whose process is still a `gevulot-<name>` QEMU is killed, as is the VM's hybrid vsock daemon
+/// (its pid in [`DAEMON_PID_FILE`], its command line naming the VM's directory), and every VM
+/// directory is removed. Returns the names of the VMs that were still running.
 pub fn reap_orphans(vms_dir: &Path, proc_root: &Path) -> Vec<String> {
     let mut killed = Vec::new();
     let Ok(entries) = std::fs::read_dir(vms_dir) else {
@@ -356,23 +358,39 @@ pub fn reap_orphans(vms_dir: &Path, proc_root: &Path) -> Vec<String> {
     for entry in entries.flatten() {
         let dir = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        let pid = std::fs::read_to_string(dir.join("run/qemu.pid"))
-            .or_else(|_| std::fs::read_to_string(dir.join("qemu.pid")))
-            .ok()
-            .and_then(|p| p.trim().parse::<u32>().ok());
-        if let Some(pid) = pid {
-            // Only a process whose command line names this VM: a pid may have been reused.
-            let cmdline = std::fs::read(proc_root.join(format!("proc/{pid}/cmdline")))
-                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-                .unwrap_or_default();
-            if cmdline.contains(&format!("gevulot-{name}")) {
-                let _ = std::process::Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
-                killed.push(name);
-            }
+        let qemu = [dir.join("run/qemu.pid"), dir.join("qemu.pid")];
+        if kill_named(&qemu, &format!("gevulot-{name}"), proc_root) {
+            killed.push(name);
         }
+        let daemon = dir.join("vhost-user-vsock.sock");
+        kill_named(
+            &[dir.join(DAEMON_PID_FILE)],
+            &daemon.to_string_lossy(),
+            proc_root,
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
     killed
+}
+
+/// Kills the process whose pid the first readable of `pid_files` holds, if its command line
+/// contains `named` (a pid may have been reused); returns whether it did.
+fn kill_named(pid_files: &[PathBuf], named: &str, proc_root: &Path) -> bool {
+    let Some(pid) = pid_files
+        .iter()
+        .find_map(|f| std::fs::read_to_string(f).ok())
+        .and_then(|p| p.trim().parse::<u32>().ok())
+    else {
+        return false;
+    };
+    let cmdline = std::fs::read(proc_root.join(format!("proc/{pid}/cmdline")))
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .unwrap_or_default();
+    if !cmdline.contains(named) {
+        return false;
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+    true
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use app::vm::guest_server::HybridDaemon;
+use app::vm::guest_server::{DAEMON_PID_FILE, HybridDaemon};
 use app::vm::qemu::{Accel, Boot, VmSpec, Vsock};
 use app::vm::runner::{Timeouts, Vm, VmCommand, VmError, VmResponse, VmState, Vms, reap_orphans};
 use testkit::vm::require;
@@ -131,9 +131,16 @@ fn orphans_of_a_killed_node_are_reaped() {
         return;
     };
     let dir = testkit::tempdir();
-    let d = HybridDaemon::start(Path::new("vhost-device-vsock"), &dir.path().join("d"), 6)
-        .expect("daemon");
+    // The VM's vsock daemon, in the VM's directory as the executor starts it.
+    let vm_dir = dir.path().join("vms/orphan");
+    let d = HybridDaemon::start(Path::new("vhost-device-vsock"), &vm_dir, 6).expect("daemon");
     let socket = d.socket.clone();
+    let daemon: u32 = std::fs::read_to_string(vm_dir.join(DAEMON_PID_FILE))
+        .expect("the daemon's pid file")
+        .parse()
+        .expect("pid");
+    // The node "dies" without dropping it.
+    std::mem::forget(d);
     let s = spec(dir.path(), "orphan", socket);
     // Started the way the node starts it, but the node "dies": nothing owns the process now.
     std::fs::create_dir_all(s.pid_file.parent().expect("run/")).expect("run/");
@@ -158,10 +165,12 @@ fn orphans_of_a_killed_node_are_reaped() {
     std::fs::create_dir_all(&stale).expect("mkdir");
     std::fs::write(stale.join("qemu.pid"), std::process::id().to_string()).expect("write");
 
+    assert!(alive(daemon));
     let killed = reap_orphans(&dir.path().join("vms"), Path::new("/"));
     assert_eq!(killed, vec!["orphan".to_string()]);
     let _ = child.wait();
     assert!(!alive(pid));
+    assert!(!alive(daemon), "the VM's vsock daemon is reaped too");
     assert!(!dir.path().join("vms/orphan").exists() && !stale.exists());
 }
 
