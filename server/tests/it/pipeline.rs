@@ -867,7 +867,7 @@ async fn results_and_files_cross_the_network() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // a goes: the next Run can only be placed on c.
-    let _a_data = a.kill();
+    let _a_data = a.kill_for_good();
     let again = run(
         &user,
         vec![

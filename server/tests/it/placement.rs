@@ -422,7 +422,7 @@ async fn a_killed_holder_is_replaced_and_the_run_completes_once() {
     let killed = members[holder].take().expect("holder");
     let killed_id = killed.peer_id().await;
     let killed_key = killed.key.clone();
-    let _dir = killed.node.kill();
+    let _dir = killed.node.kill_for_good();
     let survivors: Vec<Member> = members.into_iter().flatten().collect();
     // While the survivor works, the Run's status says whom it took the Run over from.
     eventually_within(RUN_WAIT, "a survivor says it took the Run over", || async {

@@ -168,6 +168,8 @@ pub const UNLIMITED: &[(&str, &str)] = &[
 pub struct Running {
     /// Kept so that the node runs until the test ends (dropping it kills the process).
     _node: Node,
+    /// Dropped after `_node` and before `data` (fields drop in order).
+    _reaper: Reaper,
     pub data: tempfile::TempDir,
     /// `http://127.0.0.1:<port>`
     pub base: String,
@@ -212,8 +214,12 @@ impl Running {
     /// and everything it printed.
     pub fn stop(self) -> (tempfile::TempDir, String) {
         let Running {
-            _node: node, data, ..
+            _node: node,
+            _reaper: mut reaper,
+            data,
+            ..
         } = self;
+        reaper.0 = None;
         (data, node.terminate())
     }
 
@@ -226,13 +232,24 @@ impl Running {
         Self::start_in(testkit::tempdir(), db_url, env)
     }
 
+    /// Kills the node with SIGKILL and ends the VMs it ran, as when its machine is lost; hands
+    /// back its data directory (for a test that does not start a node on it again).
+    pub fn kill_for_good(self) -> tempfile::TempDir {
+        let data = self.kill();
+        app::vm::runner::reap_orphans(&data.path().join("vms"), std::path::Path::new("/"));
+        data
+    }
+
     /// Kills the node with SIGKILL (no chance to clean up) and hands back its data directory.
     pub fn kill(self) -> tempfile::TempDir {
         let Running {
             _node: mut node,
+            _reaper: mut reaper,
             data,
             ..
         } = self;
+        // What it leaves behind is the next node's to find.
+        reaper.0 = None;
         let _ = node.child.kill();
         let _ = node.child.wait();
         data
@@ -275,7 +292,21 @@ impl Running {
             p2p: addr("p2p_listen_addr"),
             file_base_url: log_field(&ready, "file_base_url").expect("file_base_url"),
             _node: node,
+            _reaper: Reaper(Some(data.path().join("vms"))),
             data,
+        }
+    }
+}
+
+/// When a test drops a node (killing it), ends the VMs it left running, their QEMU and vsock
+/// daemons, as the node's next start would; disarmed (`None`) when the test hands the data
+/// directory on to start another node on it.
+struct Reaper(Option<PathBuf>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(vms) = self.0.take() {
+            app::vm::runner::reap_orphans(&vms, std::path::Path::new("/"));
         }
     }
 }
