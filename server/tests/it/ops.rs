@@ -37,6 +37,25 @@ async fn readiness_follows_postgres() {
     assert!(probe.status.success(), "{}", stderr(&probe));
     assert!(stdout(&probe).contains("\"database\""));
 
+    // Acknowledged before the outage, by 8 clients at once: all of it must be there after.
+    let key = app::crypto::SecretKey::from_bytes(&[8u8; 32]).expect("key");
+    let before: Vec<app::tx::Transaction> = (100..164)
+        .map(|n| app::tx::Transaction::new_signed(app::tx::Payload::Empty, n, &key))
+        .collect();
+    for chunk in before.chunks(8) {
+        let answers = futures::future::join_all(chunk.iter().map(|tx| {
+            reqwest::Client::new()
+                .post(format!("{}/api/v1/transactions", node.base))
+                .header("content-type", "application/json")
+                .body(tx.to_json())
+                .send()
+        }))
+        .await;
+        for r in answers {
+            assert_eq!(r.expect("request").status(), 201);
+        }
+    }
+
     cluster.pause().expect("stop postgres");
     let down = std::time::Instant::now();
     let (status, report) = readyz(&node).await;
@@ -70,7 +89,6 @@ async fn readiness_follows_postgres() {
     assert_eq!(problem["code"], "database_unavailable");
     // Many at once share a failed commit: each is refused together, not one after another
     // (sixteen attempts in turn would each wait for the pool's connect timeout).
-    let key = app::crypto::SecretKey::from_bytes(&[8u8; 32]).expect("key");
     let started = std::time::Instant::now();
     let refusals = futures::future::join_all((0..16).map(|n| {
         let tx = app::tx::Transaction::new_signed(app::tx::Payload::Empty, n, &key);
@@ -119,10 +137,35 @@ async fn readiness_follows_postgres() {
         status, 201,
         "the node works again after the database returns"
     );
+    // Nothing acknowledged is missing, and nothing refused was stored.
+    let mut missing = 0;
+    for tx in &before {
+        let r = reqwest::get(format!("{}/api/v1/transactions/{}", node.base, tx.hash))
+            .await
+            .expect("request");
+        if r.status() != 200 {
+            missing += 1;
+        }
+    }
+    assert_eq!(
+        missing, 0,
+        "acknowledged transactions missing after the outage"
+    );
+    for n in 0..16 {
+        let refused = app::tx::Transaction::new_signed(app::tx::Payload::Empty, n, &key);
+        let r = reqwest::get(format!(
+            "{}/api/v1/transactions/{}",
+            node.base, refused.hash
+        ))
+        .await
+        .expect("request");
+        assert_eq!(r.status(), 404, "a refused submission was stored");
+    }
     let report = format!(
-        "PostgreSQL outage: readiness 503 after {:.2} s, ready again {:.2} s after it returned, 17 submissions refused with 503, none acknowledged\n",
+        "PostgreSQL outage: readiness 503 after {:.2} s, ready again {:.2} s after it returned, 17 submissions refused with 503, none acknowledged; {} acknowledged before it, {missing} missing after\n",
         to_503.as_secs_f64(),
-        to_ready.as_secs_f64()
+        to_ready.as_secs_f64(),
+        before.len()
     );
     print!("{report}");
     testkit::bench::Figures::new("fault-postgres-outage")
@@ -140,6 +183,14 @@ async fn readiness_follows_postgres() {
             "submissions refused while down (503, never acknowledged)",
             17.0,
             "requests",
+        )
+        .add(
+            &format!(
+                "acknowledged before the outage and missing after (of {})",
+                before.len()
+            ),
+            f64::from(missing),
+            "tx",
         )
         .write(&report);
 }
