@@ -17,6 +17,21 @@ async fn readyz(node: &Running) -> (u16, Value) {
     (r.status().as_u16(), r.json().await.expect("json"))
 }
 
+/// Submits `txs` all at once over REST; the status of each answer, in order.
+async fn submit_all(base: &str, txs: &[app::tx::Transaction]) -> Vec<u16> {
+    let c = reqwest::Client::new();
+    futures::future::join_all(txs.iter().map(|tx| {
+        c.post(format!("{base}/api/v1/transactions"))
+            .header("content-type", "application/json")
+            .body(tx.to_json())
+            .send()
+    }))
+    .await
+    .into_iter()
+    .map(|r| r.expect("request").status().as_u16())
+    .collect()
+}
+
 #[tokio::test]
 async fn readiness_follows_postgres() {
     let (cluster, url) = testkit::own_cluster_database().await.expect("database");
@@ -43,17 +58,12 @@ async fn readiness_follows_postgres() {
         .map(|n| app::tx::Transaction::new_signed(app::tx::Payload::Empty, n, &key))
         .collect();
     for chunk in before.chunks(8) {
-        let answers = futures::future::join_all(chunk.iter().map(|tx| {
-            reqwest::Client::new()
-                .post(format!("{}/api/v1/transactions", node.base))
-                .header("content-type", "application/json")
-                .body(tx.to_json())
-                .send()
-        }))
-        .await;
-        for r in answers {
-            assert_eq!(r.expect("request").status(), 201);
-        }
+        assert!(
+            submit_all(&node.base, chunk)
+                .await
+                .iter()
+                .all(|s| *s == 201)
+        );
     }
 
     cluster.pause().expect("stop postgres");
@@ -90,18 +100,15 @@ async fn readiness_follows_postgres() {
     // Many at once share a failed commit: each is refused together, not one after another
     // (sixteen attempts in turn would each wait for the pool's connect timeout).
     let started = std::time::Instant::now();
-    let refusals = futures::future::join_all((0..16).map(|n| {
-        let tx = app::tx::Transaction::new_signed(app::tx::Payload::Empty, n, &key);
-        reqwest::Client::new()
-            .post(format!("{}/api/v1/transactions", node.base))
-            .header("content-type", "application/json")
-            .body(tx.to_json())
-            .send()
-    }))
-    .await;
-    for r in refusals {
-        assert_eq!(r.expect("request").status(), 503);
-    }
+    let refused: Vec<app::tx::Transaction> = (0..16)
+        .map(|n| app::tx::Transaction::new_signed(app::tx::Payload::Empty, n, &key))
+        .collect();
+    assert!(
+        submit_all(&node.base, &refused)
+            .await
+            .iter()
+            .all(|s| *s == 503)
+    );
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "concurrent submissions were refused one after another: {:?}",
@@ -151,14 +158,10 @@ async fn readiness_follows_postgres() {
         missing, 0,
         "acknowledged transactions missing after the outage"
     );
-    for n in 0..16 {
-        let refused = app::tx::Transaction::new_signed(app::tx::Payload::Empty, n, &key);
-        let r = reqwest::get(format!(
-            "{}/api/v1/transactions/{}",
-            node.base, refused.hash
-        ))
-        .await
-        .expect("request");
+    for tx in &refused {
+        let r = reqwest::get(format!("{}/api/v1/transactions/{}", node.base, tx.hash))
+            .await
+            .expect("request");
         assert_eq!(r.status(), 404, "a refused submission was stored");
     }
     let report = format!(
