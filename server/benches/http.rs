@@ -4,7 +4,9 @@
 //!   the machine allows: signature verification per second (this process, one core) and the same
 //!   storage code storing batches of 100 transactions on a fresh database of that backend; and
 //!   next to the most c clients can get while each waits for the durable commit that holds its
-//!   transaction (the same storage code committing batches of exactly c);
+//!   transaction (the same storage code committing batches of exactly c); with the CPU time the
+//!   node process and the load generator spend per transaction, and the ceiling the node's own
+//!   cost sets (this machine's cores divided by it, as if the load generator cost nothing);
 //! - `getTransaction` at c = 1, 8, 32, as a share of the HTTP + JSON-RPC floor (an unknown method
 //!   answered by the same server at the same concurrency), and `GET /api/v1/transactions/{hash}`
 //!   next to it as a share of the same floor;
@@ -136,18 +138,38 @@ async fn post_rpc(client: &reqwest::Client, url: &str, body: String) -> anyhow::
     Ok(r.text().await?)
 }
 
-/// The node's group-commit counters: (commits, transactions in them).
-async fn commits(client: &reqwest::Client, metrics: &str) -> anyhow::Result<(f64, f64)> {
+/// What the node and this process have done so far, read before and after a scenario.
+#[derive(Clone, Copy)]
+struct Counters {
+    /// The node's group commits.
+    commits: f64,
+    /// The transactions in them.
+    committed: f64,
+    /// CPU seconds the node process has used.
+    node_cpu: f64,
+    /// CPU seconds this process (the load generator) has used.
+    client_cpu: f64,
+}
+
+/// CPU seconds this process has used.
+fn own_cpu_seconds() -> f64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID)
+        .map_or(0.0, |t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
+}
+
+async fn counters(client: &reqwest::Client, metrics: &str) -> anyhow::Result<Counters> {
     let text = client.get(metrics).send().await?.text().await?;
     let value = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    Ok((
-        value("gevulot_intake_commits_total "),
-        value("gevulot_intake_committed_transactions_total "),
-    ))
+    Ok(Counters {
+        commits: value("gevulot_intake_commits_total "),
+        committed: value("gevulot_intake_committed_transactions_total "),
+        node_cpu: value("process_cpu_seconds_total "),
+        client_cpu: own_cpu_seconds(),
+    })
 }
 
 async fn rpc_scenarios(
@@ -182,6 +204,7 @@ async fn rpc_scenarios(
         bounds.push((concurrency, rate));
     }
 
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let data = testkit::tempdir();
     let node = start_node(data.path(), db_url, &[])?;
     let client = reqwest::Client::builder()
@@ -190,7 +213,7 @@ async fn rpc_scenarios(
     let metrics_url = format!("{}/metrics", node.metrics);
     let mut offset = 0;
     for (concurrency, bound) in bounds {
-        let before = commits(&client, &metrics_url).await?;
+        let before = counters(&client, &metrics_url).await?;
         let (http, url, txs) = (client.clone(), node.rpc.clone(), txs.clone());
         let base = offset;
         let stats = load(requests, concurrency, move |i| {
@@ -210,8 +233,14 @@ async fn rpc_scenarios(
         })
         .await?;
         offset += requests;
-        let after = commits(&client, &metrics_url).await?;
-        let per_commit = (after.1 - before.1) / (after.0 - before.0).max(1.0);
+        let after = counters(&client, &metrics_url).await?;
+        let per_commit =
+            (after.committed - before.committed) / (after.commits - before.commits).max(1.0);
+        // CPU microseconds per transaction, and what the node could store if it had every core
+        // of this machine to itself (the load generator gone): the ceiling its own cost sets.
+        let node_us = (after.node_cpu - before.node_cpu) * 1e6 / requests as f64;
+        let client_us = (after.client_cpu - before.client_cpu) * 1e6 / requests as f64;
+        let ceiling = cores * 1e6 / node_us.max(1.0);
         report.1.against(
             &format!("{backend}: sendTransaction c={concurrency}"),
             stats.per_second,
@@ -231,10 +260,33 @@ async fn rpc_scenarios(
             stats.p99_ms,
             "ms",
         );
+        report.1.add(
+            &format!("{backend}: sendTransaction c={concurrency}, node CPU per transaction"),
+            node_us,
+            "µs",
+        );
+        report.1.add(
+            &format!(
+                "{backend}: sendTransaction c={concurrency}, load generator CPU per transaction"
+            ),
+            client_us,
+            "µs",
+        );
+        report.1.against(
+            &format!("{backend}: sendTransaction c={concurrency}, the node's CPU ceiling ({cores:.0} cores / node CPU per transaction)"),
+            ceiling,
+            "tx/s",
+            "batched storage",
+            batched,
+        );
         report.line(format!(
             "{backend:<8} sendTransaction  c={concurrency:<3} {:>8.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   {per_commit:>5.1} tx/commit   {:>4.2} of batched storage, {:>4.2} of one commit per c, {:>4.2} of verification",
             stats.per_second, stats.p50_ms, stats.p99_ms,
             stats.per_second / batched, stats.per_second / bound, stats.per_second / verify
+        ));
+        report.line(format!(
+            "{backend:<8}                  CPU per transaction: node {node_us:>5.0} µs, load generator {client_us:>5.0} µs; the node alone on {cores:.0} cores: at most {ceiling:>6.0} tx/s = {:>4.2} of batched storage",
+            ceiling / batched
         ));
     }
     let stored = offset;

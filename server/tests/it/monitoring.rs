@@ -1,5 +1,5 @@
 //! The Grafana dashboard and the Prometheus alert rules in `monitoring/` load, and every
-//! `gevulot_*` metric they name is one a running node exposes.
+//! `gevulot_*` and `process_*` metric they name is one a running node exposes.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -14,17 +14,17 @@ fn monitoring(file: &str) -> PathBuf {
         .join(file)
 }
 
-/// Every `gevulot_…` name in `text`.
+/// Every `gevulot_…` and `process_…` name in `text`.
 fn metric_names(text: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("gevulot_") {
-        let name: String = rest[at..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        rest = &rest[at + name.len()..];
-        names.insert(name);
+    for prefix in ["gevulot_", "process_"] {
+        for (at, _) in text.match_indices(prefix) {
+            let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+            if text[..at].ends_with(word) {
+                continue;
+            }
+            names.insert(text[at..].chars().take_while(|c| word(*c)).collect());
+        }
     }
     names
 }

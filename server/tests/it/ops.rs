@@ -238,9 +238,19 @@ async fn metrics_expose_the_series() {
         "gevulot_task_phase_changes_total 0",
         "gevulot_requests_refused_total{door=\"submission\"} 0",
         "gevulot_requests_refused_total{door=\"files\"} 0",
+        // The standard process series, unprefixed, as every exporter names them.
+        "\nprocess_cpu_seconds_total ",
+        "\nprocess_resident_memory_bytes ",
+        "\nprocess_open_fds ",
+        "\nprocess_max_fds ",
+        "\nprocess_threads ",
+        "\nprocess_start_time_seconds ",
     ] {
         assert!(text.contains(series), "{series} missing from:\n{text}");
     }
+    // One exposition: a single end marker, at the end.
+    assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
 }
 
 /// Generated bad requests: none gets a 5xx, the node stays up, and nothing is stored.

@@ -6,7 +6,8 @@
 //! running, GPUs, CPUs and memory in use and downloads in progress (read from the pipeline at
 //! scrape time), connected peers and P2P transaction messages by outcome (read from the network
 //! at scrape time), the commits of the intake and of task phase changes, and requests refused at
-//! each front door (`limits.rs`).
+//! each front door (`limits.rs`); and the standard unprefixed `process_*` series of the node
+//! process (`process.rs`).
 
 use std::fmt;
 use std::time::Instant;
@@ -25,6 +26,7 @@ use prometheus_client::registry::Registry;
 
 use super::AppState;
 
+mod process;
 mod tasks;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -129,6 +131,7 @@ pub struct Metrics {
     data_free_bytes: Gauge,
     data_min_free_bytes: Gauge,
     data_area_bytes: Family<AreaLabels, Gauge>,
+    process: process::ProcessMetrics,
 }
 
 impl fmt::Debug for Metrics {
@@ -352,6 +355,7 @@ impl Default for Metrics {
             data_free_bytes,
             data_min_free_bytes,
             data_area_bytes,
+            process: process::ProcessMetrics::default(),
         }
     }
 }
@@ -584,8 +588,14 @@ impl Metrics {
                 .get_or_create(&DoorLabels { door: door.name() });
             counter.inc_by(door.refused().saturating_sub(counter.get()));
         }
+        self.process.refresh();
         let mut out = String::new();
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+        let encoded = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)
+            .and_then(|()| {
+                prometheus_client::encoding::text::encode_registry(&mut out, &self.process.registry)
+            })
+            .and_then(|()| prometheus_client::encoding::text::encode_eof(&mut out));
+        if let Err(e) = encoded {
             tracing::error!(target: "gevulot", error = %e, "metrics encoding failed");
         }
         out
