@@ -212,6 +212,7 @@ async fn rpc_scenarios(
         .build()?;
     let metrics_url = format!("{}/metrics", node.metrics);
     let mut offset = 0;
+    let mut send_cpu = Vec::with_capacity(CONCURRENCY.len());
     for (concurrency, bound) in bounds {
         let before = counters(&client, &metrics_url).await?;
         let (http, url, txs) = (client.clone(), node.rpc.clone(), txs.clone());
@@ -241,6 +242,7 @@ async fn rpc_scenarios(
         let node_us = (after.node_cpu - before.node_cpu) * 1e6 / requests as f64;
         let client_us = (after.client_cpu - before.client_cpu) * 1e6 / requests as f64;
         let ceiling = cores * 1e6 / node_us.max(1.0);
+        send_cpu.push((concurrency, node_us));
         report.1.against(
             &format!("{backend}: sendTransaction c={concurrency}"),
             stats.per_second,
@@ -311,6 +313,7 @@ async fn rpc_scenarios(
     );
     for concurrency in [1, 8, 32] {
         let (http, url) = (client.clone(), node.rpc.clone());
+        let before = counters(&client, &metrics_url).await?;
         let floor = load(requests, concurrency, move |i| {
             let (client, url) = (http.clone(), url.clone());
             async move {
@@ -321,6 +324,7 @@ async fn rpc_scenarios(
             }
         })
         .await?;
+        let between = counters(&client, &metrics_url).await?;
         let (http, url, ids) = (client.clone(), node.rpc.clone(), hashes.clone());
         let stats = load(requests, concurrency, move |i| {
             let (client, url, hashes) = (http.clone(), url.clone(), ids.clone());
@@ -338,6 +342,19 @@ async fn rpc_scenarios(
             }
         })
         .await?;
+        let after = counters(&client, &metrics_url).await?;
+        let floor_us = (between.node_cpu - before.node_cpu) * 1e6 / requests as f64;
+        let get_us = (after.node_cpu - between.node_cpu) * 1e6 / requests as f64;
+        report.1.add(
+            &format!("{backend}: unknown-method floor c={concurrency}, node CPU per request"),
+            floor_us,
+            "µs",
+        );
+        report.1.add(
+            &format!("{backend}: getTransaction c={concurrency}, node CPU per request"),
+            get_us,
+            "µs",
+        );
         report.1.against(
             &format!("{backend}: getTransaction c={concurrency}"),
             stats.per_second,
@@ -346,10 +363,29 @@ async fn rpc_scenarios(
             floor.per_second,
         );
         report.line(format!(
-            "{backend:<8} getTransaction   c={concurrency:<3} {:>8.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   floor (unknown method) {:>8.0} req/s   {:>4.2} of the floor",
+            "{backend:<8} getTransaction   c={concurrency:<3} {:>8.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   floor (unknown method) {:>8.0} req/s   {:>4.2} of the floor; node CPU per request {get_us:.0} µs, floor {floor_us:.0} µs",
             stats.per_second, stats.p50_ms, stats.p99_ms, floor.per_second,
             stats.per_second / floor.per_second
         ));
+        if let Some(send_us) = send_cpu
+            .iter()
+            .find_map(|(c, us)| (*c == concurrency).then_some(*us))
+        {
+            // Where the node's CPU goes per transaction: what any JSON-RPC call costs it, the
+            // signature check, and the rest (decoding the transaction, its other rules, group
+            // commit, and on SQLite the storage itself; PostgreSQL's own CPU is not counted).
+            let check_us = 1e6 / verify;
+            let rest_us = send_us - floor_us - check_us;
+            report.1.add(
+                &format!("{backend}: sendTransaction c={concurrency}, node CPU beyond the floor and the signature check"),
+                rest_us,
+                "µs",
+            );
+            report.line(format!(
+                "{backend:<8}                  sendTransaction c={concurrency} node CPU {send_us:.0} µs/tx = floor {floor_us:.0} + signature check {check_us:.0} + the rest {rest_us:.0} (decoding, other rules, group commit{})",
+                if db_url.is_some() { "; PostgreSQL's CPU not counted" } else { ", SQLite" }
+            ));
+        }
         let (http, base, ids) = (client.clone(), node.rpc.clone(), hexes.clone());
         let rest = load(requests, concurrency, move |i| {
             let (client, base, hexes) = (http.clone(), base.clone(), ids.clone());
