@@ -9,7 +9,9 @@
 //!   cost sets (this machine's cores divided by it, as if the load generator cost nothing);
 //! - `getTransaction` at c = 1, 8, 32, as a share of the HTTP + JSON-RPC floor (an unknown method
 //!   answered by the same server at the same concurrency), and `GET /api/v1/transactions/{hash}`
-//!   next to it as a share of the same floor;
+//!   next to it as a share of the same floor; with the node's CPU per request of each, and each
+//!   `sendTransaction` figure's node CPU split into the floor's, the signature check's and the
+//!   rest (decoding, the other rules, group commit and, on SQLite, the storage itself);
 //! - the file server against `python3 -m http.server` serving the same file.
 //!
 //! Prints a table and writes `target/bench/http.txt`.
