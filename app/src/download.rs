@@ -137,6 +137,9 @@ pub enum FetchState {
     Ready,
     /// The last fetch failed, for this reason.
     Failed(String),
+    /// Not here and not fetched on purpose: the program whose image it is can never run on this
+    /// node (the reason says what it asks for); a task that needs it would fetch it.
+    NotNeeded(String),
 }
 
 impl FetchState {
@@ -146,6 +149,7 @@ impl FetchState {
             FetchState::Fetching(_) => "fetching",
             FetchState::Ready => "ready",
             FetchState::Failed(_) => "failed",
+            FetchState::NotNeeded(_) => "not_needed",
         }
     }
 }

@@ -37,7 +37,7 @@ pub struct Allocation {
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("the task asks for {asked} {what}, but this node offers at most {offered}")]
+    #[error("it asks for {asked} {what}, but this node offers at most {offered}")]
     NeverFits {
         what: &'static str,
         asked: u64,
@@ -315,7 +315,7 @@ mod tests {
         let e = s.submit(req(1, 16, 1024, 0)).expect_err("too many CPUs");
         assert_eq!(
             e.to_string(),
-            "the task asks for 16 CPUs, but this node offers at most 8"
+            "it asks for 16 CPUs, but this node offers at most 8"
         );
         assert!(
             s.submit(req(2, 1, 32_768, 0)).is_err(),

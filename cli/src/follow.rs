@@ -1,6 +1,6 @@
 //! `follow <hash>`: a Run's steps and phases live (the node's status subscription over
-//! WebSocket) until it ends; a Deploy's images until both are fetched. The exit status says how
-//! it ended.
+//! WebSocket) until it ends; a Deploy's images until both are fetched (or known not to be needed
+//! on this node). The exit status says how it ended.
 
 use std::collections::HashMap;
 
@@ -31,8 +31,13 @@ pub fn ended(s: &TransactionStatus) -> Option<Ended> {
                 f.error.as_deref().unwrap_or("no reason given")
             )));
         }
-        return (!s.files.is_empty() && s.files.iter().all(|f| f.state == "ready"))
-            .then_some(Ended::Succeeded);
+        // An image this node never fetches (it can never run the program) is as done here as
+        // one it holds.
+        return (!s.files.is_empty()
+            && s.files
+                .iter()
+                .all(|f| f.state == "ready" || f.state == "not_needed"))
+        .then_some(Ended::Succeeded);
     }
     if s.tasks.is_empty() || !s.tasks.iter().all(|t| TERMINAL.contains(&t.phase.as_str())) {
         return None;
@@ -81,7 +86,7 @@ fn changes(s: &TransactionStatus, seen: &mut HashMap<String, String>) -> Vec<Str
     }
     for f in &s.files {
         let mut line = format!("{} {}", f.name, f.state);
-        if let Some(e) = &f.error {
+        if let Some(e) = f.error.as_ref().or(f.reason.as_ref()) {
             line.push_str(&format!(": {e}"));
         }
         if seen
@@ -136,5 +141,54 @@ pub async fn follow(
         if let Some(end) = ended(&status) {
             return Ok((end, status));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use api::dto::FileFetchInfo;
+
+    fn deploy(states: &[&str]) -> TransactionStatus {
+        TransactionStatus {
+            hash: "ab".repeat(32),
+            kind: "deploy".into(),
+            tasks: Vec::new(),
+            files: states
+                .iter()
+                .enumerate()
+                .map(|(i, state)| FileFetchInfo {
+                    name: format!("image-{i}.img"),
+                    checksum: "cd".repeat(32),
+                    state: (*state).into(),
+                    progress: None,
+                    error: (*state == "failed").then(|| "404 Not Found".into()),
+                    reason: (*state == "not_needed")
+                        .then(|| "this node can never run the program".into()),
+                })
+                .collect(),
+            placement: None,
+        }
+    }
+
+    #[test]
+    fn a_deploy_ends_when_each_image_is_here_or_not_needed_here() {
+        assert_eq!(ended(&deploy(&["ready", "fetching"])), None);
+        assert_eq!(ended(&deploy(&["ready", "ready"])), Some(Ended::Succeeded));
+        assert_eq!(
+            ended(&deploy(&["not_needed", "ready"])),
+            Some(Ended::Succeeded)
+        );
+        assert_eq!(ended(&deploy(&["absent", "not_needed"])), None);
+        assert!(matches!(
+            ended(&deploy(&["not_needed", "failed"])),
+            Some(Ended::Failed(why)) if why.contains("image-1.img") && why.contains("404")
+        ));
+        // Its line says why it is not fetched.
+        let lines = changes(&deploy(&["not_needed"]), &mut HashMap::new());
+        assert_eq!(
+            lines,
+            ["image-0.img not_needed: this node can never run the program"]
+        );
     }
 }

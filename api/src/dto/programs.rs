@@ -32,8 +32,9 @@ pub struct ProgramInfo {
     /// The Deploy transaction (hex).
     pub deploy_tx: String,
     pub created_at: String,
-    /// Where the image stands on this node (fetched as soon as the Deploy is stored); absent on a
-    /// node that does not execute.
+    /// Where the image stands on this node (fetched as soon as the Deploy is stored, unless this
+    /// node can never run the program: then `not_needed`); absent on a node that does not
+    /// execute.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<super::FileFetchInfo>,
 }

@@ -315,7 +315,9 @@ pub struct FileFetchInfo {
     pub name: String,
     /// Hex BLAKE3.
     pub checksum: String,
-    /// `absent` (not fetched, nothing under way), `fetching`, `ready` or `failed`.
+    /// `absent` (not fetched, nothing under way), `fetching`, `ready`, `failed`, or
+    /// `not_needed` (an image this node does not fetch: it can never run the program; `reason`
+    /// says why).
     pub state: String,
     /// While fetching.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -323,6 +325,9 @@ pub struct FileFetchInfo {
     /// Why the last fetch failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why the file is not fetched here (`not_needed`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
 }
 
 impl FileFetchInfo {
@@ -338,6 +343,10 @@ impl FileFetchInfo {
                     total_bytes: p.total,
                     attempt: p.attempt,
                 }),
+                _ => None,
+            },
+            reason: match state {
+                FetchState::NotNeeded(why) => Some(why.clone()),
                 _ => None,
             },
             error: match state {

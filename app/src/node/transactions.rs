@@ -201,11 +201,10 @@ impl Node {
                 Some(stored) => crate::pipeline::named_files(hash, &stored.tx.payload)
                     .into_iter()
                     .filter_map(|f| {
-                        let checksum = Hash::from_hex(&f.checksum)?;
                         Some(FileFetch {
-                            state: p.fetch_state(&checksum),
+                            state: p.file_state(&f)?,
+                            checksum: Hash::from_hex(&f.checksum)?,
                             name: f.name,
-                            checksum,
                         })
                     })
                     .collect(),
@@ -252,12 +251,20 @@ impl Node {
         })
     }
 
-    /// Where the content with `checksum` stands here; `None` on a node that does not execute.
-    pub fn fetch_state(&self, checksum: &Hash) -> Option<crate::download::FetchState> {
-        self.parts()
-            .pipeline
-            .as_ref()
-            .map(|p| p.fetch_state(checksum))
+    /// Where `program`'s image stands here (`not_needed` when this node can never run the
+    /// program); `None` on a node that does not execute, or for a malformed checksum.
+    pub fn image_state(
+        &self,
+        program: &crate::model::Program,
+    ) -> Option<crate::download::FetchState> {
+        let image = crate::pipeline::NamedFile {
+            name: program.image_file_name.clone(),
+            url: program.image_file_url.clone(),
+            checksum: program.image_file_checksum.clone(),
+            served: None,
+            needs: Some(program.resource_requirements.unwrap_or_default()),
+        };
+        self.parts().pipeline.as_ref()?.file_state(&image)
     }
 
     /// Cancels a Run: the node signs a `Cancel` naming it. (A Run's author can instead sign and

@@ -1,14 +1,16 @@
-//! Files fetched on arrival: when a Deploy is stored, both images start downloading; when a Run
-//! this node executes is stored, its input files do. A client that serves a file only briefly
-//! (the original CLI serves a local file until the node has fetched it) is done with at once,
-//! however long the Run then waits for resources. Fetches share the downloader's limits and its
+//! Files fetched on arrival: when a Deploy is stored, both images start downloading (except the
+//! image of a program that can never run on this node); when a Run this node executes is stored,
+//! its input files do. A client that serves a file only briefly (the original CLI serves a local
+//! file until the node has fetched it) is done with at once, however long the Run then waits for
+//! resources. Fetches share the downloader's limits and its
 //! per-checksum lock, so a task that needs a file still being fetched waits for that fetch.
 
 use std::sync::Arc;
 
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use crate::tx::{Hash, Payload, ProgramData};
+use crate::download::FetchState;
+use crate::tx::{Hash, Payload, ProgramData, ResourceRequest};
 
 use super::{Execute, Pipeline};
 
@@ -30,6 +32,8 @@ pub struct NamedFile {
     pub checksum: String,
     /// Where the download server serves it (`None` for an image name with a `/`).
     pub served: Option<String>,
+    /// What the program whose image this is asks for (`None` for a Run's input).
+    pub needs: Option<ResourceRequest>,
 }
 
 /// The files a Deploy (its two images) or a Run (`hash`: its inputs) names.
@@ -45,6 +49,7 @@ pub fn named_files(hash: &Hash, payload: &Payload) -> Vec<NamedFile> {
                 checksum: p.image_file_checksum.clone(),
                 served: (!p.image_file_name.contains('/'))
                     .then(|| format!("images/{}/{}", p.hash.to_hex(), p.image_file_name)),
+                needs: Some(p.resource_requirements.unwrap_or_default()),
             })
             .collect(),
         Payload::Run { workflow } => workflow
@@ -65,6 +70,7 @@ pub fn named_files(hash: &Hash, payload: &Payload) -> Vec<NamedFile> {
                         hash.to_hex(),
                         file_name.trim_start_matches('/')
                     )),
+                    needs: None,
                 }),
                 ProgramData::Output { .. } => None,
             })
@@ -96,6 +102,10 @@ impl<E: Execute> Pipeline<E> {
         };
         let wanted = named_files(&hash, &stored.tx.payload);
         for file in wanted {
+            if let Some(why) = self.never_needed(&file) {
+                info!(target: "gevulot", tx = %hash, file = %file.name, "not fetching an image on arrival: {why}");
+                continue;
+            }
             let Ok(permit) = self.inner.prefetching.clone().try_acquire_owned() else {
                 debug!(target: "gevulot", url = %file.url, "not fetching early: as many files are being fetched as allowed");
                 continue;
@@ -131,8 +141,31 @@ impl<E: Execute> Pipeline<E> {
     }
 
     /// Where the content with `checksum` stands on this node.
-    pub fn fetch_state(&self, checksum: &Hash) -> crate::download::FetchState {
+    pub fn fetch_state(&self, checksum: &Hash) -> FetchState {
         self.inner.downloader.state(checksum)
+    }
+
+    /// Where a file a transaction names stands on this node: as [`Pipeline::fetch_state`], except
+    /// that an image this node does not hold and never fetches (see
+    /// [`Pipeline::never_needed`]) is [`FetchState::NotNeeded`].
+    pub fn file_state(&self, file: &NamedFile) -> Option<FetchState> {
+        let checksum = Hash::from_hex(&file.checksum)?;
+        Some(match self.fetch_state(&checksum) {
+            FetchState::Absent => self
+                .never_needed(file)
+                .map_or(FetchState::Absent, FetchState::NotNeeded),
+            state => state,
+        })
+    }
+
+    /// Why `file` is not fetched on arrival, if it is not: it is the image of a program that can
+    /// never run on this node (it asks for more CPUs, memory or GPUs than the node has), so
+    /// fetching it would only spend bandwidth and disk. A task that needs it still fetches it.
+    pub fn never_needed(&self, file: &NamedFile) -> Option<String> {
+        let refusal = self.never_fits(file.needs.as_ref()?)?;
+        Some(format!(
+            "this node can never run the program whose image it is: {refusal}"
+        ))
     }
 }
 

@@ -146,6 +146,7 @@ pub fn fetch_line(state: &app::download::FetchState) -> String {
         },
         FetchState::Ready => "fetched and checked".to_string(),
         FetchState::Failed(why) => format!("failed: {why}"),
+        FetchState::NotNeeded(why) => format!("not fetched: {why}"),
     }
 }
 

@@ -292,9 +292,7 @@ async fn list_programs(State(state): State<AppState>) -> Result<Json<ProgramList
 
 /// A program with where its image stands on this node.
 fn program_info(state: &AppState, p: &app::model::Program) -> ProgramInfo {
-    let fetch = app::tx::Hash::from_hex(&p.image_file_checksum)
-        .and_then(|sum| state.node.fetch_state(&sum));
-    ProgramInfo::from(p).fetched(fetch)
+    ProgramInfo::from(p).fetched(state.node.image_state(p))
 }
 
 /// Get a program and the runs that use it.

@@ -1,7 +1,8 @@
 //! Files fetched on arrival: a Deploy's images and a Run's inputs start downloading when the
 //! transaction is stored, not when a task needs them, so a client that serves a file only
 //! briefly is done with at once; each file's state shows in the status API; a dead URL shows as
-//! failed within seconds and the Run on it fails with the reason.
+//! failed within seconds and the Run on it fails with the reason; the image of a program this
+//! node can never run is not fetched at all, and says so.
 
 use std::time::{Duration, Instant};
 
@@ -135,4 +136,75 @@ async fn files_are_fetched_when_their_transaction_arrives() {
     assert_eq!(phases(&ended), ["failed"], "{ended:?}");
     let error = ended[0]["error"].as_str().unwrap_or_default();
     assert!(error.contains("404"), "{error}");
+}
+
+/// An image of a program this node can never run (it asks for a GPU the node does not have) is
+/// not fetched on arrival: the status API, the program's page in the REST API and the console
+/// say so and why, while the other image of the same Deploy is fetched as usual.
+#[tokio::test]
+async fn an_image_this_node_can_never_run_is_not_fetched() {
+    let Some(lab) = Lab::new().await else { return };
+    let gpu_img = lab.serve("gpu.img", b"an image only a GPU node would run".to_vec());
+    let cpu_img = lab.serve("cpu.img", b"an image any node runs".to_vec());
+    let node = lab.start(&[("GEVULOT_ADMIN_PASSWORD", "arrival-admin-pass")]);
+    let user = SecretKey::generate().expect("key");
+    let mut prover = program("gpu", &gpu_img, 256, 1);
+    if let Some(r) = prover.resource_requirements.as_mut() {
+        r.gpus = 1;
+    }
+    prover.hash = prover.compute_hash();
+    let verifier = program("cpu", &cpu_img, 256, 1);
+    let d = deploy(&user, "gpu-only", prover.clone(), verifier.clone());
+    accepted(&node.base, &d).await;
+
+    let start = Instant::now();
+    let images = loop {
+        let f = files(&node.base, &d.hash).await;
+        if f.len() == 2 && f[1]["state"] == "ready" {
+            break f;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the verifier's image was not fetched: {f:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(images[0]["name"], "gpu.img", "{images:?}");
+    assert_eq!(images[0]["state"], "not_needed", "{images:?}");
+    let reason = images[0]["reason"].as_str().expect("a reason");
+    assert!(
+        reason.contains("1 GPUs") && reason.contains("offers at most 0"),
+        "{reason}"
+    );
+    assert!(images[1].get("reason").is_none(), "{images:?}");
+
+    let listed = get(&format!(
+        "{}/api/v1/programs/{}",
+        node.base,
+        prover.hash.to_hex()
+    ))
+    .await;
+    assert_eq!(listed["image"]["state"], "not_needed", "{listed}");
+    assert_eq!(listed["image"]["reason"], reason, "{listed}");
+    let c = reqwest::Client::new();
+    let (cookie, _) = sign_in(&c, &node.base, "admin", "arrival-admin-pass").await;
+    let page = c
+        .get(format!(
+            "{}/console/programs/{}",
+            node.base,
+            prover.hash.to_hex()
+        ))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("console")
+        .text()
+        .await
+        .expect("page");
+    assert!(
+        page.contains("not fetched: this node can never run"),
+        "{page}"
+    );
+    // Still not fetched afterwards: nothing fetches it behind the status's back.
+    assert_eq!(files(&node.base, &d.hash).await[0]["state"], "not_needed");
 }

@@ -200,8 +200,7 @@ pub(super) async fn program_page(
             .map(Hash::to_hex)
             .collect();
         let image_url = format!("{}/{}", state.node.file_base_url(), program.image_path());
-        let image_state = app::tx::Hash::from_hex(&program.image_file_checksum)
-            .and_then(|sum| state.node.fetch_state(&sum));
+        let image_state = state.node.image_state(&program);
         Ok::<_, ApiError>(pages::ProgramView {
             program,
             runs,
