@@ -165,6 +165,8 @@ impl Node {
             webhooks,
             observer,
         });
+        // Before anything that starts or places work: an operator's drain outlives a restart.
+        node.restore_drain().await;
         for task in node.webhooks().run(node.events()) {
             node.keep(task);
         }

@@ -82,6 +82,14 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0009_placement.sql"),
         include_str!("../../../migrations/sqlite/0009_placement.sql"),
     ),
+    (
+        10,
+        "node state",
+        "0010_node_state.sql",
+        "0010_node_state.sql",
+        include_str!("../../../migrations/postgres/0010_node_state.sql"),
+        include_str!("../../../migrations/sqlite/0010_node_state.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

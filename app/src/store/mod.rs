@@ -258,6 +258,7 @@ mod audit;
 mod auth;
 mod files;
 mod gpus;
+mod node_state;
 mod placement;
 mod programs;
 mod retention;

@@ -11,6 +11,7 @@ mod fuzz;
 mod group_commit;
 mod guest_protocol;
 mod hostile_peer;
+mod node_state;
 mod p2p;
 mod parsers;
 mod pipeline_rules;

@@ -12,7 +12,7 @@ use crate::support::*;
 /// A database for one test and what keeps it alive.
 pub(crate) struct Db {
     pub(crate) store: Store,
-    url: String,
+    pub(crate) url: String,
     _dir: Option<tempfile::TempDir>,
 }
 

@@ -1,6 +1,7 @@
 //! The drain switch (operator): while the node drains no new task starts, running tasks
 //! finish, and readiness says `draining`, so that it can be upgraded or restarted without losing
-//! work. `SIGTERM` drains too, for `GEVULOT_SHUTDOWN_GRACE` seconds, before the node stops.
+//! work; the operator's drain is kept across restarts until resumed. `SIGTERM` drains too, for
+//! `GEVULOT_SHUTDOWN_GRACE` seconds before the node stops, and that drain is not kept.
 
 use axum::Json;
 use axum::extract::State;
@@ -31,8 +32,9 @@ pub async fn state(State(state): State<AppState>, caller: Caller) -> Result<Json
 
 /// Drain the node (operator): no new task starts; running tasks finish; new transactions are
 /// still accepted. The node takes no new Run, and hands the Runs it holds whose step is not
-/// running to other nodes (with none, they wait until a node can take them). Draining a
-/// draining node changes nothing.
+/// running to other nodes (with none, they wait until a node can take them). The drain outlives
+/// a restart: the node starts drained until it is resumed. Draining a draining node changes
+/// nothing.
 #[utoipa::path(
     post,
     path = "/api/v1/node/drain",
@@ -48,7 +50,7 @@ pub async fn start(State(state): State<AppState>, caller: Caller) -> Result<Json
     Ok(Json(drain(&state, &caller.actor()).await.into()))
 }
 
-/// Stop draining (operator): waiting tasks start as resources allow.
+/// Stop draining (operator): waiting tasks start as resources allow, now and after a restart.
 #[utoipa::path(
     delete,
     path = "/api/v1/node/drain",
@@ -66,7 +68,7 @@ pub async fn stop(State(state): State<AppState>, caller: Caller) -> Result<Json<
 
 /// Drains on behalf of `by` (the REST API's and the console's switch).
 pub async fn drain(state: &AppState, by: &Actor) -> app::node::DrainState {
-    let (now, changed) = state.node.drain();
+    let (now, changed) = state.node.drain().await;
     if changed {
         info!(target: "gevulot", by = %by.name, running = now.running, waiting = now.waiting, "draining: no new task starts until the node is resumed");
         let detail = format!("{} running, {} waiting", now.running, now.waiting);
@@ -80,7 +82,7 @@ pub async fn drain(state: &AppState, by: &Actor) -> app::node::DrainState {
 
 /// Resumes on behalf of `by`.
 pub async fn resume(state: &AppState, by: &Actor) -> app::node::DrainState {
-    let (now, changed) = state.node.resume();
+    let (now, changed) = state.node.resume().await;
     if changed {
         info!(target: "gevulot", by = %by.name, waiting = now.waiting, "resumed: waiting tasks start as resources allow");
         state

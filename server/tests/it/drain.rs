@@ -1,6 +1,6 @@
 //! Draining and stopping with real VMs: a drained node lets its running VM finish and starts
-//! nothing new until resumed; SIGTERM gives running tasks a grace period, then stops their VMs,
-//! and the next start resumes them.
+//! nothing new until resumed (also after a restart); SIGTERM gives running tasks a grace period,
+//! then stops their VMs, and the next start resumes them.
 
 use std::time::Duration;
 
@@ -166,4 +166,45 @@ async fn sigterm_stops_the_vm_after_the_grace_period_and_the_next_start_resumes_
         2,
         "booted again after the start: {timeline:?}"
     );
+}
+
+/// An operator's drain outlives a restart: the node starts drained, from the same moment, until
+/// it is resumed; a resume outlives one too; and the drain a stop itself makes (SIGTERM) is not
+/// kept, so a node that was only stopped takes work again when it starts.
+#[tokio::test]
+async fn an_operators_drain_outlives_a_restart_and_a_stops_does_not() {
+    let env = [("GEVULOT_ADMIN_PASSWORD", "drain-admin-pass")];
+    let node = Running::start_with(None, &env);
+    let c = reqwest::Client::new();
+    let token = api_token(&c, &node.base, "admin", "drain-admin-pass").await;
+    let call = |node: &Running, method: reqwest::Method| {
+        c.request(method, format!("{}/api/v1/node/drain", node.base))
+            .bearer_auth(&token)
+            .send()
+    };
+    let state = |r: reqwest::Response| async move {
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.expect("json")
+    };
+
+    let drained = state(call(&node, reqwest::Method::POST).await.expect("drain")).await;
+    assert_eq!(drained["draining"], true, "{drained}");
+    let (data, _) = node.stop();
+    let node = Running::start_in(data, None, &env);
+    let after = state(call(&node, reqwest::Method::GET).await.expect("get")).await;
+    assert_eq!(after["draining"], true, "{after}");
+    assert_eq!(after["since"], drained["since"], "the drain keeps its time");
+    let metrics = node.metrics_text().await;
+    assert!(metrics.contains("gevulot_draining 1"), "{metrics}");
+
+    let resumed = state(call(&node, reqwest::Method::DELETE).await.expect("resume")).await;
+    assert_eq!(resumed["draining"], false, "{resumed}");
+    let (data, log) = node.stop();
+    assert!(log.contains("starting drained"), "{log}");
+    // This stop drained the node too, for that run of the process only.
+    let node = Running::start_in(data, None, &env);
+    let after = state(call(&node, reqwest::Method::GET).await.expect("get")).await;
+    assert_eq!(after["draining"], false, "{after}");
+    let (_, log) = node.stop();
+    assert!(!log.contains("starting drained"), "{log}");
 }
