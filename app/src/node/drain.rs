@@ -8,11 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tracing::warn;
 
 use super::Node;
-
-fn epoch_ms(at: SystemTime) -> i64 {
-    at.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+use crate::store::epoch_ms;
 
 /// Whether the node drains, since when, and what still runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

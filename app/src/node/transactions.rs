@@ -202,7 +202,7 @@ impl Node {
                     .into_iter()
                     .filter_map(|f| {
                         Some(FileFetch {
-                            state: p.file_state(&f)?,
+                            state: p.file_state(&f.checksum, f.needs.as_ref())?,
                             checksum: Hash::from_hex(&f.checksum)?,
                             name: f.name,
                         })
@@ -257,14 +257,11 @@ impl Node {
         &self,
         program: &crate::model::Program,
     ) -> Option<crate::download::FetchState> {
-        let image = crate::pipeline::NamedFile {
-            name: program.image_file_name.clone(),
-            url: program.image_file_url.clone(),
-            checksum: program.image_file_checksum.clone(),
-            served: None,
-            needs: Some(program.resource_requirements.unwrap_or_default()),
-        };
-        self.parts().pipeline.as_ref()?.file_state(&image)
+        let needs = program.resource_requirements.unwrap_or_default();
+        self.parts()
+            .pipeline
+            .as_ref()?
+            .file_state(&program.image_file_checksum, Some(&needs))
     }
 
     /// Cancels a Run: the node signs a `Cancel` naming it. (A Run's author can instead sign and

@@ -102,7 +102,7 @@ impl<E: Execute> Pipeline<E> {
         };
         let wanted = named_files(&hash, &stored.tx.payload);
         for file in wanted {
-            if let Some(why) = self.never_needed(&file) {
+            if let Some(why) = self.never_needed(file.needs.as_ref()) {
                 info!(target: "gevulot", tx = %hash, file = %file.name, "not fetching an image on arrival: {why}");
                 continue;
             }
@@ -145,24 +145,28 @@ impl<E: Execute> Pipeline<E> {
         self.inner.downloader.state(checksum)
     }
 
-    /// Where a file a transaction names stands on this node: as [`Pipeline::fetch_state`], except
-    /// that an image this node does not hold and never fetches (see
-    /// [`Pipeline::never_needed`]) is [`FetchState::NotNeeded`].
-    pub fn file_state(&self, file: &NamedFile) -> Option<FetchState> {
-        let checksum = Hash::from_hex(&file.checksum)?;
-        Some(match self.fetch_state(&checksum) {
+    /// Where a file with `checksum` (hex) stands on this node: as [`Pipeline::fetch_state`],
+    /// except that the image of a program asking for `needs` that this node does not hold and
+    /// never fetches (see [`Pipeline::never_needed`]) is [`FetchState::NotNeeded`]. `None` for a
+    /// malformed checksum.
+    pub fn file_state(
+        &self,
+        checksum: &str,
+        needs: Option<&ResourceRequest>,
+    ) -> Option<FetchState> {
+        Some(match self.fetch_state(&Hash::from_hex(checksum)?) {
             FetchState::Absent => self
-                .never_needed(file)
+                .never_needed(needs)
                 .map_or(FetchState::Absent, FetchState::NotNeeded),
             state => state,
         })
     }
 
-    /// Why `file` is not fetched on arrival, if it is not: it is the image of a program that can
-    /// never run on this node (it asks for more CPUs, memory or GPUs than the node has), so
-    /// fetching it would only spend bandwidth and disk. A task that needs it still fetches it.
-    pub fn never_needed(&self, file: &NamedFile) -> Option<String> {
-        let refusal = self.never_fits(file.needs.as_ref()?)?;
+    /// Why an image is not fetched on arrival, if it is not: its program asks for `needs` (`None`
+    /// for a file that is no image), more CPUs, memory or GPUs than this node has, so fetching it
+    /// would only spend bandwidth and disk. A task that needs it still fetches it.
+    pub fn never_needed(&self, needs: Option<&ResourceRequest>) -> Option<String> {
+        let refusal = self.never_fits(needs?)?;
         Some(format!(
             "this node can never run the program whose image it is: {refusal}"
         ))
