@@ -42,15 +42,15 @@ impl Node {
     /// node no new Run and hands the Runs it holds that are not on a VM to other nodes (see
     /// `placement`). Draining twice keeps the first time. The drain outlives a restart (the node
     /// starts drained until [`Node::resume`]); if the database cannot keep it, the node drains
-    /// all the same, for this run of the process, and says so in its log. Returns the state after
-    /// the change, and whether this call changed it.
+    /// all the same, for this run of the process, and says so in its log; draining again tries
+    /// once more. Returns the state after the change, and whether this call changed it.
     pub async fn drain(&self) -> (DrainState, bool) {
         let (state, changed) = self.drain_for_now(SystemTime::now());
-        if changed {
-            let since = state.since.map(epoch_ms);
-            if let Err(e) = self.store().set_drained(since).await {
-                warn!(target: "gevulot", error = %e, "the drain holds, but cannot be kept in the database: a restart would take work again");
-            }
+        // Also when nothing changed here: a drain the database could not keep the first time,
+        // or the drain of a stop in progress, which an operator's drain makes lasting.
+        let since = state.since.map(epoch_ms);
+        if let Err(e) = self.store().set_drained(since).await {
+            warn!(target: "gevulot", error = %e, "the drain holds, but cannot be kept in the database: a restart would take work again (drain again to retry)");
         }
         (state, changed)
     }
