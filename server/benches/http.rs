@@ -5,8 +5,11 @@
 //!   storage code storing batches of 100 transactions on a fresh database of that backend; and
 //!   next to the most c clients can get while each waits for the durable commit that holds its
 //!   transaction (the same storage code committing batches of exactly c); with the CPU time the
-//!   node process and the load generator spend per transaction, and the ceiling the node's own
-//!   cost sets (this machine's cores divided by it, as if the load generator cost nothing);
+//!   node process and the load generator spend per transaction, the ceiling the node's own
+//!   cost sets (this machine's cores divided by it, as if the load generator cost nothing), and
+//!   this machine's bound for any node (its cores divided by what the load generator, the
+//!   signature check and the storage in commits of c cost per transaction, as if HTTP, JSON-RPC
+//!   and group commit cost nothing);
 //! - `getTransaction` at c = 1, 8, 32, as a share of the HTTP + JSON-RPC floor (an unknown method
 //!   answered by the same server at the same concurrency), and `GET /api/v1/transactions/{hash}`
 //!   next to it as a share of the same floor; with the node's CPU per request of each, and each
@@ -104,20 +107,33 @@ fn verification_rate(txs: &[Transaction]) -> anyhow::Result<f64> {
     Ok(txs.len() as f64 / start.elapsed().as_secs_f64())
 }
 
-/// Transactions stored per second in batches of `batch` (one commit each) by the node's storage
-/// code on a fresh database at `url`.
-async fn storage_rate(url: &str, txs: &[Transaction], batch: usize) -> anyhow::Result<f64> {
+/// How fast the node's storage code stores.
+struct Storage {
+    /// Transactions per second.
+    rate: f64,
+    /// This process's CPU microseconds per transaction: all of the storage's on SQLite, only
+    /// the client's side on PostgreSQL (its server's CPU is not counted).
+    cpu_us: f64,
+}
+
+/// Transactions stored in batches of `batch` (one commit each) by the node's storage code on a
+/// fresh database at `url`.
+async fn storage_rate(url: &str, txs: &[Transaction], batch: usize) -> anyhow::Result<Storage> {
     let store = app::store::Store::connect(url, &Default::default()).await?;
     store.migrate().await?;
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), own_cpu_seconds());
     for chunk in txs.chunks(batch) {
         store
             .insert_transactions(chunk, app::model::Source::Rpc)
             .await?;
     }
-    let rate = txs.len() as f64 / start.elapsed().as_secs_f64();
+    let n = txs.len() as f64;
+    let storage = Storage {
+        rate: n / start.elapsed().as_secs_f64(),
+        cpu_us: (own_cpu_seconds() - cpu) * 1e6 / n,
+    };
     store.close().await;
-    Ok(rate)
+    Ok(storage)
 }
 
 /// A fresh database of the backend: a SQLite file in `dir`, or a new PostgreSQL database.
@@ -189,7 +205,7 @@ async fn rpc_scenarios(
     let verify = verification_rate(&spare)?;
     let baseline_dir = testkit::tempdir();
     let url = fresh_database(db_url.is_some(), baseline_dir.path()).await?;
-    let batched = storage_rate(&url, &spare, 100).await?;
+    let batched = storage_rate(&url, &spare, 100).await?.rate;
     report.line(format!(
         "{backend:<8} baseline: signatures verified {verify:>8.0} /s (one core); stored in batches of 100 {batched:>8.0} tx/s"
     ));
@@ -199,11 +215,12 @@ async fn rpc_scenarios(
     for concurrency in CONCURRENCY {
         let dir = testkit::tempdir();
         let url = fresh_database(db_url.is_some(), dir.path()).await?;
-        let rate = storage_rate(&url, &spare, concurrency).await?;
+        let storage = storage_rate(&url, &spare, concurrency).await?;
         report.line(format!(
-            "{backend:<8} baseline: stored in batches of {concurrency:<3} {rate:>8.0} tx/s (one commit per c transactions)"
+            "{backend:<8} baseline: stored in batches of {concurrency:<3} {:>8.0} tx/s (one commit per c transactions), this process's CPU {:>4.0} µs/tx",
+            storage.rate, storage.cpu_us
         ));
-        bounds.push((concurrency, rate));
+        bounds.push((concurrency, storage));
     }
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
@@ -215,7 +232,14 @@ async fn rpc_scenarios(
     let metrics_url = format!("{}/metrics", node.metrics);
     let mut offset = 0;
     let mut send_cpu = Vec::with_capacity(CONCURRENCY.len());
-    for (concurrency, bound) in bounds {
+    for (
+        concurrency,
+        Storage {
+            rate: bound,
+            cpu_us: storage_us,
+        },
+    ) in bounds
+    {
         let before = counters(&client, &metrics_url).await?;
         let (http, url, txs) = (client.clone(), node.rpc.clone(), txs.clone());
         let base = offset;
@@ -244,6 +268,12 @@ async fn rpc_scenarios(
         let node_us = (after.node_cpu - before.node_cpu) * 1e6 / requests as f64;
         let client_us = (after.client_cpu - before.client_cpu) * 1e6 / requests as f64;
         let ceiling = cores * 1e6 / node_us.max(1.0);
+        // What any node could reach on this machine at best, with HTTP, JSON-RPC and group
+        // commit costing nothing: the cores shared by the load generator, the signature check
+        // and the storage itself (in commits of c).
+        let check_us = 1e6 / verify;
+        let machine_us = client_us + check_us + storage_us;
+        let machine = cores * 1e6 / machine_us.max(1.0);
         send_cpu.push((concurrency, node_us));
         report.1.against(
             &format!("{backend}: sendTransaction c={concurrency}"),
@@ -288,9 +318,21 @@ async fn rpc_scenarios(
             stats.per_second, stats.p50_ms, stats.p99_ms,
             stats.per_second / batched, stats.per_second / bound, stats.per_second / verify
         ));
+        report.1.against(
+            &format!("{backend}: sendTransaction c={concurrency}, this machine's bound for any node ({cores:.0} cores / (load generator + signature check + storage in commits of c))"),
+            machine,
+            "tx/s",
+            "batched storage",
+            batched,
+        );
         report.line(format!(
             "{backend:<8}                  CPU per transaction: node {node_us:>5.0} µs, load generator {client_us:>5.0} µs; the node alone on {cores:.0} cores: at most {ceiling:>6.0} tx/s = {:>4.2} of batched storage",
             ceiling / batched
+        ));
+        report.line(format!(
+            "{backend:<8}                  any node on this machine, HTTP and group commit free: {cores:.0} cores / (load generator {client_us:.0} + signature check {check_us:.0} + storage in commits of {concurrency} {storage_us:.0}{} µs/tx) = at most {machine:>6.0} tx/s = {:>4.2} of batched storage",
+            if db_url.is_some() { ", PostgreSQL's CPU not counted" } else { "" },
+            machine / batched
         ));
     }
     let stored = offset;

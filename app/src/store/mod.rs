@@ -181,16 +181,17 @@ macro_rules! bind_all {
     }};
 }
 
-/// `INSERT INTO table (columns) VALUES ($1, …), (…) …` for `rows` rows, plus `tail`; with
-/// `anonymous`, every placeholder is `?` instead (SQLite: it looks a numbered parameter up by a
-/// linear scan per bind, which makes a statement of hundreds of parameters quadratic to prepare
-/// and bind; anonymous ones are bound by position).
+/// `INSERT INTO table (columns) VALUES ($1, …), (…) …` for `rows` rows, plus `tail`, the
+/// placeholders numbered from `numbered_from`; without it, every placeholder is `?` instead
+/// (SQLite: it looks a numbered parameter up by a linear scan per bind, which makes a statement
+/// of hundreds of parameters quadratic to prepare and bind; anonymous ones are bound by
+/// position).
 fn multi_row_insert(
     table: &str,
     columns: &[&str],
     rows: usize,
     tail: &str,
-    anonymous: bool,
+    numbered_from: Option<usize>,
 ) -> String {
     use std::fmt::Write as _;
     let width = columns.len();
@@ -204,10 +205,11 @@ fn multi_row_insert(
             if c > 0 {
                 sql.push_str(", ");
             }
-            if anonymous {
-                sql.push('?');
-            } else {
-                let _ = write!(sql, "${}", r * width + c + 1);
+            match numbered_from {
+                Some(first) => {
+                    let _ = write!(sql, "${}", first + r * width + c);
+                }
+                None => sql.push('?'),
             }
         }
         sql.push(')');
@@ -409,11 +411,16 @@ mod tests {
     #[test]
     fn multi_row_inserts_number_or_leave_anonymous_their_placeholders() {
         assert_eq!(
-            multi_row_insert("t", &["a", "b"], 2, " ON CONFLICT DO NOTHING", false),
+            multi_row_insert("t", &["a", "b"], 2, " ON CONFLICT DO NOTHING", Some(1)),
             "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) ON CONFLICT DO NOTHING"
         );
+        // Numbered on after the binds of the statements before it.
         assert_eq!(
-            multi_row_insert("t", &["a", "b"], 2, "", true),
+            multi_row_insert("t", &["a", "b"], 1, "", Some(5)),
+            "INSERT INTO t (a, b) VALUES ($5, $6)"
+        );
+        assert_eq!(
+            multi_row_insert("t", &["a", "b"], 2, "", None),
             "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)"
         );
     }

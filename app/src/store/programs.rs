@@ -85,8 +85,10 @@ impl Store {
     pub async fn runs_using_program(&self, program: &Hash, limit: u32) -> Result<Vec<Hash>> {
         let rows: Vec<String> = dispatch!(self, pool => {
             sqlx::query_scalar(
-                "SELECT s.run_tx FROM workflow_steps s JOIN transactions t ON t.hash = s.run_tx \
-                 WHERE s.program = $1 ORDER BY t.seq DESC LIMIT $2",
+                // Each Run once, however many of its steps run the program.
+                "SELECT t.hash FROM transactions t WHERE t.hash IN \
+                 (SELECT s.run_tx FROM workflow_steps s WHERE s.program = $1) \
+                 ORDER BY t.seq DESC LIMIT $2",
             )
             .bind(program.to_hex())
             .bind(i64::from(limit.clamp(1, 1000)))

@@ -177,6 +177,149 @@ fn resources_columns(meta: &ProgramMetadata) -> (Option<i64>, Option<i64>, Optio
     }
 }
 
+/// The rows one batch writes, table by table, in the order they are written: the
+/// transactions' own rows first (`ON CONFLICT DO NOTHING`, returning the hash and sequence
+/// number of each new one), then the rows derived from them. Derived rows are written for every
+/// transaction of the batch, also `ON CONFLICT DO NOTHING`: a transaction stored before has them
+/// already (they are never deleted), so this changes nothing, and no statement of the batch
+/// waits for another's answer.
+struct BatchRows {
+    tables: [TableRows; 4],
+}
+
+/// A table's name, its columns, the tail of its statements, and the rows a batch writes to it.
+type TableRows = (
+    &'static str,
+    &'static [&'static str],
+    &'static str,
+    Vec<Vec<Bind>>,
+);
+
+/// How a statement names its parameters.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Placeholders {
+    /// `?`, bound by position (SQLite, across the statements of one call).
+    Anonymous,
+    /// `$1`, `$2`, … in each statement.
+    Numbered,
+    /// `$n` numbered on across the statements, which become one (PostgreSQL).
+    Continued,
+}
+
+impl BatchRows {
+    fn new(items: &[(&Transaction, Source)], now: i64) -> Result<Self> {
+        let own = items
+            .iter()
+            .map(|(tx, source)| tx_insert_row(tx, *source, now))
+            .collect::<Result<Vec<_>>>()?;
+        let mut derived = DerivedRows::new();
+        let mut seen = HashSet::new();
+        for (tx, _) in items {
+            let hash = tx.hash.to_hex();
+            if seen.insert(hash.clone()) {
+                derived.add(tx, &hash, now);
+            }
+        }
+        Ok(Self {
+            tables: [
+                (
+                    "transactions",
+                    TX_INSERT_COLUMNS,
+                    " ON CONFLICT (hash) DO NOTHING RETURNING hash, seq",
+                    own,
+                ),
+                (
+                    "programs",
+                    PROGRAM_INSERT_COLUMNS,
+                    " ON CONFLICT (hash) DO NOTHING",
+                    derived.programs,
+                ),
+                (
+                    "workflow_steps",
+                    STEP_INSERT_COLUMNS,
+                    " ON CONFLICT (run_tx, step_index) DO NOTHING",
+                    derived.steps,
+                ),
+                (
+                    "tx_files",
+                    FILE_INSERT_COLUMNS,
+                    " ON CONFLICT (tx, file_index) DO NOTHING",
+                    derived.files,
+                ),
+            ],
+        })
+    }
+
+    fn binds(&self) -> usize {
+        self.tables
+            .iter()
+            .map(|(_, columns, _, rows)| columns.len() * rows.len())
+            .sum()
+    }
+
+    /// The batch's statements in order, each with its binds, and how many of them (the first
+    /// ones) store the transactions' own rows.
+    fn statements(self, placeholders: Placeholders) -> (Vec<(String, Vec<Bind>)>, usize) {
+        let own = self.tables[0].3.len().div_ceil(ROWS_PER_STATEMENT);
+        let mut statements = Vec::new();
+        let mut first = 1;
+        for (table, columns, tail, rows) in self.tables {
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let numbered_from = match placeholders {
+                    Placeholders::Anonymous => None,
+                    Placeholders::Numbered => Some(1),
+                    Placeholders::Continued => Some(first),
+                };
+                let sql = multi_row_insert(table, columns, chunk.len(), tail, numbered_from);
+                first += chunk.len() * columns.len();
+                statements.push((sql, chunk.iter().flatten().cloned().collect()));
+            }
+        }
+        (statements, own)
+    }
+
+    /// The batch as one SQLite call from `BEGIN IMMEDIATE` to `COMMIT`: SQLite binds anonymous
+    /// parameters across the statements of one call, in order.
+    fn one_sqlite_call(self) -> (String, Vec<Bind>) {
+        let mut sql = String::from("BEGIN IMMEDIATE;");
+        let mut binds = Vec::new();
+        for (statement, b) in self.statements(Placeholders::Anonymous).0 {
+            sql.push_str(&statement);
+            sql.push(';');
+            binds.extend(b);
+        }
+        sql.push_str("COMMIT");
+        (sql, binds)
+    }
+
+    /// The batch as one PostgreSQL statement of data-modifying `WITH` queries, the
+    /// transactions' own answering together: one statement commits alone, so the batch is one
+    /// round trip instead of `BEGIN`, each statement and `COMMIT`. Foreign keys are checked at
+    /// the end of the statement, once the transactions they name are in.
+    fn one_postgres_statement(self) -> (String, Vec<Bind>) {
+        use std::fmt::Write as _;
+        let (statements, own) = self.statements(Placeholders::Continued);
+        let mut sql = String::from("WITH ");
+        let mut binds = Vec::new();
+        for (i, (statement, b)) in statements.into_iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let _ = write!(sql, "s{i} AS ({statement})");
+            binds.extend(b);
+        }
+        let answers: Vec<String> = (0..own.max(1))
+            .map(|i| format!("SELECT hash, seq FROM s{i}"))
+            .collect();
+        sql.push(' ');
+        sql.push_str(&answers.join(" UNION ALL "));
+        (sql, binds)
+    }
+}
+
+/// The most bind parameters in one PostgreSQL statement (its protocol counts them in 16 bits).
+const POSTGRES_MAX_BINDS: usize = u16::MAX as usize;
+
 impl Store {
     /// Stores a transaction and what derives from it (programs of a Deploy, steps of a Run,
     /// files of a Proof/Verification) atomically. A transaction already stored is left as it is.
@@ -201,74 +344,55 @@ impl Store {
     }
 
     /// [`Self::insert_transactions`] for transactions that came from different sources (the
-    /// intake's group commit): one database transaction, one commit.
+    /// intake's group commit): one database transaction, one commit, and one call to the
+    /// database (see [`BatchRows`]): on SQLite one hand-off to the connection's thread and back
+    /// instead of one per statement, on PostgreSQL one round trip instead of one for `BEGIN`,
+    /// each statement and `COMMIT`.
     pub async fn insert_from(&self, items: &[(&Transaction, Source)]) -> Result<Vec<Inserted>> {
-        let now = now_ms();
-        let rows = items
-            .iter()
-            .map(|(tx, source)| tx_insert_row(tx, *source, now))
-            .collect::<Result<Vec<_>>>()?;
-        let txs = items.iter().map(|(tx, _)| *tx);
-        let mut new_seq: HashMap<String, i64> = HashMap::new();
-        // One database transaction on `$t`: the transactions' rows, then what derives from
-        // the new ones.
-        macro_rules! write_batch {
-            ($t:ident, $anonymous:expr) => {{
-                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                    let sql = multi_row_insert(
-                        "transactions",
-                        TX_INSERT_COLUMNS,
-                        chunk.len(),
-                        " ON CONFLICT (hash) DO NOTHING RETURNING hash, seq",
-                        $anonymous,
-                    );
-                    let q = bind_all!(
-                        sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql)),
-                        chunk.iter().flatten().cloned()
-                    );
-                    new_seq.extend(q.fetch_all(&mut *$t).await?);
-                }
-                let mut derived = DerivedRows::new();
-                let mut seen = HashSet::new();
-                for tx in txs.clone() {
-                    let hash = tx.hash.to_hex();
-                    if new_seq.contains_key(&hash) && seen.insert(hash.clone()) {
-                        derived.add(tx, &hash, now);
-                    }
-                }
-                for (table, columns, rows, tail) in [
-                    (
-                        "programs",
-                        PROGRAM_INSERT_COLUMNS,
-                        &derived.programs,
-                        " ON CONFLICT (hash) DO NOTHING",
-                    ),
-                    ("workflow_steps", STEP_INSERT_COLUMNS, &derived.steps, ""),
-                    ("tx_files", FILE_INSERT_COLUMNS, &derived.files, ""),
-                ] {
-                    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                        let sql = multi_row_insert(table, columns, chunk.len(), tail, $anonymous);
-                        let q = bind_all!(
-                            sqlx::query(AssertSqlSafe(sql)),
-                            chunk.iter().flatten().cloned()
-                        );
-                        q.execute(&mut *$t).await?;
-                    }
-                }
-                $t.commit().await?;
-                Ok::<(), StoreError>(())
-            }};
+        if items.is_empty() {
+            return Ok(Vec::new());
         }
-        match &self.backend {
+        let now = now_ms();
+        let batch = BatchRows::new(items, now)?;
+        let new_seq: HashMap<String, i64> = match &self.backend {
+            Backend::Postgres(pool) if batch.binds() <= POSTGRES_MAX_BINDS => {
+                let (sql, binds) = batch.one_postgres_statement();
+                let q = bind_all!(
+                    sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql)),
+                    binds
+                );
+                q.fetch_all(pool).await?.into_iter().collect()
+            }
             Backend::Postgres(pool) => {
                 let mut t = pool.begin().await?;
-                write_batch!(t, false)?;
+                let mut new_seq = HashMap::new();
+                for (sql, binds) in batch.statements(Placeholders::Numbered).0 {
+                    let q = bind_all!(
+                        sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql)),
+                        binds
+                    );
+                    new_seq.extend(q.fetch_all(&mut *t).await?);
+                }
+                t.commit().await?;
+                new_seq
             }
             Backend::Sqlite(pool) => {
+                let (sql, binds) = batch.one_sqlite_call();
                 let mut writer = self.write_gate.lock().await;
-                let mut write_on = async |conn: &mut sqlx::SqliteConnection| {
-                    let mut t = sqlx::Connection::begin(conn).await?;
-                    write_batch!(t, true)
+                let write_on = async |conn: &mut sqlx::SqliteConnection| {
+                    let q = bind_all!(
+                        sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql)),
+                        binds
+                    );
+                    match q.fetch_all(&mut *conn).await {
+                        Ok(rows) => Ok(rows.into_iter().collect()),
+                        Err(e) => {
+                            // A statement failed before `COMMIT`: nothing of the batch may stay
+                            // (when SQLite rolled back itself, there is nothing to roll back).
+                            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                            Err(StoreError::from(e))
+                        }
+                    }
                 };
                 if writer.keep {
                     let mut conn = match writer.conn.take() {
@@ -280,17 +404,18 @@ impl Store {
                     if written.is_ok() {
                         writer.conn = Some(conn);
                     }
-                    written?;
+                    written?
                 } else {
                     let mut conn = pool.acquire().await?;
-                    write_on(&mut conn).await?;
+                    write_on(&mut conn).await?
                 }
             }
-        }
+        };
         // The first occurrence of a new hash is the one that was stored.
         let mut reported = HashSet::new();
-        Ok(txs
-            .map(|tx| {
+        Ok(items
+            .iter()
+            .map(|(tx, _)| {
                 let hash = tx.hash.to_hex();
                 match new_seq.get(&hash) {
                     Some(seq) if reported.insert(hash) => Inserted::New(*seq),

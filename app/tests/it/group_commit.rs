@@ -246,3 +246,45 @@ async fn concurrent_phase_changes_share_a_commit(db: Db) {
     }
     assert_eq!(heard, 20, "one event per change that happened");
 }
+
+/// An in-memory SQLite database is one connection that never leaves its pool: a batch the
+/// database refuses halfway is rolled back on it, so nothing of the batch stays and the next
+/// batch is written on the same connection.
+#[tokio::test]
+async fn a_refused_batch_leaves_an_in_memory_database_as_it_was() {
+    let store = app::store::Store::connect("sqlite::memory:", &Default::default())
+        .await
+        .expect("store");
+    store.migrate().await.expect("migrate");
+    let k = key(5);
+    let (first, doomed) = (empty(&k, 1), empty(&k, 2));
+    store
+        .execute_raw(
+            &SQLITE_REFUSAL
+                .install
+                .replace("{hash}", &doomed.hash.to_hex()),
+        )
+        .await
+        .expect("install the refusal");
+    let refused = store
+        .insert_transactions(&[first.clone(), doomed.clone()], Source::Rest)
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(store.count_transactions().await.expect("count"), 0);
+
+    store
+        .execute_raw(SQLITE_REFUSAL.remove)
+        .await
+        .expect("remove the refusal");
+    let stored = store
+        .insert_transactions(&[first, doomed], Source::Rest)
+        .await
+        .expect("the next batch is written");
+    assert!(
+        stored
+            .iter()
+            .all(|o| matches!(o, app::store::Inserted::New(_))),
+        "{stored:?}"
+    );
+    assert_eq!(store.count_transactions().await.expect("count"), 2);
+}

@@ -40,24 +40,13 @@ async fn draining_again_keeps_a_drain_the_database_refused_and_so_does_a_drain_d
         .await
         .expect("store");
     store.migrate().await.expect("migrate");
-    let node = app::node::Node::start(app::node::Config {
-        data: app::data_dir::DataDir::new(dir.path()),
-        store: store.clone(),
-        key: crate::support::key(41),
-        limits: Default::default(),
-        acl: app::node::AclPolicy::Open,
-        acl_whitelist_url: None,
-        p2p: None,
-        file_base_url: "http://127.0.0.1:9".into(),
-        resources: Default::default(),
-        sysfs_root: dir.path().join("sys"),
-        max_upload_bytes: 1 << 20,
-        session_ttl: app::auth::DEFAULT_SESSION_TTL,
-        placement_redundancy: 1,
-        webhooks: Default::default(),
-        execution: None,
-        observer: None,
-    })
+    let node = app::node::Node::start(crate::support::node_config(
+        dir.path(),
+        store.clone(),
+        crate::support::key(41),
+        app::node::AclPolicy::Open,
+        None,
+    ))
     .await
     .expect("node starts");
     let kept_ms = |state: app::node::DrainState| {

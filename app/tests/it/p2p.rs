@@ -97,24 +97,13 @@ pub(crate) async fn launch(
     config: Config,
 ) -> Node {
     let key = key(seed);
-    let core = app::node::Node::start(app::node::Config {
-        data: DataDir::new(dir.path()),
-        store: store.clone(),
-        key: key.clone(),
-        limits: Limits::default(),
+    let core = app::node::Node::start(crate::support::node_config(
+        dir.path(),
+        store.clone(),
+        key.clone(),
         acl,
-        acl_whitelist_url: None,
-        p2p: Some(config),
-        file_base_url: "http://127.0.0.1:9".into(),
-        resources: Default::default(),
-        sysfs_root: dir.path().join("sys"),
-        max_upload_bytes: 1 << 20,
-        session_ttl: app::auth::DEFAULT_SESSION_TTL,
-        placement_redundancy: 1,
-        webhooks: Default::default(),
-        execution: None,
-        observer: None,
-    })
+        Some(config),
+    ))
     .await
     .expect("node starts");
     let p2p = core.p2p().cloned().expect("a network");

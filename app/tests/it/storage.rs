@@ -872,6 +872,27 @@ async fn batch_insert(db: Db) {
         .await
         .expect("big batch");
     assert_eq!(db.store.count_transactions().await.expect("count"), 502);
+    // A batch with more binds than one PostgreSQL statement takes (66,198: 22 Runs of 1,000
+    // steps each) is written statement by statement, in one database transaction.
+    let steps = vec![program("bp").hash; 1000];
+    let long: Vec<Transaction> = (2000..2022).map(|n| run(&k, &steps, n)).collect();
+    let out = db
+        .store
+        .insert_transactions(&long, Source::Rpc)
+        .await
+        .expect("a batch beyond one statement's binds");
+    assert!(out.iter().all(|o| matches!(o, Inserted::New(_))));
+    assert_eq!(db.store.count_transactions().await.expect("count"), 524);
+    let using = db
+        .store
+        .runs_using_program(&program("bp").hash, 100)
+        .await
+        .expect("runs");
+    assert_eq!(
+        using.len(),
+        23,
+        "each Run once, whatever its steps: {using:?}"
+    );
 }
 
 async fn gpu_assignments(db: Db) {

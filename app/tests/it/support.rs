@@ -128,3 +128,32 @@ pub fn verification(key: &SecretKey, parent: Hash, verifier: Hash, nonce: u64) -
 pub fn empty(key: &SecretKey, nonce: u64) -> Transaction {
     Transaction::new_signed(Payload::Empty, nonce, key)
 }
+
+/// A node's configuration as `gevulot run` builds it, without execution: data in `dir`, the
+/// network `p2p` if any.
+pub fn node_config(
+    dir: &std::path::Path,
+    store: app::store::Store,
+    key: SecretKey,
+    acl: app::node::AclPolicy,
+    p2p: Option<app::p2p::Config>,
+) -> app::node::Config {
+    app::node::Config {
+        data: app::data_dir::DataDir::new(dir),
+        store,
+        key,
+        limits: Default::default(),
+        acl,
+        acl_whitelist_url: None,
+        p2p,
+        file_base_url: "http://127.0.0.1:9".into(),
+        resources: Default::default(),
+        sysfs_root: dir.join("sys"),
+        max_upload_bytes: 1 << 20,
+        session_ttl: app::auth::DEFAULT_SESSION_TTL,
+        placement_redundancy: 1,
+        webhooks: Default::default(),
+        execution: None,
+        observer: None,
+    }
+}
