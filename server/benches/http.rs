@@ -330,8 +330,8 @@ async fn rpc_scenarios(
             ceiling / batched
         ));
         report.line(format!(
-            "{backend:<8}                  any node on this machine, HTTP and group commit free: {cores:.0} cores / (load generator {client_us:.0} + signature check {check_us:.0} + storage in commits of {concurrency} {storage_us:.0}{} µs/tx) = at most {machine:>6.0} tx/s = {:>4.2} of batched storage",
-            if db_url.is_some() { ", PostgreSQL's CPU not counted" } else { "" },
+            "{backend:<8}                  any node on this machine, HTTP and group commit free: {cores:.0} cores / (load generator {client_us:.0} + signature check {check_us:.0} + storage in commits of {concurrency} {storage_us:.0} µs/tx{}) = at most {machine:>6.0} tx/s = {:>4.2} of batched storage",
+            if db_url.is_some() { "; PostgreSQL's CPU not counted" } else { "" },
             machine / batched
         ));
     }
