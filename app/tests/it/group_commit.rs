@@ -288,3 +288,37 @@ async fn a_refused_batch_leaves_an_in_memory_database_as_it_was() {
     );
     assert_eq!(store.count_transactions().await.expect("count"), 2);
 }
+
+/// A batch whose caller stops waiting (a request cut off) is still written whole: its
+/// database transaction is never left open on the connection, where an in-memory database's
+/// one connection would show it uncommitted to every reader and refuse the next batch.
+#[tokio::test]
+async fn a_batch_whose_caller_stops_waiting_is_written_whole() {
+    let store = app::store::Store::connect("sqlite::memory:", &Default::default())
+        .await
+        .expect("store");
+    store.migrate().await.expect("migrate");
+    let k = key(6);
+    let txs: Vec<Transaction> = (0..3).map(|n| empty(&k, n)).collect();
+    // Polled once, then dropped.
+    let cut = tokio::time::timeout(
+        std::time::Duration::ZERO,
+        store.insert_transactions(&txs, Source::Rest),
+    )
+    .await;
+    assert!(cut.is_err(), "the caller stopped waiting: {cut:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.count_transactions().await.expect("count") < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the batch was not written"
+        );
+        tokio::task::yield_now().await;
+    }
+    let next = store
+        .insert_transactions(&[empty(&k, 3)], Source::Rest)
+        .await
+        .expect("the next batch is written");
+    assert!(matches!(next[0], app::store::Inserted::New(_)), "{next:?}");
+    assert_eq!(store.count_transactions().await.expect("count"), 4);
+}
