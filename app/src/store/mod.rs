@@ -255,6 +255,57 @@ fn owner_only(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+impl Store {
+    /// Runs one SQLite call that is a whole database transaction (`BEGIN IMMEDIATE; …; COMMIT`)
+    /// as the one writer (the write gate, on the kept connection), and returns the rows its
+    /// statements return. If a statement fails, the transaction is rolled back. The call runs
+    /// to its end on its own task even when the caller stops waiting: one cut short would leave
+    /// its transaction open on the connection.
+    async fn sqlite_batch<R>(
+        &self,
+        pool: &sqlx::SqlitePool,
+        sql: String,
+        binds: Vec<Bind>,
+    ) -> Result<Vec<R>>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin + 'static,
+    {
+        let (pool, gate) = (pool.clone(), self.write_gate.clone());
+        tokio::spawn(async move {
+            let mut writer = gate.lock().await;
+            let write_on = async |conn: &mut sqlx::SqliteConnection| {
+                let q = bind_all!(sqlx::query_as::<_, R>(sqlx::AssertSqlSafe(sql)), binds);
+                match q.fetch_all(&mut *conn).await {
+                    Ok(rows) => Ok(rows),
+                    Err(e) => {
+                        // A statement failed before `COMMIT`: nothing of the call may stay
+                        // (when SQLite rolled back itself, there is nothing to roll back).
+                        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                        Err(StoreError::from(e))
+                    }
+                }
+            };
+            if writer.keep {
+                let mut conn = match writer.conn.take() {
+                    Some(conn) => conn,
+                    None => pool.acquire().await?.detach(),
+                };
+                let written = write_on(&mut conn).await;
+                // Kept for the next call only after a call that went through.
+                if written.is_ok() {
+                    writer.conn = Some(conn);
+                }
+                written
+            } else {
+                let mut conn = pool.acquire().await?;
+                write_on(&mut conn).await
+            }
+        })
+        .await
+        .map_err(|_| StoreError::BatchFailed)?
+    }
+}
+
 /// Rows per multi-row statement: far below both databases' bind-parameter limits.
 const ROWS_PER_STATEMENT: usize = 200;
 

@@ -123,51 +123,69 @@ impl Store {
     }
 
     /// Applies many [`Store::set_task_phase`] changes, in order, in one database transaction;
-    /// returns for each whether its task changed.
+    /// returns for each whether its task changed. On SQLite the whole batch is one call to the
+    /// database (see [`phases_sqlite_call`]).
     pub async fn set_task_phases(&self, changes: &[PhaseChangeOf]) -> Result<Vec<bool>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = now_ms();
         let terminal: Vec<&str> = Phase::ALL
             .iter()
             .filter(|p| p.is_terminal())
             .map(|p| p.as_str())
             .collect();
-        let done = dispatch!(self, pool => {
-            let mut t = pool.begin().await?;
-            let mut done = Vec::with_capacity(changes.len());
-            for change in changes {
-                let changed = sqlx::query(
-                    "UPDATE tasks SET phase = $1, error = $2, updated_at = $3, \
-                     attempt = attempt + CASE WHEN $1 = 'booting' THEN 1 ELSE 0 END, \
-                     started_at = CASE WHEN $1 = 'running' AND started_at IS NULL THEN $3 ELSE started_at END, \
-                     finished_at = CASE WHEN $1 IN ($5, $6, $7, $8) THEN $3 ELSE finished_at END \
-                     WHERE id = $4 AND phase NOT IN ($5, $6, $7, $8)",
+        let pool = match &self.backend {
+            Backend::Sqlite(pool) => {
+                let (sql, binds) = phases_sqlite_call(changes, now, &terminal);
+                let rows: Vec<(i64,)> = self.sqlite_batch(pool, sql, binds).await?;
+                if rows.len() != changes.len() {
+                    return Err(StoreError::Corrupt(format!(
+                        "{} phase changes answered {} times",
+                        changes.len(),
+                        rows.len()
+                    )));
+                }
+                return Ok(rows.into_iter().map(|(n,)| n == 1).collect());
+            }
+            Backend::Postgres(pool) => pool,
+        };
+        let mut t = pool.begin().await?;
+        let mut done = Vec::with_capacity(changes.len());
+        for change in changes {
+            let changed = sqlx::query(
+                "UPDATE tasks SET phase = $1, error = $2, updated_at = $3, \
+                 attempt = attempt + CASE WHEN $1 = 'booting' THEN 1 ELSE 0 END, \
+                 started_at = CASE WHEN $1 = 'running' AND started_at IS NULL THEN $3 ELSE started_at END, \
+                 finished_at = CASE WHEN $1 IN ($5, $6, $7, $8) THEN $3 ELSE finished_at END \
+                 WHERE id = $4 AND phase NOT IN ($5, $6, $7, $8)",
+            )
+            .bind(change.phase.as_str())
+            .bind(change.note.as_deref())
+            .bind(now)
+            .bind(change.task)
+            .bind(terminal[0])
+            .bind(terminal[1])
+            .bind(terminal[2])
+            .bind(terminal[3])
+            .execute(&mut *t)
+            .await?
+            .rows_affected()
+                == 1;
+            if changed {
+                sqlx::query(
+                    "INSERT INTO task_phases (task_id, phase, note, at) VALUES ($1, $2, $3, $4)",
                 )
+                .bind(change.task)
                 .bind(change.phase.as_str())
                 .bind(change.note.as_deref())
                 .bind(now)
-                .bind(change.task)
-                .bind(terminal[0])
-                .bind(terminal[1])
-                .bind(terminal[2])
-                .bind(terminal[3])
                 .execute(&mut *t)
-                .await?
-                .rows_affected()
-                    == 1;
-                if changed {
-                    sqlx::query("INSERT INTO task_phases (task_id, phase, note, at) VALUES ($1, $2, $3, $4)")
-                        .bind(change.task)
-                        .bind(change.phase.as_str())
-                        .bind(change.note.as_deref())
-                        .bind(now)
-                        .execute(&mut *t)
-                        .await?;
-                }
-                done.push(changed);
+                .await?;
             }
-            t.commit().await?;
-            done
-        });
+            done.push(changed);
+        }
+        t.commit().await?;
         Ok(done)
     }
 
@@ -327,4 +345,55 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// `changes` as one SQLite call from `BEGIN IMMEDIATE` to `COMMIT`. Per change: the task's
+/// update (not of a task that already ended), its timeline row only if the update changed the
+/// task (`changes()` is still the update's count), and a row saying whether it did (`changes()`
+/// is then the timeline insert's: 1 or 0). The phases that end a task are the node's own
+/// constants, written into the SQL; every other value is bound.
+fn phases_sqlite_call(
+    changes: &[PhaseChangeOf],
+    now: i64,
+    terminal: &[&str],
+) -> (String, Vec<super::Bind>) {
+    use super::Bind;
+    let ended = terminal
+        .iter()
+        .map(|p| format!("'{p}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let one = format!(
+        "UPDATE tasks SET phase = ?, error = ?, updated_at = ?, \
+         attempt = attempt + CASE WHEN ? = 'booting' THEN 1 ELSE 0 END, \
+         started_at = CASE WHEN ? = 'running' AND started_at IS NULL THEN ? ELSE started_at END, \
+         finished_at = CASE WHEN ? IN ({ended}) THEN ? ELSE finished_at END \
+         WHERE id = ? AND phase NOT IN ({ended});\
+         INSERT INTO task_phases (task_id, phase, note, at) SELECT ?, ?, ?, ? WHERE changes() = 1;\
+         SELECT changes();"
+    );
+    let mut sql = String::from("BEGIN IMMEDIATE;");
+    let mut binds = Vec::with_capacity(changes.len() * 13);
+    for change in changes {
+        sql.push_str(&one);
+        let phase = || Bind::Text(change.phase.as_str().to_string());
+        let note = || Bind::OptText(change.note.clone());
+        binds.extend([
+            phase(),
+            note(),
+            Bind::Int(now),
+            phase(),
+            phase(),
+            Bind::Int(now),
+            phase(),
+            Bind::Int(now),
+            Bind::Int(change.task),
+            Bind::Int(change.task),
+            phase(),
+            note(),
+            Bind::Int(now),
+        ]);
+    }
+    sql.push_str("COMMIT");
+    (sql, binds)
 }

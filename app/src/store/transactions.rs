@@ -317,48 +317,6 @@ impl BatchRows {
     }
 }
 
-/// Writes one SQLite batch call (see [`BatchRows::one_sqlite_call`]) on the writer's kept
-/// connection (or the pool's one in-memory connection); the new transactions' hashes and
-/// sequence numbers.
-async fn write_sqlite(
-    pool: sqlx::SqlitePool,
-    gate: std::sync::Arc<tokio::sync::Mutex<super::SqliteWriter>>,
-    sql: String,
-    binds: Vec<Bind>,
-) -> Result<HashMap<String, i64>> {
-    let mut writer = gate.lock().await;
-    let write_on = async |conn: &mut sqlx::SqliteConnection| {
-        let q = bind_all!(
-            sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql)),
-            binds
-        );
-        match q.fetch_all(&mut *conn).await {
-            Ok(rows) => Ok(rows.into_iter().collect()),
-            Err(e) => {
-                // A statement failed before `COMMIT`: nothing of the batch may stay (when
-                // SQLite rolled back itself, there is nothing to roll back).
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                Err(StoreError::from(e))
-            }
-        }
-    };
-    if writer.keep {
-        let mut conn = match writer.conn.take() {
-            Some(conn) => conn,
-            None => pool.acquire().await?.detach(),
-        };
-        let written = write_on(&mut conn).await;
-        // Kept for the next batch only after a batch that went through.
-        if written.is_ok() {
-            writer.conn = Some(conn);
-        }
-        written
-    } else {
-        let mut conn = pool.acquire().await?;
-        write_on(&mut conn).await
-    }
-}
-
 /// The most bind parameters in one PostgreSQL statement (its protocol counts them in 16 bits).
 const POSTGRES_MAX_BINDS: usize = u16::MAX as usize;
 
@@ -420,12 +378,8 @@ impl Store {
             }
             Backend::Sqlite(pool) => {
                 let (sql, binds) = batch.one_sqlite_call();
-                // The call runs to its end even when this caller stops waiting: one cut short
-                // would leave its transaction open on the connection.
-                let (pool, gate) = (pool.clone(), self.write_gate.clone());
-                tokio::spawn(write_sqlite(pool, gate, sql, binds))
-                    .await
-                    .map_err(|_| StoreError::BatchFailed)??
+                let rows: Vec<(String, i64)> = self.sqlite_batch(pool, sql, binds).await?;
+                rows.into_iter().collect()
             }
         };
         // The first occurrence of a new hash is the one that was stored.
