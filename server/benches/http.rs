@@ -5,11 +5,12 @@
 //!   storage code storing batches of 100 transactions on a fresh database of that backend; and
 //!   next to the most c clients can get while each waits for the durable commit that holds its
 //!   transaction (the same storage code committing batches of exactly c); with the CPU time the
-//!   node process and the load generator spend per transaction, the ceiling the node's own
-//!   cost sets (this machine's cores divided by it, as if the load generator cost nothing), and
-//!   this machine's bound for any node (its cores divided by what the load generator, the
-//!   signature check and the storage in commits of c cost per transaction, as if HTTP, JSON-RPC
-//!   and group commit cost nothing);
+//!   node process, the load generator and (on this process's own throwaway cluster) the
+//!   PostgreSQL server spend per transaction, the ceiling the node's own cost and its
+//!   database's set (this machine's cores divided by them, as if the load generator cost
+//!   nothing), and this machine's bound for any node (its cores divided by what the load
+//!   generator, the signature check and the storage in commits of c cost per transaction, as if
+//!   HTTP, JSON-RPC and group commit cost nothing);
 //! - `getTransaction` at c = 1, 8, 32, as a share of the HTTP + JSON-RPC floor (an unknown method
 //!   answered by the same server at the same concurrency), and `GET /api/v1/transactions/{hash}`
 //!   next to it as a share of the same floor; with the node's CPU per request of each, and each
@@ -111,8 +112,8 @@ fn verification_rate(txs: &[Transaction]) -> anyhow::Result<f64> {
 struct Storage {
     /// Transactions per second.
     rate: f64,
-    /// This process's CPU microseconds per transaction: all of the storage's on SQLite, only
-    /// the client's side on PostgreSQL (its server's CPU is not counted).
+    /// CPU microseconds per transaction of this process and, on PostgreSQL, of its server
+    /// where that is measured (see [`database_cpu_seconds`]).
     cpu_us: f64,
 }
 
@@ -121,7 +122,9 @@ struct Storage {
 async fn storage_rate(url: &str, txs: &[Transaction], batch: usize) -> anyhow::Result<Storage> {
     let store = app::store::Store::connect(url, &Default::default()).await?;
     store.migrate().await?;
-    let (start, cpu) = (Instant::now(), own_cpu_seconds());
+    let postgres = !url.starts_with("sqlite:");
+    let cpu_now = || own_cpu_seconds() + database_cpu_seconds(postgres).unwrap_or(0.0);
+    let (start, cpu) = (Instant::now(), cpu_now());
     for chunk in txs.chunks(batch) {
         store
             .insert_transactions(chunk, app::model::Source::Rpc)
@@ -130,7 +133,7 @@ async fn storage_rate(url: &str, txs: &[Transaction], batch: usize) -> anyhow::R
     let n = txs.len() as f64;
     let storage = Storage {
         rate: n / start.elapsed().as_secs_f64(),
-        cpu_us: (own_cpu_seconds() - cpu) * 1e6 / n,
+        cpu_us: (cpu_now() - cpu) * 1e6 / n,
     };
     store.close().await;
     Ok(storage)
@@ -167,6 +170,27 @@ struct Counters {
     node_cpu: f64,
     /// CPU seconds this process (the load generator) has used.
     client_cpu: f64,
+    /// CPU seconds the PostgreSQL server has used, where it is measured (see
+    /// [`database_cpu_seconds`]).
+    db_cpu: Option<f64>,
+}
+
+impl Counters {
+    /// The database server's CPU microseconds per request between `self` and `after`.
+    fn db_us(&self, after: &Counters, requests: usize) -> Option<f64> {
+        Some((after.db_cpu? - self.db_cpu?) * 1e6 / requests as f64)
+    }
+}
+
+/// CPU seconds the PostgreSQL server has used so far, when it is this process's own throwaway
+/// cluster (not a server named by `GEVULOT_TEST_DB_URL`); `None` on SQLite, whose work is done
+/// inside the process that stores.
+fn database_cpu_seconds(postgres: bool) -> Option<f64> {
+    let external = std::env::var("GEVULOT_TEST_DB_URL").is_ok_and(|u| !u.is_empty());
+    if !postgres || external {
+        return None;
+    }
+    testkit::cluster().ok()?.server_cpu_seconds()
 }
 
 /// CPU seconds this process has used.
@@ -175,7 +199,11 @@ fn own_cpu_seconds() -> f64 {
         .map_or(0.0, |t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
 }
 
-async fn counters(client: &reqwest::Client, metrics: &str) -> anyhow::Result<Counters> {
+async fn counters(
+    client: &reqwest::Client,
+    metrics: &str,
+    postgres: bool,
+) -> anyhow::Result<Counters> {
     let text = client.get(metrics).send().await?.text().await?;
     let value = |name: &str| {
         text.lines()
@@ -187,6 +215,7 @@ async fn counters(client: &reqwest::Client, metrics: &str) -> anyhow::Result<Cou
         committed: value("gevulot_intake_committed_transactions_total "),
         node_cpu: value("process_cpu_seconds_total "),
         client_cpu: own_cpu_seconds(),
+        db_cpu: database_cpu_seconds(postgres),
     })
 }
 
@@ -240,7 +269,7 @@ async fn rpc_scenarios(
         },
     ) in bounds
     {
-        let before = counters(&client, &metrics_url).await?;
+        let before = counters(&client, &metrics_url, db_url.is_some()).await?;
         let (http, url, txs) = (client.clone(), node.rpc.clone(), txs.clone());
         let base = offset;
         let stats = load(requests, concurrency, move |i| {
@@ -260,14 +289,21 @@ async fn rpc_scenarios(
         })
         .await?;
         offset += requests;
-        let after = counters(&client, &metrics_url).await?;
+        let after = counters(&client, &metrics_url, db_url.is_some()).await?;
         let per_commit =
             (after.committed - before.committed) / (after.commits - before.commits).max(1.0);
         // CPU microseconds per transaction, and what the node could store if it had every core
         // of this machine to itself (the load generator gone): the ceiling its own cost sets.
         let node_us = (after.node_cpu - before.node_cpu) * 1e6 / requests as f64;
         let client_us = (after.client_cpu - before.client_cpu) * 1e6 / requests as f64;
-        let ceiling = cores * 1e6 / node_us.max(1.0);
+        let db_us = before.db_us(&after, requests);
+        let ceiling = cores * 1e6 / (node_us + db_us.unwrap_or(0.0)).max(1.0);
+        // Where PostgreSQL's own CPU is not measured, figures that need it leave it out.
+        let unmeasured = if db_url.is_some() && db_us.is_none() {
+            "; PostgreSQL's CPU not counted"
+        } else {
+            ""
+        };
         // What any node could reach on this machine at best, with HTTP, JSON-RPC and group
         // commit costing nothing: the cores shared by the load generator, the signature check
         // and the storage itself (in commits of c).
@@ -306,8 +342,17 @@ async fn rpc_scenarios(
             client_us,
             "µs",
         );
+        if let Some(us) = db_us {
+            report.1.add(
+                &format!(
+                    "{backend}: sendTransaction c={concurrency}, PostgreSQL CPU per transaction"
+                ),
+                us,
+                "µs",
+            );
+        }
         report.1.against(
-            &format!("{backend}: sendTransaction c={concurrency}, the node's CPU ceiling ({cores:.0} cores / node CPU per transaction)"),
+            &format!("{backend}: sendTransaction c={concurrency}, the node's CPU ceiling ({cores:.0} cores / node and database CPU per transaction)"),
             ceiling,
             "tx/s",
             "batched storage",
@@ -326,12 +371,13 @@ async fn rpc_scenarios(
             batched,
         );
         report.line(format!(
-            "{backend:<8}                  CPU per transaction: node {node_us:>5.0} µs, load generator {client_us:>5.0} µs; the node alone on {cores:.0} cores: at most {ceiling:>6.0} tx/s = {:>4.2} of batched storage",
+            "{backend:<8}                  CPU per transaction: node {node_us:>5.0} µs,{} load generator {client_us:>5.0} µs; the node{} alone on {cores:.0} cores: at most {ceiling:>6.0} tx/s = {:>4.2} of batched storage{unmeasured}",
+            db_us.map_or(String::new(), |us| format!(" PostgreSQL {us:>5.0} µs,")),
+            if db_us.is_some() { " and its database" } else { "" },
             ceiling / batched
         ));
         report.line(format!(
-            "{backend:<8}                  any node on this machine, HTTP and group commit free: {cores:.0} cores / (load generator {client_us:.0} + signature check {check_us:.0} + storage in commits of {concurrency} {storage_us:.0} µs/tx{}) = at most {machine:>6.0} tx/s = {:>4.2} of batched storage",
-            if db_url.is_some() { "; PostgreSQL's CPU not counted" } else { "" },
+            "{backend:<8}                  any node on this machine, HTTP and group commit free: {cores:.0} cores / (load generator {client_us:.0} + signature check {check_us:.0} + storage in commits of {concurrency} {storage_us:.0} µs/tx{unmeasured}) = at most {machine:>6.0} tx/s = {:>4.2} of batched storage",
             machine / batched
         ));
     }
@@ -357,7 +403,7 @@ async fn rpc_scenarios(
     );
     for concurrency in [1, 8, 32] {
         let (http, url) = (client.clone(), node.rpc.clone());
-        let before = counters(&client, &metrics_url).await?;
+        let before = counters(&client, &metrics_url, db_url.is_some()).await?;
         let floor = load(requests, concurrency, move |i| {
             let (client, url) = (http.clone(), url.clone());
             async move {
@@ -368,7 +414,7 @@ async fn rpc_scenarios(
             }
         })
         .await?;
-        let between = counters(&client, &metrics_url).await?;
+        let between = counters(&client, &metrics_url, db_url.is_some()).await?;
         let (http, url, ids) = (client.clone(), node.rpc.clone(), hashes.clone());
         let stats = load(requests, concurrency, move |i| {
             let (client, url, hashes) = (http.clone(), url.clone(), ids.clone());
@@ -386,7 +432,7 @@ async fn rpc_scenarios(
             }
         })
         .await?;
-        let after = counters(&client, &metrics_url).await?;
+        let after = counters(&client, &metrics_url, db_url.is_some()).await?;
         let floor_us = (between.node_cpu - before.node_cpu) * 1e6 / requests as f64;
         let get_us = (after.node_cpu - between.node_cpu) * 1e6 / requests as f64;
         report.1.add(

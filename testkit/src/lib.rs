@@ -232,6 +232,40 @@ impl Cluster {
     pub fn tool(&self, name: &str) -> PathBuf {
         self.bin.join(name)
     }
+
+    /// CPU seconds the server's processes have used so far (Linux `/proc`): the postmaster with
+    /// the children it has reaped, and its children alive now. For benchmarks that count the
+    /// database's CPU next to the node's; `None` where it cannot be read.
+    pub fn server_cpu_seconds(&self) -> Option<f64> {
+        /// `/proc`'s clock ticks per second (`USER_HZ`, 100 wherever Linux runs this).
+        const TICKS: f64 = 100.0;
+        // The fields after the command name: state, ppid, …; utime, stime, cutime, cstime are
+        // the 12th to 15th of them.
+        let fields = |pid: u64| -> Option<Vec<u64>> {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let after = stat.rsplit_once(')')?.1;
+            Some(
+                after
+                    .split_whitespace()
+                    .map(|f| f.parse().unwrap_or(0))
+                    .collect(),
+            )
+        };
+        let pid_file = std::fs::read_to_string(self.data_dir.join("postmaster.pid")).ok()?;
+        let postmaster: u64 = pid_file.lines().next()?.trim().parse().ok()?;
+        let mut ticks: u64 = fields(postmaster)?.get(11..15)?.iter().sum();
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            if let Some(f) = fields(pid)
+                && f.get(1) == Some(&postmaster)
+            {
+                ticks += f.get(11..13).map_or(0, |t| t.iter().sum());
+            }
+        }
+        Some(ticks as f64 / TICKS)
+    }
 }
 
 /// The throwaway cluster of this process (started on first use).
