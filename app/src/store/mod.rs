@@ -256,20 +256,21 @@ fn owner_only(path: &std::path::Path) -> Result<()> {
 }
 
 impl Store {
-    /// Runs one SQLite call that is a whole database transaction (`BEGIN IMMEDIATE; …; COMMIT`)
-    /// as the one writer (the write gate, on the kept connection), and returns the rows its
-    /// statements return. If a statement fails, the transaction is rolled back. The call runs
+    /// Runs `statements` (each ending in `;`) as one SQLite call that is a whole database
+    /// transaction (`BEGIN IMMEDIATE; …; COMMIT`), as the one writer (the write gate, on the kept
+    /// connection), and returns the rows they return. If a statement fails, the transaction is rolled back. The call runs
     /// to its end on its own task even when the caller stops waiting: one cut short would leave
     /// its transaction open on the connection.
     async fn sqlite_batch<R>(
         &self,
         pool: &sqlx::SqlitePool,
-        sql: String,
+        statements: &str,
         binds: Vec<Bind>,
     ) -> Result<Vec<R>>
     where
         R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin + 'static,
     {
+        let sql = format!("BEGIN IMMEDIATE;{statements}COMMIT");
         let (pool, gate) = (pool.clone(), self.write_gate.clone());
         tokio::spawn(async move {
             let mut writer = gate.lock().await;

@@ -138,7 +138,7 @@ impl Store {
         let pool = match &self.backend {
             Backend::Sqlite(pool) => {
                 let (sql, binds) = phases_sqlite_call(changes, now, &terminal);
-                let rows: Vec<(i64,)> = self.sqlite_batch(pool, sql, binds).await?;
+                let rows: Vec<(i64,)> = self.sqlite_batch(pool, &sql, binds).await?;
                 if rows.len() != changes.len() {
                     return Err(StoreError::Corrupt(format!(
                         "{} phase changes answered {} times",
@@ -347,7 +347,7 @@ impl Store {
     }
 }
 
-/// `changes` as one SQLite call from `BEGIN IMMEDIATE` to `COMMIT`. Per change: the task's
+/// `changes` as the statements of one SQLite call ([`Store::sqlite_batch`]). Per change: the task's
 /// update (not of a task that already ended), its timeline row only if the update changed the
 /// task (`changes()` is still the update's count), and a row saying whether it did (`changes()`
 /// is then the timeline insert's: 1 or 0). The phases that end a task are the node's own
@@ -372,7 +372,7 @@ fn phases_sqlite_call(
          INSERT INTO task_phases (task_id, phase, note, at) SELECT ?, ?, ?, ? WHERE changes() = 1;\
          SELECT changes();"
     );
-    let mut sql = String::from("BEGIN IMMEDIATE;");
+    let mut sql = String::with_capacity(one.len() * changes.len());
     let mut binds = Vec::with_capacity(changes.len() * 13);
     for change in changes {
         sql.push_str(&one);
@@ -394,6 +394,5 @@ fn phases_sqlite_call(
             Bind::Int(now),
         ]);
     }
-    sql.push_str("COMMIT");
     (sql, binds)
 }

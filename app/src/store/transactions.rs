@@ -278,17 +278,16 @@ impl BatchRows {
         (statements, own)
     }
 
-    /// The batch as one SQLite call from `BEGIN IMMEDIATE` to `COMMIT`: SQLite binds anonymous
-    /// parameters across the statements of one call, in order.
+    /// The batch's statements for one SQLite call ([`Store::sqlite_batch`]): SQLite binds
+    /// anonymous parameters across the statements of one call, in order.
     fn one_sqlite_call(self) -> (String, Vec<Bind>) {
-        let mut sql = String::from("BEGIN IMMEDIATE;");
+        let mut sql = String::new();
         let mut binds = Vec::new();
         for (statement, b) in self.statements(Placeholders::Anonymous).0 {
             sql.push_str(&statement);
             sql.push(';');
             binds.extend(b);
         }
-        sql.push_str("COMMIT");
         (sql, binds)
     }
 
@@ -378,7 +377,7 @@ impl Store {
             }
             Backend::Sqlite(pool) => {
                 let (sql, binds) = batch.one_sqlite_call();
-                let rows: Vec<(String, i64)> = self.sqlite_batch(pool, sql, binds).await?;
+                let rows: Vec<(String, i64)> = self.sqlite_batch(pool, &sql, binds).await?;
                 rows.into_iter().collect()
             }
         };
