@@ -142,6 +142,8 @@ pub struct Store {
     /// `SQLITE_BUSY` inside the database (which costs tail latency under concurrency). The
     /// writer keeps its connection between batches (see [`SqliteWriter`]).
     write_gate: std::sync::Arc<tokio::sync::Mutex<SqliteWriter>>,
+    /// The PostgreSQL connections the batch writers keep (see [`Store::on_kept_postgres`]).
+    kept_postgres: std::sync::Arc<[tokio::sync::Mutex<Option<KeptConnection>>; 2]>,
 }
 
 /// The connection SQLite batches are written on, kept from one batch to the next: the pool hands
@@ -181,41 +183,17 @@ macro_rules! bind_all {
     }};
 }
 
-/// `INSERT INTO table (columns) VALUES ($1, …), (…) …` for `rows` rows, plus `tail`, the
-/// placeholders numbered from `numbered_from`; without it, every placeholder is `?` instead
-/// (SQLite: it looks a numbered parameter up by a linear scan per bind, which makes a statement
-/// of hundreds of parameters quadratic to prepare and bind; anonymous ones are bound by
-/// position).
-fn multi_row_insert(
-    table: &str,
-    columns: &[&str],
-    rows: usize,
-    tail: &str,
-    numbered_from: Option<usize>,
-) -> String {
-    use std::fmt::Write as _;
-    let width = columns.len();
-    let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
-    for r in 0..rows {
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for c in 0..width {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            match numbered_from {
-                Some(first) => {
-                    let _ = write!(sql, "${}", first + r * width + c);
-                }
-                None => sql.push('?'),
-            }
-        }
-        sql.push(')');
-    }
-    sql.push_str(tail);
-    sql
+/// `INSERT INTO table (columns) VALUES (?, …), (…) …` for `rows` rows, plus `tail`. Its
+/// placeholders are anonymous: SQLite looks a numbered one up by a linear scan per bind, which
+/// makes a statement of hundreds of parameters quadratic to prepare and bind; anonymous ones are
+/// bound by position. (PostgreSQL stores a batch from arrays instead: see `transactions.rs`.)
+fn multi_row_insert(table: &str, columns: &[&str], rows: usize, tail: &str) -> String {
+    let row = format!("({})", vec!["?"; columns.len()].join(", "));
+    format!(
+        "INSERT INTO {table} ({}) VALUES {}{tail}",
+        columns.join(", "),
+        vec![row.as_str(); rows].join(", ")
+    )
 }
 
 /// Creates the SQLite database file readable and writable by its owner alone, or makes an
@@ -307,7 +285,66 @@ impl Store {
     }
 }
 
-/// Rows per multi-row statement: far below both databases' bind-parameter limits.
+/// Which of the kept PostgreSQL connections a batch writer uses.
+#[derive(Clone, Copy, Debug)]
+enum KeptPostgres {
+    Transactions = 0,
+    TaskPhases = 1,
+}
+
+/// A PostgreSQL connection a batch writer keeps, and when it was last used.
+#[derive(Debug)]
+struct KeptConnection {
+    conn: sqlx::PgConnection,
+    used: std::time::Instant,
+}
+
+/// A kept PostgreSQL connection idle this long is checked (a round trip) before it is used
+/// again: the server may have restarted meanwhile. One used more recently is trusted. (The pool
+/// checks each of its connections both as it goes out and as it comes back.)
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+impl Store {
+    /// Runs `f` on the PostgreSQL connection `which` batch writer keeps from one batch to the
+    /// next, or, while another call has it, on one from the pool. A pooled connection costs two
+    /// round trips more per call (the pool checks it as it goes out and as it comes back) and a
+    /// task to hand it back; a batch writer calls in a steady stream, so it keeps one, checked
+    /// only after [`IDLE_CHECK`].
+    /// Kept again only after a call that went through: after a failure, or a call cut short
+    /// (the connection is dropped with it, which closes it), the next call starts on a fresh
+    /// connection.
+    async fn on_kept_postgres<R>(
+        &self,
+        pool: &sqlx::PgPool,
+        which: KeptPostgres,
+        f: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<R>,
+    ) -> Result<R> {
+        use sqlx::Connection as _;
+        let Ok(mut slot) = self.kept_postgres[which as usize].try_lock() else {
+            let mut conn = pool.acquire().await?;
+            return f(&mut conn).await;
+        };
+        let mut kept = slot.take();
+        if let Some(k) = &mut kept
+            && k.used.elapsed() >= IDLE_CHECK
+            && k.conn.ping().await.is_err()
+        {
+            kept = None;
+        }
+        let mut conn = match kept {
+            Some(kept) => kept.conn,
+            None => pool.acquire().await?.detach(),
+        };
+        let out = f(&mut conn).await?;
+        *slot = Some(KeptConnection {
+            conn,
+            used: std::time::Instant::now(),
+        });
+        Ok(out)
+    }
+}
+
+/// Rows per multi-row statement: far below SQLite's bind-parameter limit.
 const ROWS_PER_STATEMENT: usize = 200;
 
 // The aggregates' queries; declared after the macros they use.
@@ -364,7 +401,9 @@ impl Store {
                 } else {
                     options.max_connections.clamp(1, 8)
                 })
-                .acquire_timeout(options.acquire_timeout);
+                .acquire_timeout(options.acquire_timeout)
+                // A connection to an embedded database cannot be lost: no check as it goes out.
+                .test_before_acquire(false);
             if in_memory {
                 // Each new in-memory connection would be a new, empty database: keep the one.
                 pool = pool
@@ -379,6 +418,7 @@ impl Store {
         Ok(Self {
             backend,
             write_gate: std::sync::Arc::new(tokio::sync::Mutex::new(writer)),
+            kept_postgres: std::sync::Arc::default(),
         })
     }
 
@@ -434,6 +474,9 @@ impl Store {
     pub async fn close(&self) {
         // The kept writer's connection goes back first: the pool waits for all of them.
         self.write_gate.lock().await.conn = None;
+        for kept in self.kept_postgres.iter() {
+            *kept.lock().await = None;
+        }
         dispatch!(self, pool => pool.close().await);
     }
 
@@ -461,19 +504,14 @@ mod tests {
     use super::multi_row_insert;
 
     #[test]
-    fn multi_row_inserts_number_or_leave_anonymous_their_placeholders() {
+    fn multi_row_inserts_leave_their_placeholders_anonymous() {
         assert_eq!(
-            multi_row_insert("t", &["a", "b"], 2, " ON CONFLICT DO NOTHING", Some(1)),
-            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) ON CONFLICT DO NOTHING"
-        );
-        // Numbered on after the binds of the statements before it.
-        assert_eq!(
-            multi_row_insert("t", &["a", "b"], 1, "", Some(5)),
-            "INSERT INTO t (a, b) VALUES ($5, $6)"
+            multi_row_insert("t", &["a", "b"], 2, " ON CONFLICT DO NOTHING"),
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?) ON CONFLICT DO NOTHING"
         );
         assert_eq!(
-            multi_row_insert("t", &["a", "b"], 2, "", None),
-            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)"
+            multi_row_insert("t", &["a"], 1, ""),
+            "INSERT INTO t (a) VALUES (?)"
         );
     }
 }

@@ -2,7 +2,7 @@
 
 use sqlx::AssertSqlSafe;
 
-use super::{Backend, Result, Store, StoreError, now_ms};
+use super::{Backend, KeptPostgres, Result, Store, StoreError, now_ms};
 use crate::model::{NewTask, Phase, PhaseChange, PhaseChangeOf, Task, TaskKind};
 use crate::tx::Hash;
 
@@ -150,43 +150,21 @@ impl Store {
             }
             Backend::Postgres(pool) => pool,
         };
-        let mut t = pool.begin().await?;
-        let mut done = Vec::with_capacity(changes.len());
-        for change in changes {
-            let changed = sqlx::query(
-                "UPDATE tasks SET phase = $1, error = $2, updated_at = $3, \
-                 attempt = attempt + CASE WHEN $1 = 'booting' THEN 1 ELSE 0 END, \
-                 started_at = CASE WHEN $1 = 'running' AND started_at IS NULL THEN $3 ELSE started_at END, \
-                 finished_at = CASE WHEN $1 IN ($5, $6, $7, $8) THEN $3 ELSE finished_at END \
-                 WHERE id = $4 AND phase NOT IN ($5, $6, $7, $8)",
-            )
-            .bind(change.phase.as_str())
-            .bind(change.note.as_deref())
-            .bind(now)
-            .bind(change.task)
-            .bind(terminal[0])
-            .bind(terminal[1])
-            .bind(terminal[2])
-            .bind(terminal[3])
-            .execute(&mut *t)
-            .await?
-            .rows_affected()
-                == 1;
-            if changed {
-                sqlx::query(
-                    "INSERT INTO task_phases (task_id, phase, note, at) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(change.task)
-                .bind(change.phase.as_str())
-                .bind(change.note.as_deref())
-                .bind(now)
-                .execute(&mut *t)
-                .await?;
+        self.on_kept_postgres(pool, KeptPostgres::TaskPhases, async |conn| {
+            // One change is one statement, committing alone; more are statements in one
+            // transaction, each seeing the changes before it.
+            if let [change] = changes {
+                return Ok(vec![phase_postgres(conn, change, now, &terminal).await?]);
             }
-            done.push(changed);
-        }
-        t.commit().await?;
-        Ok(done)
+            let mut t = sqlx::Connection::begin(conn).await?;
+            let mut done = Vec::with_capacity(changes.len());
+            for change in changes {
+                done.push(phase_postgres(&mut t, change, now, &terminal).await?);
+            }
+            t.commit().await?;
+            Ok(done)
+        })
+        .await
     }
 
     /// Tasks of `ids` that were on a VM (booting, running, submitting) when the node stopped
@@ -345,6 +323,35 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// One task phase change on PostgreSQL (see [`Store::set_task_phase`]): the update and, only if
+/// it changed the task, its timeline row, in one statement; whether the task changed.
+async fn phase_postgres(
+    conn: &mut sqlx::PgConnection,
+    change: &PhaseChangeOf,
+    now: i64,
+    terminal: &[&str],
+) -> Result<bool> {
+    let written = sqlx::query(
+        "WITH changed AS (UPDATE tasks SET phase = $1, error = $2, updated_at = $3, \
+         attempt = attempt + CASE WHEN $1 = 'booting' THEN 1 ELSE 0 END, \
+         started_at = CASE WHEN $1 = 'running' AND started_at IS NULL THEN $3 ELSE started_at END, \
+         finished_at = CASE WHEN $1 IN ($5, $6, $7, $8) THEN $3 ELSE finished_at END \
+         WHERE id = $4 AND phase NOT IN ($5, $6, $7, $8) RETURNING id) \
+         INSERT INTO task_phases (task_id, phase, note, at) SELECT id, $1, $2, $3 FROM changed",
+    )
+    .bind(change.phase.as_str())
+    .bind(change.note.as_deref())
+    .bind(now)
+    .bind(change.task)
+    .bind(terminal[0])
+    .bind(terminal[1])
+    .bind(terminal[2])
+    .bind(terminal[3])
+    .execute(conn)
+    .await?;
+    Ok(written.rows_affected() == 1)
 }
 
 /// `changes` as the statements of one SQLite call ([`Store::sqlite_batch`]). Per change: the task's

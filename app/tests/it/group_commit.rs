@@ -318,3 +318,102 @@ async fn a_batch_whose_caller_stops_waiting_is_written_whole() {
     assert!(matches!(next[0], app::store::Inserted::New(_)), "{next:?}");
     assert_eq!(store.count_transactions().await.expect("count"), 4);
 }
+
+/// Closes every connection to the test's PostgreSQL database but the one asking (the server
+/// restarting, or an administrator), and waits until they are gone.
+async fn close_connections(url: &str) {
+    use sqlx::Connection as _;
+    let mut admin = sqlx::PgConnection::connect(url).await.expect("connect");
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(&mut admin)
+    .await
+    .expect("close the other connections");
+    admin.close().await.expect("close");
+}
+
+/// On PostgreSQL the batch writers keep their connections from one batch to the next, trusting
+/// one used within the last second. When the server closes them, a batch that meets its closed
+/// connection fails and stores nothing, and the next is written on a fresh connection; a kept
+/// connection idle for a second or more is checked before it is used, so after a pause no batch
+/// meets a closed one. (Pooled connections are checked every time.)
+#[tokio::test]
+async fn kept_connections_the_server_closed_are_replaced() {
+    let db = postgres().await;
+    let store = &db.store;
+    let k = key(7);
+    let r = run(&k, &[program("kc").hash], 0);
+    store
+        .insert_transactions(std::slice::from_ref(&r), Source::Rest)
+        .await
+        .expect("the first batch");
+    let task = store
+        .create_tasks(&[NewTask {
+            tx: r.hash,
+            step_index: 0,
+            program: program("kc").hash,
+            kind: TaskKind::Proof,
+        }])
+        .await
+        .expect("a task")
+        .remove(0);
+    let change = |phase| app::model::PhaseChangeOf {
+        task: task.id,
+        phase,
+        note: None,
+    };
+    assert_eq!(
+        store
+            .set_task_phases(&[change(Phase::Downloading)])
+            .await
+            .expect("the first phase change"),
+        [true]
+    );
+
+    // Used a moment ago, the kept connections are trusted: the next batch of each meets its
+    // closed connection, fails and changes nothing; the one after it is written.
+    close_connections(&db.url).await;
+    let failed = store
+        .insert_transactions(&[empty(&k, 1)], Source::Rest)
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert!(
+        store
+            .set_task_phases(&[change(Phase::WaitingForResources)])
+            .await
+            .is_err()
+    );
+    assert_eq!(store.count_transactions().await.expect("count"), 1);
+    let timeline = store.task_timelines(&r.hash).await.expect("timeline");
+    assert_eq!(timeline.len(), 2, "queued, downloading: {timeline:?}");
+    store
+        .insert_transactions(&[empty(&k, 1)], Source::Rest)
+        .await
+        .expect("the next batch, on a fresh connection");
+    assert_eq!(
+        store
+            .set_task_phases(&[change(Phase::WaitingForResources)])
+            .await
+            .expect("the next phase change, on a fresh connection"),
+        [true]
+    );
+
+    // Idle for a second, the kept connections are checked first.
+    close_connections(&db.url).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(store.count_transactions().await.expect("count"), 2);
+    store
+        .insert_transactions(&[empty(&k, 2)], Source::Rest)
+        .await
+        .expect("a batch after a pause");
+    assert_eq!(
+        store
+            .set_task_phases(&[change(Phase::Booting)])
+            .await
+            .expect("a phase change after a pause"),
+        [true]
+    );
+    assert_eq!(store.count_transactions().await.expect("count"), 3);
+}

@@ -829,6 +829,15 @@ async fn batch_insert(db: Db) {
         .await
         .expect("batch");
     assert!(out.iter().all(|o| matches!(o, Inserted::New(_))));
+    // Sequence numbers follow the batch's order.
+    let seqs: Vec<i64> = out
+        .iter()
+        .filter_map(|o| match o {
+            Inserted::New(seq) => Some(*seq),
+            Inserted::AlreadyPresent => None,
+        })
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     let again = db
         .store
         .insert_transactions(&txs[..10], Source::Rpc)
@@ -865,15 +874,15 @@ async fn batch_insert(db: Db) {
             .tx,
         r
     );
-    // Big batches are split into several statements.
+    // Big batches: several statements on SQLite, arrays as long as the batch on PostgreSQL.
     let many: Vec<Transaction> = (1000..1450).map(|n| empty(&k, n)).collect();
     db.store
         .insert_transactions(&many, Source::P2p)
         .await
         .expect("big batch");
     assert_eq!(db.store.count_transactions().await.expect("count"), 502);
-    // A batch with more binds than one PostgreSQL statement takes (66,198: 22 Runs of 1,000
-    // steps each) is written statement by statement, in one database transaction.
+    // A batch with more values than one statement could bind one by one (66,198: 22 Runs of
+    // 1,000 steps each): statement by statement on SQLite, in one database transaction.
     let steps = vec![program("bp").hash; 1000];
     let long: Vec<Transaction> = (2000..2022).map(|n| run(&k, &steps, n)).collect();
     let out = db
