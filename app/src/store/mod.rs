@@ -123,6 +123,9 @@ pub fn redact_url(url: &str) -> String {
 pub struct PoolOptions {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// How long a PostgreSQL connection serves before it is closed and replaced, pooled or
+    /// kept by a batch writer: a server process's caches grow with its age.
+    pub connection_lifetime: Duration,
 }
 
 impl Default for PoolOptions {
@@ -130,6 +133,7 @@ impl Default for PoolOptions {
         Self {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(10),
+            connection_lifetime: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -144,6 +148,8 @@ pub struct Store {
     write_gate: std::sync::Arc<tokio::sync::Mutex<SqliteWriter>>,
     /// The PostgreSQL connections the batch writers keep (see [`Store::on_kept_postgres`]).
     kept_postgres: std::sync::Arc<[tokio::sync::Mutex<Option<KeptConnection>>; 2]>,
+    /// [`PoolOptions::connection_lifetime`], for the kept connections.
+    kept_lifetime: Duration,
 }
 
 /// The connection SQLite batches are written on, kept from one batch to the next: the pool hands
@@ -292,10 +298,12 @@ enum KeptPostgres {
     TaskPhases = 1,
 }
 
-/// A PostgreSQL connection a batch writer keeps, and when it was last used.
+/// A PostgreSQL connection a batch writer keeps, when it was taken from the pool, and when it
+/// was last used.
 #[derive(Debug)]
 struct KeptConnection {
     conn: sqlx::PgConnection,
+    taken: std::time::Instant,
     used: std::time::Instant,
 }
 
@@ -308,11 +316,11 @@ impl Store {
     /// Runs `f` on the PostgreSQL connection `which` batch writer keeps from one batch to the
     /// next, or, while another call has it, on one from the pool. A pooled connection costs two
     /// round trips more per call (the pool checks it as it goes out and as it comes back) and a
-    /// task to hand it back; a batch writer calls in a steady stream, so it keeps one, checked
-    /// only after [`IDLE_CHECK`].
-    /// Kept again only after a call that went through: after a failure, or a call cut short
-    /// (the connection is dropped with it, which closes it), the next call starts on a fresh
-    /// connection.
+    /// task to hand it back; a batch writer calls in a steady stream, so it keeps one: checked
+    /// only after [`IDLE_CHECK`], closed and replaced after the connection lifetime
+    /// ([`PoolOptions::connection_lifetime`]), and kept again only after a call that went
+    /// through (after a failure, or a call cut short, which drops and so closes it, the next
+    /// call starts on a fresh connection).
     async fn on_kept_postgres<R>(
         &self,
         pool: &sqlx::PgPool,
@@ -325,19 +333,23 @@ impl Store {
             return f(&mut conn).await;
         };
         let mut kept = slot.take();
+        if let Some(k) = kept.take_if(|k| k.taken.elapsed() >= self.kept_lifetime) {
+            let _ = k.conn.close().await;
+        }
         if let Some(k) = &mut kept
             && k.used.elapsed() >= IDLE_CHECK
             && k.conn.ping().await.is_err()
         {
             kept = None;
         }
-        let mut conn = match kept {
-            Some(kept) => kept.conn,
-            None => pool.acquire().await?.detach(),
+        let (mut conn, taken) = match kept {
+            Some(kept) => (kept.conn, kept.taken),
+            None => (pool.acquire().await?.detach(), std::time::Instant::now()),
         };
         let out = f(&mut conn).await?;
         *slot = Some(KeptConnection {
             conn,
+            taken,
             used: std::time::Instant::now(),
         });
         Ok(out)
@@ -372,6 +384,7 @@ impl Store {
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)
+                .max_lifetime(options.connection_lifetime)
                 .connect(url)
                 .await?;
             Backend::Postgres(pool)
@@ -419,6 +432,7 @@ impl Store {
             backend,
             write_gate: std::sync::Arc::new(tokio::sync::Mutex::new(writer)),
             kept_postgres: std::sync::Arc::default(),
+            kept_lifetime: options.connection_lifetime,
         })
     }
 
@@ -475,7 +489,9 @@ impl Store {
         // The kept writer's connection goes back first: the pool waits for all of them.
         self.write_gate.lock().await.conn = None;
         for kept in self.kept_postgres.iter() {
-            *kept.lock().await = None;
+            if let Some(kept) = kept.lock().await.take() {
+                let _ = sqlx::Connection::close(kept.conn).await;
+            }
         }
         dispatch!(self, pool => pool.close().await);
     }

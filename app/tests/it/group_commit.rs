@@ -417,3 +417,69 @@ async fn kept_connections_the_server_closed_are_replaced() {
     );
     assert_eq!(store.count_transactions().await.expect("count"), 3);
 }
+
+/// The server processes whose last statement was a batch of transactions, once there are
+/// `count` of them (a closed connection's process ends a moment after).
+async fn batch_writers(url: &str, count: usize) -> Vec<i32> {
+    use sqlx::Connection as _;
+    let mut admin = sqlx::PgConnection::connect(url).await.expect("connect");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let pids: Vec<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND query LIKE 'WITH s0 AS (INSERT INTO transactions%' ORDER BY pid",
+        )
+        .fetch_all(&mut admin)
+        .await
+        .expect("the server's processes");
+        if pids.len() == count || std::time::Instant::now() > deadline {
+            admin.close().await.expect("close");
+            return pids;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The transactions' writer keeps one connection from batch to batch; once it has served its
+/// lifetime it is closed (its server process ends) and the next batch opens another.
+#[tokio::test]
+async fn a_kept_connection_serves_its_lifetime() {
+    let url = testkit::postgres_url().await.expect("a database");
+    for (lifetime, replaced) in [
+        (std::time::Duration::from_secs(3600), false),
+        (std::time::Duration::ZERO, true),
+    ] {
+        let options = app::store::PoolOptions {
+            connection_lifetime: lifetime,
+            ..Default::default()
+        };
+        let store = app::store::Store::connect(&url, &options)
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        let k = key(8);
+        let nonce = if replaced { 100 } else { 0 };
+        store
+            .insert_transactions(&[empty(&k, nonce)], Source::Rest)
+            .await
+            .expect("a batch");
+        let first = batch_writers(&url, 1).await;
+        assert_eq!(first.len(), 1, "{first:?}");
+        store
+            .insert_transactions(&[empty(&k, nonce + 1)], Source::Rest)
+            .await
+            .expect("the next batch");
+        let second = batch_writers(&url, 1).await;
+        assert_eq!(second.len(), 1, "the old one closed: {second:?}");
+        assert_eq!(
+            first != second,
+            replaced,
+            "lifetime {lifetime:?}: {first:?} then {second:?}"
+        );
+        store.close().await;
+        assert!(
+            batch_writers(&url, 0).await.is_empty(),
+            "closed with the store"
+        );
+    }
+}
