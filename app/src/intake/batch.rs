@@ -1,8 +1,10 @@
 //! One writer that takes whatever is waiting, up to a bound, and handles it as one batch: the
 //! shape of group commit, shared by the transactions' writer and the task phases' writer.
 //!
-//! A batch closes when it is full or when nothing more is waiting, so at low load an item is
-//! handled alone at once (no timer adds latency) and under load one batch carries many. Callers
+//! A batch closes when it is full or when nothing more is waiting, once the tasks ready to run
+//! have had their turn (those about to hand over an item join it: see `top_up`), so at low load
+//! an item is handled alone at once (no timer adds latency) and under load one batch carries
+//! many. Callers
 //! wait for their own item's outcome; one who stops waiting misses only the answer. A batch
 //! whose handling panics fails its own callers (nothing of it is acknowledged) and the writer
 //! goes on with the next.
@@ -83,6 +85,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         tokio::spawn(async move {
             let mut items = Vec::with_capacity(max);
             while receiver.recv_many(&mut items, max).await > 0 {
+                top_up(&mut receiver, &mut items, max).await;
                 let (inputs, replies): (Vec<I>, Vec<_>) =
                     items.drain(..).map(|i| (i.input, i.reply)).unzip();
                 let n = inputs.len() as u64;
@@ -114,6 +117,37 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
             commits: self.counters.commits.load(Ordering::Relaxed),
             items: self.counters.items.load(Ordering::Relaxed),
             failed_batches: self.counters.failed_batches.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// How many times a writer lets the tasks ready to run go first while its batch grows.
+const TOP_UPS: usize = 4;
+
+/// Lets the tasks that are ready to run go first (submitters whose validation is about to hand
+/// the writer more), then takes what they queued, while that brings more and the batch has
+/// room: a writer that would otherwise commit the moment one item arrives gathers what is
+/// already on its way under load, and at low load, with nothing else ready, loses only a turn
+/// of the scheduler. No timer: it waits for ready work, never for time.
+async fn top_up<I, O>(
+    receiver: &mut mpsc::Receiver<Item<I, O>>,
+    items: &mut Vec<Item<I, O>>,
+    max: usize,
+) {
+    for _ in 0..TOP_UPS {
+        if items.len() >= max {
+            return;
+        }
+        tokio::task::yield_now().await;
+        let before = items.len();
+        while items.len() < max {
+            match receiver.try_recv() {
+                Ok(item) => items.push(item),
+                Err(_) => break,
+            }
+        }
+        if items.len() == before {
+            return;
         }
     }
 }
@@ -192,5 +226,40 @@ mod tests {
         assert_eq!(writer.call(7).await.expect("the next batch is written"), 7);
         let stats = writer.stats();
         assert_eq!((stats.commits, stats.failed_batches), (1, 1), "{stats:?}");
+    }
+
+    /// An item that a task ready to run is about to hand over joins the batch the writer is
+    /// closing: on this one-thread runtime the second submitter is woken only after the writer
+    /// (so the writer runs first), and still shares its commit.
+    #[tokio::test]
+    async fn a_writer_lets_ready_submitters_join_its_batch() {
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let writer = Batcher::start(8, move |batch: Vec<u32>| {
+            seen.lock().expect("sizes").push(batch.len());
+            async move { (batch.into_iter().map(Ok).collect(), false) }
+        });
+        let go = Arc::new(tokio::sync::Notify::new());
+        let second = tokio::spawn({
+            let (writer, go) = (writer.clone(), go.clone());
+            async move {
+                go.notified().await;
+                writer.call(2).await
+            }
+        });
+        let first = tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                let call = writer.call(1);
+                tokio::pin!(call);
+                // Handed over (the writer is woken), then the second submitter is woken.
+                assert!(futures::poll!(&mut call).is_pending());
+                go.notify_one();
+                call.await
+            }
+        });
+        assert_eq!(first.await.expect("first").expect("stored"), 1);
+        assert_eq!(second.await.expect("second").expect("stored"), 2);
+        assert_eq!(*sizes.lock().expect("sizes"), [2], "one batch of both");
     }
 }

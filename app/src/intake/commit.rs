@@ -3,9 +3,9 @@
 //!
 //! Submitters validate in parallel (each on its own task) and hand the writer only what passed.
 //! The writer takes whatever is waiting, up to [`MAX_BATCH`], and stores it in one database
-//! transaction: a batch closes when it is full or when nothing more is waiting, so at low load a
-//! submission is committed alone at once (no timer adds latency) and under load one commit
-//! carries many. A submitter waits for the commit that holds its transaction: an acknowledgement
+//! transaction: a batch closes when it is full or when nothing more is waiting (the tasks ready
+//! to run having had their turn to add to it), so at low load a submission is committed alone
+//! at once (no timer adds latency) and under load one commit carries many. A submitter waits for the commit that holds its transaction: an acknowledgement
 //! still means durably stored. When a batch fails, nothing of it was stored. If the database
 //! refused it, each of its transactions is then tried alone, so one that the database refuses
 //! never fails the others and each submitter gets its own outcome; if the database cannot be
