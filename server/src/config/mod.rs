@@ -273,7 +273,8 @@ pub struct DbArgs {
     /// Read the database URL from this file instead (keeps the password out of the environment).
     #[arg(long, env = "GEVULOT_DB_URL_FILE", conflicts_with = "db_url")]
     pub db_url_file: Option<PathBuf>,
-    /// Maximum database connections.
+    /// Maximum pooled database connections; the batch writers keep theirs besides (two on
+    /// PostgreSQL, one on SQLite).
     #[arg(long, env = "GEVULOT_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 }
