@@ -67,10 +67,31 @@ impl Store {
 
     /// Creates the tasks in phase `queued` in one database transaction (a reader sees all of a
     /// Run's new steps or none), keeping any that exist for the same step; returns them in order.
+    /// On SQLite it is one call to the database by the one writer (see
+    /// [`create_tasks_sqlite_call`]), queued behind a batch of transactions instead of meeting
+    /// it in SQLite's busy wait, which sleeps.
     pub async fn create_tasks(&self, new: &[NewTask]) -> Result<Vec<Task>> {
+        if new.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = now_ms();
+        let pool = match &self.backend {
+            Backend::Sqlite(pool) => {
+                let (sql, binds) = create_tasks_sqlite_call(new, now);
+                let rows: Vec<TaskTuple> = self.sqlite_batch(pool, &sql, binds).await?;
+                if rows.len() != new.len() {
+                    return Err(StoreError::Corrupt(format!(
+                        "{} new tasks answered {} times",
+                        new.len(),
+                        rows.len()
+                    )));
+                }
+                return rows.into_iter().map(decode_task).collect();
+            }
+            Backend::Postgres(pool) => pool,
+        };
         let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE tx = $1 AND step_index = $2");
-        let rows: Vec<TaskTuple> = dispatch!(self, pool => {
+        let rows: Vec<TaskTuple> = {
             let mut t = pool.begin().await?;
             let mut rows = Vec::with_capacity(new.len());
             for new in new {
@@ -103,7 +124,7 @@ impl Store {
             }
             t.commit().await?;
             rows
-        });
+        };
         rows.into_iter().map(decode_task).collect()
     }
 
@@ -352,6 +373,40 @@ async fn phase_postgres(
     .execute(conn)
     .await?;
     Ok(written.rows_affected() == 1)
+}
+
+/// `new` as the statements of one SQLite call ([`Store::sqlite_batch`]). Per task: its insert
+/// (nothing if the step has one already), its first timeline row only if the insert made the
+/// task (`changes()`; `last_insert_rowid()` is then its id), and the task as it now is.
+fn create_tasks_sqlite_call(new: &[NewTask], now: i64) -> (String, Vec<super::Bind>) {
+    use super::Bind;
+    let one = format!(
+        "INSERT INTO tasks (tx, step_index, program, kind, phase, attempt, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT (tx, step_index) DO NOTHING;\
+         INSERT INTO task_phases (task_id, phase, note, at) \
+         SELECT last_insert_rowid(), ?, NULL, ? WHERE changes() = 1;\
+         SELECT {TASK_COLUMNS} FROM tasks WHERE tx = ? AND step_index = ?;"
+    );
+    let mut sql = String::with_capacity(one.len() * new.len());
+    let mut binds = Vec::with_capacity(new.len() * 11);
+    for task in new {
+        sql.push_str(&one);
+        let queued = || Bind::Text(Phase::Queued.as_str().to_string());
+        binds.extend([
+            Bind::Text(task.tx.to_hex()),
+            Bind::Int(task.step_index),
+            Bind::Text(task.program.to_hex()),
+            Bind::Text(task.kind.as_str().to_string()),
+            queued(),
+            Bind::Int(now),
+            Bind::Int(now),
+            queued(),
+            Bind::Int(now),
+            Bind::Text(task.tx.to_hex()),
+            Bind::Int(task.step_index),
+        ]);
+    }
+    (sql, binds)
 }
 
 /// `changes` as the statements of one SQLite call ([`Store::sqlite_batch`]). Per change: the task's

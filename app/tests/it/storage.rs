@@ -619,6 +619,16 @@ async fn task_lifecycle(db: Db) {
         db.store.tasks_for_tx(&r.hash).await.expect("tasks").len(),
         2
     );
+    let queued: Vec<i64> = db
+        .store
+        .task_timelines(&r.hash)
+        .await
+        .expect("timelines")
+        .iter()
+        .filter(|c| c.phase == Phase::Queued)
+        .map(|c| c.task_id)
+        .collect();
+    assert_eq!(queued, [t.id, both[1].id], "one first phase for each task");
 }
 
 /// The Runs a starting pipeline picks up: this node's own, without tasks or unfinished; never
