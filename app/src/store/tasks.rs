@@ -79,52 +79,47 @@ impl Store {
             Backend::Sqlite(pool) => {
                 let (sql, binds) = create_tasks_sqlite_call(new, now);
                 let rows: Vec<TaskTuple> = self.sqlite_batch(pool, &sql, binds).await?;
-                if rows.len() != new.len() {
-                    return Err(StoreError::Corrupt(format!(
-                        "{} new tasks answered {} times",
-                        new.len(),
-                        rows.len()
-                    )));
-                }
-                return rows.into_iter().map(decode_task).collect();
+                return one_answer_each(rows, new.len(), "new tasks")?
+                    .into_iter()
+                    .map(decode_task)
+                    .collect();
             }
             Backend::Postgres(pool) => pool,
         };
         let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE tx = $1 AND step_index = $2");
-        let rows: Vec<TaskTuple> = {
-            let mut t = pool.begin().await?;
-            let mut rows = Vec::with_capacity(new.len());
-            for new in new {
-                let created: Option<(i64,)> = sqlx::query_as(
-                    "INSERT INTO tasks (tx, step_index, program, kind, phase, attempt, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, 0, $6, $6) ON CONFLICT (tx, step_index) DO NOTHING RETURNING id",
+        let mut t = pool.begin().await?;
+        let mut rows = Vec::with_capacity(new.len());
+        for new in new {
+            let created: Option<(i64,)> = sqlx::query_as(
+                "INSERT INTO tasks (tx, step_index, program, kind, phase, attempt, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, 0, $6, $6) ON CONFLICT (tx, step_index) DO NOTHING RETURNING id",
+            )
+            .bind(new.tx.to_hex())
+            .bind(new.step_index)
+            .bind(new.program.to_hex())
+            .bind(new.kind.as_str())
+            .bind(Phase::Queued.as_str())
+            .bind(now)
+            .fetch_optional(&mut *t)
+            .await?;
+            if let Some((id,)) = created {
+                sqlx::query(
+                    "INSERT INTO task_phases (task_id, phase, note, at) VALUES ($1, $2, NULL, $3)",
                 )
-                .bind(new.tx.to_hex())
-                .bind(new.step_index)
-                .bind(new.program.to_hex())
-                .bind(new.kind.as_str())
+                .bind(id)
                 .bind(Phase::Queued.as_str())
                 .bind(now)
-                .fetch_optional(&mut *t)
+                .execute(&mut *t)
                 .await?;
-                if let Some((id,)) = created {
-                    sqlx::query("INSERT INTO task_phases (task_id, phase, note, at) VALUES ($1, $2, NULL, $3)")
-                        .bind(id)
-                        .bind(Phase::Queued.as_str())
-                        .bind(now)
-                        .execute(&mut *t)
-                        .await?;
-                }
-                let row: TaskTuple = sqlx::query_as(AssertSqlSafe(sql.clone()))
-                    .bind(new.tx.to_hex())
-                    .bind(new.step_index)
-                    .fetch_one(&mut *t)
-                    .await?;
-                rows.push(row);
             }
-            t.commit().await?;
-            rows
-        };
+            let row: TaskTuple = sqlx::query_as(AssertSqlSafe(sql.clone()))
+                .bind(new.tx.to_hex())
+                .bind(new.step_index)
+                .fetch_one(&mut *t)
+                .await?;
+            rows.push(row);
+        }
+        t.commit().await?;
         rows.into_iter().map(decode_task).collect()
     }
 
@@ -160,13 +155,7 @@ impl Store {
             Backend::Sqlite(pool) => {
                 let (sql, binds) = phases_sqlite_call(changes, now, &terminal);
                 let rows: Vec<(i64,)> = self.sqlite_batch(pool, &sql, binds).await?;
-                if rows.len() != changes.len() {
-                    return Err(StoreError::Corrupt(format!(
-                        "{} phase changes answered {} times",
-                        changes.len(),
-                        rows.len()
-                    )));
-                }
+                let rows = one_answer_each(rows, changes.len(), "phase changes")?;
                 return Ok(rows.into_iter().map(|(n,)| n == 1).collect());
             }
             Backend::Postgres(pool) => pool,
@@ -344,6 +333,17 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// `rows`, one answer for each of `n` items of a SQLite call, or an error saying they are not.
+fn one_answer_each<R>(rows: Vec<R>, n: usize, what: &str) -> Result<Vec<R>> {
+    if rows.len() != n {
+        return Err(StoreError::Corrupt(format!(
+            "{n} {what} answered {} times",
+            rows.len()
+        )));
+    }
+    Ok(rows)
 }
 
 /// One task phase change on PostgreSQL (see [`Store::set_task_phase`]): the update and, only if

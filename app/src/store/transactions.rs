@@ -214,6 +214,12 @@ struct Table {
     tail: &'static str,
 }
 
+impl Table {
+    fn names(&self) -> Vec<&'static str> {
+        self.columns.iter().map(|(name, _)| *name).collect()
+    }
+}
+
 /// The tables of a batch, in the order they are written: the transactions' own rows first
 /// (`ON CONFLICT DO NOTHING`, returning the hash and sequence number of each new one), then the
 /// rows derived from them.
@@ -280,7 +286,7 @@ impl BatchRows {
         let mut sql = String::new();
         let mut binds = Vec::new();
         for (table, rows) in TABLES.iter().zip(self.rows) {
-            let columns: Vec<&str> = table.columns.iter().map(|(name, _)| *name).collect();
+            let columns = table.names();
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                 sql.push_str(&multi_row_insert(
                     table.name,
@@ -354,7 +360,7 @@ fn postgres_statement(tables: usize) -> &'static str {
             if tables & (1 << i) == 0 {
                 continue;
             }
-            let names: Vec<&str> = table.columns.iter().map(|(name, _)| *name).collect();
+            let names = table.names();
             let arrays: Vec<String> = table
                 .columns
                 .iter()
