@@ -5,18 +5,23 @@
 //! The writer takes whatever is waiting, up to [`MAX_BATCH`], and stores it in one database
 //! transaction: a batch closes when it is full or when nothing more is waiting (the tasks ready
 //! to run having had their turn to add to it), so at low load a submission is committed alone
-//! at once (no timer adds latency) and under load one commit carries many. A submitter waits for the commit that holds its transaction: an acknowledgement
-//! still means durably stored. When a batch fails, nothing of it was stored. If the database
-//! refused it, each of its transactions is then tried alone, so one that the database refuses
-//! never fails the others and each submitter gets its own outcome; if the database cannot be
-//! reached, every submitter of the batch is told so at once. Events and gossip for the new transactions go out after
-//! their commit, from the writer, whether or not their submitter is still waiting.
+//! at once (no timer adds latency) and under load one commit carries many. A submitter waits
+//! for the commit that holds its transaction: an acknowledgement still means durably stored.
+//!
+//! A batch the database refused stored nothing: each of its transactions is then tried alone,
+//! so one that the database refuses never fails the others and each submitter gets its own
+//! outcome. When the database cannot be reached, every submitter of the batch is told so at
+//! once; if the connection was lost during the commit the database may have stored the batch
+//! all the same, and the writer finds out later (`unknown.rs`). Events and gossip for the new
+//! transactions go out after their commit, from the writer, whether or not their submitter is
+//! still waiting.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Outbox;
 use super::batch::{Batcher, CommitStats, settle};
+use super::unknown::{Unresolved, outcome_unknown};
 use crate::events::{Event, Events};
 use crate::model::Source;
 use crate::store::{Inserted, Store, StoreError};
@@ -63,9 +68,9 @@ impl Announce {
 impl Committer {
     /// Starts the writer for `store` on the current runtime. It ends when the last committer
     /// is dropped, after storing what was queued.
-    pub(super) fn start(store: Store, announce: Announce) -> Self {
+    pub(super) fn start(store: Store, unresolved: Arc<Unresolved>) -> Self {
         let writer = Batcher::start(MAX_BATCH, move |batch| {
-            write(store.clone(), announce.clone(), batch)
+            write(store.clone(), unresolved.clone(), batch)
         });
         Self { writer }
     }
@@ -84,23 +89,30 @@ impl Committer {
     }
 }
 
-/// Stores one batch in one commit (see the module's comment), announces what is new, and
-/// returns each transaction's outcome and whether the batch failed.
+/// Stores one batch in one commit (see the module's comment), announces what is new, keeps what
+/// a failure left unknown (see `unknown.rs`; what earlier failures left unknown is settled
+/// first), and returns each transaction's outcome and whether the batch failed.
 async fn write(
     store: Store,
-    announce: Announce,
+    unresolved: Arc<Unresolved>,
     batch: Vec<(Transaction, Source)>,
 ) -> (Vec<Result<Inserted, StoreError>>, bool) {
+    unresolved.before_write().await;
     let items: Vec<(&Transaction, Source)> = batch.iter().map(|(tx, s)| (tx, *s)).collect();
     let written = store.insert_from(&items).await;
     let (outcomes, failed) = settle("transactions", batch.len(), written, |i| {
         store.insert_transaction(&batch[i].0, batch[i].1)
     })
     .await;
-    for ((tx, source), outcome) in batch.iter().zip(outcomes.iter()) {
-        if matches!(outcome, Ok(Inserted::New(_))) {
-            announce.stored(tx, *source);
+    let mut new = Vec::new();
+    let mut unknown = Vec::new();
+    for (&(tx, source), outcome) in items.iter().zip(outcomes.iter()) {
+        match outcome {
+            Ok(Inserted::New(_)) => new.push((tx, source)),
+            Err(e) if outcome_unknown(e) => unknown.push((tx.clone(), source)),
+            Ok(Inserted::AlreadyPresent) | Err(_) => {}
         }
     }
+    unresolved.written(&new, unknown).await;
     (outcomes, failed)
 }

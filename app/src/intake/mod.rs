@@ -4,15 +4,18 @@
 mod batch;
 mod commit;
 mod outbox;
+mod unknown;
 
 pub use batch::CommitStats;
 pub use commit::MAX_BATCH;
 pub use outbox::{OUTBOX_CAPACITY, Outbox, OutboxReceiver};
+pub use unknown::{UNKNOWN_CAPACITY, UnknownOutcomes};
 
 use std::sync::{Arc, OnceLock};
 
 use batch::{Batcher, settle};
 use commit::{Announce, Committer};
+use unknown::{Unresolved, outcome_unknown};
 
 use crate::events::{Event, Events};
 use crate::model::{Phase, PhaseChangeOf, Source};
@@ -50,7 +53,9 @@ pub struct Submitted {
 pub enum SubmitError {
     #[error(transparent)]
     Invalid(#[from] ValidationError),
-    #[error("the transaction could not be stored; nothing was changed, retry later")]
+    #[error(
+        "the transaction could not be stored, or its storing was not confirmed; retry later (submitting it again is safe: it is stored once)"
+    )]
     Store(#[from] StoreError),
 }
 
@@ -72,6 +77,9 @@ pub struct Intake {
     committer: Arc<OnceLock<Committer>>,
     /// The task phases' writer (many phase changes to a commit), started like the committer.
     phases: Arc<OnceLock<PhaseWriter>>,
+    /// Transactions of failed commits that the database may hold (`unknown.rs`), shared by the
+    /// committer and [`Self::submit_batch`]; made with the committer.
+    unresolved: Arc<OnceLock<Arc<Unresolved>>>,
 }
 
 /// Whether a key is a node of the network.
@@ -116,6 +124,7 @@ impl Intake {
             network_nodes: Arc::default(),
             committer: Arc::new(OnceLock::new()),
             phases: Arc::new(OnceLock::new()),
+            unresolved: Arc::new(OnceLock::new()),
         }
     }
 
@@ -148,7 +157,20 @@ impl Intake {
 
     fn committer(&self) -> &Committer {
         self.committer
-            .get_or_init(|| Committer::start(self.store.clone(), self.announce.clone()))
+            .get_or_init(|| Committer::start(self.store.clone(), self.unresolved().clone()))
+    }
+
+    fn unresolved(&self) -> &Arc<Unresolved> {
+        self.unresolved
+            .get_or_init(|| Unresolved::new(self.store.clone(), self.announce.clone()))
+    }
+
+    /// What became of the transactions whose commit went unanswered (see `unknown.rs`).
+    pub fn unknown_outcomes(&self) -> UnknownOutcomes {
+        self.unresolved
+            .get()
+            .map(|u| u.counts())
+            .unwrap_or_default()
     }
 
     /// How many stored transactions could have changed a transaction tree so far (see
@@ -237,12 +259,25 @@ impl Intake {
         for tx in txs {
             self.check(tx, source).await?;
         }
-        let outcomes = self.store.insert_transactions(txs, source).await?;
-        for (tx, outcome) in txs.iter().zip(&outcomes) {
-            if matches!(outcome, Inserted::New(_)) {
-                self.announce.stored(tx, source);
+        let unresolved = self.unresolved();
+        unresolved.before_write().await;
+        let outcomes = match self.store.insert_transactions(txs, source).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                if outcome_unknown(&e) {
+                    let unknown = txs.iter().map(|tx| (tx.clone(), source)).collect();
+                    unresolved.written(&[], unknown).await;
+                }
+                return Err(e.into());
             }
-        }
+        };
+        let new: Vec<(&Transaction, Source)> = txs
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| matches!(o, Inserted::New(_)))
+            .map(|(tx, _)| (tx, source))
+            .collect();
+        unresolved.written(&new, Vec::new()).await;
         Ok(txs
             .iter()
             .zip(outcomes)

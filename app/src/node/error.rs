@@ -30,8 +30,11 @@ pub enum NodeError {
     /// An upload broke off before its end.
     #[error("{0}")]
     UploadBroken(String),
-    /// The database failed; nothing was changed.
-    #[error("the database is unavailable or failed; nothing was changed, retry later")]
+    /// The database failed. A write whose connection was lost during its commit may have been
+    /// stored all the same; a transaction submitted again is stored once.
+    #[error(
+        "the database is unavailable or failed; retry later (submitting a transaction again is safe: it is stored once)"
+    )]
     Database(#[source] StoreError),
     /// The node runs without its P2P network.
     #[error("this node runs without its P2P network")]

@@ -73,6 +73,12 @@ impl Node {
         self.parts().intake.phase_commit_stats()
     }
 
+    /// What became of transactions whose commit went unanswered: found stored and announced,
+    /// found not stored, not kept, and waiting for the database now.
+    pub fn unknown_outcomes(&self) -> crate::intake::UnknownOutcomes {
+        self.parts().intake.unknown_outcomes()
+    }
+
     /// Whether the database answers.
     pub async fn database_ready(&self) -> Result<(), NodeError> {
         Ok(self.store().ping().await?)

@@ -29,7 +29,9 @@ mod webhooks;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-pub use crate::intake::{AclPolicy, Intake, Outbox, OutboxReceiver, SubmitError, Submitted};
+pub use crate::intake::{
+    AclPolicy, Intake, Outbox, OutboxReceiver, SubmitError, Submitted, UnknownOutcomes,
+};
 pub use crate::peer_files::PEER_FETCH_HEADER;
 pub use drain::{DrainState, Stopped};
 pub use error::NodeError;

@@ -21,6 +21,7 @@ mod props;
 mod schema;
 mod storage;
 mod support;
+mod unknown_outcome;
 mod vectors;
 mod vm;
 mod webhooks;

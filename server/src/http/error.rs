@@ -109,7 +109,7 @@ impl ApiError {
         tracing::error!(target: "gevulot", error = %error, source = ?error.source(), "database request failed");
         Self::of(
             ErrorCode::DatabaseUnavailable,
-            "the database is unavailable or failed; nothing was changed, retry later",
+            "the database is unavailable or failed; retry later (submitting a transaction again is safe: it is stored once)",
         )
     }
 

@@ -233,6 +233,9 @@ async fn metrics_expose_the_series() {
         // One submission so far: one commit holding it.
         "gevulot_intake_commits_total 1",
         "gevulot_intake_committed_transactions_total 1",
+        "gevulot_intake_unknown_outcomes_total{outcome=\"stored\"} 0",
+        "gevulot_intake_unknown_outcomes_total{outcome=\"not_stored\"} 0",
+        "gevulot_intake_unknown_outcomes_total{outcome=\"dropped\"} 0",
         // No task yet: no phase change written.
         "gevulot_task_phase_commits_total 0",
         "gevulot_task_phase_changes_total 0",

@@ -120,6 +120,7 @@ pub struct Metrics {
     placement_runs: Family<NetworkLabels, Gauge>,
     intake_commits: Counter,
     intake_committed: Counter,
+    intake_unknown: Family<P2pLabels, Counter>,
     phase_commits: Counter,
     phase_changes: Counter,
     refused: Family<DoorLabels, Counter>,
@@ -258,6 +259,12 @@ impl Default for Metrics {
             "intake_committed_transactions",
             "Transactions in those commits (their ratio is the mean batch size)",
         );
+        let intake_unknown = Family::<P2pLabels, Counter>::default();
+        registry.register(
+            "intake_unknown_outcomes",
+            "Transactions whose commit went unanswered (the database connection failed during it), by what the node found once the database answered: stored (then announced), not_stored (the submitter was told to retry), dropped (too many were waiting; stored ones among them are not announced)",
+            intake_unknown.clone(),
+        );
         let phase_commits = counter(
             &mut registry,
             "task_phase_commits",
@@ -344,6 +351,7 @@ impl Default for Metrics {
             webhook_deliveries,
             intake_commits,
             intake_committed,
+            intake_unknown,
             phase_commits,
             phase_changes,
             refused,
@@ -560,17 +568,15 @@ impl Metrics {
             }
         }
         let hooks = state.node.webhook_counts();
-        for (outcome, total) in [
-            ("delivered", hooks.delivered),
-            ("retried", hooks.retried),
-            ("gave_up", hooks.gave_up),
-            ("missed", hooks.missed),
-        ] {
-            let counter = self
-                .webhook_deliveries
-                .get_or_create(&P2pLabels { outcome });
-            counter.inc_by(total.saturating_sub(counter.get()));
-        }
+        follow_totals(
+            &self.webhook_deliveries,
+            [
+                ("delivered", hooks.delivered),
+                ("retried", hooks.retried),
+                ("gave_up", hooks.gave_up),
+                ("missed", hooks.missed),
+            ],
+        );
         // The intake keeps running totals; the counters follow them.
         let commits = state.node.commit_stats();
         let phases = state.node.phase_commit_stats();
@@ -582,6 +588,15 @@ impl Metrics {
         ] {
             counter.inc_by(total.saturating_sub(counter.get()));
         }
+        let unknown = state.node.unknown_outcomes();
+        follow_totals(
+            &self.intake_unknown,
+            [
+                ("stored", unknown.stored),
+                ("not_stored", unknown.not_stored),
+                ("dropped", unknown.dropped),
+            ],
+        );
         for door in [&state.doors.submission, &state.doors.files] {
             let counter = self
                 .refused
@@ -599,6 +614,17 @@ impl Metrics {
             tracing::error!(target: "gevulot", error = %e, "metrics encoding failed");
         }
         out
+    }
+}
+
+/// Moves each counter of `family` (by its outcome) up to the running total kept elsewhere.
+fn follow_totals<const N: usize>(
+    family: &Family<P2pLabels, Counter>,
+    totals: [(&'static str, u64); N],
+) {
+    for (outcome, total) in totals {
+        let counter = family.get_or_create(&P2pLabels { outcome });
+        counter.inc_by(total.saturating_sub(counter.get()));
     }
 }
 
