@@ -90,6 +90,14 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0010_node_state.sql"),
         include_str!("../../../migrations/sqlite/0010_node_state.sql"),
     ),
+    (
+        11,
+        "task change order",
+        "0011_task_change_order.sql",
+        "0011_task_change_order.sql",
+        include_str!("../../../migrations/postgres/0011_task_change_order.sql"),
+        include_str!("../../../migrations/sqlite/0011_task_change_order.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -370,9 +370,11 @@ mod placement;
 mod programs;
 mod retention;
 mod sync;
+mod task_changes;
 mod tasks;
 mod transactions;
 mod webhooks;
+pub use task_changes::{ChangeCursor, TaskChange};
 pub use webhooks::{Attempt, NewDelivery};
 
 impl Store {

@@ -36,7 +36,8 @@ pub struct SchemaDescription {
 fn logical_type(declared: &str) -> Result<String> {
     let t = declared.to_ascii_lowercase();
     let logical = match t.as_str() {
-        "bigint" | "integer" | "int" | "int8" | "int4" | "smallint" => "integer",
+        // `xid8`: a 64-bit transaction counter (PostgreSQL only writes it; SQLite keeps 0).
+        "bigint" | "integer" | "int" | "int8" | "int4" | "smallint" | "xid8" => "integer",
         "text" | "character varying" | "varchar" => "text",
         "bytea" | "blob" => "blob",
         other => {

@@ -3,6 +3,8 @@
 
 use sqlx::AssertSqlSafe;
 
+use super::node_state::PUT_STATE;
+use super::task_changes::{ChangeCursor, WEBHOOK_CURSOR};
 use super::{Backend, Result, Store, StoreError, now_ms};
 use crate::crypto::PublicKey;
 use crate::model::{Delivery, DeliveryState, Webhook, WebhookFilter};
@@ -185,14 +187,27 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Stores notifications, due now, in the order given.
-    pub async fn enqueue_deliveries(&self, new: &[NewDelivery]) -> Result<()> {
-        if new.is_empty() {
+    /// Stores notifications, due now, in the order given, and with them (in the same database
+    /// transaction) the webhook sender's position after the changes that made them, if given.
+    pub async fn enqueue_deliveries(
+        &self,
+        new: &[NewDelivery],
+        cursor: Option<ChangeCursor>,
+    ) -> Result<()> {
+        if new.is_empty() && cursor.is_none() {
             return Ok(());
         }
         let now = now_ms();
         dispatch!(self, pool => {
             let mut tx = pool.begin().await?;
+            if let Some(cursor) = cursor {
+                sqlx::query(PUT_STATE)
+                    .bind(WEBHOOK_CURSOR)
+                    .bind(cursor.encode())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             for d in new {
                 sqlx::query(
                     "INSERT INTO webhook_deliveries \

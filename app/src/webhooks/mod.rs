@@ -89,7 +89,7 @@ struct Inner {
 }
 
 /// Every hook with its secret.
-type HookSecrets = Arc<Vec<(Webhook, String)>>;
+pub(super) type HookSecrets = Arc<Vec<(Webhook, String)>>;
 
 /// A new hook and its secret, shown only now.
 #[derive(Clone, Debug)]
@@ -186,7 +186,7 @@ impl Webhooks {
         Ok(hooks)
     }
 
-    /// Deliveries so far: delivered, retried, given up on, and bus events missed.
+    /// Deliveries so far: delivered, retried, given up on.
     pub fn counts(&self) -> send::CountsSnapshot {
         self.inner.counts.snapshot()
     }

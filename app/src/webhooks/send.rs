@@ -1,23 +1,32 @@
-//! The sender: turns the bus's task changes into stored notifications for the hooks that want
-//! them, and delivers each hook's notifications in order with retries.
+//! The sender: turns task phase changes, read from the database where it left off (the bus only
+//! wakes it), into stored notifications for the hooks that want them, and delivers each hook's
+//! notifications in order with retries. A change makes its notifications once: they are stored
+//! in the same database transaction as the sender's position after it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
+use std::collections::HashMap;
+
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, warn};
 
-use super::{Webhooks, signature};
+use super::{HookSecrets, Webhooks, signature};
+use crate::crypto::PublicKey;
 use crate::events::{Event, Events};
 use crate::model::{Delivery, DeliveryState, Phase, Task, Webhook};
-use crate::store::{Attempt, NewDelivery};
+use crate::store::{Attempt, ChangeCursor, NewDelivery, TaskChange};
 use crate::store::{StoreError, now_ms};
 use crate::tx::{Hash, Payload};
 
+/// Task changes turned into notifications at once.
+const PAGE: i64 = 256;
+/// How often the position of changes that made no notification is kept.
+const SAVE_EVERY: Duration = Duration::from_secs(5);
 /// Notifications sent at once, each to a different hook.
 const BATCH: i64 = 32;
-/// The longest the sender waits before it looks for due deliveries again.
+/// The longest the sender waits before it looks for task changes or due deliveries again.
 const TICK: Duration = Duration::from_secs(1);
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
@@ -29,7 +38,6 @@ pub(super) struct Counts {
     delivered: AtomicU64,
     retried: AtomicU64,
     gave_up: AtomicU64,
-    missed: AtomicU64,
 }
 
 /// Deliveries since the node started.
@@ -39,8 +47,6 @@ pub struct CountsSnapshot {
     /// Attempts that failed and will be retried.
     pub retried: u64,
     pub gave_up: u64,
-    /// Task changes the sender fell too far behind to see (the bus is bounded).
-    pub missed: u64,
 }
 
 impl Counts {
@@ -49,7 +55,18 @@ impl Counts {
             delivered: self.delivered.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
             gave_up: self.gave_up.load(Ordering::Relaxed),
-            missed: self.missed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Waits for a task change on the bus (or for having fallen behind it: the database has what
+/// was missed); false once the bus is closed (the node is shutting down).
+async fn task_changed(events: &mut tokio::sync::broadcast::Receiver<Event>) -> bool {
+    loop {
+        match events.recv().await {
+            Ok(Event::TaskChanged { .. }) | Err(RecvError::Lagged(_)) => return true,
+            Ok(_) => {}
+            Err(RecvError::Closed) => return false,
         }
     }
 }
@@ -87,64 +104,125 @@ fn ends_run(tasks: &[Task], task_id: i64) -> bool {
 }
 
 impl Webhooks {
-    /// Runs the sender until the node shuts down: one task stores notifications from `events`,
-    /// another delivers them.
+    /// Runs the sender until the node shuts down: one task turns task phase changes into stored
+    /// notifications, another delivers them. `events` only wakes the first: it reads the changes
+    /// themselves from the database, from where it left off, so none is lost to a restart or
+    /// to a bus it fell behind.
     pub fn run(&self, events: &Events) -> [tokio::task::JoinHandle<()>; 2] {
         let listening = self.clone();
         let receiver = events.subscribe();
+        let started_ms = now_ms();
         let sending = self.clone();
         [
-            tokio::spawn(async move { listening.listen(receiver).await }),
+            tokio::spawn(async move { listening.listen(receiver, started_ms).await }),
             tokio::spawn(async move { sending.deliver().await }),
         ]
     }
 
-    async fn listen(self, mut events: tokio::sync::broadcast::Receiver<Event>) {
+    /// Follows the task changes from where the sender left off. The first time (no position
+    /// kept) it reads them from the start, and changes made before `started_ms` make no
+    /// notification: hooks hear of what happens from now on.
+    async fn listen(self, mut events: tokio::sync::broadcast::Receiver<Event>, started_ms: i64) {
+        let (mut cursor, since_ms) = loop {
+            match self.inner.store.webhook_cursor().await {
+                Ok(Some(kept)) => break (kept, 0),
+                Ok(None) => break (ChangeCursor::default(), started_ms),
+                Err(e) => {
+                    warn!(target: "gevulot", error = %e, "cannot read where the webhook sender left off; retrying");
+                    tokio::time::sleep(TICK).await;
+                }
+            }
+        };
+        let mut saved = Instant::now();
         loop {
-            match events.recv().await {
-                Ok(Event::TaskChanged {
-                    tx, task_id, phase, ..
-                }) => {
-                    if let Err(e) = self.task_changed(tx, task_id, phase).await {
-                        warn!(target: "gevulot", run = %tx, error = %e, "cannot store webhook notifications for a task change");
-                    }
+            match self.follow(cursor, since_ms, &mut saved).await {
+                Ok(Some(next)) => {
+                    cursor = next;
+                    continue;
                 }
-                Ok(_) => {}
-                Err(RecvError::Lagged(n)) => {
-                    self.inner.counts.missed.fetch_add(n, Ordering::Relaxed);
-                    warn!(target: "gevulot", missed = n, "the webhook sender fell behind the node's events; hooks miss those changes");
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(target: "gevulot", error = %e, "cannot store webhook notifications for task changes; retrying");
                 }
-                Err(RecvError::Closed) => return,
+            }
+            // Until a task changes, or a tick passes: a change the bus did not carry, or one not
+            // yet readable (see `Store::task_changes_after`), is read then.
+            if let Ok(false) = tokio::time::timeout(TICK, task_changed(&mut events)).await {
+                return;
             }
         }
     }
 
-    /// Stores the notifications a task change of Run `run` makes for the hooks that want it.
-    async fn task_changed(&self, run: Hash, task_id: i64, phase: Phase) -> Result<(), StoreError> {
-        let hooks = self.hooks().await?;
-        if hooks.is_empty() {
-            return Ok(());
-        }
+    /// Stores the notifications the next page of task changes after `cursor` (those made from
+    /// `since_ms` on) makes for the hooks that want them, with the position after that page (one
+    /// database transaction), and returns that position; `None` when there was no change to
+    /// read. A page that makes no notification keeps its position only if the last was kept
+    /// [`SAVE_EVERY`] ago (`saved`): a restart reads such pages again, to the same effect.
+    async fn follow(
+        &self,
+        cursor: ChangeCursor,
+        since_ms: i64,
+        saved: &mut Instant,
+    ) -> Result<Option<ChangeCursor>, StoreError> {
         let store = &self.inner.store;
-        let Some(stored) = store.get_transaction(&run).await? else {
-            return Ok(());
+        let changes = store.task_changes_after(cursor, PAGE).await?;
+        let Some(last) = changes.last().map(|c| c.cursor) else {
+            return Ok(None);
         };
-        if !matches!(stored.tx.payload, Payload::Run { .. }) {
-            return Ok(());
+        let hooks = self.hooks().await?;
+        let mut runs = HashMap::new();
+        let mut new = Vec::new();
+        if !hooks.is_empty() {
+            for change in changes.iter().filter(|c| c.at_ms >= since_ms) {
+                self.notifications(&hooks, change, &mut runs, &mut new)
+                    .await?;
+            }
         }
+        if !new.is_empty() || saved.elapsed() >= SAVE_EVERY {
+            store.enqueue_deliveries(&new, Some(last)).await?;
+            *saved = Instant::now();
+        }
+        if !new.is_empty() {
+            self.inner.wake.notify_one();
+        }
+        Ok(Some(last))
+    }
+
+    /// Adds to `new` the notifications `change` makes for the hooks that want it and existed
+    /// when it happened. `runs` keeps each Run's author and tasks as read for this page.
+    async fn notifications(
+        &self,
+        hooks: &HookSecrets,
+        change: &TaskChange,
+        runs: &mut HashMap<Hash, Option<(PublicKey, Vec<Task>)>>,
+        new: &mut Vec<NewDelivery>,
+    ) -> Result<(), StoreError> {
+        let run = change.run;
         let wanting: Vec<&Webhook> = hooks
             .iter()
             .map(|(h, _)| h)
-            .filter(|h| h.filter.matches(&run, &stored.tx.author))
+            .filter(|h| h.created_at_ms <= change.at_ms)
             .collect();
         if wanting.is_empty() {
             return Ok(());
         }
-        let tasks = store.tasks_for_tx(&run).await?;
-        let Some(task) = tasks.iter().find(|t| t.id == task_id) else {
+        if let std::collections::hash_map::Entry::Vacant(slot) = runs.entry(run) {
+            let store = &self.inner.store;
+            let read = match store.get_transaction(&run).await? {
+                Some(stored) if matches!(stored.tx.payload, Payload::Run { .. }) => {
+                    Some((stored.tx.author, store.tasks_for_tx(&run).await?))
+                }
+                _ => None,
+            };
+            slot.insert(read);
+        }
+        let Some(Some((author, tasks))) = runs.get(&run) else {
             return Ok(());
         };
-        let at = rfc3339(now_ms());
+        let Some(task) = tasks.iter().find(|t| t.id == change.task_id) else {
+            return Ok(());
+        };
+        let (phase, at) = (change.phase, rfc3339(change.at_ms));
         let mut events = vec![(
             "task.phase",
             json!({
@@ -154,31 +232,31 @@ impl Webhooks {
                 "task": task_json(task, phase),
             }),
         )];
-        if phase.is_terminal() && ends_run(&tasks, task_id) {
+        if phase.is_terminal() && ends_run(tasks, change.task_id) {
             events.push((
                 "run.ended",
                 json!({
                     "event": "run.ended",
                     "run": run.to_hex(),
                     "at": at,
-                    "outcome": outcome(&tasks),
+                    "outcome": outcome(tasks),
                     "tasks": tasks.iter().map(|t| task_json(t, t.phase)).collect::<Vec<_>>(),
                 }),
             ));
         }
-        let new: Vec<NewDelivery> = wanting
-            .iter()
-            .flat_map(|h| {
-                events.iter().map(|(event, body)| NewDelivery {
-                    hook_id: h.id,
+        for hook in wanting
+            .into_iter()
+            .filter(|h| h.filter.matches(&run, author))
+        {
+            for (event, body) in &events {
+                new.push(NewDelivery {
+                    hook_id: hook.id,
                     event,
                     run,
                     payload: body.to_string(),
-                })
-            })
-            .collect();
-        store.enqueue_deliveries(&new).await?;
-        self.inner.wake.notify_one();
+                });
+            }
+        }
         Ok(())
     }
 

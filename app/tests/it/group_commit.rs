@@ -344,21 +344,7 @@ async fn kept_connections_the_server_closed_are_replaced() {
     let db = postgres().await;
     let store = &db.store;
     let k = key(7);
-    let r = run(&k, &[program("kc").hash], 0);
-    store
-        .insert_transactions(std::slice::from_ref(&r), Source::Rest)
-        .await
-        .expect("the first batch");
-    let task = store
-        .create_tasks(&[NewTask {
-            tx: r.hash,
-            step_index: 0,
-            program: program("kc").hash,
-            kind: TaskKind::Proof,
-        }])
-        .await
-        .expect("a task")
-        .remove(0);
+    let (r, task) = stored_run_with_task(store, 7, "kc").await;
     let change = |phase| app::model::PhaseChangeOf {
         task: task.id,
         phase,

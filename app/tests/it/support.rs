@@ -157,3 +157,27 @@ pub fn node_config(
         observer: None,
     }
 }
+
+/// A one-step Run of program `name` by key `seed`, stored, and its proof task.
+pub async fn stored_run_with_task(
+    store: &app::store::Store,
+    seed: u8,
+    name: &str,
+) -> (Transaction, app::model::Task) {
+    let r = run(&key(seed), &[program(name).hash], 0);
+    store
+        .insert_transactions(std::slice::from_ref(&r), app::model::Source::Rest)
+        .await
+        .expect("the Run");
+    let task = store
+        .create_tasks(&[app::model::NewTask {
+            tx: r.hash,
+            step_index: 0,
+            program: program(name).hash,
+            kind: app::model::TaskKind::Proof,
+        }])
+        .await
+        .expect("its task")
+        .remove(0);
+    (r, task)
+}

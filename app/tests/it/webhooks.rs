@@ -1,7 +1,9 @@
 //! Webhooks in the core, on both databases: the notifications a Run's task changes make reach
 //! the hooks that want them, signed and in order, with the Run's end last; a failing receiver
 //! is retried, then given up on with the reason in the log, while other hooks go on; what was
-//! stored but not sent survives a restart of the sender; inward addresses are refused.
+//! stored but not sent survives a restart of the sender, and so does a task change made while no
+//! sender runs; inward addresses are refused. On PostgreSQL a change is read only once no
+//! transaction that could commit an earlier one is still running.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -355,7 +357,9 @@ async fn webhook_notifications_are_signed_ordered_retried_and_durable(db: Db) {
     assert_eq!(hooks.counts().gave_up, 7);
     assert_eq!(hooks.counts().delivered, 14);
 
-    // Stored but not sent when the sender stops: a new sender (a restarted node) sends it.
+    // A notification stored but not sent when the sender stops, and a task change made while no
+    // sender runs: a new sender (a restarted node), whose bus carries nothing, sends the first
+    // and reads the second from where its predecessor left off.
     for h in sender {
         h.abort();
     }
@@ -367,6 +371,18 @@ async fn webhook_notifications_are_signed_ordered_retried_and_durable(db: Db) {
             .expect("log")
             .is_empty()
     );
+    store
+        .enqueue_deliveries(
+            &[app::store::NewDelivery {
+                hook_id: every.hook.id,
+                event: "task.phase",
+                run: r.hash,
+                payload: "{\"event\":\"task.phase\",\"stored\":\"before the stop\"}".into(),
+            }],
+            None,
+        )
+        .await
+        .expect("stored");
     let third = store
         .create_tasks(&[NewTask {
             tx: r.hash,
@@ -376,26 +392,76 @@ async fn webhook_notifications_are_signed_ordered_retried_and_durable(db: Db) {
         }])
         .await
         .expect("task");
-    store
-        .enqueue_deliveries(&[app::store::NewDelivery {
-            hook_id: every.hook.id,
-            event: "task.phase",
-            run: r.hash,
-            payload: format!(
-                "{{\"event\":\"task.phase\",\"task\":{{\"id\":{}}}}}",
-                third[0].id
-            ),
-        }])
-        .await
-        .expect("stored");
     let restarted = Webhooks::new(store.clone(), settings());
     let _sender = restarted.run(&Events::default());
-    until(&seen, "the stored notification after a restart", |s| {
-        to(s, "").len() == 8
+    until(&seen, "both after a restart", |s| {
+        to(s, "").len() == 9 && to(s, "?by=author").len() == 8
     })
     .await;
-    let last = to(&seen.lock().expect("log"), "").pop().expect("last");
-    verify(&every.secret, &last);
-    assert_eq!(last.json()["task"]["id"], third[0].id);
+    let got = to(&seen.lock().expect("log"), "");
+    assert_eq!(got[7].json()["stored"], "before the stop");
+    let change = got[8].json();
+    assert_eq!(change["task"]["id"], third[0].id);
+    assert_eq!(change["task"]["phase"], "queued");
+    for n in &got[7..] {
+        verify(&every.secret, n);
+    }
     let _ = elsewhere;
+}
+
+/// A change whose transaction is still open holds back the changes committed after it began:
+/// read by sequence number alone, the later one would be read first and the earlier one, with
+/// the lower number, skipped once it commits.
+#[tokio::test]
+async fn task_changes_are_read_once_no_earlier_one_can_commit() {
+    use sqlx::Connection as _;
+    let db = postgres().await;
+    let store = &db.store;
+    let (_, task) = stored_run_with_task(store, 8, "settle").await;
+    let queued = store
+        .task_changes_after(Default::default(), 10)
+        .await
+        .expect("read");
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    let after = queued[0].cursor;
+
+    let mut open = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    sqlx::raw_sql("BEGIN")
+        .execute(&mut open)
+        .await
+        .expect("begin");
+    sqlx::query("INSERT INTO task_phases (task_id, phase, at) VALUES ($1, 'downloading', 1)")
+        .bind(task.id)
+        .execute(&mut open)
+        .await
+        .expect("the earlier change, not committed yet");
+    store
+        .set_task_phase(task.id, Phase::WaitingForResources, None)
+        .await
+        .expect("a later change, committed");
+    let held = store.task_changes_after(after, 10).await.expect("read");
+    assert!(
+        held.is_empty(),
+        "nothing is read past an open change: {held:?}"
+    );
+
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut open)
+        .await
+        .expect("commit");
+    let read = store.task_changes_after(after, 10).await.expect("read");
+    let phases: Vec<Phase> = read.iter().map(|c| c.phase).collect();
+    assert_eq!(phases, [Phase::Downloading, Phase::WaitingForResources]);
+    assert!(read[0].cursor < read[1].cursor && after < read[0].cursor);
+    assert!(
+        read[0].cursor.seq < read[1].cursor.seq,
+        "the earlier change has the lower number"
+    );
+    assert_eq!(
+        store
+            .task_changes_after(read[1].cursor, 10)
+            .await
+            .expect("read"),
+        []
+    );
 }

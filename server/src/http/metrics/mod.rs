@@ -234,7 +234,7 @@ impl Default for Metrics {
         let webhook_deliveries = Family::<P2pLabels, Counter>::default();
         registry.register(
             "webhook_deliveries",
-            "Webhook delivery attempts: delivered (the receiver answered 2xx), retried (failed, sent again later), gave_up (failed for the last time); missed counts task changes the sender fell too far behind to see",
+            "Webhook delivery attempts: delivered (the receiver answered 2xx), retried (failed, sent again later), gave_up (failed for the last time)",
             webhook_deliveries.clone(),
         );
         let placement = Family::<EventLabels, Counter>::default();
@@ -574,7 +574,6 @@ impl Metrics {
                 ("delivered", hooks.delivered),
                 ("retried", hooks.retried),
                 ("gave_up", hooks.gave_up),
-                ("missed", hooks.missed),
             ],
         );
         // The intake keeps running totals; the counters follow them.

@@ -1,0 +1,111 @@
+//! Task phase changes in the order the webhook sender reads them, and how far it has read.
+//!
+//! A change's position is `(xid, seq)`: the transaction that wrote it, then its row. On
+//! PostgreSQL sequence numbers are taken before commit, so a change with a lower `seq` can become
+//! visible after one with a higher; only changes written by transactions older than the oldest
+//! one still running are read, in `(xid, seq)` order, so no later commit can land behind a
+//! reader's position. (A transaction left open on the database server holds the reader back
+//! until it ends.) On SQLite `xid` is 0: one writer commits at a time, so `seq` is the order.
+
+use super::{Backend, Result, Store, StoreError};
+use crate::model::Phase;
+use crate::tx::Hash;
+
+/// The name of the `node_state` row that keeps the sender's position, as `xid:seq`.
+pub(super) const WEBHOOK_CURSOR: &str = "webhook_cursor";
+
+/// A position in the task phase changes (see the module's comment).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ChangeCursor {
+    pub xid: i64,
+    pub seq: i64,
+}
+
+impl ChangeCursor {
+    pub(super) fn encode(self) -> String {
+        format!("{}:{}", self.xid, self.seq)
+    }
+
+    fn decode(value: &str) -> Result<Self> {
+        value
+            .split_once(':')
+            .and_then(|(x, s)| Some((x.parse().ok()?, s.parse().ok()?)))
+            .map(|(xid, seq)| Self { xid, seq })
+            .ok_or_else(|| StoreError::Corrupt(format!("bad {WEBHOOK_CURSOR} {value:?}")))
+    }
+}
+
+/// One task phase change, as the webhook sender reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskChange {
+    pub cursor: ChangeCursor,
+    pub task_id: i64,
+    /// The Run the task belongs to.
+    pub run: Hash,
+    pub phase: Phase,
+    pub at_ms: i64,
+}
+
+type ChangeRow = (i64, i64, i64, String, String, i64);
+
+/// Only what transactions older than every running one wrote (PostgreSQL).
+const SETTLED_POSTGRES: &str = "p.xid < pg_snapshot_xmin(pg_current_snapshot())";
+
+impl Store {
+    /// Up to `limit` task phase changes after `after`, in order (see the module's comment).
+    pub async fn task_changes_after(
+        &self,
+        after: ChangeCursor,
+        limit: i64,
+    ) -> Result<Vec<TaskChange>> {
+        let rows: Vec<ChangeRow> = match &self.backend {
+            Backend::Postgres(pool) => {
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT p.xid::text::bigint, p.seq, p.task_id, k.tx, p.phase, p.at \
+                     FROM task_phases p JOIN tasks k ON k.id = p.task_id \
+                     WHERE (p.xid, p.seq) > ($1::bigint::text::xid8, $2) AND {SETTLED_POSTGRES} \
+                     ORDER BY p.xid, p.seq LIMIT $3"
+                )))
+                .bind(after.xid)
+                .bind(after.seq)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+            }
+            Backend::Sqlite(pool) => {
+                sqlx::query_as(
+                    "SELECT p.xid, p.seq, p.task_id, k.tx, p.phase, p.at \
+                     FROM task_phases p JOIN tasks k ON k.id = p.task_id \
+                     WHERE (p.xid, p.seq) > ($1, $2) ORDER BY p.xid, p.seq LIMIT $3",
+                )
+                .bind(after.xid)
+                .bind(after.seq)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+            }
+        };
+        rows.into_iter()
+            .map(|(xid, seq, task_id, run, phase, at_ms)| {
+                Ok(TaskChange {
+                    cursor: ChangeCursor { xid, seq },
+                    task_id,
+                    run: Hash::from_hex(&run)
+                        .ok_or_else(|| StoreError::Corrupt(format!("task {task_id}: bad tx")))?,
+                    phase: Phase::parse(&phase).ok_or_else(|| {
+                        StoreError::Corrupt(format!("task {task_id}: bad phase {phase}"))
+                    })?,
+                    at_ms,
+                })
+            })
+            .collect()
+    }
+
+    /// The webhook sender's kept position, if it has one.
+    pub async fn webhook_cursor(&self) -> Result<Option<ChangeCursor>> {
+        self.node_state(WEBHOOK_CURSOR)
+            .await?
+            .map(|v| ChangeCursor::decode(&v))
+            .transpose()
+    }
+}
