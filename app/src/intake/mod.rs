@@ -196,7 +196,9 @@ impl Intake {
 
     /// Moves a task to `phase` (see [`Store::set_task_phase`]) and tells subscribers. Changes
     /// made meanwhile by other tasks share one commit, so a burst of tasks (a thousand queueing
-    /// for resources at once) does not queue a thousand commits in front of the next task.
+    /// for resources at once) does not queue a thousand commits in front of the next task. When
+    /// the commit goes unanswered, the database is asked whether it stored the change before
+    /// the caller is told it failed (see `unknown.rs`).
     pub async fn set_task_phase(
         &self,
         task: &crate::model::Task,
@@ -212,7 +214,16 @@ impl Intake {
             phase,
             note: error.map(str::to_owned),
         };
-        let changed = writer.call(change).await?;
+        let changed = match writer.call(change).await {
+            Ok(changed) => changed,
+            Err(e)
+                if outcome_unknown(&e) && unknown::phase_stored(&self.store, task, phase).await =>
+            {
+                tracing::info!(target: "gevulot", task = task.id, phase = phase.as_str(), "a task phase change whose commit went unanswered was stored");
+                true
+            }
+            Err(e) => return Err(e),
+        };
         if changed {
             self.announce.events.publish(Event::TaskChanged {
                 tx: task.tx,

@@ -11,6 +11,9 @@
 //! again (before its next write, or from a watcher that retries on its own while the node is
 //! idle) reads which of them it holds: those are announced, once; the rest were never stored
 //! and are forgotten (their submitters were told so, and a retry is new).
+//!
+//! A task phase change whose commit went unanswered is settled by its caller instead
+//! ([`phase_stored`]): it waits for the answer, and only its task's driver moves the task.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -20,13 +23,16 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 
 use super::commit::Announce;
-use crate::model::Source;
+use crate::model::{Phase, Source, Task};
 use crate::store::{Store, StoreError};
 use crate::tx::{Hash, Transaction};
 
 /// The most transactions kept at once; beyond it further ones are not announced if stored
 /// (their storage is unaffected) and are counted as dropped.
 pub const UNKNOWN_CAPACITY: usize = 4096;
+
+/// How many times [`phase_stored`] asks a database that does not answer.
+const PHASE_TRIES: u32 = 6;
 
 /// The watcher's first wait before it asks the database, and its longest.
 const FIRST_WAIT: Duration = Duration::from_millis(50);
@@ -190,4 +196,23 @@ async fn watch(unresolved: Weak<Unresolved>) {
         }
         wait = FIRST_WAIT;
     }
+}
+
+/// Whether a change of `task` (as its caller last knew it) to `phase`, whose commit went
+/// unanswered, was stored: the task is now in `phase`, having been in another. Asks up to
+/// [`PHASE_TRIES`] times, with growing waits, while the database does not answer (about six
+/// seconds in all); false when it never did or the task is not in `phase`.
+pub(super) async fn phase_stored(store: &Store, task: &Task, phase: Phase) -> bool {
+    if task.phase == phase {
+        return false;
+    }
+    let mut wait = FIRST_WAIT * 2;
+    for _ in 0..PHASE_TRIES {
+        tokio::time::sleep(wait).await;
+        match store.tasks_for_tx(&task.tx).await {
+            Ok(tasks) => return tasks.iter().any(|t| t.id == task.id && t.phase == phase),
+            Err(_) => wait *= 2,
+        }
+    }
+    false
 }

@@ -15,6 +15,11 @@ use crate::vm::executor::{ExecError, Outcome, TaskSpec};
 
 use super::{Execute, Pipeline, error_chain, result_kind, switched, vm_name};
 
+/// The first wait before a task's end is written again after the database failed, and the
+/// longest (the wait doubles).
+const END_RETRY_FIRST: Duration = Duration::from_millis(500);
+const END_RETRY_LONGEST: Duration = Duration::from_secs(30);
+
 /// The note of a task that waits because the node drains.
 const DRAINING: &str = "the node is draining: no task starts until an operator resumes it";
 
@@ -164,18 +169,25 @@ impl<E: Execute> Pipeline<E> {
                 }
             }
         };
-        match self
-            .inner
-            .intake
-            .set_task_phase(&task, phase, reason.as_deref())
-            .await
-        {
-            Ok(_) => {
-                info!(target: "gevulot", task = task.id, run = %run.hash, step = task.step_index, phase = phase.as_str(), reason = reason.as_deref().unwrap_or(""), "task ended");
-            }
-            Err(e) => {
-                // The task stays unfinished in the database and is picked up on the next start.
-                warn!(target: "gevulot", task = task.id, error = %e, "cannot record the task's end");
+        // Until the database takes it: a task whose end is not recorded would stay unfinished,
+        // its Run held by this node with nothing running it, until the node's next start.
+        let mut wait = END_RETRY_FIRST;
+        loop {
+            match self
+                .inner
+                .intake
+                .set_task_phase(&task, phase, reason.as_deref())
+                .await
+            {
+                Ok(_) => {
+                    info!(target: "gevulot", task = task.id, run = %run.hash, step = task.step_index, phase = phase.as_str(), reason = reason.as_deref().unwrap_or(""), "task ended");
+                    return;
+                }
+                Err(e) => {
+                    warn!(target: "gevulot", task = task.id, phase = phase.as_str(), error = %e, "cannot record the task's end; retrying in {} s", wait.as_secs_f64());
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(END_RETRY_LONGEST);
+                }
             }
         }
     }

@@ -161,10 +161,15 @@ pub(crate) fn settings(data: &DataDir) -> Config {
 impl Lab {
     pub(crate) async fn new() -> Lab {
         let dir = testkit::tempdir();
-        let data = DataDir::new(dir.path());
         let store = Store::connect(&testkit::sqlite_url(dir.path()), &Default::default())
             .await
             .expect("store");
+        Self::on(store, dir).await
+    }
+
+    /// A lab over `store` (migrated here), with its files in `dir`.
+    pub(crate) async fn on(store: Store, dir: tempfile::TempDir) -> Lab {
+        let data = DataDir::new(dir.path());
         store.migrate().await.expect("migrate");
         let node = SecretKey::from_bytes(&[21; 32]).expect("key");
         let intake = Intake::new(store.clone(), Limits::default(), AclPolicy::Open)
@@ -667,4 +672,53 @@ async fn a_program_that_can_never_fit_fails_at_once() {
     let walked = phases(&lab.timeline(&run).await);
     assert!(!walked.contains(&Phase::Downloading), "{walked:?}");
     assert_eq!(lab.exec.attempts("huge"), 0);
+}
+
+/// The database refuses a task's end for a while (the refusals are counted by a sequence, which
+/// a refused transaction does not roll back): the driver writes it again, with growing waits,
+/// until it is taken, instead of leaving the task unfinished until the node's next start.
+#[tokio::test]
+async fn a_task_end_the_database_refused_is_written_again() {
+    let db = crate::storage::postgres().await;
+    let lab = Lab::on(db.store.clone(), testkit::tempdir()).await;
+    db.store
+        .execute_raw(
+            "CREATE SEQUENCE refusals; \
+             CREATE FUNCTION refuse_end() RETURNS trigger AS $$ BEGIN \
+             PERFORM nextval('refusals'); RAISE EXCEPTION 'refused by the test'; END $$ \
+             LANGUAGE plpgsql; \
+             CREATE TRIGGER refuse_end BEFORE UPDATE OF phase ON tasks FOR EACH ROW \
+             WHEN (NEW.phase = 'failed') EXECUTE FUNCTION refuse_end()",
+        )
+        .await
+        .expect("install the refusal");
+    lab.start(settings(&lab.data));
+    let p = lab.program("refused-end", 1024);
+    lab.exec.script("refused-end", &[Act::Fail]);
+    lab.deploy(&p).await;
+    let run = lab.run(&p).await;
+
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let refused: i64 = sqlx::query_scalar(
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM refusals",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("refusals");
+        if refused >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the end was not written again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!lab.task(&run).await.expect("task").phase.is_terminal());
+    db.store
+        .execute_raw("DROP TRIGGER refuse_end ON tasks")
+        .await
+        .expect("remove the refusal");
+    let task = lab.ended(&run).await;
+    assert_eq!(task.phase, Phase::Failed);
+    assert_eq!(lab.exec.attempts("refused-end"), 1, "the step ran once");
 }

@@ -2,6 +2,7 @@
 //! it say so. The submitter is told nothing was acknowledged and to retry; once the database
 //! answers again the node finds the transactions stored and announces them, once, whether or
 //! not a retry comes. One the failed commit did not store is forgotten, and its retry is new.
+//! A task phase change whose answer is lost is settled by asking the database.
 //!
 //! A proxy between the store and the test's PostgreSQL server cuts one connection: after the
 //! server has committed and before its answer, or before the request reaches it.
@@ -15,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use app::events::Event;
-use app::model::Source;
+use app::model::{Phase, Source};
 use app::node::{AclPolicy, Intake, SubmitError, UnknownOutcomes};
 use app::store::{PoolOptions, Store};
 use app::tx::Hash;
@@ -36,8 +37,8 @@ struct CuttingProxy {
 #[repr(u8)]
 enum Cut {
     /// The server's whole answer to the request is withheld, and the connection closed when
-    /// the server says it is ready for the next request after completing a command: a single
-    /// statement outside an explicit transaction has committed by then.
+    /// the server says it is ready for the next request, outside a transaction, after completing
+    /// a command: the statement, or the transaction it ended, has committed by then.
     AfterCommit = 1,
     /// The request never reaches the server; the connection is closed.
     BeforeRequest = 2,
@@ -139,7 +140,8 @@ async fn forward(
                 continue;
             }
             completed |= message[0] == b'C';
-            if message[0] == b'Z' && completed {
+            // ReadyForQuery's one byte of body: `I` idle, `T` in a transaction, `E` failed one.
+            if message[0] == b'Z' && message.get(5) == Some(&b'I') && completed {
                 // Committed, and the node never hears it: both sides are closed.
                 cuts.fetch_add(1, Ordering::SeqCst);
                 requests.abort();
@@ -248,4 +250,67 @@ async fn an_unanswered_commit_is_announced_once_it_is_known() {
         }
     );
     assert_eq!(store.count_transactions().await.expect("count"), 5);
+}
+
+/// The task phases' writer: a change whose answer is lost after the server committed it is
+/// reported as made (the database, asked once it answers, holds it) and subscribers hear of it;
+/// one whose request never reached the server fails, and its retry is made.
+#[tokio::test]
+async fn an_unanswered_phase_change_is_settled_by_asking() {
+    let (_, url) = testkit::own_cluster_database().await.expect("a database");
+    let proxy = CuttingProxy::start(&url).await;
+    let store = Store::connect(&proxy.url, &PoolOptions::default())
+        .await
+        .expect("connect through the proxy");
+    store.migrate().await.expect("migrate");
+    let intake = Intake::new(store.clone(), Limits::default(), AclPolicy::Open);
+    let (r, mut task) = stored_run_with_task(&store, 10, "unanswered").await;
+    let mut events = intake.events().subscribe();
+    // The first change opens the writer's connection and prepares its statement; each cut
+    // meets the connection the writer kept from the change before (used a moment ago, it is
+    // not checked first).
+    for (phase, cut) in [
+        (Phase::Downloading, None),
+        (Phase::WaitingForResources, Some(Cut::BeforeRequest)),
+        (Phase::Booting, Some(Cut::AfterCommit)),
+    ] {
+        if let Some(cut) = cut {
+            proxy.arm(cut);
+        }
+        let changed = intake.set_task_phase(&task, phase, None).await;
+        if cut == Some(Cut::BeforeRequest) {
+            assert!(changed.is_err(), "never reached the server: {changed:?}");
+            assert!(
+                intake
+                    .set_task_phase(&task, phase, None)
+                    .await
+                    .expect("the retry"),
+                "made by the retry"
+            );
+        } else {
+            assert!(changed.expect("made"), "{phase:?}");
+        }
+        task.phase = phase;
+    }
+    assert_eq!(proxy.cuts(), 2);
+    let mut heard = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let Event::TaskChanged { phase, .. } = event {
+            heard.push(phase);
+        }
+    }
+    let made = [
+        Phase::Downloading,
+        Phase::WaitingForResources,
+        Phase::Booting,
+    ];
+    assert_eq!(heard, made, "each change heard once");
+    let timeline: Vec<Phase> = store
+        .task_timelines(&r.hash)
+        .await
+        .expect("timeline")
+        .iter()
+        .map(|c| c.phase)
+        .collect();
+    assert_eq!(timeline[1..], made, "{timeline:?}");
 }
