@@ -168,8 +168,8 @@ async fn next_stored(events: &mut tokio::sync::broadcast::Receiver<Event>) -> Ha
         .expect("an announcement within 30 s")
 }
 
-#[tokio::test]
-async fn an_unanswered_commit_is_announced_once_it_is_known() {
+/// A fresh database behind a proxy, a store on it (migrated), and an intake over that store.
+async fn through_proxy() -> (CuttingProxy, Store, Intake) {
     let (_, url) = testkit::own_cluster_database().await.expect("a database");
     let proxy = CuttingProxy::start(&url).await;
     let store = Store::connect(&proxy.url, &PoolOptions::default())
@@ -177,6 +177,12 @@ async fn an_unanswered_commit_is_announced_once_it_is_known() {
         .expect("connect through the proxy");
     store.migrate().await.expect("migrate");
     let intake = Intake::new(store.clone(), Limits::default(), AclPolicy::Open);
+    (proxy, store, intake)
+}
+
+#[tokio::test]
+async fn an_unanswered_commit_is_announced_once_it_is_known() {
+    let (proxy, store, intake) = through_proxy().await;
     let mut events = intake.events().subscribe();
     let k = key(9);
     let submit = |nonce| {
@@ -257,13 +263,7 @@ async fn an_unanswered_commit_is_announced_once_it_is_known() {
 /// one whose request never reached the server fails, and its retry is made.
 #[tokio::test]
 async fn an_unanswered_phase_change_is_settled_by_asking() {
-    let (_, url) = testkit::own_cluster_database().await.expect("a database");
-    let proxy = CuttingProxy::start(&url).await;
-    let store = Store::connect(&proxy.url, &PoolOptions::default())
-        .await
-        .expect("connect through the proxy");
-    store.migrate().await.expect("migrate");
-    let intake = Intake::new(store.clone(), Limits::default(), AclPolicy::Open);
+    let (proxy, store, intake) = through_proxy().await;
     let (r, mut task) = stored_run_with_task(&store, 10, "unanswered").await;
     let mut events = intake.events().subscribe();
     // The first change opens the writer's connection and prepares its statement; each cut
