@@ -119,8 +119,11 @@ type DataUseCache =
 
 impl Node {
     pub fn from_parts(parts: Parts) -> Self {
-        let webhooks =
-            crate::webhooks::Webhooks::new(parts.intake.store().clone(), parts.webhooks.clone());
+        let webhooks = crate::webhooks::Webhooks::new(
+            parts.intake.store().clone(),
+            parts.webhooks.clone(),
+            crate::webhooks::Seal::from_node_key(&parts.key),
+        );
         Self {
             inner: Arc::new(Inner {
                 webhooks,

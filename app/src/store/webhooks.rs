@@ -168,6 +168,18 @@ impl Store {
             .collect()
     }
 
+    /// Replaces a hook's stored secret (sealing one stored in clear).
+    pub async fn set_webhook_secret(&self, id: i64, secret: &str) -> Result<()> {
+        dispatch!(self, pool => {
+            sqlx::query("UPDATE webhooks SET secret = $1 WHERE id = $2")
+                .bind(secret)
+                .bind(id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
     /// Deletes a hook and its delivery log. Returns whether it was there.
     pub async fn delete_webhook(&self, id: i64) -> Result<bool> {
         let n = dispatch!(self, pool => {

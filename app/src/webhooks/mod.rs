@@ -10,6 +10,7 @@
 //! secret (its UTF-8 bytes) of `<X-Gevulot-Timestamp>.<body>`.
 
 mod guard;
+mod seal;
 mod send;
 
 use std::sync::Arc;
@@ -20,6 +21,8 @@ use hmac::{KeyInit, Mac};
 use tokio::sync::{Mutex, Notify};
 
 pub use guard::Allowed;
+use seal::Opened;
+pub use seal::{Seal, SealError};
 
 use crate::model::{Webhook, WebhookFilter};
 use crate::store::{Store, StoreError};
@@ -77,6 +80,8 @@ pub struct Webhooks {
 struct Inner {
     store: Store,
     settings: Settings,
+    /// Seals hooks' secrets for the database and opens them (see `seal.rs`).
+    seal: Seal,
     allowed: Arc<Allowed>,
     /// `None` when the HTTP client could not be built: every attempt then fails with why (an
     /// unguarded client is never used instead).
@@ -88,8 +93,8 @@ struct Inner {
     counts: send::Counts,
 }
 
-/// Every hook with its secret.
-pub(super) type HookSecrets = Arc<Vec<(Webhook, String)>>;
+/// Every hook with its secret, or why the secret cannot be opened.
+pub(super) type HookSecrets = Arc<Vec<(Webhook, Result<String, SealError>)>>;
 
 /// A new hook and its secret, shown only now.
 #[derive(Clone, Debug)]
@@ -99,7 +104,8 @@ pub struct CreatedHook {
 }
 
 impl Webhooks {
-    pub fn new(store: Store, settings: Settings) -> Self {
+    /// The hooks kept in `store`, their secrets sealed with `seal` (the node key's).
+    pub fn new(store: Store, settings: Settings, seal: Seal) -> Self {
         let allowed = Arc::new(settings.allowed.clone());
         let client = crate::download::http_client()
             .dns_resolver(guard::Resolver {
@@ -117,6 +123,7 @@ impl Webhooks {
             inner: Arc::new(Inner {
                 store,
                 settings,
+                seal,
                 allowed,
                 client,
                 wake: Notify::new(),
@@ -157,8 +164,13 @@ impl Webhooks {
             )));
         }
         let secret = new_secret()?;
+        let sealed = self
+            .inner
+            .seal
+            .seal(&secret)
+            .map_err(|e| HookError::BadUrl(e.to_string()))?;
         let hook = store
-            .create_webhook(owner, parsed.as_str(), &secret, &filter)
+            .create_webhook(owner, parsed.as_str(), &sealed, &filter)
             .await?;
         self.changed().await;
         Ok(CreatedHook { hook, secret })
@@ -181,7 +193,27 @@ impl Webhooks {
         if let Some(hooks) = cached.as_ref() {
             return Ok(hooks.clone());
         }
-        let hooks = Arc::new(self.inner.store.webhook_secrets().await?);
+        let store = &self.inner.store;
+        let mut hooks = Vec::new();
+        for (hook, stored) in store.webhook_secrets().await? {
+            let secret = match self.inner.seal.open(&stored) {
+                Ok(Opened::Sealed(secret)) => Ok(secret),
+                Ok(Opened::Clear(secret)) => {
+                    // Stored in clear by an earlier release: sealed now, once.
+                    if let Ok(sealed) = self.inner.seal.seal(&secret) {
+                        store.set_webhook_secret(hook.id, &sealed).await?;
+                        tracing::info!(target: "gevulot", hook = hook.id, "sealed a webhook secret stored in clear");
+                    }
+                    Ok(secret)
+                }
+                Err(e) => {
+                    tracing::warn!(target: "gevulot", hook = hook.id, error = %e, "a webhook secret cannot be opened; its notifications fail");
+                    Err(e)
+                }
+            };
+            hooks.push((hook, secret));
+        }
+        let hooks = Arc::new(hooks);
         *cached = Some(hooks.clone());
         Ok(hooks)
     }

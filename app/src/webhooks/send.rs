@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, warn};
 
-use super::{HookSecrets, Webhooks, signature};
+use super::{HookSecrets, SealError, Webhooks, signature};
 use crate::crypto::PublicKey;
 use crate::events::{Event, Events};
 use crate::model::{Delivery, DeliveryState, Phase, Task, Webhook};
@@ -301,9 +301,13 @@ impl Webhooks {
         }
     }
 
-    /// Sends `d` once and records how it went.
-    async fn attempt(&self, d: &Delivery, hook: &Webhook, secret: &str) {
-        let result = self.post(d, hook, secret).await;
+    /// Sends `d` once (signed with `secret`; a secret that cannot be opened fails the attempt)
+    /// and records how it went.
+    async fn attempt(&self, d: &Delivery, hook: &Webhook, secret: &Result<String, SealError>) {
+        let result = match secret {
+            Ok(secret) => self.post(d, hook, secret).await,
+            Err(e) => Err((None, e.to_string())),
+        };
         let counts = &self.inner.counts;
         let attempts = u32::try_from(d.attempts)
             .unwrap_or(u32::MAX)

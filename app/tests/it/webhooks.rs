@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use app::events::{Event, Events};
 use app::model::{DeliveryState, NewTask, Phase, Source, TaskKind, WebhookFilter};
-use app::webhooks::{Allowed, HookError, Settings, Webhooks};
+use app::webhooks::{Allowed, HookError, Seal, Settings, Webhooks};
 use hmac::{KeyInit, Mac};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -160,7 +160,8 @@ async fn webhook_notifications_are_signed_ordered_retried_and_durable(db: Db) {
             .expect("insert");
     }
     let (base, seen) = receiver().await;
-    let hooks = Webhooks::new(store.clone(), settings());
+    let seal = || Seal::from_node_key(&key(30));
+    let hooks = Webhooks::new(store.clone(), settings(), seal());
 
     // Inward addresses are refused, here and by a node that allows nothing.
     for url in [
@@ -177,7 +178,7 @@ async fn webhook_notifications_are_signed_ordered_retried_and_durable(db: Db) {
             "{url}: {refused:?}"
         );
     }
-    let strict = Webhooks::new(store.clone(), Settings::default());
+    let strict = Webhooks::new(store.clone(), Settings::default(), seal());
     let refused = strict
         .create("ana", &format!("{base}/ok"), WebhookFilter::default())
         .await
@@ -198,6 +199,25 @@ async fn webhook_notifications_are_signed_ordered_retried_and_durable(db: Db) {
         .await
         .expect("hook");
     assert!(every.secret.starts_with("whsec_"), "{}", every.secret);
+    // The database holds it sealed under the node key, never in clear.
+    let stored = stored_secret(&store, every.hook.id).await;
+    assert!(stored.starts_with("sealed1:"), "{stored}");
+    assert!(!stored.contains(&every.secret[6..]), "{stored}");
+    // A hook an earlier release stored with its secret in clear still signs, and is sealed the
+    // first time the sender reads it.
+    let legacy_secret = "whsec_stored-in-clear-by-an-earlier-release";
+    let legacy = store
+        .create_webhook(
+            "ana",
+            &format!("{base}/ok?legacy"),
+            legacy_secret,
+            &WebhookFilter {
+                run: Some(r.hash),
+                author: None,
+            },
+        )
+        .await
+        .expect("a hook stored in clear");
     let by_author = hooks
         .create(
             "ana",
@@ -276,9 +296,14 @@ async fn webhook_notifications_are_signed_ordered_retried_and_durable(db: Db) {
             .collect()
     };
     until(&seen, "seven notifications to each wanting hook", |s| {
-        to(s, "").len() == 7 && to(s, "?by=author").len() == 7
+        to(s, "").len() == 7 && to(s, "?by=author").len() == 7 && to(s, "?legacy").len() == 7
     })
     .await;
+    for n in to(&seen.lock().expect("log"), "?legacy") {
+        verify(legacy_secret, &n);
+    }
+    let resealed = stored_secret(&store, legacy.id).await;
+    assert!(resealed.starts_with("sealed1:"), "{resealed}");
     let got = to(&seen.lock().expect("log"), "");
     let described: Vec<(String, String)> = got
         .iter()
@@ -355,7 +380,7 @@ async fn webhook_notifications_are_signed_ordered_retried_and_durable(db: Db) {
         "never one ahead of an earlier: {tries:?}"
     );
     assert_eq!(hooks.counts().gave_up, 7);
-    assert_eq!(hooks.counts().delivered, 14);
+    assert_eq!(hooks.counts().delivered, 21, "seven to each of three hooks");
 
     // A notification stored but not sent when the sender stops, and a task change made while no
     // sender runs: a new sender (a restarted node), whose bus carries nothing, sends the first
@@ -392,8 +417,8 @@ async fn webhook_notifications_are_signed_ordered_retried_and_durable(db: Db) {
         }])
         .await
         .expect("task");
-    let restarted = Webhooks::new(store.clone(), settings());
-    let _sender = restarted.run(&Events::default());
+    let restarted = Webhooks::new(store.clone(), settings(), seal());
+    let sender = restarted.run(&Events::default());
     until(&seen, "both after a restart", |s| {
         to(s, "").len() == 9 && to(s, "?by=author").len() == 8
     })
@@ -406,7 +431,53 @@ async fn webhook_notifications_are_signed_ordered_retried_and_durable(db: Db) {
     for n in &got[7..] {
         verify(&every.secret, n);
     }
+
+    // A node whose key was replaced cannot open the secrets: its attempts fail and say why.
+    for h in sender {
+        h.abort();
+    }
+    store
+        .enqueue_deliveries(
+            &[app::store::NewDelivery {
+                hook_id: every.hook.id,
+                event: "task.phase",
+                run: r.hash,
+                payload: "{}".into(),
+            }],
+            None,
+        )
+        .await
+        .expect("stored");
+    let rekeyed = Webhooks::new(store.clone(), settings(), Seal::from_node_key(&key(31)));
+    let _sender = rekeyed.run(&Events::default());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = store.deliveries(every.hook.id, None, 1).await.expect("log");
+        let why = log[0].last_error.clone().unwrap_or_default();
+        if why.contains("sealed under another node key") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failure said why: {log:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        to(&seen.lock().expect("log"), "").len(),
+        9,
+        "nothing sent unsigned"
+    );
     let _ = elsewhere;
+}
+
+/// The secret the database holds for hook `id`, as stored.
+async fn stored_secret(store: &app::store::Store, id: i64) -> String {
+    store
+        .webhook_secrets()
+        .await
+        .expect("hooks")
+        .into_iter()
+        .find(|(h, _)| h.id == id)
+        .expect("the hook")
+        .1
 }
 
 /// A change whose transaction is still open holds back the changes committed after it began:
