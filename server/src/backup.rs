@@ -233,6 +233,14 @@ pub async fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
     match (manifest.database.as_str(), postgres) {
         ("postgres", true) => {
             pg_restore(&args.pg_restore, url.expose(), &from.join(PG_FILE))?;
+            // The webhook sender's position names transactions of the server the dump was
+            // taken on; on this one it would skip changes or read old ones again.
+            app::store::Store::connect(url.expose(), &Default::default())
+                .await
+                .context("connect to the restored database")?
+                .forget_webhook_cursor()
+                .await
+                .context("forget the webhook sender's position in the restored database")?;
         }
         ("sqlite", false) => {
             let target = sqlite_path.context("a SQLite database path")?;

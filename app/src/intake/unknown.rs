@@ -102,16 +102,20 @@ impl Unresolved {
             return;
         }
         let mut pending = self.pending.lock().await;
+        let mut dropped = 0;
         for (tx, source) in items {
             if pending.len() >= UNKNOWN_CAPACITY && !pending.contains_key(&tx.hash) {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(target: "gevulot", tx = %tx.hash, "a transaction whose commit has an unknown outcome will not be announced if it was stored: {UNKNOWN_CAPACITY} such transactions are waiting already");
+                dropped += 1;
                 continue;
             }
             pending.insert(tx.hash, (tx, source));
         }
         self.waiting.store(pending.len(), Ordering::Release);
         drop(pending);
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped, Ordering::Relaxed);
+            tracing::warn!(target: "gevulot", dropped, "transactions whose commit has an unknown outcome will not be announced if they were stored: {UNKNOWN_CAPACITY} such transactions are waiting already");
+        }
         if !self.watching.swap(true, Ordering::AcqRel) {
             tokio::spawn(watch(Arc::downgrade(self)));
         }

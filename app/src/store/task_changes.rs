@@ -101,6 +101,51 @@ impl Store {
             .collect()
     }
 
+    /// A writing-transaction number no change written from now on is below: a kept position
+    /// at or beyond it comes from another database cluster (one restored from a dump), where
+    /// the numbers were different. 1 on SQLite, whose changes all have 0.
+    pub async fn task_changes_horizon(&self) -> Result<i64> {
+        Ok(match &self.backend {
+            Backend::Postgres(pool) => {
+                sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+                    .fetch_one(pool)
+                    .await?
+            }
+            Backend::Sqlite(_) => 1,
+        })
+    }
+
+    /// Forgets the webhook sender's position (a restored database: see
+    /// [`Self::task_changes_horizon`]); it then starts from the changes made after it starts.
+    /// Does nothing on a schema without `node_state`.
+    pub async fn forget_webhook_cursor(&self) -> Result<()> {
+        let sql = format!(
+            "DO $$ BEGIN IF to_regclass('node_state') IS NOT NULL THEN \
+             DELETE FROM node_state WHERE name = '{WEBHOOK_CURSOR}'; END IF; END $$"
+        );
+        match &self.backend {
+            Backend::Postgres(pool) => {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(pool)
+                    .await?;
+            }
+            Backend::Sqlite(pool) => {
+                let exists: Option<String> = sqlx::query_scalar(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'node_state'",
+                )
+                .fetch_optional(pool)
+                .await?;
+                if exists.is_some() {
+                    sqlx::query("DELETE FROM node_state WHERE name = $1")
+                        .bind(WEBHOOK_CURSOR)
+                        .execute(pool)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The webhook sender's kept position, if it has one.
     pub async fn webhook_cursor(&self) -> Result<Option<ChangeCursor>> {
         self.node_state(WEBHOOK_CURSOR)

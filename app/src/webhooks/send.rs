@@ -124,7 +124,7 @@ impl Webhooks {
     /// notification: hooks hear of what happens from now on.
     async fn listen(self, mut events: tokio::sync::broadcast::Receiver<Event>, started_ms: i64) {
         let (mut cursor, since_ms) = loop {
-            match self.inner.store.webhook_cursor().await {
+            match self.kept_cursor().await {
                 Ok(Some(kept)) => break (kept, 0),
                 Ok(None) => break (ChangeCursor::default(), started_ms),
                 Err(e) => {
@@ -151,6 +151,21 @@ impl Webhooks {
                 return;
             }
         }
+    }
+
+    /// Where the sender left off; `None` the first time, or when the position kept comes from
+    /// another database cluster (a database restored from a dump into a new server, whose
+    /// transaction numbers start lower: following it, the sender would never read a change).
+    async fn kept_cursor(&self) -> Result<Option<ChangeCursor>, StoreError> {
+        let store = &self.inner.store;
+        let Some(kept) = store.webhook_cursor().await? else {
+            return Ok(None);
+        };
+        if kept.xid >= store.task_changes_horizon().await? {
+            warn!(target: "gevulot", "the webhook sender's position comes from another database server (a restored dump?); hooks hear of the task changes made from now on");
+            return Ok(None);
+        }
+        Ok(Some(kept))
     }
 
     /// Stores the notifications the next page of task changes after `cursor` (those made from

@@ -536,3 +536,46 @@ async fn task_changes_are_read_once_no_earlier_one_can_commit() {
         []
     );
 }
+
+/// A position kept by a database restored from a dump into a new server names transactions
+/// that server has not reached: the sender forgets it and notifies the changes made from its
+/// start, instead of waiting for the new server's numbers to pass the old ones.
+#[tokio::test]
+async fn a_position_from_another_server_is_forgotten() {
+    let db = postgres().await;
+    let store = db.store.clone();
+    let (r, _) = stored_run_with_task(&store, 11, "restored").await;
+    let far = app::store::ChangeCursor {
+        xid: store.task_changes_horizon().await.expect("horizon") + 1_000_000,
+        seq: 1,
+    };
+    store
+        .enqueue_deliveries(&[], Some(far))
+        .await
+        .expect("a position from elsewhere");
+    let (base, seen) = receiver().await;
+    let hooks = Webhooks::new(store.clone(), settings(), Seal::from_node_key(&key(30)));
+    hooks
+        .create("ana", &format!("{base}/ok"), WebhookFilter::default())
+        .await
+        .expect("hook");
+    let _sender = hooks.run(&Events::default());
+    let task = store
+        .create_tasks(&[NewTask {
+            tx: r.hash,
+            step_index: 1,
+            program: program("restored").hash,
+            kind: TaskKind::Proof,
+        }])
+        .await
+        .expect("a task made after the start")
+        .remove(0);
+    until(&seen, "the new task's notification", |s| !s.is_empty()).await;
+    let got = seen.lock().expect("log")[0].json();
+    assert_eq!(got["task"]["id"], task.id, "{got}");
+    assert_eq!(
+        seen.lock().expect("log").len(),
+        1,
+        "nothing from before the start"
+    );
+}
