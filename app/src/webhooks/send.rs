@@ -22,6 +22,9 @@ use crate::tx::{Hash, Payload};
 
 /// Task changes turned into notifications at once.
 const PAGE: i64 = 256;
+/// How soon the sender looks again for a change it was woken for but could not read yet (on
+/// PostgreSQL, while an earlier transaction is still open).
+const SETTLE_POLL: Duration = Duration::from_millis(50);
 /// How often the position of changes that made no notification is kept.
 const SAVE_EVERY: Duration = Duration::from_secs(5);
 /// Notifications sent at once, each to a different hook.
@@ -55,6 +58,28 @@ impl Counts {
             delivered: self.delivered.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
             gave_up: self.gave_up.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Says once that a loop's database work fails, and once that it works again, rather than on
+/// every try.
+#[derive(Default)]
+struct Outage(Option<Instant>);
+
+impl Outage {
+    fn failed(&mut self, what: &str, e: &StoreError) {
+        if self.0.is_none() {
+            warn!(target: "gevulot", error = %e, "cannot {what}; retrying every second until the database answers");
+            self.0 = Some(Instant::now());
+        } else {
+            debug!(target: "gevulot", error = %e, "cannot {what} yet");
+        }
+    }
+
+    fn over(&mut self, what: &str) {
+        if let Some(since) = self.0.take() {
+            tracing::info!(target: "gevulot", "{what} go on: the database answers again after {} s", since.elapsed().as_secs());
         }
     }
 }
@@ -123,32 +148,37 @@ impl Webhooks {
     /// kept) it reads them from the start, and changes made before `started_ms` make no
     /// notification: hooks hear of what happens from now on.
     async fn listen(self, mut events: tokio::sync::broadcast::Receiver<Event>, started_ms: i64) {
+        let mut outage = Outage::default();
         let (mut cursor, since_ms) = loop {
             match self.kept_cursor().await {
                 Ok(Some(kept)) => break (kept, 0),
                 Ok(None) => break (ChangeCursor::default(), started_ms),
                 Err(e) => {
-                    warn!(target: "gevulot", error = %e, "cannot read where the webhook sender left off; retrying");
+                    outage.failed("read where the webhook sender left off", &e);
                     tokio::time::sleep(TICK).await;
                 }
             }
         };
         let mut saved = Instant::now();
+        let mut soon = false;
         loop {
             match self.follow(cursor, since_ms, &mut saved).await {
                 Ok(Some(next)) => {
+                    outage.over("webhook notifications");
                     cursor = next;
                     continue;
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    warn!(target: "gevulot", error = %e, "cannot store webhook notifications for task changes; retrying");
-                }
+                Ok(None) => outage.over("webhook notifications"),
+                Err(e) => outage.failed("store webhook notifications for task changes", &e),
             }
             // Until a task changes, or a tick passes: a change the bus did not carry, or one not
-            // yet readable (see `Store::task_changes_after`), is read then.
-            if let Ok(false) = tokio::time::timeout(TICK, task_changed(&mut events)).await {
-                return;
+            // yet readable (see `Store::task_changes_after`), is read then. Woken by a change
+            // that was not readable yet, it looks again soon.
+            let wait = if soon { SETTLE_POLL } else { TICK };
+            match tokio::time::timeout(wait, task_changed(&mut events)).await {
+                Ok(false) => return,
+                Ok(true) => soon = true,
+                Err(_) => soon = false,
             }
         }
     }
@@ -276,11 +306,15 @@ impl Webhooks {
     }
 
     async fn deliver(self) {
+        let mut outage = Outage::default();
         loop {
             let due = match self.inner.store.due_deliveries(now_ms(), BATCH).await {
-                Ok(due) => due,
+                Ok(due) => {
+                    outage.over("webhook deliveries");
+                    due
+                }
                 Err(e) => {
-                    warn!(target: "gevulot", error = %e, "cannot read due webhook deliveries; retrying");
+                    outage.failed("read due webhook deliveries", &e);
                     tokio::time::sleep(TICK).await;
                     continue;
                 }
@@ -303,7 +337,7 @@ impl Webhooks {
             let hooks = match self.hooks().await {
                 Ok(hooks) => hooks,
                 Err(e) => {
-                    warn!(target: "gevulot", error = %e, "cannot read webhooks; retrying");
+                    outage.failed("read webhooks", &e);
                     tokio::time::sleep(TICK).await;
                     continue;
                 }
