@@ -16,6 +16,7 @@ pub mod hash;
 pub mod intake;
 pub mod model;
 pub mod node;
+mod outage;
 pub mod p2p;
 pub mod peer_files;
 pub mod pipeline;

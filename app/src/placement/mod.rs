@@ -38,6 +38,7 @@ use tracing::{info, warn};
 
 use crate::events::{Event, Events};
 use crate::model::Phase;
+use crate::outage::Outage;
 use crate::p2p::{Capacity, Executor, Hold, MAX_HOLDS, P2p};
 use crate::pipeline::Pipeline;
 use crate::store::{Store, StoreError, now_ms};
@@ -106,6 +107,8 @@ pub struct Placer {
     holds: BTreeMap<Hash, Mine>,
     ended: VecDeque<(Hold, Instant)>,
     shared: Arc<Shared>,
+    /// Whether reading the database fails now (logged when it starts and ends).
+    outage: Outage,
 }
 
 impl Placer {
@@ -140,6 +143,7 @@ impl Placer {
             holds: BTreeMap::new(),
             ended: VecDeque::new(),
             shared: shared.clone(),
+            outage: Outage::default(),
         };
         (placer, PlacementView { shared, redundancy })
     }
@@ -185,7 +189,7 @@ impl Placer {
         let runs = match self.store.unended_runs(MAX_OPEN).await {
             Ok(runs) => runs,
             Err(e) => {
-                warn!(target: "gevulot", error = %e, "cannot read the open Runs; retrying");
+                self.outage.failed("read the open Runs", &e);
                 return;
             }
         };
@@ -245,7 +249,10 @@ impl Placer {
             _ => Ok(()),
         };
         if let Err(e) = result {
-            warn!(target: "gevulot", error = %e, "placement cannot read the database; it looks again later");
+            self.outage.failed(
+                "follow what was stored for placement (it looks again later)",
+                &e,
+            );
         }
     }
 
@@ -357,13 +364,18 @@ impl Placer {
                 runs.into_iter().map(|(_, h)| h).collect()
             }
         };
+        let mut failed = 0;
         for run in runs {
             match self.place(run, &live).await {
                 Ok(c) => changed |= c,
                 Err(e) => {
-                    warn!(target: "gevulot", run = %run, error = %e, "cannot place the Run yet; retrying");
+                    failed += 1;
+                    self.outage.failed(&format!("place the Run {run} yet"), &e);
                 }
             }
+        }
+        if failed == 0 {
+            self.outage.over("placement");
         }
         if changed {
             self.publish_holds();

@@ -16,6 +16,7 @@ use super::{HookSecrets, SealError, Webhooks, signature};
 use crate::crypto::PublicKey;
 use crate::events::{Event, Events};
 use crate::model::{Delivery, DeliveryState, Phase, Task, Webhook};
+use crate::outage::Outage;
 use crate::store::{Attempt, ChangeCursor, NewDelivery, TaskChange};
 use crate::store::{StoreError, now_ms};
 use crate::tx::{Hash, Payload};
@@ -58,28 +59,6 @@ impl Counts {
             delivered: self.delivered.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
             gave_up: self.gave_up.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// Says once that a loop's database work fails, and once that it works again, rather than on
-/// every try.
-#[derive(Default)]
-struct Outage(Option<Instant>);
-
-impl Outage {
-    fn failed(&mut self, what: &str, e: &StoreError) {
-        if self.0.is_none() {
-            warn!(target: "gevulot", error = %e, "cannot {what}; retrying every second until the database answers");
-            self.0 = Some(Instant::now());
-        } else {
-            debug!(target: "gevulot", error = %e, "cannot {what} yet");
-        }
-    }
-
-    fn over(&mut self, what: &str) {
-        if let Some(since) = self.0.take() {
-            tracing::info!(target: "gevulot", "{what} go on: the database answers again after {} s", since.elapsed().as_secs());
         }
     }
 }
@@ -164,7 +143,7 @@ impl Webhooks {
         loop {
             match self.follow(cursor, since_ms, &mut saved).await {
                 Ok(Some(next)) => {
-                    outage.over("webhook notifications");
+                    outage.over("storing webhook notifications");
                     cursor = next;
                     continue;
                 }
@@ -310,7 +289,7 @@ impl Webhooks {
         loop {
             let due = match self.inner.store.due_deliveries(now_ms(), BATCH).await {
                 Ok(due) => {
-                    outage.over("webhook deliveries");
+                    outage.over("delivering webhooks");
                     due
                 }
                 Err(e) => {
