@@ -78,7 +78,7 @@ pub struct Intake {
     /// The task phases' writer (many phase changes to a commit), started like the committer.
     phases: Arc<OnceLock<PhaseWriter>>,
     /// Transactions of failed commits that the database may hold (`unknown.rs`), shared by the
-    /// committer and [`Self::submit_batch`]; made with the committer.
+    /// committer and [`Self::submit_batch`]; made on first use.
     unresolved: Arc<OnceLock<Arc<Unresolved>>>,
 }
 

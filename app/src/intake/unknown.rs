@@ -31,8 +31,10 @@ use crate::tx::{Hash, Transaction};
 /// (their storage is unaffected) and are counted as dropped.
 pub const UNKNOWN_CAPACITY: usize = 4096;
 
-/// How many times [`phase_stored`] asks a database that does not answer.
-const PHASE_TRIES: u32 = 6;
+/// How long a write waits for the database to settle earlier unknown outcomes first.
+const BEFORE_WRITE: Duration = Duration::from_secs(1);
+/// How long [`phase_stored`] asks a database that does not answer.
+const PHASE_ASKING: Duration = Duration::from_secs(6);
 
 /// The watcher's first wait before it asks the database, and its longest.
 const FIRST_WAIT: Duration = Duration::from_millis(50);
@@ -146,10 +148,18 @@ impl Unresolved {
 
     /// Settles what earlier failures left unknown before a write, so that a retry in it finds
     /// its transaction announced already if it was stored (or new if it was not). When the
-    /// database does not answer the write will fail too; the watcher goes on asking.
+    /// database does not answer within [`BEFORE_WRITE`] the write goes ahead (it will likely
+    /// fail too) and the watcher goes on asking: a retry may then be acknowledged before its
+    /// transaction is announced, never instead.
     pub(super) async fn before_write(&self) {
-        if let Err(e) = self.resolve().await {
-            tracing::debug!(target: "gevulot", error = %e, "the outcome of an unanswered commit is still unknown");
+        match tokio::time::timeout(BEFORE_WRITE, self.resolve()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(target: "gevulot", error = %e, "the outcome of an unanswered commit is still unknown");
+            }
+            Err(_) => {
+                tracing::debug!(target: "gevulot", "the outcome of an unanswered commit is still unknown: the database is slow to answer");
+            }
         }
     }
 
@@ -203,20 +213,24 @@ async fn watch(unresolved: Weak<Unresolved>) {
 }
 
 /// Whether a change of `task` (as its caller last knew it) to `phase`, whose commit went
-/// unanswered, was stored: the task is now in `phase`, having been in another. Asks up to
-/// [`PHASE_TRIES`] times, with growing waits, while the database does not answer (about six
-/// seconds in all); false when it never did or the task is not in `phase`.
+/// unanswered, was stored: the task is now in `phase`, having been in another. Asks, with
+/// growing waits, while the database does not answer, for at most [`PHASE_ASKING`] in all;
+/// false when it never did or the task is not in `phase`.
 pub(super) async fn phase_stored(store: &Store, task: &Task, phase: Phase) -> bool {
     if task.phase == phase {
         return false;
     }
-    let mut wait = FIRST_WAIT * 2;
-    for _ in 0..PHASE_TRIES {
-        tokio::time::sleep(wait).await;
-        match store.tasks_for_tx(&task.tx).await {
-            Ok(tasks) => return tasks.iter().any(|t| t.id == task.id && t.phase == phase),
-            Err(_) => wait *= 2,
+    let ask = async {
+        let mut wait = FIRST_WAIT * 2;
+        loop {
+            tokio::time::sleep(wait).await;
+            match store.tasks_for_tx(&task.tx).await {
+                Ok(tasks) => return tasks.iter().any(|t| t.id == task.id && t.phase == phase),
+                Err(_) => wait = (wait * 2).min(LONGEST_WAIT),
+            }
         }
-    }
-    false
+    };
+    tokio::time::timeout(PHASE_ASKING, ask)
+        .await
+        .unwrap_or(false)
 }
