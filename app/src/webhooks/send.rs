@@ -3,12 +3,11 @@
 //! notifications in order with retries. A change makes its notifications once: they are stored
 //! in the same database transaction as the sender's position after it.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
-use std::collections::HashMap;
-
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, warn};
 

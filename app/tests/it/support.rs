@@ -169,15 +169,25 @@ pub async fn stored_run_with_task(
         .insert_transactions(std::slice::from_ref(&r), app::model::Source::Rest)
         .await
         .expect("the Run");
-    let task = store
+    let task = proof_task(store, r.hash, 0, name).await;
+    (r, task)
+}
+
+/// A proof task for step `step` of Run `run`, running program `name`.
+pub async fn proof_task(
+    store: &app::store::Store,
+    run: Hash,
+    step: i64,
+    name: &str,
+) -> app::model::Task {
+    store
         .create_tasks(&[app::model::NewTask {
-            tx: r.hash,
-            step_index: 0,
+            tx: run,
+            step_index: step,
             program: program(name).hash,
             kind: app::model::TaskKind::Proof,
         }])
         .await
-        .expect("its task")
-        .remove(0);
-    (r, task)
+        .expect("a task")
+        .remove(0)
 }

@@ -408,15 +408,7 @@ async fn webhook_notifications_are_signed_ordered_retried_and_durable(db: Db) {
         )
         .await
         .expect("stored");
-    let third = store
-        .create_tasks(&[NewTask {
-            tx: r.hash,
-            step_index: 2,
-            program: program("wh-prover").hash,
-            kind: TaskKind::Proof,
-        }])
-        .await
-        .expect("task");
+    let third = proof_task(&store, r.hash, 2, "wh-prover").await;
     let restarted = Webhooks::new(store.clone(), settings(), seal());
     let sender = restarted.run(&Events::default());
     until(&seen, "both after a restart", |s| {
@@ -426,7 +418,7 @@ async fn webhook_notifications_are_signed_ordered_retried_and_durable(db: Db) {
     let got = to(&seen.lock().expect("log"), "");
     assert_eq!(got[7].json()["stored"], "before the stop");
     let change = got[8].json();
-    assert_eq!(change["task"]["id"], third[0].id);
+    assert_eq!(change["task"]["id"], third.id);
     assert_eq!(change["task"]["phase"], "queued");
     for n in &got[7..] {
         verify(&every.secret, n);
@@ -560,16 +552,7 @@ async fn a_position_from_another_server_is_forgotten() {
         .await
         .expect("hook");
     let _sender = hooks.run(&Events::default());
-    let task = store
-        .create_tasks(&[NewTask {
-            tx: r.hash,
-            step_index: 1,
-            program: program("restored").hash,
-            kind: TaskKind::Proof,
-        }])
-        .await
-        .expect("a task made after the start")
-        .remove(0);
+    let task = proof_task(&store, r.hash, 1, "restored").await;
     until(&seen, "the new task's notification", |s| !s.is_empty()).await;
     let got = seen.lock().expect("log")[0].json();
     assert_eq!(got["task"]["id"], task.id, "{got}");
