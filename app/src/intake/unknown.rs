@@ -175,7 +175,7 @@ impl Unresolved {
             return Ok(());
         }
         let hashes: Vec<Hash> = pending.keys().copied().collect();
-        for hash in self.store.stored_among(&hashes).await? {
+        for hash in self.store.known_transactions(&hashes).await? {
             if let Some((tx, source)) = pending.remove(&hash) {
                 tracing::info!(target: "gevulot", tx = %tx.hash, "a transaction whose commit went unanswered was stored; announcing it now");
                 self.announce.stored(&tx, source);

@@ -1,5 +1,6 @@
-//! What the retention collector asks of the database: which hashes are transactions, and the
-//! phase history of long-ended tasks.
+//! What the retention collector asks of the database: which hashes are transactions (the
+//! intake asks it too, of commits that went unanswered), and the phase history of long-ended
+//! tasks.
 
 use std::collections::HashSet;
 

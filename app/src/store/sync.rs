@@ -2,12 +2,8 @@
 //! stored them (served to peers), and how far it has pulled each peer's.
 
 use super::transactions::{TX_COLUMNS, TxTuple, decode_tx};
-use super::{Backend, Result, Store, StoreError, now_ms};
+use super::{Backend, Result, Store, now_ms};
 use crate::model::StoredTransaction;
-use crate::tx::Hash;
-
-/// Hashes asked about in one query: far below either database's bind-parameter limit.
-const HASHES_PER_QUERY: usize = 500;
 
 /// How far this node has pulled one peer's transactions.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -39,32 +35,6 @@ impl Store {
                 .await?
         });
         rows.into_iter().map(decode_tx).collect()
-    }
-
-    /// Which of `hashes` are stored (in no particular order): how the intake learns what became
-    /// of a commit whose answer it never heard.
-    pub async fn stored_among(&self, hashes: &[Hash]) -> Result<Vec<Hash>> {
-        let mut stored = Vec::new();
-        for chunk in hashes.chunks(HASHES_PER_QUERY) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-            let sql = format!(
-                "SELECT hash FROM transactions WHERE hash IN ({})",
-                placeholders.join(", ")
-            );
-            let found: Vec<String> = dispatch!(self, pool => {
-                let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
-                for hash in chunk {
-                    q = q.bind(hash.to_hex());
-                }
-                q.fetch_all(pool).await?
-            });
-            for hex in found {
-                let hash = Hash::from_hex(&hex)
-                    .ok_or_else(|| StoreError::Corrupt(format!("stored hash {hex:?}")))?;
-                stored.push(hash);
-            }
-        }
-        Ok(stored)
     }
 
     /// The newest sequence number, 0 before the first transaction.
