@@ -170,6 +170,9 @@ impl Node {
         for task in node.webhooks().run(node.events()) {
             node.keep(task);
         }
+        // The pipeline hears of everything stored from here on, before the network can store
+        // what its peers hold; it starts following once the placement and the GPU pool are set.
+        let pipeline_events = pipeline.as_ref().map(|_| node.events().subscribe());
         if let Some(network) = network {
             node.keep(tokio::spawn(network.run()));
         }
@@ -200,7 +203,7 @@ impl Node {
                 status.clone(),
             )));
         }
-        if let Some(pipeline) = pipeline {
+        if let (Some(pipeline), Some(events)) = (pipeline, pipeline_events) {
             match node.peer_files() {
                 Ok(files) => pipeline.set_peer_files(files.clone()),
                 Err(e) => {
@@ -210,7 +213,7 @@ impl Node {
             if let Err(e) = node.refresh_gpu_pool().await {
                 warn!(target: "gevulot", error = %e, "cannot read the GPU pool; programs get no GPU until it is changed through the API");
             }
-            node.keep(tokio::spawn(pipeline.run()));
+            node.keep(tokio::spawn(pipeline.run_from(events)));
         }
         Ok(node)
     }

@@ -360,7 +360,14 @@ impl<E: Execute> Pipeline<E> {
     /// bus or the database failed) runs beside the event loop, one at a time, so a new Run is
     /// planned at once however many wait in the queue.
     pub async fn run(self) {
-        let mut events = self.inner.intake.events().subscribe();
+        let events = self.inner.intake.events().subscribe();
+        self.run_from(events).await
+    }
+
+    /// [`Pipeline::run`] following `events`, a subscription to the node's bus made earlier: a
+    /// node subscribes before its network starts, so that a Deploy the catch-up stores at once
+    /// is not missed (its images would not be fetched on arrival).
+    pub async fn run_from(self, mut events: tokio::sync::broadcast::Receiver<Event>) {
         let mut passes = tokio::task::JoinSet::new();
         let placed = self.redundancy().is_some();
         let mut replan = !placed;
