@@ -58,33 +58,29 @@ impl Store {
         after: ChangeCursor,
         limit: i64,
     ) -> Result<Vec<TaskChange>> {
-        let rows: Vec<ChangeRow> = match &self.backend {
-            Backend::Postgres(pool) => {
-                sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT p.xid::text::bigint, p.seq, p.task_id, k.tx, p.phase, p.at \
-                     FROM task_phases p JOIN tasks k ON k.id = p.task_id \
-                     WHERE (p.xid, p.seq) > ($1::bigint::text::xid8, $2) AND {SETTLED_POSTGRES} \
-                     ORDER BY p.xid, p.seq LIMIT $3"
-                )))
-                .bind(after.xid)
-                .bind(after.seq)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-            }
-            Backend::Sqlite(pool) => {
-                sqlx::query_as(
-                    "SELECT p.xid, p.seq, p.task_id, k.tx, p.phase, p.at \
-                     FROM task_phases p JOIN tasks k ON k.id = p.task_id \
-                     WHERE (p.xid, p.seq) > ($1, $2) ORDER BY p.xid, p.seq LIMIT $3",
-                )
-                .bind(after.xid)
-                .bind(after.seq)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-            }
+        // The one difference: PostgreSQL's `xid8` read and compared as a number, and the rule.
+        let (xid, after_xid, settled) = match self.backend {
+            Backend::Postgres(_) => (
+                "p.xid::text::bigint",
+                "$1::bigint::text::xid8",
+                SETTLED_POSTGRES,
+            ),
+            Backend::Sqlite(_) => ("p.xid", "$1", "1 = 1"),
         };
+        let sql = format!(
+            "SELECT {xid}, p.seq, p.task_id, k.tx, p.phase, p.at \
+             FROM task_phases p JOIN tasks k ON k.id = p.task_id \
+             WHERE (p.xid, p.seq) > ({after_xid}, $2) AND {settled} \
+             ORDER BY p.xid, p.seq LIMIT $3"
+        );
+        let rows: Vec<ChangeRow> = dispatch!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(after.xid)
+                .bind(after.seq)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        });
         rows.into_iter()
             .map(|(xid, seq, task_id, run, phase, at_ms)| {
                 Ok(TaskChange {
@@ -115,33 +111,19 @@ impl Store {
         })
     }
 
-    /// Forgets the webhook sender's position (a restored database: see
-    /// [`Self::task_changes_horizon`]); it then starts from the changes made after it starts.
-    /// Does nothing on a schema without `node_state`.
+    /// Forgets the webhook sender's position in a PostgreSQL database restored from a dump (see
+    /// [`Self::task_changes_horizon`]); the sender then starts from the changes made after it
+    /// starts. Does nothing on a schema without `node_state`, nor on SQLite, whose positions do
+    /// not name transactions (`xid` is 0) and so stay valid in a copy.
     pub async fn forget_webhook_cursor(&self) -> Result<()> {
-        let sql = format!(
-            "DO $$ BEGIN IF to_regclass('node_state') IS NOT NULL THEN \
-             DELETE FROM node_state WHERE name = '{WEBHOOK_CURSOR}'; END IF; END $$"
-        );
-        match &self.backend {
-            Backend::Postgres(pool) => {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                    .execute(pool)
-                    .await?;
-            }
-            Backend::Sqlite(pool) => {
-                let exists: Option<String> = sqlx::query_scalar(
-                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'node_state'",
-                )
-                .fetch_optional(pool)
+        if let Backend::Postgres(pool) = &self.backend {
+            let sql = format!(
+                "DO $$ BEGIN IF to_regclass('node_state') IS NOT NULL THEN \
+                 DELETE FROM node_state WHERE name = '{WEBHOOK_CURSOR}'; END IF; END $$"
+            );
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(pool)
                 .await?;
-                if exists.is_some() {
-                    sqlx::query("DELETE FROM node_state WHERE name = $1")
-                        .bind(WEBHOOK_CURSOR)
-                        .execute(pool)
-                        .await?;
-                }
-            }
         }
         Ok(())
     }
